@@ -1,0 +1,85 @@
+#include "common/cpu/ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace treepo::cpu {
+
+void MatMulWt(const float* x, const float* w, float* y, int m, int n, int k, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+}
+
+void MatMul(const float* x, const float* w, float* y, int m, int n, int k, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, x, k, w, n, beta, y, n);
+}
+
+void MatMulTn(const float* dy, const float* x, float* g, int m, int n, int k, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, beta, g, k);
+}
+
+void RmsNorm(const float* x, const float* w, float* out, int rows, int n, float eps,
+             float* inv_rms) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<size_t>(r) * n;
+    float* o = out + static_cast<size_t>(r) * n;
+    double ss = 0.0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+    if (inv_rms) inv_rms[r] = inv;
+    for (int i = 0; i < n; ++i) o[i] = xr[i] * inv * w[i];
+  }
+}
+
+void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_dim, float theta,
+          model::RopeLayout layout, bool inverse) {
+  const int half = head_dim / 2;
+  std::vector<float> freq(half);
+  for (int i = 0; i < half; ++i) {
+    freq[i] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
+  }
+  const float sign = inverse ? -1.0f : 1.0f;
+  for (int r = 0; r < rows; ++r) {
+    const float pos = static_cast<float>(positions[r]);
+    float* row = x + static_cast<size_t>(r) * n_heads * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float angle = pos * freq[i];
+      const float c = std::cos(angle), s = sign * std::sin(angle);
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = row + h * head_dim;
+        const int a = layout == model::RopeLayout::kAdjacentPairs ? 2 * i : i;
+        const int b = layout == model::RopeLayout::kAdjacentPairs ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+void SiluMul(const float* gate, const float* up, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+float SoftmaxInPlace(float* x, int n) {
+  const float mx = *std::max_element(x, x + n);
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+  return mx + static_cast<float>(std::log(sum));
+}
+
+void SetBlasThreads(int n) {
+  if (n > 0) openblas_set_num_threads(n);
+}
+
+}  // namespace treepo::cpu

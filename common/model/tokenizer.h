@@ -1,0 +1,47 @@
+// Tokenizers. The llama2.c format (SentencePiece-style BPE by merge score with byte fallback)
+// is what stories260K and the built-in task use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace treepo::model {
+
+class Tokenizer {
+ public:
+  // Loads a llama2.c tokenizer file for a model of `vocab_size` tokens. A truncated file, a
+  // negative or oversized length, or a vocabulary of the wrong size is refused.
+  static Result<Tokenizer> LoadLlama2c(const std::string& path, int vocab_size);
+  // Builds one from pieces and scores (ids are positions). Pieces 0..2 are <unk>, <s>, </s>
+  // and 3..258 the byte tokens <0x00>..<0xFF>, as in llama2.c.
+  static Result<Tokenizer> FromPieces(std::vector<std::string> pieces, std::vector<float> scores);
+
+  Status SaveLlama2c(const std::string& path) const;
+
+  // Encodes like llama2.c's `encode`: optional BOS, a leading space before non-empty text,
+  // UTF-8 characters (unknown ones as byte tokens), then greedy merges by highest score.
+  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const;
+  // Text of `token` when it follows `prev` (drops the leading space after BOS; byte tokens
+  // become their raw byte). BOS/EOS decode to "".
+  std::string DecodeToken(int32_t prev, int32_t token) const;
+  // Concatenated DecodeToken over `tokens`, with `prev` the token before the first.
+  std::string Decode(const std::vector<int32_t>& tokens, int32_t prev = 1) const;
+
+  int vocab_size() const { return static_cast<int>(pieces_.size()); }
+  const std::string& piece(int32_t id) const { return pieces_[id]; }
+  int bos_id() const { return 1; }
+  int eos_id() const { return 2; }
+
+ private:
+  std::vector<std::string> pieces_;
+  std::vector<float> scores_;
+  int max_token_length_ = 0;
+  // Sorted (piece, id) pairs for lookup during encoding.
+  std::vector<std::pair<std::string, int32_t>> sorted_;
+};
+
+}  // namespace treepo::model

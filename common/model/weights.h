@@ -1,0 +1,73 @@
+// Model parameters as one flat fp32 buffer with named views.
+//
+// Every parameter lives in `ModelWeights::data` at an offset given by `ParamLayout`, so an
+// optimiser, a gradient buffer, a checksum or a weight stream treats the model as one array.
+// Tensor names are the Hugging Face Llama names (`model.layers.3.self_attn.q_proj.weight`),
+// matrices row-major [out, in].
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/model/config.h"
+#include "common/status.h"
+
+namespace treepo::model {
+
+struct TensorInfo {
+  std::string name;            // Hugging Face name
+  std::vector<int64_t> shape;  // row-major
+  size_t offset = 0;           // in floats, into the flat buffer
+  size_t numel = 0;
+};
+
+// Offsets (in floats) of one layer's tensors. A bias offset is kNone when absent.
+struct LayerOffsets {
+  size_t attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w1, w2, w3;
+};
+
+class ParamLayout {
+ public:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  ParamLayout() = default;
+  // CHECKs that `config` is valid: call ModelConfig::Validate() on outside input first.
+  explicit ParamLayout(const ModelConfig& config);
+
+  size_t total() const { return total_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // nullptr when absent.
+  const TensorInfo* Find(const std::string& name) const;
+
+  size_t embed() const { return embed_; }            // [vocab, dim]
+  const LayerOffsets& layer(int i) const { return layers_[i]; }
+  size_t final_norm() const { return final_norm_; }  // [dim]
+  size_t lm_head() const { return lm_head_; }        // [vocab, dim]; == embed() when tied
+
+ private:
+  size_t Add(std::string name, std::vector<int64_t> shape);
+
+  std::vector<TensorInfo> tensors_;
+  std::vector<LayerOffsets> layers_;
+  size_t embed_ = 0, final_norm_ = 0, lm_head_ = 0, total_ = 0;
+};
+
+struct ModelWeights {
+  ModelConfig config;
+  ParamLayout layout;
+  std::vector<float> data;  // layout.total() floats
+
+  // Zero-filled weights for `config` (validated).
+  static Result<ModelWeights> Zeros(const ModelConfig& config);
+  // Deterministic random init for a seed: N(0, 0.02) matrices (output projections scaled by
+  // 1/sqrt(2 * n_layers)), ones for norms, zeros for biases.
+  static Result<ModelWeights> Random(const ModelConfig& config, uint64_t seed);
+
+  const float* at(size_t offset) const { return data.data() + offset; }
+  float* at(size_t offset) { return data.data() + offset; }
+  size_t num_params() const { return layout.total(); }
+};
+
+}  // namespace treepo::model

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs treepo's build and test dependencies from Debian 12's packages. Idempotent: it
+# installs only what is missing. Run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libzmq3-dev cppzmq-dev capnproto libcapnp-dev
+  libboost-dev libboost-system-dev libspdlog-dev libfmt-dev
+  libopenblas-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev
+  python3 python3-torch python3-numpy
+)
+# clang and its runtime for the libFuzzer preset are optional: TREEPO_SETUP_FUZZ=1 adds them.
+if [[ "${TREEPO_SETUP_FUZZ:-0}" == 1 ]]; then PACKAGES+=(clang libclang-rt-14-dev); fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
