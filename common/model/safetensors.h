@@ -18,6 +18,9 @@ struct NamedTensor {
   std::vector<float> data;
 };
 
+// "[2,3]".
+std::string ShapeToString(const std::vector<int64_t>& shape);
+
 // Writes tensors (F32) with optional string metadata.
 Status SaveSafetensors(const std::string& path, const std::map<std::string, NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
@@ -29,15 +32,24 @@ Result<std::map<std::string, NamedTensor>> LoadSafetensors(
 // config.json in the Llama / Qwen2 schema (hidden_size, intermediate_size, num_hidden_layers,
 // num_attention_heads, num_key_value_heads, vocab_size, max_position_embeddings, rope_theta,
 // rms_norm_eps, tie_word_embeddings, attention_bias, bos/eos_token_id) plus a
-// "treepo_rope_layout" key ("adjacent" | "half"; absent means "half", as in HF).
+// "treepo_rope_layout" key ("adjacent" | "half"; absent means "half", as in HF). Absent
+// optional keys take LlamaConfig's defaults (kv heads = heads, 2048 positions, theta 10000,
+// eps 1e-6, untied); model_type "qwen2" implies q/k/v biases. rope_scaling and a head_dim other
+// than hidden/heads are refused as unsupported. Malformed JSON is kDataLoss, a bad or
+// inconsistent value kInvalidArgument. SaveHfConfig writes model_type "qwen2" when the model has
+// q/k/v biases, else "llama".
 Result<ModelConfig> LoadHfConfig(const std::string& path);
 Status SaveHfConfig(const ModelConfig& config, const std::string& path);
 
-// A model directory: config.json + model.safetensors (tensor names from ParamLayout).
+// A model directory: config.json + model.safetensors (tensor names from ParamLayout; a tied
+// model has no lm_head.weight). Loading also accepts shards listed in
+// model.safetensors.index.json; a missing or mis-shaped tensor or a non-finite weight is
+// kDataLoss naming the tensor; tensors the config does not use are ignored with a warning.
 Result<ModelWeights> LoadHfModel(const std::string& dir);
 Status SaveHfModel(const ModelWeights& weights, const std::string& dir);
 
-// Loads whatever `path` is: a directory (HF layout) or a llama2.c .bin file.
+// Loads whatever `path` is: a directory (HF layout) or a llama2.c .bin file (kNotFound when it
+// does not exist, kInvalidArgument for any other file).
 Result<ModelWeights> LoadModel(const std::string& path);
 
 }  // namespace treepo::model

@@ -1,0 +1,235 @@
+#include "common/model/tokenizer.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+
+namespace treepo::model {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "llama2.c files are little-endian");
+
+constexpr int kNumSpecial = 3;  // <unk>, <s>, </s>
+constexpr int kMinVocab = kNumSpecial + 256;
+constexpr int32_t kMaxPieceBytes = 1 << 16;
+
+std::string BytePiece(int byte) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "<0x%02X>", byte);
+  return buf;
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// The byte a "<0xHH>" piece stands for, if it is one.
+std::optional<char> ParseBytePiece(const std::string& piece) {
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return {};
+  const int hi = HexDigit(piece[3]), lo = HexDigit(piece[4]);
+  if (hi < 0 || lo < 0) return {};
+  return static_cast<char>(hi * 16 + lo);
+}
+
+// Reads exactly `n` bytes or reports where the file ended.
+class Reader {
+ public:
+  explicit Reader(std::vector<char> bytes) : bytes_(std::move(bytes)) {}
+  bool Read(void* dst, size_t n) {
+    if (bytes_.size() - pos_ < n) return false;
+    std::memcpy(dst, bytes_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  size_t pos() const { return pos_; }
+  size_t size() const { return bytes_.size(); }
+
+ private:
+  std::vector<char> bytes_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces,
+                                        std::vector<float> scores) {
+  if (pieces.size() != scores.size()) {
+    return InvalidArgument("tokenizer: " + std::to_string(pieces.size()) + " pieces but " +
+                           std::to_string(scores.size()) + " scores");
+  }
+  if (pieces.size() < kMinVocab || pieces.size() > (1u << 22)) {
+    return InvalidArgument("tokenizer: vocabulary of " + std::to_string(pieces.size()) +
+                           " pieces; need at least 259 (3 special + 256 byte tokens)");
+  }
+  Tokenizer t;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (pieces[i].empty() || pieces[i].size() > kMaxPieceBytes) {
+      return InvalidArgument("tokenizer: piece " + std::to_string(i) + " has length " +
+                             std::to_string(pieces[i].size()) + " (must be 1.." +
+                             std::to_string(kMaxPieceBytes) + ")");
+    }
+    if (!std::isfinite(scores[i])) {
+      return InvalidArgument("tokenizer: piece " + std::to_string(i) + " has a non-finite score");
+    }
+    t.max_token_length_ = std::max(t.max_token_length_, static_cast<int>(pieces[i].size()));
+  }
+  for (int b = 0; b < 256; ++b) {
+    const std::string want = BytePiece(b);
+    const std::optional<char> got = ParseBytePiece(pieces[kNumSpecial + b]);
+    if (!got || static_cast<unsigned char>(*got) != b) {
+      return InvalidArgument("tokenizer: piece " + std::to_string(kNumSpecial + b) + " is '" +
+                             pieces[kNumSpecial + b] + "', expected byte token " + want);
+    }
+  }
+  t.sorted_.reserve(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    t.sorted_.emplace_back(pieces[i], static_cast<int32_t>(i));
+  }
+  // Sorted by (piece, id): a duplicated piece resolves to its lowest id.
+  std::sort(t.sorted_.begin(), t.sorted_.end());
+  t.pieces_ = std::move(pieces);
+  t.scores_ = std::move(scores);
+  return t;
+}
+
+Result<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vocab_size) {
+  const std::string where = "llama2.c tokenizer " + path + ": ";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(where + "cannot open");
+  if (vocab_size < kMinVocab || vocab_size > (1 << 22)) {
+    return InvalidArgument(where + "vocab_size " + std::to_string(vocab_size) +
+                           " out of range (259..4194304)");
+  }
+  Reader r(
+      std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  int32_t max_len = 0;
+  if (!r.Read(&max_len, 4)) return DataLoss(where + "truncated header");
+  if (max_len <= 0 || max_len > kMaxPieceBytes) {
+    return DataLoss(where + "max_token_length " + std::to_string(max_len) + " out of range");
+  }
+  std::vector<std::string> pieces(vocab_size);
+  std::vector<float> scores(vocab_size);
+  for (int i = 0; i < vocab_size; ++i) {
+    int32_t len = 0;
+    if (!r.Read(&scores[i], 4) || !r.Read(&len, 4)) {
+      return DataLoss(where + "truncated at token " + std::to_string(i) + " of " +
+                      std::to_string(vocab_size) + " (file has " + std::to_string(r.size()) +
+                      " bytes)");
+    }
+    if (len <= 0 || len > max_len) {
+      return DataLoss(where + "token " + std::to_string(i) + " has length " + std::to_string(len) +
+                      " (max_token_length " + std::to_string(max_len) + ")");
+    }
+    pieces[i].resize(len);
+    if (!r.Read(pieces[i].data(), len)) {
+      return DataLoss(where + "truncated inside token " + std::to_string(i));
+    }
+  }
+  if (r.pos() != r.size()) {
+    return DataLoss(where + std::to_string(r.size() - r.pos()) + " bytes left after " +
+                    std::to_string(vocab_size) +
+                    " tokens: the file holds a different vocabulary size");
+  }
+  Result<Tokenizer> t = FromPieces(std::move(pieces), std::move(scores));
+  if (!t.ok()) return DataLoss(where + t.status().message());
+  t->max_token_length_ = max_len;
+  return t;
+}
+
+Status Tokenizer::SaveLlama2c(const std::string& path) const {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return NotFound("cannot create " + path);
+  const int32_t max_len = max_token_length_;
+  out.write(reinterpret_cast<const char*>(&max_len), 4);
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const int32_t len = static_cast<int32_t>(pieces_[i].size());
+    out.write(reinterpret_cast<const char*>(&scores_[i]), 4);
+    out.write(reinterpret_cast<const char*>(&len), 4);
+    out.write(pieces_[i].data(), len);
+  }
+  out.close();
+  if (!out) return DataLoss("writing " + path + " failed");
+  return OkStatus();
+}
+
+int32_t Tokenizer::Lookup(std::string_view piece) const {
+  auto it = std::lower_bound(
+      sorted_.begin(), sorted_.end(), piece,
+      [](const std::pair<std::string, int32_t>& e, std::string_view p) { return e.first < p; });
+  return it != sorted_.end() && it->first == piece ? it->second : -1;
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+  std::vector<int32_t> tokens;
+  tokens.reserve(text.size() + 2);
+  if (add_bos) tokens.push_back(bos_id());
+  if (!text.empty()) {
+    const int32_t space = Lookup(" ");
+    tokens.push_back(space >= 0 ? space : ' ' + kNumSpecial);
+  }
+  // UTF-8 characters: a leading byte and at most three continuation bytes, as llama2.c.
+  for (size_t i = 0; i < text.size();) {
+    size_t j = i + 1;
+    while (j < text.size() && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80 && j - i < 4) {
+      ++j;
+    }
+    const int32_t id = Lookup(text.substr(i, j - i));
+    if (id >= 0) {
+      tokens.push_back(id);
+    } else {
+      for (size_t k = i; k < j; ++k) {
+        tokens.push_back(static_cast<unsigned char>(text[k]) + kNumSpecial);
+      }
+    }
+    i = j;
+  }
+  // Merge the leftmost adjacent pair whose concatenation has the highest score, until none.
+  std::string merged;
+  while (true) {
+    float best_score = -1e10f;
+    int32_t best_id = -1;
+    size_t best_idx = 0;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+      merged = pieces_[tokens[i]];
+      merged += pieces_[tokens[i + 1]];
+      const int32_t id = Lookup(merged);
+      if (id >= 0 && scores_[id] > best_score) {
+        best_score = scores_[id];
+        best_id = id;
+        best_idx = i;
+      }
+    }
+    if (best_id < 0) break;
+    tokens[best_idx] = best_id;
+    tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(best_idx) + 1);
+  }
+  return tokens;
+}
+
+std::string Tokenizer::DecodeToken(int32_t prev, int32_t token) const {
+  if (token < 0 || token >= vocab_size() || token == bos_id() || token == eos_id()) return "";
+  const std::string& piece = pieces_[token];
+  if (std::optional<char> byte = ParseBytePiece(piece)) return std::string(1, *byte);
+  if (prev == bos_id() && piece[0] == ' ') return piece.substr(1);
+  return piece;
+}
+
+std::string Tokenizer::Decode(const std::vector<int32_t>& tokens, int32_t prev) const {
+  std::string out;
+  for (int32_t t : tokens) {
+    out += DecodeToken(prev, t);
+    prev = t;
+  }
+  return out;
+}
+
+}  // namespace treepo::model
