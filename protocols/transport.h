@@ -1,0 +1,155 @@
+// ZeroMQ transport: a Router (the scheduler's side: many peers, addressed by identity) and a
+// Dealer (a worker's or learner's side: one connection, its own identity). Frames are byte
+// vectors; protocols/codec.h turns them into messages. zmq stays behind this header.
+//
+// Threads: each socket belongs to one thread (the actor's loop). Other threads reach that
+// loop through a Waker, whose Wake() is thread-safe: the loop passes the Waker to Poll or
+// Recv, which then return early, and drains its own in-process queue.
+//
+// Every zmq failure is a Status: kResourceExhausted (send queue full: back off),
+// kUnavailable (peer unknown or gone, address in use: retry later), kInvalidArgument (bad
+// endpoint, identity or key), kCancelled (context shut down), kInternal (anything else).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace treepo::protocols {
+
+// A CurveZMQ key pair, Z85-encoded (40 characters each).
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+// kUnimplemented when libzmq was built without CURVE.
+Result<CurveKeyPair> GenerateCurveKeyPair();
+
+// Client side of CURVE: the server's public key and this client's own pair.
+struct CurveClientKeys {
+  std::string server_public_key;
+  CurveKeyPair client;
+};
+
+// Settings common to both socket kinds.
+struct SocketOptions {
+  int send_hwm = 1000;  // messages queued per peer before sends fail (or block)
+  int recv_hwm = 1000;  // messages queued per peer before the peer is held back
+  // Inbound messages larger than this drop the connection (ZMQ_MAXMSGSIZE); -1 = no limit.
+  // Default: the codec's 64 MiB frame limit plus room for the identity.
+  int64_t max_message_bytes = (int64_t{64} << 20) + 4096;
+  // How long Send waits on a full queue: 0 = fail at once with kResourceExhausted,
+  // -1 = wait indefinitely.
+  int send_timeout_ms = 0;
+};
+
+struct RouterOptions {
+  SocketOptions socket;
+  std::optional<CurveKeyPair> curve_server;  // set: only CURVE clients that know its key
+};
+
+struct DealerOptions {
+  SocketOptions socket;
+  // Routing identity the Router sees: 1..255 bytes, not starting with a zero byte.
+  std::string identity;
+  std::optional<CurveClientKeys> curve;  // required when the Router uses CURVE
+};
+
+// The sockets of one process share a Context. Thread-safe. Destroy it after its sockets.
+class Context {
+ public:
+  Context();
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+ private:
+  friend class Router;
+  friend class Dealer;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Wakes a loop blocked in Poll/Recv from another thread (an eventfd underneath).
+class Waker {
+ public:
+  static Result<Waker> Create();
+  Waker(Waker&& other) noexcept;
+  Waker& operator=(Waker&& other) noexcept;
+  ~Waker();
+
+  // Thread-safe. Wakes the next (or current) Poll/Recv given this Waker; wakes coalesce.
+  Status Wake() const;
+
+ private:
+  friend class Router;
+  friend class Dealer;
+  explicit Waker(int fd) : fd_(fd) {}
+  void Drain() const;
+  int fd_ = -1;
+};
+
+struct PollResult {
+  bool readable = false;  // a message is waiting
+  bool woken = false;     // the Waker fired (and was reset)
+};
+
+class Router {
+ public:
+  struct Incoming {
+    std::string peer;  // the Dealer's identity
+    std::vector<uint8_t> frame;
+  };
+
+  // Binds to `endpoint` ("tcp://127.0.0.1:*" picks a free port; see endpoint()).
+  static Result<Router> Bind(Context& context, const std::string& endpoint,
+                             const RouterOptions& options = {});
+  Router(Router&&) noexcept;
+  Router& operator=(Router&&) noexcept;
+  ~Router();  // closes with linger 0: unsent messages are dropped
+
+  // The bound endpoint with the port resolved, e.g. "tcp://127.0.0.1:40123".
+  const std::string& endpoint() const;
+
+  // Waits up to timeout_ms (-1 = forever) for a message or a wake.
+  Result<PollResult> Poll(int timeout_ms, const Waker* waker = nullptr);
+  // Receives one message; nullopt when none came within timeout_ms or the Waker fired.
+  // A peer message with more than one frame is dropped with kInvalidArgument.
+  Result<std::optional<Incoming>> Recv(int timeout_ms, const Waker* waker = nullptr);
+  // kUnavailable when no peer with that identity is connected.
+  Status Send(std::string_view peer, std::span<const uint8_t> frame);
+
+ private:
+  struct Impl;
+  explicit Router(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class Dealer {
+ public:
+  // Connects (in the background; zmq reconnects on its own) to a Router's endpoint.
+  static Result<Dealer> Connect(Context& context, const std::string& endpoint,
+                                const DealerOptions& options);
+  Dealer(Dealer&&) noexcept;
+  Dealer& operator=(Dealer&&) noexcept;
+  ~Dealer();  // closes with linger 0
+
+  Result<PollResult> Poll(int timeout_ms, const Waker* waker = nullptr);
+  // nullopt when nothing came within timeout_ms (-1 = forever) or the Waker fired.
+  Result<std::optional<std::vector<uint8_t>>> Recv(int timeout_ms, const Waker* waker = nullptr);
+  // Queues the frame (sent once connected); kResourceExhausted when the queue is full.
+  Status Send(std::span<const uint8_t> frame);
+
+ private:
+  struct Impl;
+  explicit Dealer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace treepo::protocols
