@@ -1,0 +1,246 @@
+#include "common/cpu/forward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/cpu/ops.h"
+
+namespace treepo::cpu {
+namespace {
+
+template <typename T>
+void Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// y[m, n] = beta * y + x[m, k] . w[n, k]^T, timed into `stats` when given.
+void Linear(const float* x, const float* w, float* y, int m, int n, int k, float beta,
+            ForwardStats* stats) {
+  if (stats == nullptr) {
+    MatMulWt(x, w, y, m, n, k, beta);
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  MatMulWt(x, w, y, m, n, k, beta);
+  stats->matmul_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats->matmul_flops += 2.0 * m * n * k;
+}
+
+void AddBias(float* y, const float* b, int rows, int n) {
+  for (int r = 0; r < rows; ++r) {
+    float* yr = y + static_cast<size_t>(r) * n;
+    for (int i = 0; i < n; ++i) yr[i] += b[i];
+  }
+}
+
+// Dot product with 8 independent partial sums, so that the compiler vectorises it without
+// -ffast-math (a single running sum is a serial dependency chain).
+inline float Dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int d = 0;
+  for (; d + 8 <= n; d += 8) {
+    for (int i = 0; i < 8; ++i) acc[i] += a[d + i] * b[d + i];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; d < n; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// Causal attention of one row at position `pos` over positions [0, pos] of a sequence.
+// q, out: [n_heads * head_dim]; scores: scratch of n_heads * (pos + 1).
+void AttendRow(const model::ModelConfig& c, const KvView& kv, int layer,
+               std::span<const int32_t> block_table, int pos, const float* q, float* out,
+               float* scores) {
+  const int hd = c.head_dim(), n_heads = c.n_heads, group = c.heads_per_kv();
+  const int ctx = pos + 1, page_size = kv.page_size;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* k_base = kv.k[layer];
+  const float* v_base = kv.v[layer];
+  // Scores, streaming each K row once for all heads: scores[h * ctx + t].
+  for (int t0 = 0; t0 < ctx; t0 += page_size) {
+    const float* page =
+        k_base + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
+    const int n = std::min(page_size, ctx - t0);
+    for (int j = 0; j < n; ++j) {
+      const float* krow = page + static_cast<size_t>(j) * kv.kv_dim;
+      for (int h = 0; h < n_heads; ++h) {
+        const float* qh = q + h * hd;
+        const float* kh = krow + (h / group) * hd;
+        scores[h * ctx + t0 + j] = Dot(qh, kh, hd) * scale;
+      }
+    }
+  }
+  for (int h = 0; h < n_heads; ++h) SoftmaxInPlace(scores + h * ctx, ctx);
+  std::memset(out, 0, sizeof(float) * n_heads * hd);
+  for (int t0 = 0; t0 < ctx; t0 += page_size) {
+    const float* page =
+        v_base + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
+    const int n = std::min(page_size, ctx - t0);
+    for (int j = 0; j < n; ++j) {
+      const float* vrow = page + static_cast<size_t>(j) * kv.kv_dim;
+      for (int h = 0; h < n_heads; ++h) {
+        const float p = scores[h * ctx + t0 + j];
+        const float* vh = vrow + (h / group) * hd;
+        float* oh = out + h * hd;
+        for (int d = 0; d < hd; ++d) oh[d] += p * vh[d];
+      }
+    }
+  }
+}
+
+// Causal attention of a chunk of `n` rows at positions [start, start + n) of one sequence,
+// through BLAS one page at a time: S = scale * Q_h K_page^T, causal softmax per row, then
+// out_h += S_page V_page. q, out: [n, dim]; scores: scratch of n * (start + n).
+void AttendChunk(const model::ModelConfig& c, const KvView& kv, int layer,
+                 std::span<const int32_t> block_table, int start, int n, const float* q, float* out,
+                 float* scores) {
+  const int hd = c.head_dim(), ctx = start + n, page_size = kv.page_size, dim = c.dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int h = 0; h < c.n_heads; ++h) {
+    const int kv_off = (h / c.heads_per_kv()) * hd;
+    for (int t0 = 0; t0 < ctx; t0 += page_size) {
+      const float* page =
+          kv.k[layer] + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, std::min(page_size, ctx - t0), hd,
+                  scale, q + h * hd, dim, page + kv_off, kv.kv_dim, 0.0f, scores + t0, ctx);
+    }
+    for (int r = 0; r < n; ++r) {
+      float* row = scores + static_cast<size_t>(r) * ctx;
+      const int visible = start + r + 1;
+      SoftmaxInPlace(row, visible);
+      std::fill(row + visible, row + ctx, 0.0f);
+    }
+    for (int t0 = 0; t0 < ctx; t0 += page_size) {
+      const float* page =
+          kv.v[layer] + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, std::min(page_size, ctx - t0),
+                  1.0f, scores + t0, ctx, page + kv_off, kv.kv_dim, t0 == 0 ? 0.0f : 1.0f,
+                  out + h * hd, dim);
+    }
+  }
+}
+
+// Chunks at least this long take the BLAS path; shorter ones (decode) the row loop.
+constexpr int kMinBlasChunk = 8;
+
+}  // namespace
+
+void ForwardWorkspace::Reserve(const model::ModelConfig& c, int rows, int max_context) {
+  const size_t r = static_cast<size_t>(std::max(rows, 1));
+  Grow(x_, r * c.dim);
+  Grow(xb_, r * c.dim);
+  Grow(q_, r * c.dim);
+  Grow(k_, r * c.kv_dim());
+  Grow(v_, r * c.kv_dim());
+  Grow(att_, r * c.dim);
+  Grow(hb_, r * c.hidden_dim);
+  Grow(hb2_, r * c.hidden_dim);
+  Grow(final_, r * c.dim);
+  Grow(positions_, r);
+  Grow(scores_, static_cast<size_t>(c.n_heads) * std::max(max_context, 1));
+}
+
+void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch& batch,
+             ForwardWorkspace* ws, float* logits, ForwardStats* stats) {
+  const model::ModelConfig& c = w.config;
+  const model::ParamLayout& L = w.layout;
+  const int rows = static_cast<int>(batch.tokens.size());
+  const int dim = c.dim, kv_dim = c.kv_dim(), hid = c.hidden_dim;
+  TREEPO_CHECK_EQ(kv.n_layers, c.n_layers);
+  TREEPO_CHECK_EQ(kv.kv_dim, kv_dim);
+  if (rows == 0) return;
+
+  int max_context = 0, total = 0;
+  for (const SeqSlice& s : batch.seqs) {
+    TREEPO_CHECK_GE(s.num_rows, 1);
+    TREEPO_CHECK_GE(s.start_pos, 0);
+    const int end = s.start_pos + s.num_rows;
+    TREEPO_CHECK_LE(end, static_cast<int>(s.block_table.size()) * kv.page_size);
+    max_context = std::max(max_context, end);
+    total += s.num_rows;
+  }
+  TREEPO_CHECK_EQ(total, rows);
+  size_t scores = static_cast<size_t>(c.n_heads) * max_context;
+  for (const SeqSlice& s : batch.seqs) {
+    scores = std::max(scores, static_cast<size_t>(s.num_rows) * (s.start_pos + s.num_rows));
+  }
+  ws->Reserve(c, rows, max_context);
+  Grow(ws->scores_, scores);
+  int32_t* positions = ws->positions_.data();
+  for (int r = 0; const SeqSlice& s : batch.seqs) {
+    for (int i = 0; i < s.num_rows; ++i) positions[r++] = s.start_pos + i;
+  }
+
+  float* x = ws->x_.data();
+  for (int r = 0; r < rows; ++r) {
+    const int32_t tok = batch.tokens[r];
+    TREEPO_CHECK(tok >= 0 && tok < c.vocab_size) << "token " << tok;
+    std::memcpy(x + static_cast<size_t>(r) * dim, w.at(L.embed()) + static_cast<size_t>(tok) * dim,
+                sizeof(float) * dim);
+  }
+
+  float *xb = ws->xb_.data(), *q = ws->q_.data(), *k = ws->k_.data(), *v = ws->v_.data();
+  float *att = ws->att_.data(), *hb = ws->hb_.data(), *hb2 = ws->hb2_.data();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const model::LayerOffsets& o = L.layer(l);
+    RmsNorm(x, w.at(o.attn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.at(o.wq), q, rows, dim, dim, 0.0f, stats);
+    Linear(xb, w.at(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
+    Linear(xb, w.at(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
+    if (o.bq != model::ParamLayout::kNone) {
+      AddBias(q, w.at(o.bq), rows, dim);
+      AddBias(k, w.at(o.bk), rows, kv_dim);
+      AddBias(v, w.at(o.bv), rows, kv_dim);
+    }
+    Rope(q, positions, rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    Rope(k, positions, rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    // Write this batch's K and V into the pages, then attend per sequence.
+    for (int r = 0; const SeqSlice& s : batch.seqs) {
+      for (int i = 0; i < s.num_rows; ++i, ++r) {
+        std::memcpy(kv.KRow(l, s.block_table, s.start_pos + i), k + static_cast<size_t>(r) * kv_dim,
+                    sizeof(float) * kv_dim);
+        std::memcpy(kv.VRow(l, s.block_table, s.start_pos + i), v + static_cast<size_t>(r) * kv_dim,
+                    sizeof(float) * kv_dim);
+      }
+    }
+    for (int r = 0; const SeqSlice& s : batch.seqs) {
+      if (s.num_rows >= kMinBlasChunk) {
+        AttendChunk(c, kv, l, s.block_table, s.start_pos, s.num_rows,
+                    q + static_cast<size_t>(r) * dim, att + static_cast<size_t>(r) * dim,
+                    ws->scores_.data());
+        r += s.num_rows;
+        continue;
+      }
+      for (int i = 0; i < s.num_rows; ++i, ++r) {
+        AttendRow(c, kv, l, s.block_table, s.start_pos + i, q + static_cast<size_t>(r) * dim,
+                  att + static_cast<size_t>(r) * dim, ws->scores_.data());
+      }
+    }
+    Linear(att, w.at(o.wo), x, rows, dim, dim, 1.0f, stats);  // residual: x += att . wo^T
+    RmsNorm(x, w.at(o.ffn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.at(o.w1), hb, rows, hid, dim, 0.0f, stats);
+    Linear(xb, w.at(o.w3), hb2, rows, hid, dim, 0.0f, stats);
+    SiluMul(hb, hb2, hb, static_cast<size_t>(rows) * hid);
+    Linear(hb, w.at(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
+  }
+
+  const int n_out = static_cast<int>(batch.logit_rows.size());
+  if (n_out == 0) return;
+  float* fin = ws->final_.data();
+  for (int i = 0; i < n_out; ++i) {
+    const int32_t r = batch.logit_rows[i];
+    TREEPO_CHECK(r >= 0 && r < rows) << "logit row " << r;
+    std::memcpy(fin + static_cast<size_t>(i) * dim, x + static_cast<size_t>(r) * dim,
+                sizeof(float) * dim);
+  }
+  RmsNorm(fin, w.at(L.final_norm()), fin, n_out, dim, c.norm_eps);
+  Linear(fin, w.at(L.lm_head()), logits, n_out, c.vocab_size, dim, 0.0f, stats);
+}
+
+}  // namespace treepo::cpu

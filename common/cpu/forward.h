@@ -1,0 +1,59 @@
+// The fp32 CPU forward pass of the Llama-family decoder over a ragged batch with paged KV.
+//
+// One call runs every row of every sequence in the batch: rows of all sequences are
+// concatenated, each linear layer is one GEMM over all rows, and attention runs per sequence
+// through that sequence's block table. A sequence contributes `num_rows` consecutive tokens
+// starting at position `start_pos` (a prefill chunk, or one decode token); its K and V for
+// those positions are written into its pages, and its rows attend to positions
+// [0, start_pos + i]. Positions before start_pos must already be in the pages.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/cpu/kv_view.h"
+#include "common/model/weights.h"
+
+namespace treepo::cpu {
+
+// One sequence's part of a batch.
+struct SeqSlice {
+  std::span<const int32_t> block_table;  // pages covering [0, start_pos + num_rows)
+  int start_pos = 0;                     // position of the first row
+  int num_rows = 0;                      // >= 1
+};
+
+struct ForwardBatch {
+  std::span<const int32_t> tokens;  // [total rows]: the sequences' rows, in `seqs` order
+  std::span<const SeqSlice> seqs;
+  std::span<const int32_t> logit_rows;  // rows (indices into tokens) whose logits are wanted
+};
+
+// Time and work spent in matrix products (for benchmarks); accumulated across calls.
+struct ForwardStats {
+  double matmul_seconds = 0.0;
+  double matmul_flops = 0.0;
+};
+
+// Scratch buffers reused across calls; they only grow, so a steady-state step allocates
+// nothing. One workspace per thread.
+class ForwardWorkspace {
+ public:
+  // Grows the buffers for `rows` rows and contexts up to `max_context` positions.
+  void Reserve(const model::ModelConfig& c, int rows, int max_context);
+
+ private:
+  friend void Forward(const model::ModelWeights&, const KvView&, const ForwardBatch&,
+                      ForwardWorkspace*, float*, ForwardStats*);
+  std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, scores_, final_;
+  std::vector<int32_t> positions_;
+};
+
+// Runs the batch. `logits`: [logit_rows.size(), vocab] output. `stats` may be null.
+// Preconditions (CHECKed): kv matches the model's layers and kv_dim, tokens are in the
+// vocabulary, rows add up, block tables cover every position touched.
+void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch& batch,
+             ForwardWorkspace* ws, float* logits, ForwardStats* stats = nullptr);
+
+}  // namespace treepo::cpu

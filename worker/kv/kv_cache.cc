@@ -1,0 +1,146 @@
+#include "worker/kv/kv_cache.h"
+
+#include <cstring>
+#include <string>
+
+#include "common/check.h"
+
+namespace treepo::worker {
+
+Status KvCacheOptions::Validate() const {
+  if (page_size < 1 || page_size > 4096) {
+    return InvalidArgument("kv page_size must be in [1, 4096], got " + std::to_string(page_size));
+  }
+  if (num_pages < 1 || num_pages > (1 << 24)) {
+    return InvalidArgument("kv num_pages must be in [1, 2^24], got " + std::to_string(num_pages));
+  }
+  return OkStatus();
+}
+
+KvCache::KvCache(const KvCacheOptions& options, int n_layers, int kv_dim)
+    : page_size_(options.page_size),
+      n_layers_(n_layers),
+      kv_dim_(kv_dim),
+      pool_(options.num_pages),
+      k_(n_layers),
+      v_(n_layers) {
+  TREEPO_CHECK_OK(options.Validate());
+  TREEPO_CHECK(n_layers > 0 && kv_dim > 0);
+  const size_t floats = static_cast<size_t>(options.num_pages) * page_size_ * kv_dim_;
+  for (int l = 0; l < n_layers; ++l) {
+    k_[l].assign(floats, 0.0f);
+    v_[l].assign(floats, 0.0f);
+    k_ptrs_.push_back(k_[l].data());
+    v_ptrs_.push_back(v_[l].data());
+  }
+}
+
+const KvCache::Node& KvCache::Get(NodeId node) const {
+  auto it = nodes_.find(node);
+  TREEPO_CHECK(it != nodes_.end()) << "node " << node << " not in the KV cache";
+  return it->second;
+}
+
+KvCache::Node& KvCache::Get(NodeId node) {
+  return const_cast<Node&>(static_cast<const KvCache*>(this)->Get(node));
+}
+
+int KvCache::Length(NodeId node) const { return Get(node).length; }
+
+int KvCache::Capacity(NodeId node) const {
+  return static_cast<int>(Get(node).pages.size()) * page_size_;
+}
+
+std::span<const int32_t> KvCache::BlockTable(NodeId node) const { return Get(node).pages; }
+
+int KvCache::PagesToCreate(int capacity) const { return PagesFor(capacity); }
+
+int KvCache::PagesToFork(int length, int child_capacity) const {
+  return PagesFor(child_capacity) - length / page_size_;
+}
+
+void KvCache::Create(NodeId node, int capacity) {
+  TREEPO_CHECK(!Contains(node)) << "node " << node << " exists";
+  Node n;
+  pool_.Allocate(PagesFor(capacity), &n.pages);
+  nodes_.emplace(node, std::move(n));
+}
+
+void KvCache::Fork(NodeId parent, int length, std::span<const NodeId> children, int child_capacity,
+                   bool copy_partial) {
+  TREEPO_CHECK_LE(length, Capacity(parent));
+  TREEPO_CHECK_GE(child_capacity, length);
+  TREEPO_CHECK(
+      HasFreePages(PagesToFork(length, child_capacity) * static_cast<int>(children.size())));
+  const int full = length / page_size_;
+  for (NodeId child : children) {
+    TREEPO_CHECK(!Contains(child) && child != parent) << "child " << child << " exists";
+    const Node& p = Get(parent);  // re-read: emplace may rehash
+    Node c;
+    c.length = length;
+    c.pages.assign(p.pages.begin(), p.pages.begin() + full);
+    for (int32_t page : c.pages) pool_.AddRef(page);
+    pool_.Allocate(PagesFor(child_capacity) - full, &c.pages);
+    nodes_.emplace(child, std::move(c));
+    if (copy_partial) CopyPartialPage(parent, child);
+  }
+}
+
+void KvCache::CopyPartialPage(NodeId parent, NodeId child) {
+  const Node& c = Get(child);
+  const int rows = c.length % page_size_;
+  if (rows == 0) return;
+  const int index = c.length / page_size_;
+  const Node& p = Get(parent);
+  TREEPO_CHECK_LT(index, static_cast<int>(p.pages.size()));
+  const int32_t src = p.pages[index], dst = c.pages[index];
+  TREEPO_CHECK_EQ(pool_.ref_count(dst), 1);
+  const size_t stride = static_cast<size_t>(page_size_) * kv_dim_;
+  const size_t bytes = sizeof(float) * rows * kv_dim_;
+  for (int l = 0; l < n_layers_; ++l) {
+    std::memcpy(k_[l].data() + dst * stride, k_[l].data() + src * stride, bytes);
+    std::memcpy(v_[l].data() + dst * stride, v_[l].data() + src * stride, bytes);
+  }
+}
+
+void KvCache::SetLength(NodeId node, int length) {
+  TREEPO_CHECK(length >= 0 && length <= Capacity(node)) << "length " << length;
+  Get(node).length = length;
+}
+
+void KvCache::Trim(NodeId node) {
+  Node& n = Get(node);
+  const size_t keep = PagesFor(n.length);
+  while (n.pages.size() > keep) {
+    pool_.Release(n.pages.back());
+    n.pages.pop_back();
+  }
+}
+
+void KvCache::Release(NodeId node) {
+  auto it = nodes_.find(node);
+  TREEPO_CHECK(it != nodes_.end()) << "node " << node << " not in the KV cache";
+  for (int32_t page : it->second.pages) pool_.Release(page);
+  nodes_.erase(it);
+}
+
+cpu::KvView KvCache::View() const {
+  cpu::KvView view;
+  view.k = k_ptrs_.data();
+  view.v = v_ptrs_.data();
+  view.n_layers = n_layers_;
+  view.num_pages = pool_.num_pages();
+  view.page_size = page_size_;
+  view.kv_dim = kv_dim_;
+  return view;
+}
+
+const float* KvCache::KPage(int layer, int32_t page) const {
+  return k_[layer].data() + static_cast<size_t>(page) * page_size_ * kv_dim_;
+}
+
+const float* KvCache::VPage(int layer, int32_t page) const {
+  return v_[layer].data() + static_cast<size_t>(page) * page_size_ * kv_dim_;
+}
+
+}  // namespace treepo::worker
