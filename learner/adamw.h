@@ -1,0 +1,68 @@
+// AdamW over the flat parameter buffer (TREEPO_SPEC.md section 6), with linear warm-up,
+// global-norm gradient clipping and state save/load.
+//
+// Weight decay applies to matrices (embeddings, projections, lm_head) only; RMSNorm weights
+// and q/k/v biases (1-D tensors) are not decayed (`decay_vectors = false`). Decaying norm
+// weights pulls them towards 0 rather than their natural value 1, which is why most LLM
+// recipes exclude them; PyTorch's plain AdamW decays everything (set decay_vectors = true).
+//
+// Gradient accumulation: TrainModel::Backward adds into one gradient buffer over the
+// micro-batches of a mini-batch (the loss divides by the mini-batch's token count); Step then
+// consumes the sum and zeroes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/model/weights.h"
+#include "common/status.h"
+
+namespace treepo::learner {
+
+struct AdamWOptions {
+  float lr = 1e-6f;  // peak learning rate
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;   // decoupled: p -= lr * wd * p
+  int64_t warmup_steps = 0;    // lr rises linearly over the first warmup_steps steps
+  float max_grad_norm = 1.0f;  // global-norm clip; <= 0 disables clipping
+  bool decay_vectors = false;  // also decay 1-D tensors (norm weights, biases)
+  Status Validate() const;
+};
+
+struct StepStats {
+  double grad_norm = 0.0;   // global L2 norm before clipping
+  double clip_scale = 1.0;  // factor applied to the gradient (1 when not clipped)
+  double lr = 0.0;          // learning rate used
+};
+
+class AdamW {
+ public:
+  // CHECKs options.Validate(): validate outside input first.
+  AdamW(const model::ParamLayout& layout, const AdamWOptions& options);
+
+  // Learning rate at 1-based step `step`: lr * min(1, step / warmup_steps).
+  double LearningRate(int64_t step) const;
+
+  // One update of `params` (layout.total()) from `grad` (same size), which is zeroed after.
+  StepStats Step(float* params, float* grad);
+
+  int64_t step() const { return step_; }
+  const std::vector<float>& m() const { return m_; }
+  const std::vector<float>& v() const { return v_; }
+
+  // Safetensors file with tensors "m" and "v" ([total]) and metadata step, num_params.
+  Status Save(const std::string& path) const;
+  // Refuses a file whose sizes do not match this layout (kInvalidArgument) or is malformed.
+  Status Load(const std::string& path);
+
+ private:
+  AdamWOptions o_;
+  std::vector<uint8_t> decay_;  // per parameter: 1 when weight decay applies
+  std::vector<float> m_, v_;
+  int64_t step_ = 0;
+};
+
+}  // namespace treepo::learner

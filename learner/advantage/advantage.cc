@@ -1,0 +1,219 @@
+#include "learner/advantage/advantage.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace treepo::learner {
+namespace {
+
+double Mean(const QueryLeaves& q) {
+  double s = 0.0;
+  for (const LeafSample& l : q.leaves) s += l.reward;
+  return q.leaves.empty() ? 0.0 : s / static_cast<double>(q.leaves.size());
+}
+
+// Reward sum and leaf count of the subtree under each node that some leaf passes through.
+struct SubtreeStats {
+  double sum = 0.0;
+  int count = 0;
+};
+
+// treepo and treepo_size_weighted: terms R_i - mean_g over the query (depth 0) and every
+// ancestor subtree with >= 2 leaves; combined by a plain or a size-weighted mean.
+class TreepoEstimator : public AdvantageEstimator {
+ public:
+  explicit TreepoEstimator(bool size_weighted) : size_weighted_(size_weighted) {}
+  std::string_view name() const override {
+    return size_weighted_ ? "treepo_size_weighted" : "treepo";
+  }
+  bool whiten() const override { return true; }
+
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    const int n = static_cast<int>(q.leaves.size());
+    std::unordered_map<uint64_t, SubtreeStats> sub;
+    for (const LeafSample& l : q.leaves) {
+      // A node listed twice on one path would count the leaf twice; paths come from parent
+      // links, so ids on a path are distinct.
+      for (uint64_t id : l.path) {
+        SubtreeStats& s = sub[id];
+        s.sum += l.reward;
+        s.count += 1;
+      }
+    }
+    const double root_mean = Mean(q);
+    std::vector<double> out(n);
+    for (int i = 0; i < n; ++i) {
+      const LeafSample& l = q.leaves[i];
+      const double root_weight = size_weighted_ ? static_cast<double>(n) : 1.0;
+      double num = root_weight * (l.reward - root_mean);
+      double den = root_weight;
+      for (uint64_t id : l.path) {
+        const SubtreeStats& s = sub.at(id);
+        if (s.count < 2) continue;
+        const double term = l.reward - s.sum / s.count;
+        const double weight = size_weighted_ ? static_cast<double>(s.count) : 1.0;
+        num += weight * term;
+        den += weight;
+      }
+      out[i] = num / den;
+    }
+    return out;
+  }
+
+ private:
+  bool size_weighted_;
+};
+
+// grpo, dr_grpo, reinforce_pp_baseline: R_i - mean over the query, optionally divided by the
+// unbiased std + 1e-6 (std 0 for a single leaf).
+class MeanBaselineEstimator : public AdvantageEstimator {
+ public:
+  MeanBaselineEstimator(std::string_view name, bool divide_std, bool whiten)
+      : name_(name), divide_std_(divide_std), whiten_(whiten) {}
+  std::string_view name() const override { return name_; }
+  bool whiten() const override { return whiten_; }
+
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    const size_t n = q.leaves.size();
+    const double mean = Mean(q);
+    double scale = 1.0;
+    if (divide_std_) {
+      double ss = 0.0;
+      for (const LeafSample& l : q.leaves) ss += (l.reward - mean) * (l.reward - mean);
+      const double std = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1)) : 0.0;
+      scale = 1.0 / (std + 1e-6);
+    }
+    std::vector<double> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = (q.leaves[i].reward - mean) * scale;
+    return out;
+  }
+
+ private:
+  std::string_view name_;
+  bool divide_std_, whiten_;
+};
+
+// rloo: R_i - mean of the other leaves (0 for a single leaf).
+class RlooEstimator : public AdvantageEstimator {
+ public:
+  std::string_view name() const override { return "rloo"; }
+  bool whiten() const override { return false; }
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    const size_t n = q.leaves.size();
+    double sum = 0.0;
+    for (const LeafSample& l : q.leaves) sum += l.reward;
+    std::vector<double> out(n, 0.0);
+    if (n < 2) return out;
+    for (size_t i = 0; i < n; ++i) {
+      const double r = q.leaves[i].reward;
+      out[i] = r - (sum - r) / static_cast<double>(n - 1);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+Result<QueryLeaves> LeavesFromTree(const TreeRecord& tree) {
+  std::unordered_map<uint64_t, const TreeNodeRecord*> by_id;
+  for (const TreeNodeRecord& n : tree.nodes) by_id[n.id] = &n;
+  QueryLeaves q;
+  q.query_id = tree.query_id;
+  for (const TreeLeafRecord& leaf : tree.leaves) {
+    if (leaf.response_tokens < 0) {
+      return InvalidArgument("query " + tree.query_id + ": leaf " + std::to_string(leaf.node) +
+                             " has negative response_tokens");
+    }
+    LeafSample s;
+    s.node = leaf.node;
+    s.reward = leaf.reward;
+    s.tokens = leaf.response_tokens;
+    std::unordered_set<uint64_t> seen;
+    std::optional<uint64_t> cur = leaf.node;
+    while (cur) {
+      auto it = by_id.find(*cur);
+      if (it == by_id.end()) {
+        return InvalidArgument("query " + tree.query_id + ": leaf " + std::to_string(leaf.node) +
+                               " reaches unknown node " + std::to_string(*cur));
+      }
+      if (!seen.insert(*cur).second) {
+        return InvalidArgument("query " + tree.query_id + ": parent cycle at node " +
+                               std::to_string(*cur));
+      }
+      s.path.push_back(*cur);
+      cur = it->second->parent;
+    }
+    std::reverse(s.path.begin(), s.path.end());
+    q.leaves.push_back(std::move(s));
+  }
+  return q;
+}
+
+std::vector<std::string_view> AdvantageEstimatorNames() {
+  return {"treepo", "treepo_size_weighted", "grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"};
+}
+
+Result<std::unique_ptr<AdvantageEstimator>> MakeAdvantageEstimator(std::string_view name) {
+  if (name == "treepo") return std::unique_ptr<AdvantageEstimator>(new TreepoEstimator(false));
+  if (name == "treepo_size_weighted") {
+    return std::unique_ptr<AdvantageEstimator>(new TreepoEstimator(true));
+  }
+  if (name == "grpo") {
+    return std::unique_ptr<AdvantageEstimator>(new MeanBaselineEstimator("grpo", true, false));
+  }
+  if (name == "dr_grpo") {
+    return std::unique_ptr<AdvantageEstimator>(new MeanBaselineEstimator("dr_grpo", false, false));
+  }
+  if (name == "rloo") return std::unique_ptr<AdvantageEstimator>(new RlooEstimator());
+  if (name == "reinforce_pp_baseline") {
+    return std::unique_ptr<AdvantageEstimator>(
+        new MeanBaselineEstimator("reinforce_pp_baseline", false, true));
+  }
+  std::string names;
+  for (std::string_view n : AdvantageEstimatorNames()) {
+    if (!names.empty()) names += ", ";
+    names += n;
+  }
+  return InvalidArgument("unknown advantage estimator '" + std::string(name) +
+                         "' (known: " + names + ")");
+}
+
+std::vector<std::vector<double>> WhitenByTokens(
+    std::span<const QueryLeaves> batch, const std::vector<std::vector<double>>& advantages) {
+  double n = 0.0, sum = 0.0;
+  for (size_t q = 0; q < batch.size(); ++q) {
+    for (size_t i = 0; i < batch[q].leaves.size(); ++i) {
+      const double w = batch[q].leaves[i].tokens;
+      n += w;
+      sum += w * advantages[q][i];
+    }
+  }
+  const double mean = n > 0 ? sum / n : 0.0;
+  double ss = 0.0;
+  for (size_t q = 0; q < batch.size(); ++q) {
+    for (size_t i = 0; i < batch[q].leaves.size(); ++i) {
+      const double d = advantages[q][i] - mean;
+      ss += batch[q].leaves[i].tokens * d * d;
+    }
+  }
+  const double var = n >= 2 ? ss / (n - 1) : 0.0;
+  const double inv = 1.0 / std::sqrt(var + 1e-8);
+  std::vector<std::vector<double>> out = advantages;
+  for (auto& row : out) {
+    for (double& a : row) a = (a - mean) * inv;
+  }
+  return out;
+}
+
+BatchAdvantages ComputeBatchAdvantages(const AdvantageEstimator& estimator,
+                                       std::span<const QueryLeaves> batch) {
+  BatchAdvantages out;
+  for (const QueryLeaves& q : batch) out.raw.push_back(estimator.Compute(q));
+  out.whitened = estimator.whiten() ? WhitenByTokens(batch, out.raw) : out.raw;
+  return out;
+}
+
+}  // namespace treepo::learner

@@ -1,0 +1,154 @@
+#include "learner/model_train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "common/check.h"
+#include "common/cpu/ops.h"
+
+namespace treepo::learner {
+namespace {
+
+void Grow(std::vector<float>* v, size_t n) {
+  if (v->size() < n) v->resize(n);
+}
+
+// y[r, i] += b[i] for `rows` rows of width n.
+void AddBias(float* y, const float* b, int rows, int n) {
+  for (int r = 0; r < rows; ++r) {
+    float* yr = y + static_cast<size_t>(r) * n;
+    for (int i = 0; i < n; ++i) yr[i] += b[i];
+  }
+}
+
+}  // namespace
+
+TrainModel::TrainModel(const model::ModelWeights* weights) : w_(weights) {
+  TREEPO_CHECK(weights != nullptr);
+  TREEPO_CHECK_OK(weights->config.Validate());
+}
+
+Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
+                           std::vector<float>* entropy) {
+  const model::ModelConfig& c = w_->config;
+  const model::ParamLayout& lay = w_->layout;
+  if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
+  size_t total = 0;
+  for (int n : batch.seq_lens) {
+    if (n < 1 || n > c.max_seq_len) {
+      return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
+                             std::to_string(c.max_seq_len) + "]");
+    }
+    total += static_cast<size_t>(n);
+  }
+  if (total != batch.tokens.size()) {
+    return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
+                           std::to_string(batch.tokens.size()) + " tokens were given");
+  }
+  for (int32_t t : batch.tokens) {
+    if (t < 0 || t >= c.vocab_size) {
+      return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
+                             std::to_string(c.vocab_size));
+    }
+  }
+  const int rows = static_cast<int>(total), dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
+  const int vocab = c.vocab_size, layers = c.n_layers;
+  rows_ = rows;
+  tokens_.assign(batch.tokens.begin(), batch.tokens.end());
+  seq_lens_.assign(batch.seq_lens.begin(), batch.seq_lens.end());
+  seq_starts_.clear();
+  att_offsets_.clear();
+  positions_.resize(rows);
+  att_per_layer_ = 0;
+  int start = 0;
+  for (int n : seq_lens_) {
+    seq_starts_.push_back(start);
+    att_offsets_.push_back(att_per_layer_);
+    att_per_layer_ += static_cast<size_t>(c.n_heads) * n * n;
+    for (int i = 0; i < n; ++i) positions_[start + i] = i;
+    start += n;
+  }
+  const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
+  const size_t rh = static_cast<size_t>(rows) * hid;
+  Grow(&x_, rd * (layers + 1));
+  for (auto* v : {&xmid_, &xn1_, &xn2_, &q_, &ao_}) Grow(v, rd * layers);
+  for (auto* v : {&inv1_, &inv2_}) Grow(v, static_cast<size_t>(rows) * layers);
+  for (auto* v : {&k_, &v_}) Grow(v, rk * layers);
+  for (auto* v : {&gate_, &up_, &act_}) Grow(v, rh * layers);
+  Grow(&att_, att_per_layer_ * layers);
+  Grow(&xnf_, rd);
+  Grow(&invf_, rows);
+  Grow(&probs_, static_cast<size_t>(rows) * vocab);
+
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(w_->at(lay.embed()) + static_cast<size_t>(tokens_[r]) * dim, dim,
+                x_.data() + static_cast<size_t>(r) * dim);
+  }
+  for (int l = 0; l < layers; ++l) {
+    const model::LayerOffsets& o = lay.layer(l);
+    const float* xin = x_.data() + rd * l;
+    float* xn1 = xn1_.data() + rd * l;
+    float* q = q_.data() + rd * l;
+    float* k = k_.data() + rk * l;
+    float* v = v_.data() + rk * l;
+    cpu::RmsNorm(xin, w_->at(o.attn_norm), xn1, rows, dim, c.norm_eps, inv1_.data() + rows * l);
+    cpu::MatMulWt(xn1, w_->at(o.wq), q, rows, dim, dim);
+    cpu::MatMulWt(xn1, w_->at(o.wk), k, rows, kv, dim);
+    cpu::MatMulWt(xn1, w_->at(o.wv), v, rows, kv, dim);
+    if (c.qkv_bias) {
+      AddBias(q, w_->at(o.bq), rows, dim);
+      AddBias(k, w_->at(o.bk), rows, kv);
+      AddBias(v, w_->at(o.bv), rows, kv);
+    }
+    cpu::Rope(q, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    cpu::Rope(k, positions_.data(), rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    AttentionForward(l);
+    float* xmid = xmid_.data() + rd * l;
+    std::copy_n(xin, rd, xmid);
+    cpu::MatMulWt(ao_.data() + rd * l, w_->at(o.wo), xmid, rows, dim, dim, 1.0f);
+    float* xn2 = xn2_.data() + rd * l;
+    cpu::RmsNorm(xmid, w_->at(o.ffn_norm), xn2, rows, dim, c.norm_eps, inv2_.data() + rows * l);
+    float* g = gate_.data() + rh * l;
+    float* u = up_.data() + rh * l;
+    float* a = act_.data() + rh * l;
+    cpu::MatMulWt(xn2, w_->at(o.w1), g, rows, hid, dim);
+    cpu::MatMulWt(xn2, w_->at(o.w3), u, rows, hid, dim);
+    cpu::SiluMul(g, u, a, rh);
+    float* xout = x_.data() + rd * (l + 1);
+    std::copy_n(xmid, rd, xout);
+    cpu::MatMulWt(a, w_->at(o.w2), xout, rows, dim, hid, 1.0f);
+  }
+  cpu::RmsNorm(x_.data() + rd * layers, w_->at(lay.final_norm()), xnf_.data(), rows, dim,
+               c.norm_eps, invf_.data());
+  float* logits = probs_.data();
+  cpu::MatMulWt(xnf_.data(), w_->at(lay.lm_head()), logits, rows, vocab, dim);
+
+  logp->assign(rows, 0.0f);
+  if (entropy) entropy->assign(rows, 0.0f);
+  int seq = 0;
+  for (int r = 0; r < rows; ++r) {
+    while (r >= seq_starts_[seq] + seq_lens_[seq]) ++seq;
+    const bool last = r == seq_starts_[seq] + seq_lens_[seq] - 1;
+    float* z = logits + static_cast<size_t>(r) * vocab;
+    const float z_target = last ? 0.0f : z[tokens_[r + 1]];
+    const float mx = *std::max_element(z, z + vocab);
+    double sum = 0.0, sum_pz = 0.0;
+    for (int j = 0; j < vocab; ++j) {
+      const float e = std::exp(z[j] - mx);
+      sum += e;
+      sum_pz += static_cast<double>(e) * (z[j] - mx);
+      z[j] = e;
+    }
+    const float lse_shift = static_cast<float>(std::log(sum));  // lse - mx
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int j = 0; j < vocab; ++j) z[j] *= inv;
+    if (!last) {
+      (*logp)[r] = z_target - mx - lse_shift;
+      if (entropy) (*entropy)[r] = static_cast<float>(lse_shift - sum_pz / sum);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace treepo::learner

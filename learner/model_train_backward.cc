@@ -1,0 +1,236 @@
+// TrainModel's attention (forward and backward) and the backward pass.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
+#include "common/cpu/ops.h"
+#include "learner/model_train.h"
+
+namespace treepo::learner {
+namespace {
+
+void Grow(std::vector<float>* v, size_t n) {
+  if (v->size() < n) v->resize(n);
+}
+
+// dx += backward of y = x * inv * w over `rows` rows of width n; dw += the weight gradient.
+void RmsNormBackward(const float* dy, const float* x, const float* w, const float* inv, int rows,
+                     int n, float* dx, float* dw) {
+  for (int r = 0; r < rows; ++r) {
+    const float* dyr = dy + static_cast<size_t>(r) * n;
+    const float* xr = x + static_cast<size_t>(r) * n;
+    float* dxr = dx + static_cast<size_t>(r) * n;
+    const float s = inv[r];
+    float dot = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      dot += dyr[i] * w[i] * xr[i];
+      dw[i] += dyr[i] * xr[i] * s;
+    }
+    const float k = dot * s * s * s / static_cast<float>(n);
+    for (int i = 0; i < n; ++i) dxr[i] += s * dyr[i] * w[i] - k * xr[i];
+  }
+}
+
+// g[i] += sum over rows of dy[r, i].
+void ColumnSums(const float* dy, int rows, int n, float* g) {
+  for (int r = 0; r < rows; ++r) {
+    const float* d = dy + static_cast<size_t>(r) * n;
+    for (int i = 0; i < n; ++i) g[i] += d[i];
+  }
+}
+
+}  // namespace
+
+void TrainModel::AttentionForward(int layer) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  float* out = ao_.data() + rd * layer;
+  float* att = att_.data() + att_per_layer_ * layer;
+  for (size_t s = 0; s < seq_lens_.size(); ++s) {
+    const int n = seq_lens_[s];
+    const size_t r0 = static_cast<size_t>(seq_starts_[s]);
+    for (int h = 0; h < c.n_heads; ++h) {
+      float* p = att + att_offsets_[s] + static_cast<size_t>(h) * n * n;
+      const float* qh = q + r0 * dim + static_cast<size_t>(h) * hd;
+      const float* kh = k + r0 * kv + static_cast<size_t>(h / hpk) * hd;
+      const float* vh = v + r0 * kv + static_cast<size_t>(h / hpk) * hd;
+      // p[n, n] = scale * qh kh^T, then a causal softmax per row.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, qh, dim, kh, kv, 0.0f,
+                  p, n);
+      for (int i = 0; i < n; ++i) {
+        float* row = p + static_cast<size_t>(i) * n;
+        cpu::SoftmaxInPlace(row, i + 1);
+        std::fill(row + i + 1, row + n, 0.0f);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, vh, kv, 0.0f,
+                  out + r0 * dim + static_cast<size_t>(h) * hd, dim);
+    }
+  }
+}
+
+void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, float* dk, float* dv) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  const float* att = att_.data() + att_per_layer_ * layer;
+  std::fill_n(dk, rk, 0.0f);
+  std::fill_n(dv, rk, 0.0f);
+  for (size_t s = 0; s < seq_lens_.size(); ++s) {
+    const int n = seq_lens_[s];
+    const size_t r0 = static_cast<size_t>(seq_starts_[s]);
+    Grow(&dp_, static_cast<size_t>(n) * n);
+    float* dp = dp_.data();
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float* p = att + att_offsets_[s] + static_cast<size_t>(h) * n * n;
+      const size_t qo = r0 * dim + static_cast<size_t>(h) * hd;
+      const size_t ko = r0 * kv + static_cast<size_t>(h / hpk) * hd;
+      // dp = dout_h v_h^T; dv_h += p^T dout_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dout + qo, dim, v + ko,
+                  kv, 0.0f, dp, n);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, p, n, dout + qo, dim,
+                  1.0f, dv + ko, kv);
+      // ds = p * (dp - rowsum(p * dp)); masked entries have p = 0 and stay 0.
+      for (int i = 0; i < n; ++i) {
+        const float* pr = p + static_cast<size_t>(i) * n;
+        float* dr = dp + static_cast<size_t>(i) * n;
+        float dot = 0.0f;
+        for (int j = 0; j <= i; ++j) dot += pr[j] * dr[j];
+        for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - dot);
+        std::fill(dr + i + 1, dr + n, 0.0f);
+      }
+      // dq_h = scale * ds k_h; dk_h += scale * ds^T q_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, scale, dp, n, k + ko, kv,
+                  0.0f, dq + qo, dim);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, scale, dp, n, q + qo, dim,
+                  1.0f, dk + ko, kv);
+    }
+  }
+}
+
+void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> dentropy,
+                          float* grad) {
+  TREEPO_CHECK_GT(rows_, 0);
+  TREEPO_CHECK_EQ(dlogp.size(), static_cast<size_t>(rows_));
+  TREEPO_CHECK(dentropy.empty() || dentropy.size() == static_cast<size_t>(rows_));
+  const model::ModelConfig& c = w_->config;
+  const model::ParamLayout& lay = w_->layout;
+  const int rows = rows_, dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
+  const int vocab = c.vocab_size, layers = c.n_layers;
+  const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
+  const size_t rh = static_cast<size_t>(rows) * hid;
+  for (auto* b : {&dx_, &dxmid_, &dxn_, &dq_, &dao_}) Grow(b, rd);
+  for (auto* b : {&dk_, &dv_}) Grow(b, rk);
+  for (auto* b : {&dh_, &dg_, &du_}) Grow(b, rh);
+
+  // dlogits, in place of the probabilities: for logp_t = z_t - lse, dz_j = g (1[j = t] - p_j);
+  // for H = -sum p log p, dz_j = -gH p_j (log p_j + H).
+  float* dz = probs_.data();
+  int seq = 0;
+  for (int r = 0; r < rows; ++r) {
+    while (r >= seq_starts_[seq] + seq_lens_[seq]) ++seq;
+    float* pr = dz + static_cast<size_t>(r) * vocab;
+    if (r == seq_starts_[seq] + seq_lens_[seq] - 1) {
+      std::fill_n(pr, vocab, 0.0f);
+      continue;
+    }
+    const float g = dlogp[r];
+    const float ge = dentropy.empty() ? 0.0f : dentropy[r];
+    if (ge != 0.0f) {
+      double h = 0.0;
+      for (int j = 0; j < vocab; ++j) {
+        if (pr[j] > 0.0f) h -= static_cast<double>(pr[j]) * std::log(pr[j]);
+      }
+      for (int j = 0; j < vocab; ++j) {
+        const float p = pr[j];
+        const float lp = p > 0.0f ? std::log(p) : 0.0f;
+        pr[j] = -g * p - ge * p * (lp + static_cast<float>(h));
+      }
+    } else {
+      for (int j = 0; j < vocab; ++j) pr[j] *= -g;
+    }
+    pr[tokens_[r + 1]] += g;
+  }
+  cpu::MatMulTn(dz, xnf_.data(), grad + lay.lm_head(), rows, vocab, dim);
+  float* dxnf = dxn_.data();
+  cpu::MatMul(dz, w_->at(lay.lm_head()), dxnf, rows, dim, vocab);
+  float* dx = dx_.data();
+  std::fill_n(dx, rd, 0.0f);
+  RmsNormBackward(dxnf, x_.data() + rd * layers, w_->at(lay.final_norm()), invf_.data(), rows, dim,
+                  dx, grad + lay.final_norm());
+
+  for (int l = layers - 1; l >= 0; --l) {
+    const model::LayerOffsets& o = lay.layer(l);
+    // FFN: x_out = xmid + act w2^T, act = silu(gate) * up.
+    cpu::MatMulTn(dx, act_.data() + rh * l, grad + o.w2, rows, dim, hid);
+    float* dact = dh_.data();
+    cpu::MatMul(dx, w_->at(o.w2), dact, rows, hid, dim);
+    const float* gate = gate_.data() + rh * l;
+    const float* up = up_.data() + rh * l;
+    float* dg = dg_.data();
+    float* du = du_.data();
+    for (size_t i = 0; i < rh; ++i) {
+      const float sg = 1.0f / (1.0f + std::exp(-gate[i]));
+      const float silu = gate[i] * sg;
+      du[i] = dact[i] * silu;
+      dg[i] = dact[i] * up[i] * sg * (1.0f + gate[i] * (1.0f - sg));
+    }
+    const float* xn2 = xn2_.data() + rd * l;
+    cpu::MatMulTn(dg, xn2, grad + o.w1, rows, hid, dim);
+    cpu::MatMulTn(du, xn2, grad + o.w3, rows, hid, dim);
+    float* dxn = dxn_.data();
+    cpu::MatMul(dg, w_->at(o.w1), dxn, rows, dim, hid);
+    cpu::MatMul(du, w_->at(o.w3), dxn, rows, dim, hid, 1.0f);
+    float* dxmid = dxmid_.data();
+    std::copy_n(dx, rd, dxmid);
+    RmsNormBackward(dxn, xmid_.data() + rd * l, w_->at(o.ffn_norm), inv2_.data() + rows * l, rows,
+                    dim, dxmid, grad + o.ffn_norm);
+
+    // Attention: xmid = xin + ao wo^T.
+    cpu::MatMulTn(dxmid, ao_.data() + rd * l, grad + o.wo, rows, dim, dim);
+    float* dao = dao_.data();
+    cpu::MatMul(dxmid, w_->at(o.wo), dao, rows, dim, dim);
+    float* dq = dq_.data();
+    float* dk = dk_.data();
+    float* dv = dv_.data();
+    AttentionBackward(l, dao, dq, dk, dv);
+    // RoPE is a rotation: its backward is the inverse rotation.
+    cpu::Rope(dq, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout,
+              /*inverse=*/true);
+    cpu::Rope(dk, positions_.data(), rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout,
+              /*inverse=*/true);
+    if (c.qkv_bias) {
+      ColumnSums(dq, rows, dim, grad + o.bq);
+      ColumnSums(dk, rows, kv, grad + o.bk);
+      ColumnSums(dv, rows, kv, grad + o.bv);
+    }
+    const float* xn1 = xn1_.data() + rd * l;
+    cpu::MatMulTn(dq, xn1, grad + o.wq, rows, dim, dim);
+    cpu::MatMulTn(dk, xn1, grad + o.wk, rows, kv, dim);
+    cpu::MatMulTn(dv, xn1, grad + o.wv, rows, kv, dim);
+    cpu::MatMul(dq, w_->at(o.wq), dxn, rows, dim, dim);
+    cpu::MatMul(dk, w_->at(o.wk), dxn, rows, dim, kv, 1.0f);
+    cpu::MatMul(dv, w_->at(o.wv), dxn, rows, dim, kv, 1.0f);
+    std::copy_n(dxmid, rd, dx);
+    RmsNormBackward(dxn, x_.data() + rd * l, w_->at(o.attn_norm), inv1_.data() + rows * l, rows,
+                    dim, dx, grad + o.attn_norm);
+  }
+  float* gemb = grad + lay.embed();
+  for (int r = 0; r < rows; ++r) {
+    float* g = gemb + static_cast<size_t>(tokens_[r]) * dim;
+    const float* d = dx + static_cast<size_t>(r) * dim;
+    for (int i = 0; i < dim; ++i) g[i] += d[i];
+  }
+}
+
+}  // namespace treepo::learner

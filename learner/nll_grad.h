@@ -1,0 +1,34 @@
+// Teacher-forced negative log-likelihood gradients of one token sequence: the `treepo grad`
+// command and the gradient check against the PyTorch oracle (tests/reference/
+// gen_grad_reference.py) both use this.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/model/safetensors.h"
+#include "common/model/weights.h"
+#include "common/status.h"
+
+namespace treepo::learner {
+
+struct NllGradients {
+  double loss = 0.0;  // sum over t >= prompt_len of -log p(tokens[t] | tokens[..t))
+  // dloss/dW per tensor, Hugging Face names (ParamLayout's); a tied model has no
+  // lm_head.weight (its use is folded into model.embed_tokens.weight).
+  std::map<std::string, model::NamedTensor> grads;
+};
+
+// Requires 1 <= prompt_len < tokens.size() <= max_seq_len and ids in the vocabulary
+// (kInvalidArgument otherwise).
+Result<NllGradients> ComputeNllGradients(const model::ModelWeights& weights,
+                                         std::span<const int32_t> tokens, int prompt_len);
+
+// Reads token ids separated by white space; refuses non-integers and ids outside
+// [0, vocab_size) with kInvalidArgument naming the offending entry.
+Result<std::vector<int32_t>> ReadTokenFile(const std::string& path, int vocab_size);
+
+}  // namespace treepo::learner
