@@ -21,15 +21,15 @@ struct TreeNodeRecord {
   std::optional<uint64_t> parent;  // nullopt for depth-1 nodes (children of the prompt)
   int depth = 0;                   // 1 for the first segment
   std::vector<int32_t> tokens;
-  std::vector<float> logprobs;     // one per token, under the sampling distribution
-  std::string text;                // decoded segment text
+  std::vector<float> logprobs;                // one per token, under the sampling distribution
+  std::string text;                           // decoded segment text
   FinishReason finish = FinishReason::kNone;  // set on the node that ended a path
   uint32_t worker = 0;
   uint64_t weight_version = 0;
 };
 
 struct TreeLeafRecord {
-  uint64_t node = 0;    // last node of the leaf's path
+  uint64_t node = 0;  // last node of the leaf's path
   float reward = 0.0f;
   FinishReason finish = FinishReason::kNone;
   int response_tokens = 0;  // tokens on the path (after truncation to the cap)

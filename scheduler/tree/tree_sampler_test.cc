@@ -1,0 +1,257 @@
+#include "scheduler/tree/tree_sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "scheduler/tree/sim_engine_testing.h"
+
+namespace treepo::scheduler {
+namespace {
+
+using testing::FakeDetokenize;
+using testing::kBox;
+using testing::kEos;
+
+SamplerOptions Opts(int w, int b, int L, int d) {
+  SamplerOptions o;
+  o.width = w;
+  o.branch_factor = b;
+  o.segment_tokens = L;
+  o.max_depth = d;
+  o.seed = 7;
+  return o;
+}
+
+SamplerQuery Query(uint64_t id) {
+  SamplerQuery q;
+  q.id = QueryId(id);
+  q.name = "q" + std::to_string(id);
+  q.prompt_tokens = {5, 6, 7};
+  return q;
+}
+
+std::unique_ptr<TreeSampler> Make(const SamplerOptions& o, NodeIdAllocator* ids,
+                                  uint64_t query = 1) {
+  auto s = TreeSampler::Create(Query(query), o, FakeDetokenize, ids);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return std::move(s).value();
+}
+
+// A segment of `n` letter tokens, then EOS when `eos`.
+SegmentOutput Seg(NodeId node, int n, bool eos, bool box = false) {
+  SegmentOutput o;
+  o.node = node;
+  o.worker = WorkerId(1);
+  for (int i = 0; i < n; ++i) o.tokens.push_back(box && i == 0 ? kBox : 2 + i % 10);
+  if (eos) {
+    o.tokens.push_back(kEos);
+    o.finish = EngineFinish::kEos;
+  }
+  o.logprobs.assign(o.tokens.size(), -0.5f);
+  return o;
+}
+
+std::vector<NodeId> AllChildren(const std::vector<SegmentRequest>& reqs) {
+  std::vector<NodeId> out;
+  for (const auto& r : reqs) out.insert(out.end(), r.children.begin(), r.children.end());
+  return out;
+}
+
+TEST(TreeSamplerTest, BudgetDoublesUntilWidthThenPathsContinue) {
+  NodeIdAllocator ids;
+  auto s = Make(Opts(8, 2, 4, 5), &ids);
+  std::vector<size_t> live_per_step;
+  for (int step = 0; step < 5; ++step) {
+    const auto nodes = AllChildren(s->TakeRequests());
+    live_per_step.push_back(nodes.size());
+    for (NodeId n : nodes) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+  }
+  EXPECT_EQ(live_per_step, (std::vector<size_t>{2, 4, 8, 8, 8}));
+  ASSERT_TRUE(s->Done());
+  const TreeRecord t = s->TakeTree();
+  ASSERT_EQ(t.leaves.size(), 8u);
+  for (const auto& l : t.leaves) {
+    EXPECT_EQ(l.finish, FinishReason::kMaxTokens);  // rule 4 fires before max depth
+    EXPECT_EQ(l.response_tokens, 20);
+  }
+  EXPECT_TRUE(t.Validate().ok());
+}
+
+TEST(TreeSamplerTest, FinishedPathHandsItsBudgetToSurvivors) {
+  NodeIdAllocator ids;
+  auto s = Make(Opts(8, 2, 4, 6), &ids);
+  for (NodeId n : AllChildren(s->TakeRequests())) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+  const auto step2 = AllChildren(s->TakeRequests());
+  ASSERT_EQ(step2.size(), 4u);
+  // One path ends (EOS); A = 3, F = 1, leaves = 1: total = max(3, min(7, 8)) = 7 -> 2, 2, 3.
+  ASSERT_TRUE(s->OnResult(Seg(step2[1], 1, true)).ok());
+  for (NodeId n : {step2[3], step2[0], step2[2]}) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+  const auto reqs = s->TakeRequests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(*reqs[0].parent, step2[0]);
+  EXPECT_EQ(reqs[0].children.size(), 2u);
+  EXPECT_EQ(*reqs[1].parent, step2[2]);
+  EXPECT_EQ(reqs[1].children.size(), 2u);
+  EXPECT_EQ(*reqs[2].parent, step2[3]);
+  EXPECT_EQ(reqs[2].children.size(), 3u);  // the remainder goes to the last path
+  EXPECT_EQ(s->leaves(), 1);
+  // Next step: 7 live, 2 finish: A = 5, leaves = 3, total = max(5, min(5, 14)) = 5 -> 1 each.
+  const auto step3 = AllChildren(reqs);
+  for (size_t i = 0; i < step3.size(); ++i) {
+    ASSERT_TRUE(s->OnResult(Seg(step3[i], i < 2 ? 0 : 4, i < 2)).ok());
+  }
+  const auto next = s->TakeRequests();
+  EXPECT_EQ(AllChildren(next).size(), 5u);
+  for (const auto& r : next) EXPECT_EQ(r.children.size(), 1u);
+}
+
+TEST(TreeSamplerTest, FallbackCutsAtSegmentBoundariesKeepingAncestorIds) {
+  std::map<int, int> kept_depths;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    NodeIdAllocator ids;
+    SamplerOptions o = Opts(8, 2, 4, 4);
+    o.seed = seed;
+    auto s = Make(o, &ids);
+    const auto step1 = AllChildren(s->TakeRequests());
+    for (NodeId n : step1) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+    const auto step2 = AllChildren(s->TakeRequests());
+    ASSERT_EQ(step2.size(), 4u);
+    // All four end by EOS at response length 4 + 2: n = 2 windows, j in {0, 1}.
+    for (NodeId n : step2) ASSERT_TRUE(s->OnResult(Seg(n, 1, true)).ok());
+    EXPECT_EQ(s->leaves(), 4);
+    const auto fb = s->TakeRequests();
+    int copies = 0;
+    for (const SegmentRequest& r : fb) {
+      copies += static_cast<int>(r.children.size());
+      EXPECT_EQ(r.children.size(), 2u);  // min(b, remaining)
+      if (r.parent) {
+        // A true depth-1 ancestor of the EOS leaves; prefix = prompt + its 4 tokens.
+        EXPECT_TRUE(*r.parent == step1[0] || *r.parent == step1[1]);
+        EXPECT_EQ(r.prefix_tokens.size(), 3u + 4u);
+        EXPECT_EQ(s->tree().at(r.children[0]).depth, 2);
+        ++kept_depths[1];
+      } else {
+        EXPECT_EQ(r.prefix_tokens.size(), 3u);
+        ++kept_depths[0];
+      }
+    }
+    EXPECT_EQ(copies, 4);
+    EXPECT_TRUE(s->TakeReleasable().size() >= 4u);  // the EOS leaf nodes themselves
+  }
+  EXPECT_GT(kept_depths[0], 0);
+  EXPECT_GT(kept_depths[1], 0);
+}
+
+TEST(TreeSamplerTest, FallbackWithoutFinishedLeavesRestartsFromPrompt) {
+  NodeIdAllocator ids;
+  SamplerOptions o = Opts(4, 2, 40, 3);
+  auto s = Make(o, &ids);
+  for (NodeId n : AllChildren(s->TakeRequests())) {
+    SegmentOutput out = Seg(n, 40, false);
+    std::fill(out.tokens.begin(), out.tokens.end(), 2);  // 40 x 'a': repetition
+    ASSERT_TRUE(s->OnResult(out).ok());
+  }
+  EXPECT_EQ(s->leaves(), 2);
+  const auto fb = s->TakeRequests();
+  ASSERT_EQ(fb.size(), 1u);
+  EXPECT_FALSE(fb[0].parent.has_value());
+  EXPECT_EQ(fb[0].children.size(), 2u);
+}
+
+TEST(TreeSamplerTest, BoxedAndEosFinishesBoxedAloneContinues) {
+  NodeIdAllocator ids;
+  auto s = Make(Opts(2, 2, 4, 4), &ids);
+  const auto nodes = AllChildren(s->TakeRequests());
+  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 3, true, /*box=*/true)).ok());
+  ASSERT_TRUE(s->OnResult(Seg(nodes[1], 4, false, /*box=*/true)).ok());
+  EXPECT_EQ(s->tree().at(nodes[0]).finish, FinishReason::kFinished);
+  EXPECT_EQ(s->tree().at(nodes[1]).finish, FinishReason::kNone);
+  EXPECT_EQ(AllChildren(s->TakeRequests()).size(), 1u);
+}
+
+TEST(TreeSamplerTest, RejectsMalformedResults) {
+  NodeIdAllocator ids;
+  auto s = Make(Opts(2, 2, 4, 4), &ids);
+  const auto nodes = AllChildren(s->TakeRequests());
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 3, false)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 5, false)).code(), StatusCode::kInvalidArgument);
+  SegmentOutput bad = Seg(nodes[0], 4, false);
+  bad.logprobs.pop_back();
+  EXPECT_EQ(s->OnResult(bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->OnResult(Seg(NodeId(999), 4, false)).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 4, false)).ok());
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 4, false)).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(TreeSamplerTest, MoreInitialDivergenceDrawsKInRange) {
+  SamplerOptions o = Opts(8, 2, 4, 4);
+  o.more_init_divergence = true;
+  o.init_divergence_max = 6;
+  std::set<size_t> seen;
+  for (uint64_t q = 1; q <= 200; ++q) {
+    NodeIdAllocator ids;
+    auto s = Make(o, &ids, q);
+    const auto reqs = s->TakeRequests();
+    ASSERT_EQ(reqs.size(), 1u);
+    seen.insert(reqs[0].children.size());
+  }
+  EXPECT_EQ(seen, (std::set<size_t>{2, 3, 4, 5, 6}));
+  o.init_divergence_max = 9;
+  NodeIdAllocator ids;
+  EXPECT_EQ(TreeSampler::Create(Query(1), o, FakeDetokenize, &ids).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(TreeSamplerTest, SequentialModeMakesIndependentChains) {
+  NodeIdAllocator ids;
+  SamplerOptions o = Opts(4, 2, 4, 3);
+  o.sequential = true;
+  auto s = Make(o, &ids);
+  auto reqs = s->TakeRequests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].children.size(), 4u);
+  const auto roots = reqs[0].children;
+  // Path 0 ends at once; path 1 goes on without waiting for the others.
+  ASSERT_TRUE(s->OnResult(Seg(roots[0], 1, true)).ok());
+  ASSERT_TRUE(s->OnResult(Seg(roots[1], 4, false)).ok());
+  reqs = s->TakeRequests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(*reqs[0].parent, roots[1]);
+  EXPECT_EQ(reqs[0].children.size(), 1u);
+
+  SamplerOptions one = o;
+  one.sequential_single_segment = true;
+  auto s1 = Make(one, &ids, 2);
+  EXPECT_EQ(s1->TakeRequests()[0].max_new_tokens, 12);
+}
+
+TEST(TreeSamplerTest, ReleasesEverythingWhenDone) {
+  NodeIdAllocator ids;
+  auto s = Make(Opts(2, 2, 4, 2), &ids);
+  std::set<NodeId> released;
+  for (int step = 0; step < 2; ++step) {
+    for (NodeId n : AllChildren(s->TakeRequests())) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+    for (NodeId n : s->TakeReleasable()) EXPECT_TRUE(released.insert(n).second);
+  }
+  ASSERT_TRUE(s->Done());
+  EXPECT_EQ(released.size(), s->tree().nodes().size());
+}
+
+TEST(TreeSamplerTest, UnknownPolicyNamesAreListed) {
+  NodeIdAllocator ids;
+  SamplerOptions o = Opts(4, 2, 4, 4);
+  o.branching.policy = "nope";
+  auto r = TreeSampler::Create(Query(1), o, FakeDetokenize, &ids);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fixed_avg, logprob_weighted"), std::string::npos);
+  o.branching.policy = "fixed_avg";
+  o.fallback_policy = "breadth";
+  r = TreeSampler::Create(Query(1), o, FakeDetokenize, &ids);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("depth_first"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace treepo::scheduler
