@@ -4,10 +4,22 @@ namespace treepo::cluster {
 
 // Each cmd_<name>.cc defines one of these.
 void RegisterGenerate(CLI::App& app, int* exit_code);
+void RegisterGrad(CLI::App& app, int* exit_code);
+void RegisterAdvantages(CLI::App& app, int* exit_code);
+void RegisterWorker(CLI::App& app, int* exit_code);
+void RegisterScheduler(CLI::App& app, int* exit_code);
+void RegisterRollout(CLI::App& app, int* exit_code);
+void RegisterScore(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
       &RegisterGenerate,
+      &RegisterGrad,
+      &RegisterAdvantages,
+      &RegisterWorker,
+      &RegisterScheduler,
+      &RegisterRollout,
+      &RegisterScore,
   };
   return kCommands;
 }

@@ -9,20 +9,14 @@
 
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
+#include "common/testing/paths.h"
 #include "learner/nll_grad.h"
 
 namespace treepo::learner {
 namespace {
 
-std::string SourceDir() {
-  const char* s = std::getenv("TREEPO_SOURCE_DIR");
-  return s ? s : ".";
-}
-
-std::string SharedDir() {
-  const char* s = std::getenv("TREEPO_SHARED_DIR");
-  return s ? s : SourceDir() + "/../shared";
-}
+using testing::SharedDir;
+using testing::SourceDir;
 
 void CompareWithReference(const model::ModelWeights& w, const std::string& tokens_file,
                           const std::string& ref_file) {

@@ -9,25 +9,14 @@
 #include <iterator>
 #include <string>
 
+#include "common/testing/paths.h"
+
 namespace treepo::model::testing {
 
-// The repository root: $TREEPO_SOURCE_DIR, else three levels above this header's path
-// (common/model/model_test_util.h) as compiled.
-inline std::string SourceDir() {
-  if (const char* s = std::getenv("TREEPO_SOURCE_DIR")) return s;
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().string();
-}
-
-// The ../shared folder: $TREEPO_SHARED_DIR, else SourceDir()/../shared.
-inline std::string SharedDir() {
-  if (const char* d = std::getenv("TREEPO_SHARED_DIR")) return d;
-  return SourceDir() + "/../shared";
-}
-
-// SourceDir()/tests/data/<name>.
-inline std::string TestDataPath(const std::string& name) {
-  return SourceDir() + "/tests/data/" + name;
-}
+// Paths come from the project-wide test helpers.
+using ::treepo::testing::SharedDir;
+using ::treepo::testing::SourceDir;
+using ::treepo::testing::TestDataPath;
 
 // A fresh, empty directory under the system temp dir, unique per name and process.
 inline std::string FreshTempDir(const std::string& name) {

@@ -1,0 +1,133 @@
+// `treepo rollout`: a rollout on one machine. Starts the scheduler in this process and
+// --workers N `treepo worker` processes on loopback (ephemeral port), rolls out a prompt file,
+// writes the trees (--out) and a summary (--summary-out, also printed on stdout).
+//
+// Settings come from --config FILE (TOML), then the flags below, then --set key=value; keys
+// are the flag names with '_' for '-' (scheduler/service/rollout_job.h, plus workers,
+// worker_threads, worker_pages, page_size). An unknown key is an error.
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/child_process.h"
+#include "cluster/command.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "scheduler/service/rollout_job.h"
+
+namespace treepo::cluster {
+namespace {
+
+std::atomic<bool> g_rollout_stop{false};
+void OnRolloutSignal(int) { g_rollout_stop.store(true); }
+
+// Flags that map one to one onto config keys.
+constexpr const char* kFlagKeys[][2] = {
+    {"model", "llama2.c .bin or Hugging Face directory (workers load it)"},
+    {"tokenizer", "llama2.c tokenizer file"},
+    {"prompts", "prompt file: JSON lines {\"id\",\"prompt\",\"answer\"}"},
+    {"workers", "worker processes to start (default 2)"},
+    {"worker-threads", "BLAS threads per worker (default 1)"},
+    {"worker-pages", "KV pages per worker (default 4096)"},
+    {"page-size", "tokens per KV page (default 16)"},
+    {"mode", "tree | sequential"},
+    {"width", "leaves per query (w)"},
+    {"segment-tokens", "tokens per segment (L)"},
+    {"max-depth", "segments per path at most (d)"},
+    {"branch", "branching factor (b)"},
+    {"init-divergence", "fixed | more"},
+    {"temperature", "sampling temperature"},
+    {"top-p", "nucleus sampling mass"},
+    {"seed", "run seed"},
+    {"out", "tree file to write (JSON lines)"},
+    {"summary-out", "summary JSON to write"},
+    {"prompt-field", "prompt field name in the prompt file"},
+    {"answer-field", "answer field name in the prompt file"},
+    {"reward", "reward function name"},
+    {"max-queries", "roll out only the first N prompts"},
+    {"max-concurrent-queries", "queries in flight at once"},
+};
+
+std::string KeyOf(std::string flag) {
+  for (char& c : flag) {
+    if (c == '-') c = '_';
+  }
+  return flag;
+}
+
+struct RolloutCmdOptions {
+  std::string config_path;
+  std::vector<std::string> sets;
+  std::map<std::string, std::string> flags;  // flag name -> value, when given
+};
+
+Status RunRolloutCmd(const RolloutCmdOptions& o) {
+  Config config;
+  if (!o.config_path.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(o.config_path));
+  }
+  for (const auto& [flag, value] : o.flags) config.SetValue(KeyOf(flag), value);
+  for (const std::string& s : o.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  int workers = 2, worker_threads = 1, worker_pages = 4096, page_size = 16;
+  TREEPO_RETURN_IF_ERROR(config.Get("workers", &workers));
+  TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
+  TREEPO_RETURN_IF_ERROR(config.Get("worker_pages", &worker_pages));
+  TREEPO_RETURN_IF_ERROR(config.Get("page_size", &page_size));
+  if (workers < 1) return InvalidArgument("workers must be >= 1");
+  scheduler::RolloutJobOptions job;
+  TREEPO_RETURN_IF_ERROR(scheduler::LoadRolloutJobOptions(config, &job));
+  if (job.model_path.empty()) return InvalidArgument("rollout: --model is required");
+  job.min_workers = workers;
+
+  std::vector<ChildProcess> children;
+  auto spawn = [&](const std::string& endpoint) -> Status {
+    for (int i = 0; i < workers; ++i) {
+      TREEPO_ASSIGN_OR_RETURN(
+          ChildProcess c,
+          ChildProcess::Spawn({SelfExecutable(), "worker", "--scheduler", endpoint, "--model",
+                               job.model_path, "--threads", std::to_string(worker_threads),
+                               "--pages", std::to_string(worker_pages), "--page-size",
+                               std::to_string(page_size), "--name",
+                               "worker-" + std::to_string(i + 1)}));
+      children.push_back(std::move(c));
+    }
+    return OkStatus();
+  };
+  Result<scheduler::RolloutOutput> out = scheduler::RunRolloutJob(job, spawn, &g_rollout_stop);
+  for (ChildProcess& c : children) {
+    if (!c.Wait(3000)) c.Terminate(1000);
+  }
+  if (!out.ok()) return out.status();
+  std::cout << scheduler::RolloutSummaryJson(*out, job) << std::endl;
+  return OkStatus();
+}
+
+}  // namespace
+
+void RegisterRollout(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<RolloutCmdOptions>();
+  CLI::App* cmd = app.add_subcommand("rollout", "Roll out a prompt file on local worker processes");
+  cmd->add_option("--config", opts->config_path, "TOML config with the same keys");
+  cmd->add_option("--set", opts->sets, "override a config key: key=value (repeatable)");
+  for (const auto& [flag, help] : kFlagKeys) {
+    const std::string name = flag;
+    cmd->add_option_function<std::string>(
+        "--" + name, [opts, name](const std::string& v) { opts->flags[name] = v; }, help);
+  }
+  cmd->callback([opts, exit_code] {
+    InitLogging("rollout");
+    std::signal(SIGINT, OnRolloutSignal);
+    std::signal(SIGTERM, OnRolloutSignal);
+    const Status st = RunRolloutCmd(*opts);
+    if (!st.ok()) {
+      spdlog::error("rollout: {}", st.ToString());
+      *exit_code = 1;
+    }
+  });
+}
+
+}  // namespace treepo::cluster

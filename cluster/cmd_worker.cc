@@ -1,0 +1,55 @@
+// `treepo worker`: an inference worker serving one scheduler (worker/service/worker_service.h).
+// SIGINT/SIGTERM stop it; the exit code is non-zero when it stopped on an error (for example a
+// scheduler silent for too long).
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <string>
+
+#include "cluster/command.h"
+#include "common/log.h"
+#include "worker/service/worker_service.h"
+
+namespace treepo::cluster {
+namespace {
+
+std::atomic<bool> g_worker_stop{false};
+
+void OnStopSignal(int) { g_worker_stop.store(true); }
+
+}  // namespace
+
+void RegisterWorker(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<worker::WorkerOptions>();
+  opts->engine.blas_threads = 1;
+  CLI::App* cmd = app.add_subcommand("worker", "Run an inference worker for a scheduler");
+  cmd->add_option("--scheduler", opts->scheduler_endpoint, "scheduler endpoint tcp://HOST:PORT")
+      ->required();
+  cmd->add_option("--model", opts->model_path, "llama2.c .bin or Hugging Face directory")
+      ->required();
+  cmd->add_option("--threads", opts->engine.blas_threads, "BLAS threads")->capture_default_str();
+  cmd->add_option("--pages", opts->engine.kv.num_pages, "KV pages")->capture_default_str();
+  cmd->add_option("--page-size", opts->engine.kv.page_size, "tokens per KV page")
+      ->capture_default_str();
+  cmd->add_option("--max-step-tokens", opts->engine.max_step_tokens, "rows per engine step")
+      ->capture_default_str();
+  cmd->add_option("--name", opts->name, "name in logs (default worker-<pid>)");
+  cmd->add_option("--heartbeat-ms", opts->heartbeat_interval_ms,
+                  "heartbeat period (0: the scheduler's)")
+      ->capture_default_str();
+  cmd->add_option("--scheduler-timeout-ms", opts->scheduler_timeout_ms,
+                  "exit when the scheduler is silent this long")
+      ->capture_default_str();
+  cmd->callback([opts, exit_code] {
+    InitLogging(opts->name.empty() ? "worker" : opts->name);
+    std::signal(SIGINT, OnStopSignal);
+    std::signal(SIGTERM, OnStopSignal);
+    const Status st = worker::RunWorker(*opts, &g_worker_stop);
+    if (!st.ok()) {
+      spdlog::error("worker: {}", st.ToString());
+      *exit_code = 1;
+    }
+  });
+}
+
+}  // namespace treepo::cluster

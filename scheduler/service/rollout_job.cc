@@ -1,0 +1,185 @@
+#include "scheduler/service/rollout_job.h"
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "common/model/safetensors.h"
+#include "common/model/tokenizer.h"
+#include "common/progress.h"
+#include "common/tree/tree_record.h"
+#include "scheduler/dataset/prompt_dataset.h"
+#include "scheduler/service/tree_driver.h"
+
+namespace treepo::scheduler {
+
+Status RolloutJobOptions::Validate() const {
+  if (tokenizer_path.empty()) return InvalidArgument("rollout: tokenizer is not set");
+  if (prompts_path.empty()) return InvalidArgument("rollout: prompts is not set");
+  if (vocab_size <= 0 && model_path.empty()) {
+    return InvalidArgument("rollout: set model (or vocab_size) so the tokenizer can be read");
+  }
+  if (max_queries < 0) return InvalidArgument("max_queries must be >= 0");
+  if (min_workers < 1) return InvalidArgument("min_workers must be >= 1");
+  if (wait_workers_timeout_ms < 1) return InvalidArgument("wait_workers_timeout_ms must be >= 1");
+  if (max_concurrent_queries < 1) return InvalidArgument("max_concurrent_queries must be >= 1");
+  TREEPO_RETURN_IF_ERROR(TreeDriverOptionsFrom(*this).status());
+  return service.Validate();
+}
+
+Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
+  TREEPO_RETURN_IF_ERROR(c.Get("tokenizer", &o->tokenizer_path));
+  TREEPO_RETURN_IF_ERROR(c.Get("vocab_size", &o->vocab_size));
+  TREEPO_RETURN_IF_ERROR(c.Get("model", &o->model_path));
+  TREEPO_RETURN_IF_ERROR(c.Get("prompts", &o->prompts_path));
+  TREEPO_RETURN_IF_ERROR(c.Get("prompt_field", &o->prompt_field));
+  TREEPO_RETURN_IF_ERROR(c.Get("answer_field", &o->answer_field));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_queries", &o->max_queries));
+  TREEPO_RETURN_IF_ERROR(c.Get("mode", &o->mode));
+  TREEPO_RETURN_IF_ERROR(c.Get("width", &o->width));
+  TREEPO_RETURN_IF_ERROR(c.Get("segment_tokens", &o->segment_tokens));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_depth", &o->max_depth));
+  TREEPO_RETURN_IF_ERROR(c.Get("branch", &o->branch));
+  TREEPO_RETURN_IF_ERROR(c.Get("init_divergence", &o->init_divergence));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_init_divergence", &o->max_init_divergence));
+  TREEPO_RETURN_IF_ERROR(c.Get("temperature", &o->temperature));
+  TREEPO_RETURN_IF_ERROR(c.Get("top_p", &o->top_p));
+  TREEPO_RETURN_IF_ERROR(c.Get("top_k", &o->top_k));
+  TREEPO_RETURN_IF_ERROR(c.Get("seed", &o->seed));
+  TREEPO_RETURN_IF_ERROR(c.Get("reward", &o->reward));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_concurrent_queries", &o->max_concurrent_queries));
+  TREEPO_RETURN_IF_ERROR(c.Get("min_workers", &o->min_workers));
+  TREEPO_RETURN_IF_ERROR(c.Get("wait_workers_timeout_ms", &o->wait_workers_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("out", &o->out_path));
+  TREEPO_RETURN_IF_ERROR(c.Get("summary_out", &o->summary_path));
+  TREEPO_RETURN_IF_ERROR(c.Get("progress", &o->progress));
+  SchedulerOptions& s = o->service;
+  TREEPO_RETURN_IF_ERROR(c.Get("bind", &s.bind_endpoint));
+  TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_interval_ms", &s.heartbeat_interval_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_timeout_ms", &s.heartbeat_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_task_attempts", &s.max_task_attempts));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_tasks_per_worker", &s.dispatch.max_tasks_per_worker));
+  TREEPO_RETURN_IF_ERROR(c.Get("max_sequences_per_worker", &s.dispatch.max_sequences_per_worker));
+  TREEPO_RETURN_IF_ERROR(c.Get("min_free_pages", &s.dispatch.min_free_pages));
+  TREEPO_RETURN_IF_ERROR(c.CheckAllConsumed());
+  return o->Validate();
+}
+
+std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOptions& o) {
+  const RolloutStats& s = output.stats;
+  nlohmann::json j;
+  const double wall = s.wall_s > 0 ? s.wall_s : 1e-9;
+  j["queries"] = s.queries;
+  j["leaves"] = s.leaves;
+  j["wall_s"] = s.wall_s;
+  j["trajectories_per_s"] = static_cast<double>(s.leaves) / wall;
+  j["tokens_per_s"] = static_cast<double>(s.tokens_decoded) / wall;
+  j["tokens_decoded"] = s.tokens_decoded;
+  j["tokens_prefilled"] = s.tokens_prefilled;
+  j["unique_tree_tokens"] = s.unique_tree_tokens;
+  j["segments"] = s.segments;
+  j["tasks"] = s.tasks;
+  j["redispatched_tasks"] = s.redispatched_tasks;
+  double reward_sum = 0;
+  int64_t n = 0;
+  for (const TreeRecord& t : output.trees) {
+    for (const TreeLeafRecord& l : t.leaves) {
+      reward_sum += l.reward;
+      ++n;
+    }
+  }
+  j["mean_reward"] = n > 0 ? reward_sum / static_cast<double>(n) : 0.0;
+  nlohmann::json util = nlohmann::json::object();
+  nlohmann::json workers = nlohmann::json::array();
+  for (const WorkerUsage& w : s.workers) {
+    const std::string key = w.name + "#" + std::to_string(w.worker.value());
+    util[key] = w.busy_fraction;
+    workers.push_back({{"id", w.worker.value()},
+                       {"name", w.name},
+                       {"segments", w.segments},
+                       {"busy_fraction", w.busy_fraction}});
+  }
+  j["worker_utilisation"] = util;
+  j["workers"] = workers;
+  j["options"] = {{"mode", o.mode},
+                  {"width", o.width},
+                  {"segment_tokens", o.segment_tokens},
+                  {"max_depth", o.max_depth},
+                  {"branch", o.branch},
+                  {"init_divergence", o.init_divergence},
+                  {"temperature", o.temperature},
+                  {"top_p", o.top_p},
+                  {"seed", o.seed},
+                  {"reward", o.reward}};
+  return j.dump(2);
+}
+
+namespace {
+
+Result<int> VocabSize(const RolloutJobOptions& o) {
+  if (o.vocab_size > 0) return o.vocab_size;
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
+  return w.config.vocab_size;
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) return InvalidArgument("cannot open " + path + " for writing");
+  out << text << "\n";
+  out.close();
+  if (!out) return DataLoss("writing " + path + " failed");
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
+                                    const std::function<Status(const std::string&)>& on_bound,
+                                    const std::atomic<bool>* stop) {
+  TREEPO_RETURN_IF_ERROR(o.Validate());
+  PromptFileOptions po;
+  po.prompt_field = o.prompt_field;
+  po.answer_field = o.answer_field;
+  TREEPO_ASSIGN_OR_RETURN(std::vector<PromptRecord> prompts, LoadPromptFile(o.prompts_path, po));
+  if (o.max_queries > 0 && static_cast<int64_t>(prompts.size()) > o.max_queries) {
+    prompts.resize(static_cast<size_t>(o.max_queries));
+  }
+  if (prompts.empty()) return InvalidArgument(o.prompts_path + " holds no prompts");
+  TREEPO_ASSIGN_OR_RETURN(const int vocab, VocabSize(o));
+  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
+                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, vocab));
+  auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  auto records = std::make_shared<const std::vector<PromptRecord>>(std::move(prompts));
+  TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(o, records, tokenizer));
+
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
+                          SchedulerService::Create(o.service));
+  if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
+  TREEPO_RETURN_IF_ERROR(service->WaitForWorkers(o.min_workers, o.wait_workers_timeout_ms, stop));
+  spdlog::info("rolling out {} queries ({} mode, w={} L={} d={} b={}) on {} workers",
+               records->size(), o.mode, o.width, o.segment_tokens, o.max_depth, o.branch,
+               service->registry().live_count());
+
+  ProgressBar bar("queries", static_cast<int64_t>(records->size()), o.progress);
+  RolloutRunOptions ro;
+  ro.max_concurrent_queries = o.max_concurrent_queries;
+  ro.scorer = setup.scorer;
+  ro.wait_workers_timeout_ms = o.wait_workers_timeout_ms;
+  ro.on_progress = [&](int64_t done, int64_t) {
+    bar.Update(done, std::to_string(service->registry().live_count()) + " workers");
+  };
+  Result<RolloutOutput> out = RunRollout(service.get(), records->size(), setup.factory, ro, stop);
+  bar.Finish(out.ok() ? "done" : "failed");
+  service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();
+  // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
+  for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();
+  if (!out.ok()) return out.status();
+  if (!o.out_path.empty()) TREEPO_RETURN_IF_ERROR(WriteTreeFile(o.out_path, out->trees));
+  if (!o.summary_path.empty()) {
+    TREEPO_RETURN_IF_ERROR(WriteText(o.summary_path, RolloutSummaryJson(*out, o)));
+  }
+  return out;
+}
+
+}  // namespace treepo::scheduler

@@ -1,0 +1,70 @@
+// A whole rollout job: read a prompt file, bind the scheduler, wait for workers, roll every
+// prompt out as a TreePO tree (or sequential samples), score, write the tree file and a
+// summary. This is the scheduler's one public entry point for the `treepo scheduler` and
+// `treepo rollout` commands (options in, run until the rollout completes or is stopped).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "scheduler/service/rollout_runner.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace treepo::scheduler {
+
+// Every field can be set from a TOML file or `--set key=value` under the key named in its
+// comment (LoadRolloutJobOptions).
+struct RolloutJobOptions {
+  std::string tokenizer_path;             // tokenizer: llama2.c tokenizer file
+  int vocab_size = 0;                     // vocab_size: the model's vocabulary (0: from model_path)
+  std::string model_path;                 // model: only read for vocab_size when that is 0
+  std::string prompts_path;               // prompts: JSON lines {"id","prompt","answer"}
+  std::string prompt_field = "prompt";    // prompt_field
+  std::string answer_field = "answer";    // answer_field ("" = no answers)
+  int64_t max_queries = 0;                // max_queries: first N prompts only (0 = all)
+  std::string mode = "tree";              // mode: tree | sequential
+  int width = 4;                          // width: leaves per query (w)
+  int segment_tokens = 16;                // segment_tokens: L
+  int max_depth = 4;                      // max_depth: d
+  int branch = 2;                         // branch: b
+  std::string init_divergence = "fixed";  // init_divergence: fixed | more
+  int max_init_divergence = 8;            // max_init_divergence: k_max for "more"
+  float temperature = 1.0f;               // temperature
+  float top_p = 1.0f;                     // top_p
+  int top_k = 0;                          // top_k (0 = off)
+  uint64_t seed = 1;                    // seed: run seed (child seeds and node ids derive from it)
+  std::string reward = "math";          // reward: reward function name
+  int max_concurrent_queries = 8;       // max_concurrent_queries
+  int min_workers = 1;                  // min_workers: start once this many registered
+  int wait_workers_timeout_ms = 30000;  // wait_workers_timeout_ms
+  std::string out_path;                 // out: tree file (JSONL); "" = none
+  std::string summary_path;             // summary_out: summary JSON; "" = none
+  bool progress = true;                 // progress: progress bar on stderr
+  SchedulerOptions service;             // bind, heartbeat_interval_ms, heartbeat_timeout_ms,
+                             // max_tasks_per_worker, max_sequences_per_worker, min_free_pages
+
+  Status Validate() const;
+};
+
+// Reads every key above from `config` (absent keys keep their value), then fails on keys
+// nobody read (Config::CheckAllConsumed). Keys of other commands can be read first by the
+// caller so that they count as consumed.
+Status LoadRolloutJobOptions(const Config& config, RolloutJobOptions* options);
+
+// The summary JSON (one object): queries, leaves, wall_s, trajectories_per_s, tokens_per_s,
+// tokens_decoded, tokens_prefilled, unique_tree_tokens, segments, tasks, redispatched_tasks,
+// mean_reward, worker_utilisation ({name: fraction}), workers (details), options.
+std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOptions& options);
+
+// Runs the job. `on_bound(endpoint)` runs once the Router is bound, before waiting for
+// workers (the local launcher starts its workers there). After the rollout every worker is
+// sent Shutdown. `stop` may be null.
+Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& options,
+                                    const std::function<Status(const std::string&)>& on_bound,
+                                    const std::atomic<bool>* stop);
+
+}  // namespace treepo::scheduler

@@ -1,0 +1,88 @@
+// Drives many queries' rollouts at once over a SchedulerService, with no global step
+// barrier: up to max_concurrent_queries are open, and each advances as soon as its own
+// segment results arrive (in any order). Finished queries are released on the workers,
+// scored, and their trees collected in query order.
+//
+// Thread-safety: none; runs on the service's loop thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tree/tree_record.h"
+#include "protocols/messages.h"
+#include "scheduler/service/dispatcher.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace treepo::scheduler {
+
+// One query's rollout as the runner sees it (an adapter around the query's TreeSampler).
+class QueryDriver {
+ public:
+  virtual ~QueryDriver() = default;
+  // Segment tasks ready to run. Each names its query, parent, children, seeds and sampling;
+  // task ids are left 0 (the runner assigns them); parent_tokens holds the parent's whole
+  // token path (the prompt for a root task).
+  virtual Result<std::vector<TaskSpec>> TakeTasks() = 0;
+  // The result of one of this query's tasks (results arrive in any order).
+  virtual Status OnResult(const TaskSpec& spec, const protocols::SegmentResult& result) = 0;
+  // Nodes whose KV no future task of this query can use.
+  virtual std::vector<NodeId> TakeReleasable() = 0;
+  virtual bool Done() const = 0;
+  // The finished tree (leaves not yet scored). Precondition: Done().
+  virtual Result<TreeRecord> TakeTree() = 0;
+};
+
+// Makes the driver of query `index` (0-based, in the rollout's query order); its tasks carry
+// QueryId(index + 1).
+using DriverFactory = std::function<Result<std::unique_ptr<QueryDriver>>(size_t index)>;
+// Scores a finished tree's leaves in place (sets each TreeLeafRecord::reward).
+using TreeScorer = std::function<Status(TreeRecord* tree)>;
+
+struct RolloutRunOptions {
+  int max_concurrent_queries = 8;  // queries open at once (>= 1)
+  TreeScorer scorer;               // null: rewards stay 0
+  // Called after each finished query with (finished, total).
+  std::function<void(int64_t, int64_t)> on_progress;
+  int wait_workers_timeout_ms = 30000;  // with no live worker for this long the rollout fails
+
+  Status Validate() const;
+};
+
+struct WorkerUsage {
+  WorkerId worker;
+  std::string name;
+  int64_t segments = 0;      // child results accepted from it
+  double busy_fraction = 0;  // wall time with tasks in flight on it / rollout wall time
+};
+
+struct RolloutStats {
+  int64_t queries = 0;
+  int64_t leaves = 0;
+  double wall_s = 0;
+  int64_t tokens_decoded = 0;      // tokens of every accepted child result
+  int64_t tokens_prefilled = 0;    // prefix positions workers computed for accepted tasks
+  int64_t unique_tree_tokens = 0;  // tokens over every node of every tree
+  int64_t segments = 0;            // accepted child results (tree nodes computed)
+  int64_t tasks = 0;               // accepted task results
+  int64_t redispatched_tasks = 0;  // after a worker died or refused
+  std::vector<WorkerUsage> workers;
+};
+
+struct RolloutOutput {
+  std::vector<TreeRecord> trees;  // in query order
+  RolloutStats stats;
+};
+
+// Runs `n_queries` rollouts to completion on the service's workers. kCancelled when *stop
+// becomes true (stop may be null); a driver error or a fatal service error ends the rollout.
+Result<RolloutOutput> RunRollout(SchedulerService* service, size_t n_queries,
+                                 const DriverFactory& make_driver, const RolloutRunOptions& options,
+                                 const std::atomic<bool>* stop);
+
+}  // namespace treepo::scheduler

@@ -1,0 +1,143 @@
+// The scheduler's service: one thread owns a ZeroMQ Router, the worker registry and the
+// dispatcher, and turns frames into calls (docs/scheduler.md).
+//
+// The owner drives it by calling Pump() (one loop turn) from its thread, directly or through
+// RunRollout (scheduler/service/rollout_runner.h). Workers register, heartbeat (echoed back),
+// take SegmentTaskBatch and answer with SegmentResultBatch / TaskRejected. Accepted results go
+// to the ResultSink; results of tasks not in flight on their sender, or from a fenced epoch,
+// are dropped. Learners register and their traffic goes to the LearnerHandler (the RL loop).
+// A frame that does not decode is logged with the reason and answered with an ErrorReply; the
+// loop keeps serving.
+//
+// Thread-safety: none. Every call on the loop thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "protocols/codec.h"
+#include "protocols/messages.h"
+#include "protocols/transport.h"
+#include "scheduler/service/dispatcher.h"
+#include "scheduler/service/worker_registry.h"
+
+namespace treepo::scheduler {
+
+struct SchedulerOptions {
+  std::string bind_endpoint = "tcp://127.0.0.1:*";  // "*" port: a free one (see endpoint())
+  int heartbeat_interval_ms = 500;                  // told to workers in RegisterAck
+  int heartbeat_timeout_ms = 5000;                  // a worker silent this long is dead
+  int max_task_attempts = 50;  // dispatches of one task before the rollout fails
+  DispatchLimits dispatch;
+  protocols::CodecOptions codec;
+
+  Status Validate() const;
+};
+
+// Receives accepted segment results (the rollout runner). Called on the loop thread.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  // `task` was in flight on result.worker_id and is now complete.
+  virtual void OnSegmentResult(const InFlightTask& task,
+                               const protocols::SegmentResult& result) = 0;
+};
+
+// Learner-side traffic (the RL loop implements this). Called on the loop thread.
+class LearnerHandler {
+ public:
+  virtual ~LearnerHandler() = default;
+  virtual void OnLearnerRegistered(const LearnerEntry& learner) = 0;
+  // Any message from a registered learner other than RegisterLearner (TrainDone,
+  // WeightVersionNotice, WeightChunk, ...).
+  virtual void OnLearnerMessage(const LearnerEntry& learner, const protocols::Message& message) = 0;
+  virtual void OnWorkerWeightAck(WorkerId worker, const protocols::WeightAck& ack) = 0;
+};
+
+class SchedulerService {
+ public:
+  // Binds the Router. `clock` null: the steady clock.
+  static Result<std::unique_ptr<SchedulerService>> Create(const SchedulerOptions& options,
+                                                          std::unique_ptr<Clock> clock = nullptr);
+  ~SchedulerService();
+
+  // The bound endpoint, port resolved ("tcp://127.0.0.1:40123").
+  const std::string& endpoint() const;
+
+  // One loop turn: waits up to timeout_ms for traffic, handles every waiting frame, declares
+  // silent workers dead (their tasks go back to the queue), places queued tasks and sends one
+  // SegmentTaskBatch per worker. Errors are fatal (socket failure, a task refused too often).
+  Status Pump(int timeout_ms);
+  // Pumps until `count` workers are live; kDeadlineExceeded after timeout_ms, kCancelled
+  // when *stop becomes true (stop may be null).
+  Status WaitForWorkers(int count, int timeout_ms, const std::atomic<bool>* stop);
+
+  // A task id not used before in this service's life.
+  TaskId NextTaskId() { return TaskId(next_task_id_++); }
+  // Queues a task for dispatch (task ids from NextTaskId()).
+  void Submit(TaskSpec spec);
+  // Tells every worker holding one of `nodes` to free it, and forgets them.
+  void Release(const std::vector<NodeId>& nodes);
+  // Frees every node of `query` still held anywhere.
+  void ReleaseQuery(QueryId query);
+
+  Status SendToWorker(WorkerId worker, protocols::Payload payload);
+  // Sends to every live worker; the first error is returned after trying all.
+  Status BroadcastToWorkers(const protocols::Payload& payload);
+  Status SendToLearner(LearnerId learner, protocols::Payload payload);
+  // Broadcasts Shutdown and pumps until every live worker's connection is quiet or
+  // timeout_ms passes.
+  Status ShutdownWorkers(const std::string& reason);
+
+  void set_result_sink(ResultSink* sink) { sink_ = sink; }
+  void set_learner_handler(LearnerHandler* handler) { learner_handler_ = handler; }
+  // The weight version stamped on tasks and told to registering workers.
+  void set_weight_version(WeightVersion version) { weight_version_ = version; }
+  WeightVersion weight_version() const { return weight_version_; }
+
+  const WorkerRegistry& registry() const { return registry_; }
+  const Dispatcher& dispatcher() const { return dispatcher_; }
+  const SchedulerOptions& options() const { return options_; }
+  int64_t NowMs() const { return clock_->NowMs(); }
+  // Counters since creation.
+  struct Counters {
+    int64_t frames_in = 0;
+    int64_t bad_frames = 0;
+    int64_t stale_messages = 0;
+    int64_t results = 0;
+    int64_t rejections = 0;
+    int64_t dead_workers = 0;
+    int64_t redispatched_tasks = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  SchedulerService(const SchedulerOptions& options, std::unique_ptr<Clock> clock);
+
+  Status HandleFrame(const std::string& peer, const std::vector<uint8_t>& frame);
+  Status HandleWorkerMessage(WorkerEntry* worker, const protocols::Message& m);
+  void ReplyError(const std::string& peer, const Status& status, protocols::MessageType about);
+  Status SendToPeer(const std::string& peer, protocols::Payload payload);
+  void OnWorkerDead(WorkerId id);
+  Status Dispatch();
+
+  SchedulerOptions options_;
+  std::unique_ptr<Clock> clock_;
+  protocols::Context context_;
+  std::optional<protocols::Router> router_;
+  WorkerRegistry registry_;
+  Dispatcher dispatcher_;
+  ResultSink* sink_ = nullptr;
+  LearnerHandler* learner_handler_ = nullptr;
+  WeightVersion weight_version_;
+  Status fatal_;
+  uint64_t next_task_id_ = 1;
+  Counters counters_;
+};
+
+}  // namespace treepo::scheduler

@@ -1,0 +1,40 @@
+// The worker process: one thread owns a Dealer connected to the scheduler and an Engine.
+//
+// Protocol (docs/scheduler.md): RegisterWorker -> RegisterAck (retried until the deadline);
+// then SegmentTaskBatch in, SegmentResultBatch out (every task finished in one engine step
+// goes in one batch), TaskRejected for tasks the engine refuses (the Status code travels:
+// kResourceExhausted when out of KV pages), ReleaseNodes frees KV, WeightVersionNotice +
+// WeightChunk install a new weight version between segments (WeightAck), Shutdown drains and
+// returns. A Heartbeat with load figures goes out every interval; the scheduler echoes it, and
+// a scheduler silent for longer than scheduler_timeout_ms ends the worker with kUnavailable.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "worker/engine/engine.h"
+
+namespace treepo::worker {
+
+struct WorkerOptions {
+  std::string scheduler_endpoint;  // "tcp://HOST:PORT" of the scheduler's Router
+  std::string name;                // shown in logs; "" = "worker-<pid>"
+  std::string model_path;          // llama2.c .bin or a Hugging Face directory
+  EngineOptions engine;            // page size, number of pages, rows per step, BLAS threads
+  // Heartbeat period; 0 = the one the scheduler gives in RegisterAck.
+  int heartbeat_interval_ms = 0;
+  // Give up when nothing came from the scheduler for this long (registration included).
+  int scheduler_timeout_ms = 15000;
+  int register_retry_ms = 1000;  // resend RegisterWorker when no RegisterAck came in this time
+
+  Status Validate() const;
+};
+
+// Runs the worker until Shutdown (OkStatus), `*stop` becomes true (OkStatus), or a fatal error:
+// model load failure, a silent scheduler (kUnavailable), a registration fenced by the
+// scheduler (kFailedPrecondition). `stop` may be null.
+Status RunWorker(const WorkerOptions& options, std::atomic<bool>* stop);
+
+}  // namespace treepo::worker
