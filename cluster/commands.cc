@@ -10,6 +10,10 @@ void RegisterWorker(CLI::App& app, int* exit_code);
 void RegisterScheduler(CLI::App& app, int* exit_code);
 void RegisterRollout(CLI::App& app, int* exit_code);
 void RegisterScore(CLI::App& app, int* exit_code);
+void RegisterPretrain(CLI::App& app, int* exit_code);
+void RegisterEval(CLI::App& app, int* exit_code);
+void RegisterLearner(CLI::App& app, int* exit_code);
+void RegisterTrain(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
@@ -20,6 +24,10 @@ const std::vector<RegisterFn>& AllCommands() {
       &RegisterScheduler,
       &RegisterRollout,
       &RegisterScore,
+      &RegisterPretrain,
+      &RegisterEval,
+      &RegisterLearner,
+      &RegisterTrain,
   };
   return kCommands;
 }

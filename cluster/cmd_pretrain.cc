@@ -1,0 +1,69 @@
+// `treepo pretrain`: train the built-in task's base model (cluster/pretrain_job.h).
+//
+// stdout: one loss line per --log-every steps, then a summary line. stderr: logs.
+#include <cstdio>
+#include <memory>
+
+#include "cluster/command.h"
+#include "cluster/pretrain_job.h"
+#include "common/log.h"
+
+namespace treepo::cluster {
+
+void RegisterPretrain(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<PretrainOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "pretrain", "Train a small base model on the built-in arithmetic task (CPU)");
+  cmd->add_option("--out", o->out_dir, "output model directory")->required();
+  cmd->add_option("--seed", o->seed, "init, corpus and order seed")->capture_default_str();
+  cmd->add_option("--steps", o->steps, "optimiser steps")->capture_default_str();
+  cmd->add_option("--batch", o->batch_size, "sequences per step")->capture_default_str();
+  cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup_steps, "warm-up steps")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_flag("--loss-on-prompt", o->loss_on_prompt, "also train on prompt tokens");
+  cmd->add_option("--dim", o->dim, "model width")->capture_default_str();
+  cmd->add_option("--hidden", o->hidden_dim, "SwiGLU width")->capture_default_str();
+  cmd->add_option("--layers", o->n_layers, "layers")->capture_default_str();
+  cmd->add_option("--heads", o->n_heads, "attention heads")->capture_default_str();
+  cmd->add_option("--kv-heads", o->n_kv_heads, "key/value heads")->capture_default_str();
+  cmd->add_option("--max-seq-len", o->max_seq_len, "positions")->capture_default_str();
+  cmd->add_option("--corpus", o->corpus_problems, "distinct train problems")
+      ->capture_default_str();
+  cmd->add_option("--min-terms", o->task.min_terms, "task: terms per sum (min)")
+      ->capture_default_str();
+  cmd->add_option("--max-terms", o->task.max_terms, "task: terms per sum (max)")
+      ->capture_default_str();
+  cmd->add_option("--min-digits", o->task.min_digits, "task: digits per term (min)")
+      ->capture_default_str();
+  cmd->add_option("--max-digits", o->task.max_digits, "task: digits per term (max)")
+      ->capture_default_str();
+  cmd->add_option("--subtract-prob", o->task.subtract_prob, "task: share of '-'")
+      ->capture_default_str();
+  cmd->add_option("--multiply-prob", o->task.multiply_prob, "task: share of products")
+      ->capture_default_str();
+  cmd->add_option("--held-out-percent", o->task.held_out_percent, "task: held-out share")
+      ->capture_default_str();
+  cmd->add_option("--eval-problems", o->eval_problems, "held-out problems for greedy accuracy")
+      ->capture_default_str();
+  cmd->add_option("--log-every", o->log_every, "loss line every N steps")->capture_default_str();
+  cmd->add_option("--threads", o->blas_threads, "BLAS threads (0: library default)")
+      ->capture_default_str();
+  cmd->callback([o, exit_code] {
+    InitLogging("pretrain");
+    Result<PretrainOutput> r = RunPretrain(*o);
+    if (!r.ok()) {
+      spdlog::error("pretrain: {}", r.status().ToString());
+      *exit_code = 1;
+      return;
+    }
+    std::printf(
+        "pretrained %s: %lld params, %lld tokens, %.1f s, loss %.4f -> %.4f, held-out greedy "
+        "accuracy %.1f%%\n",
+        r->model_dir.c_str(), static_cast<long long>(r->num_params),
+        static_cast<long long>(r->tokens_trained), r->wall_s, r->first_loss, r->final_loss,
+        100.0 * r->heldout_accuracy);
+  });
+}
+
+}  // namespace treepo::cluster

@@ -1,0 +1,369 @@
+// `treepo train [--config FILE] [--set key=value ...]`: TreePO RL end to end on one machine.
+//
+// With no arguments it runs the built-in default (configs/default.toml documents every key):
+// makes the base model if missing (`treepo pretrain`'s job, into model.base), evaluates it on
+// the held-out split, starts the scheduler and the RL loop in this process and the workers and
+// the learner as child processes on loopback (this same binary), trains, evaluates the final
+// checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
+// report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
+// Logs and a status line per step go to stderr; the summary JSON to stdout.
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cluster/child_process.h"
+#include "cluster/command.h"
+#include "cluster/eval_job.h"
+#include "cluster/pretrain_job.h"
+#include "cluster/report.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/model/safetensors.h"
+#include "common/model/tokenizer.h"
+#include "learner/service/checkpoint.h"
+#include "learner/service/learner_service.h"
+#include "scheduler/dataset/task_source.h"
+#include "scheduler/rl/rl_loop.h"
+
+namespace treepo::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_train_stop{false};
+void OnTrainSignal(int) { g_train_stop.store(true); }
+
+// The launcher's own keys (the RL loop's and the learner's are read by their components).
+struct TrainOptions {
+  std::string out_dir = "runs/default";  // out_dir
+  std::string resume;                    // resume: checkpoint dir to continue from
+  std::string base = "runs/base";        // model.base: base model dir (made if missing)
+  bool make_base = true;                 // model.make_if_missing
+  int pretrain_steps = 0;                // model.pretrain_steps (0: the pretrain default)
+  std::string prompts;                   // task.prompts: JSONL prompt file ("" = built-in task)
+  std::string prompt_field = "prompt";   // task.prompt_field
+  std::string answer_field = "answer";   // task.answer_field
+  int train_problems = 4000;             // task.train_problems: built-in task train set size
+  int workers = 2;                       // cluster.workers
+  int learners = 1;                      // cluster.learners (only 1 is supported)
+  int worker_threads = 1;                // cluster.worker_threads
+  int worker_pages = 2048;               // cluster.worker_pages
+  int page_size = 16;                    // cluster.page_size
+  int learner_threads = 1;               // cluster.learner_threads
+  bool eval_before = true;               // eval.before
+  bool eval_after = true;                // eval.after
+  int eval_problems = 200;               // eval.problems
+  int eval_samples = 0;                  // eval.samples (k for Maj@k / pass@k)
+  int eval_max_new_tokens = 96;          // eval.max_new_tokens
+  int checkpoint_every = 10;             // output.checkpoint_every (0: at the end only)
+  bool write_trees = true;               // output.trees
+  bool report = true;                    // output.report
+  bool progress = true;                  // output.progress
+};
+
+Status LoadTrainOptions(const Config& c, TrainOptions* o) {
+  TREEPO_RETURN_IF_ERROR(c.Get("out_dir", &o->out_dir));
+  TREEPO_RETURN_IF_ERROR(c.Get("resume", &o->resume));
+  TREEPO_RETURN_IF_ERROR(c.Get("model.base", &o->base));
+  TREEPO_RETURN_IF_ERROR(c.Get("model.make_if_missing", &o->make_base));
+  TREEPO_RETURN_IF_ERROR(c.Get("model.pretrain_steps", &o->pretrain_steps));
+  TREEPO_RETURN_IF_ERROR(c.Get("task.prompts", &o->prompts));
+  TREEPO_RETURN_IF_ERROR(c.Get("task.prompt_field", &o->prompt_field));
+  TREEPO_RETURN_IF_ERROR(c.Get("task.answer_field", &o->answer_field));
+  TREEPO_RETURN_IF_ERROR(c.Get("task.train_problems", &o->train_problems));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.workers", &o->workers));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.learners", &o->learners));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_threads", &o->worker_threads));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.before", &o->eval_before));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.after", &o->eval_after));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.problems", &o->eval_problems));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.samples", &o->eval_samples));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.max_new_tokens", &o->eval_max_new_tokens));
+  TREEPO_RETURN_IF_ERROR(c.Get("output.checkpoint_every", &o->checkpoint_every));
+  TREEPO_RETURN_IF_ERROR(c.Get("output.trees", &o->write_trees));
+  TREEPO_RETURN_IF_ERROR(c.Get("output.report", &o->report));
+  TREEPO_RETURN_IF_ERROR(c.Get("output.progress", &o->progress));
+  if (o->out_dir.empty()) return InvalidArgument("out_dir is empty");
+  if (o->workers < 1) return InvalidArgument("cluster.workers must be >= 1");
+  if (o->learners != 1) {
+    return Unimplemented("cluster.learners = " + std::to_string(o->learners) +
+                         ": data-parallel learners are not supported yet; use 1");
+  }
+  if (o->train_problems < 1) return InvalidArgument("task.train_problems must be >= 1");
+  return OkStatus();
+}
+
+// Every effective setting, "key = value", for the log at start.
+std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r,
+                            const learner::LearnerOptions& l) {
+  std::map<std::string, std::string> kv = {
+      {"out_dir", t.out_dir},
+      {"resume", t.resume},
+      {"model.base", t.base},
+      {"model.make_if_missing", t.make_base ? "true" : "false"},
+      {"model.pretrain_steps", std::to_string(t.pretrain_steps)},
+      {"task.prompts", t.prompts},
+      {"task.train_problems", std::to_string(t.train_problems)},
+      {"cluster.workers", std::to_string(t.workers)},
+      {"cluster.learners", std::to_string(t.learners)},
+      {"cluster.worker_threads", std::to_string(t.worker_threads)},
+      {"cluster.learner_threads", std::to_string(t.learner_threads)},
+      {"eval.problems", std::to_string(t.eval_problems)},
+      {"eval.samples", std::to_string(t.eval_samples)},
+      {"output.checkpoint_every", std::to_string(t.checkpoint_every)},
+      {"steps", std::to_string(r.steps)},
+      {"seed", std::to_string(r.rollout.seed)},
+      {"rollout.mode", r.rollout.mode},
+      {"rollout.width", std::to_string(r.rollout.width)},
+      {"rollout.segment_tokens", std::to_string(r.rollout.segment_tokens)},
+      {"rollout.max_depth", std::to_string(r.rollout.max_depth)},
+      {"rollout.branch", std::to_string(r.rollout.branch)},
+      {"rollout.temperature", std::to_string(r.rollout.temperature)},
+      {"rollout.reward", r.rollout.reward},
+      {"rollout.queries_per_step", std::to_string(r.queries_per_step)},
+      {"rollout.dynamic_sampling", r.dynamic_sampling ? "true" : "false"},
+      {"sync.mode", r.sync_mode},
+      {"sync.max_staleness", std::to_string(r.max_staleness)}};
+  for (const std::string& s : learner::LearnerOptionSets(l)) {
+    const size_t eq = s.find('=');
+    kv["learner." + s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  std::string out;
+  for (const auto& [k, v] : kv) out += "  " + k + " = " + v + "\n";
+  return out;
+}
+
+Status AppendLine(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path, std::ios::app);
+  out << j.dump() << "\n";
+  return out ? OkStatus() : DataLoss("cannot append to " + path);
+}
+
+Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
+                            const std::string& tokenizer, uint64_t seed,
+                            const std::string& out_json) {
+  EvalOptions e;
+  e.model_path = model_dir;
+  e.tokenizer_path = tokenizer;
+  e.samples = t.eval_samples;
+  e.problems = t.eval_problems;
+  e.prompts_path = t.prompts;
+  if (!t.prompts.empty()) {
+    e.prompt_field = t.prompt_field;
+    e.answer_field = t.answer_field;
+  }
+  e.max_new_tokens = t.eval_max_new_tokens;
+  e.seed = seed;
+  e.out_json = out_json;
+  e.progress = t.progress;
+  return RunEval(e);
+}
+
+Result<std::vector<scheduler::PromptRecord>> TrainRecords(const TrainOptions& t, uint64_t seed) {
+  if (!t.prompts.empty()) {
+    scheduler::PromptFileOptions po;
+    po.prompt_field = t.prompt_field;
+    po.answer_field = t.answer_field;
+    return scheduler::LoadPromptFile(t.prompts, po);
+  }
+  const std::string task_json = (fs::path(t.base) / "task.json").string();
+  scheduler::ArithmeticOptions ao;
+  if (fs::exists(task_json)) {
+    TREEPO_ASSIGN_OR_RETURN(ao, ReadTaskOptions(task_json));
+  }
+  TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task, scheduler::ArithmeticTask::Create(ao));
+  return scheduler::ArithmeticRecords(task, scheduler::Split::kTrain, t.train_problems, seed);
+}
+
+struct TrainCmdOptions {
+  std::string config_path;
+  std::vector<std::string> sets;
+};
+
+Status RunTrainCmd(const TrainCmdOptions& c) {
+  Config config;
+  if (!c.config_path.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
+  }
+  for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  TrainOptions t;
+  scheduler::RlOptions rl;
+  rl.steps = 40;
+  rl.rollout.max_concurrent_queries = 16;
+  rl.rollout.width = 8;
+  rl.rollout.segment_tokens = 16;
+  rl.rollout.max_depth = 4;
+  rl.rollout.branch = 2;
+  rl.rollout.service.max_task_attempts = 100000;  // weight swaps refuse tasks briefly
+  learner::LearnerOptions lo;
+  lo.trainer.adamw.lr = 1e-4f;
+  lo.trainer.adamw.warmup_steps = 2;
+  TREEPO_RETURN_IF_ERROR(LoadTrainOptions(config, &t));
+  TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &rl));
+  TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "learner.", &lo));
+  for (const char* derived :
+       {"model", "resume", "checkpoint_dir", "checkpoint_every", "blas_threads", "max_staleness"}) {
+    if (config.Has(std::string("learner.") + derived)) {
+      return InvalidArgument(std::string("learner.") + derived +
+                             " is set by `treepo train` from other keys (configs/default.toml)");
+    }
+  }
+  TREEPO_RETURN_IF_ERROR(config.CheckAllConsumed());
+  rl.workers = t.workers;
+  rl.progress = t.progress;
+  if (rl.sync_mode == "async") lo.trainer.max_staleness = rl.max_staleness;
+  lo.blas_threads = t.learner_threads;
+  lo.checkpoint_every = t.checkpoint_every;
+  lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
+  spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
+
+  // Base model.
+  if (!fs::exists(fs::path(t.base) / "config.json")) {
+    if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
+    spdlog::info("no base model at {}: pretraining one", t.base);
+    PretrainOptions p;
+    p.out_dir = t.base;
+    p.seed = rl.rollout.seed;
+    if (t.pretrain_steps > 0) p.steps = t.pretrain_steps;
+    TREEPO_RETURN_IF_ERROR(RunPretrain(p).status());
+  }
+  const std::string tokenizer_path = (fs::path(t.base) / "tokenizer.bin").string();
+  TREEPO_ASSIGN_OR_RETURN(model::ModelConfig base_config,
+                          model::LoadHfConfig((fs::path(t.base) / "config.json").string()));
+  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
+                          model::Tokenizer::LoadLlama2c(tokenizer_path, base_config.vocab_size));
+  auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  TREEPO_ASSIGN_OR_RETURN(std::vector<scheduler::PromptRecord> train,
+                          TrainRecords(t, rl.rollout.seed));
+
+  fs::create_directories(t.out_dir);
+  const std::string metrics = (fs::path(t.out_dir) / kMetricsFile).string();
+  std::string start_model = t.base;
+  if (!t.resume.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(learner::CheckpointState st, learner::ReadCheckpointState(t.resume));
+    rl.start_step = st.step;
+    lo.resume_dir = t.resume;
+    start_model = t.resume;
+    spdlog::info("resuming from {} at step {}", t.resume, st.step);
+  } else {
+    fs::remove(metrics);
+    lo.model_path = t.base;
+  }
+  rl.metrics_path = metrics;
+  if (t.write_trees) rl.trees_dir = (fs::path(t.out_dir) / "trees").string();
+
+  nlohmann::json summary;
+  if (t.eval_before && t.resume.empty()) {
+    const std::string path = (fs::path(t.out_dir) / kBaseEvalFile).string();
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, tokenizer_path, 1, path));
+    TREEPO_RETURN_IF_ERROR(
+        AppendLine(metrics, {{"step", 0}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+    summary["accuracy_before"] = r.accuracy;
+    spdlog::info("base model held-out accuracy {:.3f} ({} problems)", r.accuracy, r.problems);
+  }
+
+  const fs::path logs = fs::path(t.out_dir) / "logs";
+  fs::create_directories(logs);
+  std::vector<ChildProcess> workers;
+  std::optional<ChildProcess> learner_proc;
+  auto spawn = [&](const std::string& endpoint) -> Status {
+    for (int i = 0; i < t.workers; ++i) {
+      const std::string name = "worker-" + std::to_string(i + 1);
+      TREEPO_ASSIGN_OR_RETURN(
+          ChildProcess w,
+          ChildProcess::Spawn({SelfExecutable(), "worker", "--scheduler", endpoint, "--model",
+                               start_model, "--threads", std::to_string(t.worker_threads),
+                               "--pages", std::to_string(t.worker_pages), "--page-size",
+                               std::to_string(t.page_size), "--name", name},
+                              (logs / (name + ".log")).string()));
+      workers.push_back(std::move(w));
+    }
+    std::vector<std::string> argv = {SelfExecutable(), "learner", "--scheduler", endpoint};
+    for (const std::string& s : learner::LearnerOptionSets(lo)) {
+      argv.push_back("--set");
+      argv.push_back(s);
+    }
+    TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
+                            ChildProcess::Spawn(argv, (logs / "learner.log").string()));
+    learner_proc.emplace(std::move(l));
+    return OkStatus();
+  };
+  Result<scheduler::RlSummary> out =
+      scheduler::RunRl(rl, std::move(train), tokenizer, spawn, &g_train_stop);
+  // The learner writes its final checkpoint on Shutdown before it exits.
+  if (learner_proc && !learner_proc->Wait(120000)) learner_proc->Terminate(2000);
+  for (ChildProcess& w : workers) {
+    if (!w.Wait(5000)) w.Terminate(1000);
+  }
+  TREEPO_RETURN_IF_ERROR(out.status());
+  if (learner_proc && learner_proc->exit_code() != 0) {
+    return Internal("the learner exited with code " + std::to_string(learner_proc->exit_code()) +
+                    " (see " + (logs / "learner.log").string() + ")");
+  }
+
+  const std::string final_dir = learner::CheckpointDir(lo.checkpoint_dir, rl.steps);
+  for (const char* f : {"tokenizer.bin", "task.json"}) {
+    const fs::path from = fs::path(t.base) / f;
+    std::error_code ec;
+    if (fs::exists(from) && fs::exists(final_dir)) {
+      fs::copy_file(from, fs::path(final_dir) / f, fs::copy_options::overwrite_existing, ec);
+    }
+  }
+  summary["steps"] = rl.steps;
+  summary["steps_run"] = out->steps_done;
+  summary["final_version"] = out->final_version;
+  summary["worker_versions"] = out->worker_versions;
+  summary["wall_s"] = out->wall_s;
+  summary["mean_step_s"] = out->mean_step_s;
+  summary["first_step_accuracy"] = out->first_accuracy;
+  summary["last_step_accuracy"] = out->last_accuracy;
+  summary["checkpoint"] = final_dir;
+  if (t.eval_after && fs::exists(final_dir)) {
+    const std::string path = (fs::path(t.out_dir) / kFinalEvalFile).string();
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, tokenizer_path, 1, path));
+    TREEPO_RETURN_IF_ERROR(AppendLine(
+        metrics, {{"step", rl.steps}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+    summary["accuracy_after"] = r.accuracy;
+    spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
+  }
+  {
+    std::ofstream s(fs::path(t.out_dir) / "summary.json", std::ios::trunc);
+    s << summary.dump(2) << "\n";
+  }
+  if (t.report) TREEPO_RETURN_IF_ERROR(WriteReport(t.out_dir));
+  std::cout << summary.dump(2) << std::endl;
+  return OkStatus();
+}
+
+}  // namespace
+
+void RegisterTrain(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<TrainCmdOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "TreePO RL end to end: base model, workers, learner, eval, report");
+  cmd->add_option("--config", opts->config_path, "TOML config (configs/default.toml)");
+  cmd->add_option("--set", opts->sets, "override a config key: key=value (repeatable)");
+  cmd->callback([opts, exit_code] {
+    InitLogging("train");
+    std::signal(SIGINT, OnTrainSignal);
+    std::signal(SIGTERM, OnTrainSignal);
+    const Status st = RunTrainCmd(*opts);
+    if (!st.ok()) {
+      spdlog::error("train: {}", st.ToString());
+      *exit_code = 1;
+    }
+  });
+}
+
+}  // namespace treepo::cluster

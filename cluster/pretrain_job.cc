@@ -1,0 +1,169 @@
+#include "cluster/pretrain_job.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cluster/eval_job.h"
+#include "common/log.h"
+#include "common/model/safetensors.h"
+#include "learner/pretrain/pretrain.h"
+#include "scheduler/task/task_tokenizer.h"
+
+namespace treepo::cluster {
+
+namespace fs = std::filesystem;
+
+Status PretrainOptions::Validate() const {
+  if (out_dir.empty()) return InvalidArgument("pretrain: --out is required");
+  if (corpus_problems < 1) return InvalidArgument("pretrain: corpus_problems must be >= 1");
+  if (eval_problems < 0) return InvalidArgument("pretrain: eval_problems must be >= 0");
+  if (log_every < 0) return InvalidArgument("pretrain: log_every must be >= 0");
+  if (task.held_out_percent >= 100) {
+    return InvalidArgument("pretrain: held_out_percent must be < 100 to leave a train split");
+  }
+  return task.Validate();
+}
+
+std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
+  nlohmann::json j;
+  j["min_terms"] = t.min_terms;
+  j["max_terms"] = t.max_terms;
+  j["min_digits"] = t.min_digits;
+  j["max_digits"] = t.max_digits;
+  j["subtract_prob"] = t.subtract_prob;
+  j["multiply_prob"] = t.multiply_prob;
+  j["held_out_percent"] = t.held_out_percent;
+  return j.dump(2);
+}
+
+Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return NotFound("cannot open " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return DataLoss(path + ": not a JSON object");
+  scheduler::ArithmeticOptions t;
+  try {
+    t.min_terms = j.value("min_terms", t.min_terms);
+    t.max_terms = j.value("max_terms", t.max_terms);
+    t.min_digits = j.value("min_digits", t.min_digits);
+    t.max_digits = j.value("max_digits", t.max_digits);
+    t.subtract_prob = j.value("subtract_prob", t.subtract_prob);
+    t.multiply_prob = j.value("multiply_prob", t.multiply_prob);
+    t.held_out_percent = j.value("held_out_percent", t.held_out_percent);
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(path + ": " + e.what());
+  }
+  TREEPO_RETURN_IF_ERROR(t.Validate());
+  return t;
+}
+
+namespace {
+
+Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text << "\n";
+  f.close();
+  if (!f) return DataLoss("cannot write " + path);
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
+  TREEPO_RETURN_IF_ERROR(o.Validate());
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) return InvalidArgument("pretrain: cannot create " + o.out_dir + ": " + ec.message());
+
+  TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task, scheduler::ArithmeticTask::Create(o.task));
+  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok, scheduler::BuildTaskTokenizer());
+
+  model::ModelConfig mc;
+  mc.dim = o.dim;
+  mc.hidden_dim = o.hidden_dim;
+  mc.n_layers = o.n_layers;
+  mc.n_heads = o.n_heads;
+  mc.n_kv_heads = o.n_kv_heads;
+  mc.vocab_size = tok.vocab_size();
+  mc.max_seq_len = o.max_seq_len;
+  mc.rope_layout = model::RopeLayout::kAdjacentPairs;
+  mc.tied_embeddings = true;
+  mc.bos_id = tok.bos_id();
+  mc.eos_id = tok.eos_id();
+  TREEPO_RETURN_IF_ERROR(mc.Validate());
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights weights, model::ModelWeights::Random(mc, o.seed));
+
+  // Corpus: BOS + prompt, then the solution as its continuation, then EOS.
+  const std::vector<scheduler::ArithmeticProblem> problems =
+      task.MakeSet(scheduler::Split::kTrain, o.corpus_problems, o.seed);
+  std::vector<learner::PretrainSequence> corpus;
+  corpus.reserve(problems.size());
+  for (const scheduler::ArithmeticProblem& p : problems) {
+    learner::PretrainSequence s;
+    s.tokens = tok.Encode(p.prompt, /*add_bos=*/true);
+    s.loss_start = o.loss_on_prompt ? 1 : static_cast<int>(s.tokens.size());
+    const std::vector<int32_t> sol = scheduler::EncodeContinuation(tok, p.solution);
+    s.tokens.insert(s.tokens.end(), sol.begin(), sol.end());
+    s.tokens.push_back(tok.eos_id());
+    if (static_cast<int>(s.tokens.size()) > mc.max_seq_len) {
+      return InvalidArgument("pretrain: a problem needs " + std::to_string(s.tokens.size()) +
+                             " tokens; raise max_seq_len above " + std::to_string(mc.max_seq_len));
+    }
+    corpus.push_back(std::move(s));
+  }
+  spdlog::info("pretrain: model {} ({} params); corpus {} train problems", mc.ToString(),
+               weights.num_params(), corpus.size());
+
+  learner::PretrainConfig pc;
+  pc.steps = o.steps;
+  pc.batch_size = o.batch_size;
+  pc.seed = o.seed;
+  pc.adamw.lr = o.lr;
+  pc.adamw.warmup_steps = o.warmup_steps;
+  pc.adamw.weight_decay = o.weight_decay;
+  pc.log_every = o.log_every;
+  pc.blas_threads = o.blas_threads;
+  auto on_log = [](const learner::PretrainLog& l) {
+    std::printf("step %5d  loss %.4f  lr %.2e  grad_norm %.3f  tok/s %.0f\n", l.step, l.loss,
+                l.lr, l.grad_norm, l.tokens_per_s);
+    std::fflush(stdout);
+  };
+  TREEPO_ASSIGN_OR_RETURN(learner::PretrainStats stats,
+                          learner::Pretrain(pc, corpus, &weights, on_log));
+
+  PretrainOutput out;
+  out.model_dir = o.out_dir;
+  out.tokenizer_path = (fs::path(o.out_dir) / "tokenizer.bin").string();
+  out.num_params = static_cast<int64_t>(weights.num_params());
+  out.tokens_trained = stats.tokens;
+  out.wall_s = stats.wall_s;
+  out.first_loss = stats.first_loss;
+  out.final_loss = stats.last_loss;
+  TREEPO_RETURN_IF_ERROR(model::SaveHfModel(weights, o.out_dir));
+  TREEPO_RETURN_IF_ERROR(tok.SaveLlama2c(out.tokenizer_path));
+  TREEPO_RETURN_IF_ERROR(
+      WriteText((fs::path(o.out_dir) / "task.json").string(), TaskOptionsJson(o.task)));
+  spdlog::info("pretrain: {} steps in {:.1f} s; wrote {}", o.steps, stats.wall_s, o.out_dir);
+
+  if (o.eval_problems > 0) {
+    EvalOptions eo;
+    eo.model_path = o.out_dir;
+    eo.samples = 0;
+    eo.problems = o.eval_problems;
+    eo.has_task = true;
+    eo.task = o.task;
+    eo.seed = o.seed;
+    eo.max_new_tokens = std::min(96, o.max_seq_len / 2);
+    eo.progress = false;
+    TREEPO_ASSIGN_OR_RETURN(EvalReport rep, RunEval(eo));
+    out.heldout_accuracy = rep.accuracy;
+  }
+  return out;
+}
+
+}  // namespace treepo::cluster

@@ -1,0 +1,67 @@
+// `treepo pretrain`: build a next-token-prediction corpus of worked solutions from the built-in
+// arithmetic task (scheduler/task), train a small base model on it with the learner's
+// pretraining loop (learner/pretrain), and write a model directory that every other command
+// loads: config.json + model.safetensors (Hugging Face layout), tokenizer.bin (llama2.c
+// format) and task.json (the task knobs, so `treepo eval` samples the same task).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "scheduler/task/arithmetic_task.h"
+
+namespace treepo::cluster {
+
+struct PretrainOptions {
+  std::string out_dir;  // created if absent; existing files in it are overwritten
+  uint64_t seed = 1;    // model init, corpus and batch order: the run is a function of it
+
+  // Model shape (vocab = the task tokenizer's; RoPE adjacent pairs, tied embeddings).
+  int dim = 128;
+  int hidden_dim = 352;
+  int n_layers = 4;
+  int n_heads = 4;
+  int n_kv_heads = 4;
+  int max_seq_len = 128;
+
+  // Training.
+  int steps = 600;            // optimiser steps
+  int batch_size = 32;        // sequences per step
+  float lr = 2e-3f;           // after a linear warm-up over warmup_steps
+  int warmup_steps = 30;
+  float weight_decay = 0.1f;
+  bool loss_on_prompt = false;  // false: loss on solution tokens (+ EOS) only
+  int log_every = 25;           // a loss line on stdout every N steps (0: none)
+  int blas_threads = 0;         // 0: leave OpenBLAS's setting
+
+  // Corpus: the task's train split with these knobs.
+  scheduler::ArithmeticOptions task;
+  int corpus_problems = 20000;  // distinct train problems (fewer if the space is smaller)
+
+  // Held-out greedy accuracy of the result on this many problems (0: skip).
+  int eval_problems = 200;
+
+  Status Validate() const;
+};
+
+struct PretrainOutput {
+  std::string model_dir;       // == out_dir
+  std::string tokenizer_path;  // out_dir/tokenizer.bin
+  int64_t num_params = 0;
+  int64_t tokens_trained = 0;   // sequence tokens over all steps
+  double wall_s = 0.0;          // training only
+  double first_loss = 0.0;      // mean per loss token, first step
+  double final_loss = 0.0;      // mean per loss token, mean of the last log_every steps
+  double heldout_accuracy = -1;  // greedy, eval_problems held-out problems; -1 when skipped
+};
+
+// Runs the whole job; logs to stderr, prints "step N loss L lr R tok/s T" lines to stdout.
+Result<PretrainOutput> RunPretrain(const PretrainOptions& options);
+
+// Task knobs as JSON (task.json in a model dir) and back. Reading refuses malformed JSON
+// (kDataLoss) and values that do not validate (kInvalidArgument); absent keys keep defaults.
+std::string TaskOptionsJson(const scheduler::ArithmeticOptions& options);
+Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path);
+
+}  // namespace treepo::cluster

@@ -1,0 +1,55 @@
+// The learner process (`treepo learner`): one thread owns a Dealer connected to the scheduler
+// and a Trainer. It registers (RegisterLearner, retried until RegisterAck), publishes its
+// current weights once (so every worker starts from the learner's version, e.g. after a
+// resume), then for each TreeBatch: advantages (estimator by name), training step, publish
+// version v+1 (WeightVersionNotice + WeightChunks, relayed by the scheduler to every worker),
+// TrainDone {step, v+1, metrics}, and a checkpoint every checkpoint_every steps. Shutdown, or
+// *stop, ends it after a final checkpoint of any step not yet saved.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "learner/service/trainer.h"
+
+namespace treepo::learner {
+
+// Config keys are the names in the comments (LoadLearnerOptions; `treepo train` reads them
+// under "learner.").
+struct LearnerOptions {
+  std::string scheduler_endpoint;    // "tcp://HOST:PORT" (the --scheduler flag)
+  std::string name;                  // name: "" = "learner-<pid>"
+  std::string model_path;            // model: initial weights (HF dir or llama2.c .bin)
+  std::string resume_dir;            // resume: a checkpoint dir; overrides model, restores step
+  std::string checkpoint_dir;        // checkpoint_dir: root of step_N dirs; "" = no checkpoints
+  int checkpoint_every = 0;          // checkpoint_every: steps between checkpoints (0 = end only)
+  std::string estimator = "treepo";  // estimator: advantage estimator name
+  int64_t weight_chunk_bytes = 1 << 20;  // weight_chunk_bytes: bytes per WeightChunk
+  int blas_threads = 0;                  // blas_threads: 0 = leave OpenBLAS's setting
+  int rank = 0;                          // rank
+  int world_size = 1;                    // world_size: only 1 is supported
+  int register_timeout_ms = 30000;       // register_timeout_ms: give up registering after this
+  // lr, warmup_steps, weight_decay, beta1, beta2, adam_eps, max_grad_norm, eps_low, eps_high,
+  // dual_clip, kl_coef, entropy_coef, mini_batch_queries, epochs, micro_batch_tokens,
+  // max_staleness.
+  TrainerOptions trainer;
+
+  Status Validate() const;
+};
+
+// Reads every key above under `prefix` (absent keys keep their value). Does not check for
+// unknown keys (the caller does, once every component read its keys).
+Status LoadLearnerOptions(const Config& config, const std::string& prefix, LearnerOptions* o);
+// "key=value" for every key above (no prefix), for `treepo learner --set`.
+std::vector<std::string> LearnerOptionSets(const LearnerOptions& o);
+
+// Runs until Shutdown or *stop (OkStatus) or a fatal error (model load, registration refused
+// or timed out, a fenced registration). `stop` may be null.
+Status RunLearner(const LearnerOptions& options, std::atomic<bool>* stop);
+
+}  // namespace treepo::learner

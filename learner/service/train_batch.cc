@@ -1,0 +1,85 @@
+#include "learner/service/train_batch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <unordered_map>
+
+namespace treepo::learner {
+
+Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
+                                       const AdvantageEstimator& estimator, int max_seq_len) {
+  std::vector<QueryLeaves> queries;
+  queries.reserve(trees.size());
+  for (const TreeRecord& t : trees) {
+    TREEPO_RETURN_IF_ERROR(t.Validate());
+    TREEPO_ASSIGN_OR_RETURN(QueryLeaves q, LeavesFromTree(t));
+    queries.push_back(std::move(q));
+  }
+  const BatchAdvantages adv = ComputeBatchAdvantages(estimator, queries);
+
+  LearnerBatch batch;
+  double reward_sum = 0.0, adv_sum = 0.0, adv_sq = 0.0, raw_sum = 0.0;
+  int64_t leaves = 0;
+  for (size_t q = 0; q < trees.size(); ++q) {
+    const TreeRecord& t = trees[q];
+    if (t.prompt_tokens.empty()) return InvalidArgument("tree " + t.query_id + " has no prompt");
+    const int prompt_len = static_cast<int>(t.prompt_tokens.size());
+    if (prompt_len >= max_seq_len) {
+      return InvalidArgument("tree " + t.query_id + ": prompt of " + std::to_string(prompt_len) +
+                             " tokens leaves no room for a response (max_seq_len " +
+                             std::to_string(max_seq_len) + ")");
+    }
+    std::unordered_map<uint64_t, const TreeNodeRecord*> nodes;
+    for (const TreeNodeRecord& n : t.nodes) nodes[n.id] = &n;
+    for (size_t i = 0; i < t.leaves.size(); ++i) {
+      const TreeLeafRecord& leaf = t.leaves[i];
+      ++leaves;
+      reward_sum += leaf.reward;
+      TrainSequence s;
+      s.tree = q;
+      s.reward = leaf.reward;
+      s.prompt_len = prompt_len;
+      s.tokens = t.prompt_tokens;
+      for (uint64_t id : t.PathTo(leaf.node)) {
+        const TreeNodeRecord& n = *nodes.at(id);
+        s.tokens.insert(s.tokens.end(), n.tokens.begin(), n.tokens.end());
+        s.rollout_logp.insert(s.rollout_logp.end(), n.logprobs.begin(), n.logprobs.end());
+        s.versions.insert(s.versions.end(), n.tokens.size(), n.weight_version);
+      }
+      size_t n_resp = std::min<size_t>(s.rollout_logp.size(),
+                                       static_cast<size_t>(std::max(0, leaf.response_tokens)));
+      const size_t room = static_cast<size_t>(max_seq_len - prompt_len);
+      if (n_resp > room) {
+        n_resp = room;
+        ++batch.truncated_sequences;
+      }
+      if (n_resp == 0) {
+        ++batch.empty_leaves;
+        continue;
+      }
+      s.tokens.resize(static_cast<size_t>(prompt_len) + n_resp);
+      s.rollout_logp.resize(n_resp);
+      s.versions.resize(n_resp);
+      const double a = adv.whitened[q][i];
+      s.advantages.assign(n_resp, static_cast<float>(a));
+      const double n = static_cast<double>(n_resp);
+      adv_sum += a * n;
+      adv_sq += a * a * n;
+      raw_sum += adv.raw[q][i] * n;
+      batch.response_tokens += static_cast<int64_t>(n_resp);
+      batch.sequences.push_back(std::move(s));
+    }
+  }
+  if (leaves > 0) batch.reward_mean = reward_sum / static_cast<double>(leaves);
+  if (batch.response_tokens > 0) {
+    const double n = static_cast<double>(batch.response_tokens);
+    batch.advantage_mean = adv_sum / n;
+    batch.raw_advantage_mean = raw_sum / n;
+    batch.advantage_std =
+        std::sqrt(std::max(0.0, adv_sq / n - batch.advantage_mean * batch.advantage_mean));
+  }
+  return batch;
+}
+
+}  // namespace treepo::learner

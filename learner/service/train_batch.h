@@ -1,0 +1,45 @@
+// The learner's view of a TreeBatch: one training sequence per leaf (prompt + response tokens)
+// with a per-token advantage on the response tokens only, the rollout's log-probs (to report
+// the mismatch against the recomputed ones) and the weight version that sampled each token.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tree/tree_record.h"
+#include "learner/advantage/advantage.h"
+
+namespace treepo::learner {
+
+struct TrainSequence {
+  std::vector<int32_t> tokens;      // prompt tokens, then response tokens
+  int prompt_len = 0;               // >= 1; response token j sits at tokens[prompt_len + j]
+  std::vector<float> advantages;    // [response tokens] the leaf's (whitened) advantage
+  std::vector<float> rollout_logp;  // [response tokens] log-probs the worker reported
+  std::vector<uint64_t> versions;   // [response tokens] weight version of the node it came from
+  size_t tree = 0;                  // index of the leaf's tree in the batch
+  float reward = 0.0f;
+
+  int response_tokens() const { return static_cast<int>(tokens.size()) - prompt_len; }
+};
+
+struct LearnerBatch {
+  std::vector<TrainSequence> sequences;  // grouped by tree, trees in batch order
+  int64_t response_tokens = 0;           // sum over sequences
+  double advantage_mean = 0.0;           // token-weighted, advantages as trained on
+  double advantage_std = 0.0;            // token-weighted (population)
+  double raw_advantage_mean = 0.0;       // token-weighted, before whitening
+  double reward_mean = 0.0;              // over leaves
+  int64_t truncated_sequences = 0;       // responses cut to fit max_seq_len
+  int64_t empty_leaves = 0;              // leaves with no response token (not trained on)
+};
+
+// Builds the batch: advantages from `estimator` (whitened over the batch's response tokens
+// when the estimator asks for it), one sequence per leaf with at least one response token.
+// Responses longer than max_seq_len - prompt_len are truncated (counted). Refuses malformed
+// trees and prompts that leave no room for a response (kInvalidArgument).
+Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
+                                       const AdvantageEstimator& estimator, int max_seq_len);
+
+}  // namespace treepo::learner

@@ -1,0 +1,88 @@
+#include "learner/service/train_batch.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace treepo::learner {
+namespace {
+
+// Prompt [1 5 6]; node 1 [7 8] (depth 1) with children 2 [9] and 3 [10 2]; leaves 2 (+1) and
+// 3 (-1). Versions: node 1 by version 3, node 2 by 4 (async), node 3 by 3.
+TreeRecord SmallTree() {
+  TreeRecord t;
+  t.query_id = "q1";
+  t.prompt_tokens = {1, 5, 6};
+  TreeNodeRecord n1{1, std::nullopt, 1, {7, 8}, {-1.0f, -2.0f}, "", FinishReason::kNone, 1, 3};
+  TreeNodeRecord n2{2, 1, 2, {9}, {-0.5f}, "", FinishReason::kEos, 1, 4};
+  TreeNodeRecord n3{3, 1, 2, {10, 2}, {-0.25f, -0.75f}, "", FinishReason::kEos, 2, 3};
+  t.nodes = {n1, n2, n3};
+  t.leaves = {{2, 1.0f, FinishReason::kEos, 3}, {3, -1.0f, FinishReason::kEos, 4}};
+  return t;
+}
+
+TEST(TrainBatchTest, OneSequencePerLeafWithAdvantageOnResponseTokensOnly) {
+  auto est = MakeAdvantageEstimator("grpo");
+  ASSERT_TRUE(est.ok());
+  auto b = BuildLearnerBatch({SmallTree()}, **est, 64);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_EQ(b->sequences.size(), 2u);
+  const TrainSequence& s0 = b->sequences[0];
+  EXPECT_EQ(s0.tokens, (std::vector<int32_t>{1, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(s0.prompt_len, 3);
+  EXPECT_EQ(s0.response_tokens(), 3);
+  EXPECT_EQ(s0.rollout_logp, (std::vector<float>{-1.0f, -2.0f, -0.5f}));
+  EXPECT_EQ(s0.versions, (std::vector<uint64_t>{3, 3, 4}));
+  // grpo: (R - mean) / (unbiased std + 1e-6) = 1 / sqrt(2).
+  ASSERT_EQ(s0.advantages.size(), 3u);
+  for (float a : s0.advantages) EXPECT_NEAR(a, 1.0 / std::sqrt(2.0), 1e-5);
+  const TrainSequence& s1 = b->sequences[1];
+  EXPECT_EQ(s1.tokens, (std::vector<int32_t>{1, 5, 6, 7, 8, 10, 2}));
+  for (float a : s1.advantages) EXPECT_NEAR(a, -1.0 / std::sqrt(2.0), 1e-5);
+  EXPECT_EQ(b->response_tokens, 7);
+  EXPECT_NEAR(b->reward_mean, 0.0, 1e-9);
+  EXPECT_EQ(b->truncated_sequences, 0);
+}
+
+TEST(TrainBatchTest, TruncatesToResponseTokensAndMaxSeqLen) {
+  auto est = MakeAdvantageEstimator("treepo");
+  ASSERT_TRUE(est.ok());
+  TreeRecord t = SmallTree();
+  t.leaves[1].response_tokens = 3;  // the record's own cap: drops the final token
+  auto b = BuildLearnerBatch({t}, **est, 64);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->sequences[1].tokens, (std::vector<int32_t>{1, 5, 6, 7, 8, 10}));
+  auto c = BuildLearnerBatch({SmallTree()}, **est, 5);  // room for 2 response tokens
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->truncated_sequences, 2);
+  for (const TrainSequence& s : c->sequences) {
+    EXPECT_EQ(s.tokens.size(), 5u);
+    EXPECT_EQ(s.advantages.size(), 2u);
+    EXPECT_EQ(s.rollout_logp.size(), 2u);
+  }
+}
+
+TEST(TrainBatchTest, WhitenedTreepoAdvantagesHaveZeroTokenMean) {
+  auto est = MakeAdvantageEstimator("treepo");
+  ASSERT_TRUE(est.ok());
+  TreeRecord t = SmallTree();
+  t.leaves[0].response_tokens = 3;
+  auto b = BuildLearnerBatch({t, SmallTree()}, **est, 64);
+  ASSERT_TRUE(b.ok());
+  EXPECT_NEAR(b->advantage_mean, 0.0, 1e-6);
+  EXPECT_EQ(b->sequences.size(), 4u);
+  EXPECT_EQ(b->sequences[2].tree, 1u);
+}
+
+TEST(TrainBatchTest, RefusesAPromptThatLeavesNoRoom) {
+  auto est = MakeAdvantageEstimator("treepo");
+  ASSERT_TRUE(est.ok());
+  EXPECT_EQ(BuildLearnerBatch({SmallTree()}, **est, 3).status().code(),
+            StatusCode::kInvalidArgument);
+  TreeRecord bad = SmallTree();
+  bad.leaves[0].node = 99;
+  EXPECT_FALSE(BuildLearnerBatch({bad}, **est, 64).ok());
+}
+
+}  // namespace
+}  // namespace treepo::learner

@@ -1,0 +1,274 @@
+#include "learner/service/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace treepo::learner {
+
+Status TrainerOptions::Validate() const {
+  TREEPO_RETURN_IF_ERROR(adamw.Validate());
+  TREEPO_RETURN_IF_ERROR(loss.Validate());
+  if (mini_batch_queries < 0) return InvalidArgument("mini_batch_queries must be >= 0");
+  if (epochs < 1) return InvalidArgument("epochs must be >= 1");
+  if (micro_batch_tokens < 1) return InvalidArgument("micro_batch_tokens must be >= 1");
+  if (max_staleness < 0) return InvalidArgument("max_staleness must be >= 0");
+  return OkStatus();
+}
+
+Trainer::Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version)
+    : options_(options),
+      weights_(std::make_unique<model::ModelWeights>(std::move(weights))),
+      model_(std::make_unique<TrainModel>(weights_.get())),
+      adamw_(weights_->layout, options.adamw),
+      version_(version),
+      grad_(weights_->layout.total(), 0.0f) {
+  if (options_.loss.kl_coef > 0.0f) reference_ = *weights_;
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(model::ModelWeights weights,
+                                                 const TrainerOptions& options,
+                                                 WeightVersion version) {
+  TREEPO_RETURN_IF_ERROR(options.Validate());
+  return std::unique_ptr<Trainer>(new Trainer(std::move(weights), options, version));
+}
+
+std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch,
+                                                       const std::vector<size_t>& seqs) const {
+  std::vector<std::vector<size_t>> out;
+  size_t rows = 0;
+  for (size_t s : seqs) {
+    const size_t n = batch.sequences[s].tokens.size();
+    if (out.empty() || rows + n > static_cast<size_t>(options_.micro_batch_tokens)) {
+      out.emplace_back();
+      rows = 0;
+    }
+    out.back().push_back(s);
+    rows += n;
+  }
+  return out;
+}
+
+namespace {
+
+// The rows of a micro-batch, concatenated, and where each sequence starts.
+struct Rows {
+  std::vector<int32_t> tokens;
+  std::vector<int> seq_lens;
+  std::vector<size_t> starts;
+};
+
+Rows Concat(const LearnerBatch& batch, const std::vector<size_t>& seqs) {
+  Rows r;
+  for (size_t s : seqs) {
+    const TrainSequence& q = batch.sequences[s];
+    r.starts.push_back(r.tokens.size());
+    r.tokens.insert(r.tokens.end(), q.tokens.begin(), q.tokens.end());
+    r.seq_lens.push_back(static_cast<int>(q.tokens.size()));
+  }
+  return r;
+}
+
+// Row of the logp that scores response token j of a sequence starting at `start`.
+size_t RowOf(size_t start, const TrainSequence& s, int j) {
+  return start + static_cast<size_t>(s.prompt_len - 1 + j);
+}
+
+}  // namespace
+
+Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
+                                 std::vector<std::vector<float>>* logp_old) {
+  logp_old->assign(batch.sequences.size(), {});
+  std::set<uint64_t> versions;
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const TrainSequence& s = batch.sequences[i];
+    (*logp_old)[i].assign(s.versions.size(), 0.0f);
+    versions.insert(s.versions.begin(), s.versions.end());
+  }
+  std::vector<float> logp;
+  for (uint64_t v : versions) {
+    const model::ModelWeights* w = nullptr;
+    if (v == version_.value()) {
+      w = weights_.get();
+    } else if (auto it = history_.find(v); it != history_.end()) {
+      w = it->second.get();
+    } else {
+      return FailedPrecondition("tokens were sampled with weight version " + std::to_string(v) +
+                                ", which the learner (at version " +
+                                std::to_string(version_.value()) +
+                                ") does not hold: staleness above max_staleness " +
+                                std::to_string(options_.max_staleness));
+    }
+    std::vector<size_t> seqs;
+    for (size_t i = 0; i < batch.sequences.size(); ++i) {
+      const auto& vs = batch.sequences[i].versions;
+      if (std::find(vs.begin(), vs.end(), v) != vs.end()) seqs.push_back(i);
+    }
+    TrainModel other(w);
+    TrainModel& m = w == weights_.get() ? *model_ : other;
+    for (const std::vector<size_t>& micro : MicroBatches(batch, seqs)) {
+      const Rows r = Concat(batch, micro);
+      TREEPO_RETURN_IF_ERROR(m.Forward({r.tokens, r.seq_lens}, &logp, nullptr));
+      for (size_t k = 0; k < micro.size(); ++k) {
+        const TrainSequence& s = batch.sequences[micro[k]];
+        for (int j = 0; j < s.response_tokens(); ++j) {
+          if (s.versions[j] == v) (*logp_old)[micro[k]][j] = logp[RowOf(r.starts[k], s, j)];
+        }
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  TrainStepMetrics m;
+  m.advantage_mean = batch.advantage_mean;
+  m.advantage_std = batch.advantage_std;
+  m.tokens = batch.response_tokens;
+  m.sequences = static_cast<int64_t>(batch.sequences.size());
+  std::shared_ptr<const model::ModelWeights> before;
+  if (options_.max_staleness > 0) before = std::make_shared<const model::ModelWeights>(*weights_);
+
+  std::vector<std::vector<float>> logp_old;
+  TREEPO_RETURN_IF_ERROR(RecomputeOldLogp(batch, &logp_old));
+  double mismatch_sum = 0.0;
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    for (size_t j = 0; j < logp_old[i].size(); ++j) {
+      const double d = std::fabs(logp_old[i][j] - batch.sequences[i].rollout_logp[j]);
+      mismatch_sum += d;
+      m.logp_mismatch_max = std::max(m.logp_mismatch_max, d);
+    }
+  }
+  if (batch.response_tokens > 0) {
+    m.logp_mismatch = mismatch_sum / static_cast<double>(batch.response_tokens);
+  }
+
+  // Mini-batches: consecutive whole trees.
+  std::vector<std::vector<size_t>> minis;
+  size_t trees_in_mini = 0, last_tree = static_cast<size_t>(-1);
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    const size_t tree = batch.sequences[i].tree;
+    if (tree != last_tree) {
+      last_tree = tree;
+      if (minis.empty() || (options_.mini_batch_queries > 0 &&
+                            trees_in_mini == static_cast<size_t>(options_.mini_batch_queries))) {
+        minis.emplace_back();
+        trees_in_mini = 0;
+      }
+      ++trees_in_mini;
+    }
+    minis.back().push_back(i);
+  }
+
+  const bool want_entropy = options_.loss.entropy_coef > 0.0f;
+  const bool want_ref = options_.loss.kl_coef > 0.0f;
+  std::vector<float> logp, entropy, ref_logp, dlogp_rows, dent_rows;
+  std::vector<float> new_t, old_t, adv_t, ref_t, ent_t;
+  double clip_sum = 0.0, ratio_sum = 0.0, kl_sum = 0.0, ent_sum = 0.0, grad_norm_sum = 0.0;
+  int64_t stat_tokens = 0;
+  for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+    for (const std::vector<size_t>& mini : minis) {
+      double denom = 0.0;
+      for (size_t s : mini) denom += batch.sequences[s].response_tokens();
+      double mini_loss = 0.0;
+      for (const std::vector<size_t>& micro : MicroBatches(batch, mini)) {
+        const Rows r = Concat(batch, micro);
+        TREEPO_RETURN_IF_ERROR(
+            model_->Forward({r.tokens, r.seq_lens}, &logp, want_entropy ? &entropy : nullptr));
+        if (want_ref) {
+          TrainModel ref(&*reference_);
+          TREEPO_RETURN_IF_ERROR(ref.Forward({r.tokens, r.seq_lens}, &ref_logp, nullptr));
+        }
+        new_t.clear(), old_t.clear(), adv_t.clear(), ref_t.clear(), ent_t.clear();
+        for (size_t k = 0; k < micro.size(); ++k) {
+          const TrainSequence& s = batch.sequences[micro[k]];
+          for (int j = 0; j < s.response_tokens(); ++j) {
+            const size_t row = RowOf(r.starts[k], s, j);
+            new_t.push_back(logp[row]);
+            old_t.push_back(logp_old[micro[k]][j]);
+            adv_t.push_back(s.advantages[j]);
+            if (want_ref) ref_t.push_back(ref_logp[row]);
+            if (want_entropy) ent_t.push_back(entropy[row]);
+          }
+        }
+        PolicyLossInput in;
+        in.logp_new = new_t;
+        in.logp_old = old_t;
+        in.advantages = adv_t;
+        in.logp_ref = ref_t;
+        in.entropy = ent_t;
+        in.denominator = denom;
+        TREEPO_ASSIGN_OR_RETURN(PolicyLossOutput out, PolicyLoss(options_.loss, in));
+        mini_loss += out.loss;
+        const double n = out.stats.tokens;
+        clip_sum += out.stats.clip_fraction * n;
+        ratio_sum += out.stats.ratio_mean * n;
+        kl_sum += out.stats.kl_mean * n;
+        ent_sum += out.stats.entropy_mean * n;
+        stat_tokens += out.stats.tokens;
+        m.ratio_max = std::max(m.ratio_max, out.stats.ratio_max);
+        dlogp_rows.assign(r.tokens.size(), 0.0f);
+        dent_rows.assign(want_entropy ? r.tokens.size() : 0, 0.0f);
+        size_t t = 0;
+        for (size_t k = 0; k < micro.size(); ++k) {
+          const TrainSequence& s = batch.sequences[micro[k]];
+          for (int j = 0; j < s.response_tokens(); ++j, ++t) {
+            const size_t row = RowOf(r.starts[k], s, j);
+            dlogp_rows[row] = out.dlogp[t];
+            if (want_entropy) dent_rows[row] = out.dentropy[t];
+          }
+        }
+        model_->Backward(dlogp_rows, dent_rows, grad_.data());
+      }
+      const StepStats st = adamw_.Step(weights_->data.data(), grad_.data());
+      grad_norm_sum += st.grad_norm;
+      m.lr = st.lr;
+      m.loss += mini_loss;
+      ++m.optimizer_steps;
+    }
+  }
+  if (m.optimizer_steps > 0) {
+    m.loss /= static_cast<double>(m.optimizer_steps);
+    m.grad_norm = grad_norm_sum / static_cast<double>(m.optimizer_steps);
+  }
+  if (stat_tokens > 0) {
+    const double n = static_cast<double>(stat_tokens);
+    m.clip_fraction = clip_sum / n;
+    m.ratio_mean = ratio_sum / n;
+    m.kl_mean = kl_sum / n;
+    m.entropy_mean = ent_sum / n;
+  }
+  if (before) history_[version_.value()] = std::move(before);
+  version_ = WeightVersion(version_.value() + 1);
+  const uint64_t keep_from = version_.value() > static_cast<uint64_t>(options_.max_staleness)
+                                 ? version_.value() - options_.max_staleness
+                                 : 0;
+  std::erase_if(history_, [&](const auto& kv) { return kv.first < keep_from; });
+  m.train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+std::vector<protocols::Metric> ToMetrics(const TrainStepMetrics& m) {
+  return {{"loss", m.loss},
+          {"clip_fraction", m.clip_fraction},
+          {"ratio_mean", m.ratio_mean},
+          {"ratio_max", m.ratio_max},
+          {"kl_mean", m.kl_mean},
+          {"entropy_mean", m.entropy_mean},
+          {"advantage_mean", m.advantage_mean},
+          {"advantage_std", m.advantage_std},
+          {"logp_mismatch", m.logp_mismatch},
+          {"logp_mismatch_max", m.logp_mismatch_max},
+          {"grad_norm", m.grad_norm},
+          {"lr", m.lr},
+          {"tokens", static_cast<double>(m.tokens)},
+          {"sequences", static_cast<double>(m.sequences)},
+          {"optimizer_steps", static_cast<double>(m.optimizer_steps)},
+          {"train_s", m.train_s}};
+}
+
+}  // namespace treepo::learner

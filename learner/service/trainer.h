@@ -1,0 +1,99 @@
+// One RL training step on a LearnerBatch (TREEPO_SPEC.md section 6): recompute logp_old with
+// the weights that sampled each token, then per mini-batch (whole trees) accumulate the
+// clipped policy loss's gradient over micro-batches and take one AdamW step.
+//
+// Weight versions: the trainer's weights are `version()`; a step makes version() + 1. It keeps
+// copies of the last `max_staleness` versions so that tokens sampled by an older version
+// (asynchronous mode) get their logp_old from the weights that sampled them.
+//
+// Not thread-safe; one owner.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/model/weights.h"
+#include "common/status.h"
+#include "learner/adamw.h"
+#include "learner/loss.h"
+#include "learner/model_train.h"
+#include "learner/service/train_batch.h"
+#include "protocols/messages.h"
+
+namespace treepo::learner {
+
+struct TrainerOptions {
+  AdamWOptions adamw;
+  PolicyLossOptions loss;
+  int mini_batch_queries = 0;     // trees per optimiser step; 0 = the whole batch in one step
+  int epochs = 1;                 // passes over the batch (>= 1)
+  int micro_batch_tokens = 2048;  // sequence tokens per forward/backward (>= 1; a longer
+                                  // sequence runs alone)
+  int max_staleness = 0;          // older versions kept for logp_old (>= 0)
+
+  Status Validate() const;
+};
+
+// Metrics of one step (TrainDone carries them by these names; see ToMetrics).
+struct TrainStepMetrics {
+  double loss = 0.0;           // mean over optimiser steps
+  double clip_fraction = 0.0;  // token-weighted over every micro-batch
+  double ratio_mean = 0.0;
+  double ratio_max = 0.0;
+  double kl_mean = 0.0;
+  double entropy_mean = 0.0;
+  double advantage_mean = 0.0;
+  double advantage_std = 0.0;
+  double logp_mismatch = 0.0;  // mean |recomputed logp_old - rollout logp| per token
+  double logp_mismatch_max = 0.0;
+  double grad_norm = 0.0;  // mean global norm before clipping over optimiser steps
+  double lr = 0.0;         // of the last optimiser step
+  int64_t tokens = 0;      // response tokens trained on (per epoch)
+  int64_t sequences = 0;
+  int64_t optimizer_steps = 0;
+  double train_s = 0.0;
+};
+
+class Trainer {
+ public:
+  // Refuses invalid options (kInvalidArgument).
+  static Result<std::unique_ptr<Trainer>> Create(model::ModelWeights weights,
+                                                 const TrainerOptions& options,
+                                                 WeightVersion version);
+
+  // One step; on success the weights are version() + 1. A batch with no token changes
+  // nothing and returns zero metrics (the version still advances, so versions count steps).
+  // kFailedPrecondition when a token's sampling version is neither current nor kept.
+  Result<TrainStepMetrics> Step(const LearnerBatch& batch);
+
+  const model::ModelWeights& weights() const { return *weights_; }
+  WeightVersion version() const { return version_; }
+  AdamW& optimizer() { return adamw_; }
+
+ private:
+  Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version);
+
+  // Fills logp_old (per sequence, per response token) with the sampling version's weights.
+  Status RecomputeOldLogp(const LearnerBatch& batch, std::vector<std::vector<float>>* logp_old);
+  // Groups sequence indices [begin, end) into micro-batches of at most micro_batch_tokens.
+  std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
+                                                const std::vector<size_t>& seqs) const;
+
+  TrainerOptions options_;
+  std::unique_ptr<model::ModelWeights> weights_;
+  std::unique_ptr<TrainModel> model_;
+  AdamW adamw_;
+  WeightVersion version_;
+  std::vector<float> grad_;
+  std::map<uint64_t, std::shared_ptr<const model::ModelWeights>> history_;
+  std::optional<model::ModelWeights> reference_;  // initial weights when kl_coef > 0
+};
+
+// The TrainDone metric list: name/value pairs of every field above.
+std::vector<protocols::Metric> ToMetrics(const TrainStepMetrics& m);
+
+}  // namespace treepo::learner

@@ -1,0 +1,364 @@
+#include "scheduler/rl/rl_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/tree/tree_record.h"
+#include "scheduler/rl/weight_relay.h"
+#include "scheduler/service/rollout_runner.h"
+#include "scheduler/service/tree_driver.h"
+
+namespace treepo::scheduler {
+namespace {
+
+namespace pr = protocols;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+bool AllRewardsEqual(const TreeRecord& t) {
+  for (const TreeLeafRecord& l : t.leaves) {
+    if (l.reward != t.leaves.front().reward) return false;
+  }
+  return true;
+}
+
+// One step's rollout: every round's trees, the kept ones (what the learner trains on) and
+// the figures the metrics line reports.
+struct StepRollout {
+  std::vector<TreeRecord> all;
+  std::vector<TreeRecord> kept;
+  int rounds = 0;
+  int64_t dropped_queries = 0;
+  int64_t leaves = 0;
+  int64_t tokens_decoded = 0;
+  double rollout_s = 0.0;
+  double reward_sum = 0.0;
+  int64_t correct = 0;
+  uint64_t version_min = UINT64_MAX, version_max = 0;
+};
+
+class Loop {
+ public:
+  Loop(const RlOptions& o, std::vector<PromptRecord> train,
+       std::shared_ptr<const model::Tokenizer> tokenizer, SchedulerService* service,
+       const std::atomic<bool>* stop)
+      : o_(o),
+        train_(std::move(train)),
+        tokenizer_(std::move(tokenizer)),
+        service_(service),
+        relay_(service),
+        stop_(stop),
+        cursor_(static_cast<int64_t>(train_.size()), o.shuffle, o.rollout.seed) {
+    service_->set_learner_handler(&relay_);
+  }
+  ~Loop() { service_->set_learner_handler(nullptr); }
+
+  Result<RlSummary> Run() {
+    const auto start = Clock::now();
+    TREEPO_RETURN_IF_ERROR(
+        service_->WaitForWorkers(o_.workers, o_.rollout.wait_workers_timeout_ms, stop_));
+    TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.newest().has_value(); },
+                                     o_.wait_learner_timeout_ms, "the learner's weights"));
+    base_version_ = relay_.newest()->value() - static_cast<uint64_t>(o_.start_step);
+    TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.AllWorkersAtLeast(*relay_.newest()); },
+                                     o_.train_timeout_ms, "every worker on the learner's weights"));
+    spdlog::info("RL: {} workers on weight version {}; steps {}..{} ({} mode, {} queries/step)",
+                 service_->registry().live_count(), relay_.newest()->value(), o_.start_step,
+                 o_.steps, o_.sync_mode, o_.queries_per_step);
+    // A resumed run continues the prompt order where the saved run stopped.
+    for (int64_t i = 0; i < o_.start_step * o_.queries_per_step; ++i) cursor_.Next();
+    if (!o_.metrics_path.empty()) {
+      metrics_.open(o_.metrics_path, std::ios::app);
+      if (!metrics_) return InvalidArgument("cannot open " + o_.metrics_path);
+    }
+    if (!o_.trees_dir.empty()) std::filesystem::create_directories(o_.trees_dir);
+
+    ProgressBar bar("steps", o_.steps - o_.start_step, o_.progress);
+    bar_ = &bar;
+    run_start_ = start;
+    const bool async = o_.sync_mode == "async";
+    for (int64_t step = o_.start_step; step < o_.steps; ++step) {
+      const auto step_start = Clock::now();
+      // Rollout `step` needs weights of version >= base + step (sync) or base + step - k.
+      const int64_t lag = async ? o_.max_staleness : 0;
+      const WeightVersion need(base_version_ +
+                               static_cast<uint64_t>(std::max(o_.start_step, step - lag)));
+      // Every worker on the newest version (relayed here, between rollouts): the rollout's
+      // tasks are stamped with it, and a worker's engine runs only its own version.
+      TREEPO_RETURN_IF_ERROR(PumpUntil(
+          [&] { return *relay_.newest() >= need && relay_.AllWorkersAtLeast(*relay_.newest()); },
+          o_.train_timeout_ms, "workers on the needed version"));
+      const double gate_s = Since(step_start);
+      service_->set_weight_version(*relay_.newest());
+      TREEPO_ASSIGN_OR_RETURN(StepRollout r, Rollout(step));
+      TREEPO_RETURN_IF_ERROR(SendBatch(step, r));
+      Pending p;
+      p.line = RolloutLine(step, r);
+      p.line["gate_s"] = gate_s;
+      p.step_start = step_start;
+      p.sent = Clock::now();
+      pending_.emplace(step, std::move(p));
+      if (!async) TREEPO_RETURN_IF_ERROR(FinishStep(step));
+      TREEPO_RETURN_IF_ERROR(FinishArrived());
+    }
+    for (int64_t step = o_.start_step; step < o_.steps; ++step) {
+      if (pending_.count(step)) TREEPO_RETURN_IF_ERROR(FinishStep(step));
+    }
+    TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.AllWorkersAtLeast(*relay_.newest()); },
+                                     o_.train_timeout_ms, "every worker on the final version"));
+    bar.Finish("done");
+    bar_ = nullptr;
+    summary_.wall_s = Since(start);
+    summary_.steps_done = o_.steps - o_.start_step;
+    if (summary_.steps_done > 0) {
+      summary_.mean_step_s = summary_.wall_s / static_cast<double>(summary_.steps_done);
+    }
+    summary_.final_version = relay_.newest()->value();
+    summary_.worker_versions = relay_.WorkerVersions();
+    return summary_;
+  }
+
+  // Tells the learner and the workers to stop, and gives the frames time to leave.
+  void Shutdown(const std::string& reason) {
+    if (relay_.learner())
+      service_->SendToLearner(*relay_.learner(), pr::Shutdown{reason}).IgnoreError();
+    service_->ShutdownWorkers(reason).IgnoreError();
+    for (int i = 0; i < 5; ++i) service_->Pump(20).IgnoreError();
+  }
+
+ private:
+  struct Pending {
+    nlohmann::json line;
+    Clock::time_point step_start, sent;
+  };
+
+  Status PumpUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (true) {
+      TREEPO_RETURN_IF_ERROR(relay_.error());
+      if (done()) return OkStatus();
+      if (stop_ != nullptr && stop_->load()) return Cancelled("stopped waiting for " + what);
+      if (Clock::now() > deadline) {
+        return DeadlineExceeded("timed out after " + std::to_string(timeout_ms) +
+                                " ms waiting for " + what);
+      }
+      TREEPO_RETURN_IF_ERROR(service_->Pump(50));
+      relay_.SyncWorkers();
+    }
+  }
+
+  Result<StepRollout> Rollout(int64_t step) {
+    StepRollout r;
+    std::vector<TreeRecord> dropped;
+    const auto t0 = Clock::now();
+    size_t need = static_cast<size_t>(o_.queries_per_step);
+    for (int round = 0;; ++round) {
+      auto records = std::make_shared<std::vector<PromptRecord>>();
+      for (size_t i = 0; i < need; ++i) records->push_back(train_[cursor_.Next()]);
+      RolloutJobOptions job = o_.rollout;
+      // A fresh sampling stream per step and round, a pure function of the run seed.
+      job.seed = o_.rollout.seed + 1000003ULL * static_cast<uint64_t>(step + 1) +
+                 static_cast<uint64_t>(round);
+      TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(job, records, tokenizer_));
+      RolloutRunOptions ro;
+      ro.max_concurrent_queries = job.max_concurrent_queries;
+      ro.scorer = setup.scorer;
+      ro.wait_workers_timeout_ms = job.wait_workers_timeout_ms;
+      TREEPO_ASSIGN_OR_RETURN(RolloutOutput out,
+                              RunRollout(service_, records->size(), setup.factory, ro, stop_));
+      ++r.rounds;
+      r.tokens_decoded += out.stats.tokens_decoded;
+      for (TreeRecord& t : out.trees) {
+        for (const TreeLeafRecord& l : t.leaves) {
+          ++r.leaves;
+          r.reward_sum += l.reward;
+          if (l.reward > 0) ++r.correct;
+        }
+        for (const TreeNodeRecord& n : t.nodes) {
+          r.version_min = std::min(r.version_min, n.weight_version);
+          r.version_max = std::max(r.version_max, n.weight_version);
+        }
+        r.all.push_back(t);
+        if (o_.dynamic_sampling && AllRewardsEqual(t)) {
+          ++r.dropped_queries;
+          dropped.push_back(std::move(t));
+        } else {
+          r.kept.push_back(std::move(t));
+        }
+      }
+      if (!o_.dynamic_sampling || r.kept.size() >= static_cast<size_t>(o_.queries_per_step) ||
+          round >= o_.max_extra_rounds) {
+        break;
+      }
+      need = static_cast<size_t>(o_.queries_per_step) - r.kept.size();
+    }
+    if (r.kept.empty()) {
+      spdlog::warn("step {}: every query's rewards were equal; training on them anyway", step);
+      r.kept = std::move(dropped);
+    }
+    if (r.kept.size() > static_cast<size_t>(o_.queries_per_step)) {
+      r.kept.resize(static_cast<size_t>(o_.queries_per_step));
+    }
+    r.rollout_s = Since(t0);
+    if (!o_.trees_dir.empty()) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "step_%06lld.jsonl", static_cast<long long>(step));
+      TREEPO_RETURN_IF_ERROR(
+          WriteTreeFile((std::filesystem::path(o_.trees_dir) / name).string(), r.all));
+    }
+    return r;
+  }
+
+  Status SendBatch(int64_t step, StepRollout& r) {
+    if (!relay_.learner()) return Unavailable("no learner registered");
+    pr::TreeBatch batch;
+    batch.step = static_cast<uint64_t>(step);
+    batch.trees = std::move(r.kept);
+    return service_->SendToLearner(*relay_.learner(), std::move(batch));
+  }
+
+  nlohmann::json RolloutLine(int64_t step, const StepRollout& r) const {
+    nlohmann::json j;
+    const double leaves = static_cast<double>(std::max<int64_t>(1, r.leaves));
+    const double secs = std::max(1e-9, r.rollout_s);
+    j["step"] = step;
+    j["reward_mean"] = r.reward_sum / leaves;
+    j["accuracy"] = static_cast<double>(r.correct) / leaves;
+    j["leaves"] = r.leaves;
+    j["queries"] = static_cast<int64_t>(r.all.size());
+    j["dropped_queries"] = r.dropped_queries;
+    j["rollout_rounds"] = r.rounds;
+    j["leaves_per_s"] = static_cast<double>(r.leaves) / secs;
+    j["tokens"] = r.tokens_decoded;
+    j["tokens_per_s"] = static_cast<double>(r.tokens_decoded) / secs;
+    j["rollout_version_min"] = r.version_min == UINT64_MAX ? 0 : r.version_min;
+    j["rollout_version_max"] = r.version_max;
+    j["newest_version_at_rollout_end"] = relay_.newest() ? relay_.newest()->value() : 0;
+    j["rollout_s"] = r.rollout_s;
+    return j;
+  }
+
+  // Waits for the step's TrainDone and, in sync mode, every worker's ack of its version;
+  // then writes the step's metrics line.
+  Status FinishStep(int64_t step) {
+    std::optional<pr::TrainDone> done;
+    TREEPO_RETURN_IF_ERROR(PumpUntil(
+        [&] {
+          if (!done) done = relay_.TakeTrainDone(static_cast<uint64_t>(step));
+          return done && relay_.newest() && *relay_.newest() >= done->new_version;
+        },
+        o_.train_timeout_ms, "TrainDone of step " + std::to_string(step)));
+    const auto trained = Clock::now();
+    if (o_.sync_mode == "sync") {
+      TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.AllWorkersAtLeast(done->new_version); },
+                                       o_.train_timeout_ms, "every worker's WeightAck"));
+    }
+    return WriteLine(step, *done, trained);
+  }
+
+  // Async mode: finishes the oldest pending steps whose TrainDone has arrived.
+  Status FinishArrived() {
+    while (!pending_.empty()) {
+      const int64_t step = pending_.begin()->first;
+      std::optional<pr::TrainDone> done = relay_.TakeTrainDone(static_cast<uint64_t>(step));
+      if (!done) return OkStatus();
+      TREEPO_RETURN_IF_ERROR(WriteLine(step, *done, Clock::now()));
+    }
+    return OkStatus();
+  }
+
+  Status WriteLine(int64_t step, const pr::TrainDone& done, Clock::time_point trained) {
+    auto it = pending_.find(step);
+    if (it == pending_.end()) return OkStatus();
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    nlohmann::json& j = p.line;
+    for (const pr::Metric& m : done.metrics) {
+      if (m.name == "tokens") {
+        j["train_tokens"] = m.value;
+      } else if (m.name == "train_s") {
+        j["learner_train_s"] = m.value;
+      } else {
+        j[m.name] = m.value;
+      }
+    }
+    j["weight_version"] = done.new_version.value();
+    j["train_s"] = std::chrono::duration<double>(trained - p.sent).count();
+    j["sync_s"] = Since(trained);
+    j["step_s"] = Since(p.step_start);
+    j["wall_s"] = Since(run_start_);
+    j["worker_versions"] = relay_.WorkerVersions();
+    if (metrics_.is_open()) {
+      metrics_ << j.dump() << "\n";
+      metrics_.flush();
+    }
+    const double acc = j["accuracy"].get<double>(), reward = j["reward_mean"].get<double>();
+    if (step == o_.start_step) {
+      summary_.first_accuracy = acc;
+      summary_.first_reward_mean = reward;
+    }
+    summary_.last_accuracy = acc;
+    summary_.last_reward_mean = reward;
+    ++finished_;
+    if (o_.progress) {
+      spdlog::info(
+          "step {}/{}: reward {:+.3f} acc {:.3f} loss {:+.4f} clip {:.3f} v{} "
+          "rollout {:.1f}s train {:.1f}s sync {:.2f}s",
+          step + 1, o_.steps, reward, acc, j.value("loss", 0.0), j.value("clip_fraction", 0.0),
+          done.new_version.value(), j["rollout_s"].get<double>(), j["train_s"].get<double>(),
+          j["sync_s"].get<double>());
+    }
+    if (bar_ != nullptr) {
+      char status[64];
+      std::snprintf(status, sizeof(status), "acc %.2f v%llu", acc,
+                    static_cast<unsigned long long>(done.new_version.value()));
+      bar_->Update(finished_, status);
+    }
+    return OkStatus();
+  }
+
+  const RlOptions& o_;
+  std::vector<PromptRecord> train_;
+  std::shared_ptr<const model::Tokenizer> tokenizer_;
+  SchedulerService* service_;
+  WeightRelay relay_;
+  const std::atomic<bool>* stop_;
+  DatasetCursor cursor_;
+  uint64_t base_version_ = 0;
+  std::map<int64_t, Pending> pending_;
+  std::ofstream metrics_;
+  ProgressBar* bar_ = nullptr;
+  Clock::time_point run_start_;
+  int64_t finished_ = 0;
+  RlSummary summary_;
+};
+
+}  // namespace
+
+Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> train,
+                        std::shared_ptr<const model::Tokenizer> tokenizer,
+                        const std::function<Status(const std::string&)>& on_bound,
+                        const std::atomic<bool>* stop) {
+  TREEPO_RETURN_IF_ERROR(options.Validate());
+  if (train.empty()) return InvalidArgument("RL: no train prompts");
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
+                          SchedulerService::Create(options.rollout.service));
+  Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);
+  if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
+  Result<RlSummary> out = loop.Run();
+  loop.Shutdown(out.ok() ? "training complete" : "training failed");
+  return out;
+}
+
+}  // namespace treepo::scheduler

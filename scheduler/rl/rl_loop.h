@@ -1,0 +1,82 @@
+// The RL loop (docs/rl-loop.md): the scheduler's public entry point for `treepo train`.
+//
+// Each step takes queries_per_step prompts from the train records (a DatasetCursor), rolls
+// them out on the workers (tree or sequential mode, scheduler/service), scores them, optionally
+// applies DAPO dynamic sampling, sends the TreeBatch to the learner, and moves the workers to
+// the learner's new weight version:
+//   sync  - the step waits for TrainDone and for every worker's WeightAck of v+1, so the next
+//           rollout runs on v+1 only;
+//   async - the next rollout starts at once; rollout t waits only until every worker runs a
+//           version >= t - max_staleness (versions count steps), so no node is extended with
+//           weights more than max_staleness versions older than the newest. Workers swap
+//           weights between segments, so a segment never mixes versions.
+// One metrics JSON line per step goes to metrics_path (appended), the trees of each step to
+// trees_dir/step_NNNNNN.jsonl (each node carries the weight version that computed it).
+//
+// Thread-safety: none; runs on the calling thread, which owns the scheduler service.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/model/tokenizer.h"
+#include "common/status.h"
+#include "scheduler/dataset/prompt_dataset.h"
+#include "scheduler/service/rollout_job.h"
+
+namespace treepo::scheduler {
+
+// Config keys in the comments (LoadRlOptions).
+struct RlOptions {
+  // rollout.{mode, width, segment_tokens, max_depth, branch, init_divergence,
+  // max_init_divergence, temperature, top_p, top_k, reward, max_concurrent_queries}; seed;
+  // scheduler.{heartbeat_interval_ms, heartbeat_timeout_ms, max_task_attempts,
+  // max_tasks_per_worker, max_sequences_per_worker}. The path fields are not used.
+  RolloutJobOptions rollout;
+  int64_t steps = 20;                    // steps: total RL steps (a resumed run continues up to it)
+  int64_t start_step = 0;                // set from the checkpoint when resuming
+  int queries_per_step = 16;             // rollout.queries_per_step: Q
+  bool shuffle = true;                   // rollout.shuffle: shuffled epochs over the train records
+  bool dynamic_sampling = false;         // rollout.dynamic_sampling: DAPO: drop all-equal queries
+  int max_extra_rounds = 2;              // rollout.max_extra_rounds: refill rounds per step
+  std::string sync_mode = "sync";        // sync.mode: sync | async
+  int max_staleness = 1;                 // sync.max_staleness: async bound k (>= 1)
+  int workers = 2;                       // workers to wait for before the first step
+  int wait_learner_timeout_ms = 120000;  // for the learner to register and publish
+  int train_timeout_ms = 1800000;        // for one TrainDone (and the weights' arrival)
+  std::string metrics_path;              // metrics JSON lines (appended); "" = none
+  std::string trees_dir;                 // per-step tree files; "" = none
+  bool progress = true;                  // progress bar and a status line per step on stderr
+
+  Status Validate() const;
+};
+
+// Reads the keys above; absent keys keep their value. Does not check for unknown keys.
+Status LoadRlOptions(const Config& config, RlOptions* options);
+
+struct RlSummary {
+  int64_t steps_done = 0;  // steps run by this call
+  uint64_t final_version = 0;
+  std::map<std::string, uint64_t> worker_versions;  // at the end, "name#id" -> version
+  double wall_s = 0.0;
+  double mean_step_s = 0.0;
+  double first_reward_mean = 0.0, last_reward_mean = 0.0;
+  double first_accuracy = 0.0, last_accuracy = 0.0;
+};
+
+// Runs steps [start_step, steps). `train` are the prompts (with answers) to sample from;
+// `tokenizer` encodes prompts and decodes responses for the reward. `on_bound(endpoint)` runs
+// once the scheduler is bound (start workers and the learner there). At the end the learner
+// and every worker are sent Shutdown. `stop` may be null.
+Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> train,
+                        std::shared_ptr<const model::Tokenizer> tokenizer,
+                        const std::function<Status(const std::string&)>& on_bound,
+                        const std::atomic<bool>* stop);
+
+}  // namespace treepo::scheduler

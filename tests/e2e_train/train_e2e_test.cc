@@ -1,0 +1,159 @@
+// `treepo train` end to end on real processes: a tiny base model (made by `treepo pretrain`),
+// the scheduler in process, 2 workers and 1 learner as child processes on loopback. Checks
+// that versions advance, every worker ends on the newest version, every node of every step's
+// trees was computed by that step's version (sync mode: no segment mixes versions), and that
+// a run resumed from a checkpoint continues from its step.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/testing/paths.h"
+#include "common/tree/tree_record.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int Shell(const std::string& cmd, const fs::path& log) {
+  const int st = std::system((cmd + " >" + log.string() + " 2>&1").c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<nlohmann::json> StepLines(const fs::path& metrics) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("eval")) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+class TrainE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("treepo_train_e2e_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    binary_ = treepo::testing::TreepoBinary();
+    if (!fs::exists(binary_)) return;
+    base_ok_ =
+        Shell(binary_ + " pretrain --out " + (root_ / "base").string() +
+                  " --steps 20 --batch 8 --dim 32 --hidden 64 --layers 1 --heads 2" +
+                  " --kv-heads 2 --max-seq-len 128 --corpus 200 --eval-problems 0" + " --threads 1",
+              root_ / "pretrain.log") == 0;
+  }
+  static void TearDownTestSuite() {
+    if (!HasFailure()) fs::remove_all(root_);
+  }
+
+  void SetUp() override {
+    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
+    ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
+  }
+
+  // `treepo train` with tiny settings; returns its exit code (log in <out>.log).
+  int Train(const fs::path& out, const std::string& extra) {
+    const std::string cmd =
+        binary_ + " train --set model.base=" + (root_ / "base").string() +
+        " --set out_dir=" + out.string() +
+        " --set rollout.queries_per_step=2 --set rollout.width=2 --set rollout.segment_tokens=8" +
+        " --set rollout.max_depth=2 --set rollout.branch=2 --set task.train_problems=50" +
+        " --set learner.lr=1e-3 --set output.checkpoint_every=2 --set output.progress=false" +
+        " --set cluster.worker_pages=256 " + extra;
+    return Shell(cmd, out.string() + ".log");
+  }
+
+  // Every node of trees/step_N.jsonl was computed by version base + N.
+  static void ExpectTreeVersions(const fs::path& out, int64_t first, int64_t last) {
+    for (int64_t step = first; step < last; ++step) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "step_%06lld.jsonl", static_cast<long long>(step));
+      auto trees = treepo::ReadTreeFile((out / "trees" / name).string());
+      ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+      ASSERT_FALSE(trees->empty());
+      for (const treepo::TreeRecord& t : *trees) {
+        for (const treepo::TreeNodeRecord& n : t.nodes) {
+          EXPECT_EQ(n.weight_version, static_cast<uint64_t>(step)) << name << " node " << n.id;
+        }
+      }
+    }
+  }
+
+  static inline fs::path root_;
+  static inline std::string binary_;
+  static inline bool base_ok_ = false;
+};
+
+TEST_F(TrainE2eTest, VersionsAdvanceWorkersFollowAndResumeContinues) {
+  const fs::path out = root_ / "run";
+  ASSERT_EQ(Train(out, "--set steps=3 --set eval.problems=4 --set eval.max_new_tokens=32"), 0)
+      << ReadAll(out.string() + ".log");
+
+  // Versions advance one per step and every worker ends on the newest.
+  const nlohmann::json summary = nlohmann::json::parse(ReadAll(out / "summary.json"));
+  EXPECT_EQ(summary["final_version"].get<uint64_t>(), 3u);
+  ASSERT_EQ(summary["worker_versions"].size(), 2u);
+  for (const auto& [name, v] : summary["worker_versions"].items())
+    EXPECT_EQ(v.get<uint64_t>(), 3u) << name;
+  const std::vector<nlohmann::json> lines = StepLines(out / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["step"].get<int64_t>(), static_cast<int64_t>(i));
+    EXPECT_EQ(lines[i]["weight_version"].get<uint64_t>(), i + 1);
+    EXPECT_EQ(lines[i]["rollout_version_min"].get<uint64_t>(), i);
+    EXPECT_EQ(lines[i]["rollout_version_max"].get<uint64_t>(), i);
+    for (const char* key :
+         {"reward_mean", "accuracy", "leaves_per_s", "tokens_per_s", "loss", "clip_fraction",
+          "ratio_mean", "ratio_max", "advantage_mean", "advantage_std", "logp_mismatch",
+          "grad_norm", "rollout_s", "train_s", "sync_s"}) {
+      EXPECT_TRUE(lines[i].contains(key)) << key;
+    }
+    // Sync mode: logp_old is recomputed with the sampling weights, so the ratio starts at 1.
+    EXPECT_NEAR(lines[i]["ratio_mean"].get<double>(), 1.0, 1e-3);
+  }
+  ExpectTreeVersions(out, 0, 3);
+  EXPECT_TRUE(fs::exists(out / "checkpoints/step_000002/model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "checkpoints/step_000003/config.json"));
+  EXPECT_TRUE(fs::exists(out / "checkpoints/step_000003/optimizer.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "eval_base.json"));
+  EXPECT_TRUE(fs::exists(out / "eval_final.json"));
+  EXPECT_TRUE(fs::exists(out / "report.md"));
+
+  // Resume from step 2 into a new directory: steps 2 and 3 run on versions 2 and 3.
+  const fs::path resumed = root_ / "resumed";
+  ASSERT_EQ(Train(resumed,
+                  "--set steps=4 --set eval.before=false --set eval.after=false"
+                  " --set resume=" +
+                      (out / "checkpoints/step_000002").string()),
+            0)
+      << ReadAll(resumed.string() + ".log");
+  const std::vector<nlohmann::json> more = StepLines(resumed / "metrics.jsonl");
+  ASSERT_EQ(more.size(), 2u);
+  EXPECT_EQ(more[0]["step"].get<int64_t>(), 2);
+  EXPECT_EQ(more[1]["weight_version"].get<uint64_t>(), 4u);
+  ExpectTreeVersions(resumed, 2, 4);
+  const nlohmann::json s2 = nlohmann::json::parse(ReadAll(resumed / "summary.json"));
+  EXPECT_EQ(s2["final_version"].get<uint64_t>(), 4u);
+  EXPECT_TRUE(fs::exists(resumed / "checkpoints/step_000004/model.safetensors"));
+}
+
+TEST_F(TrainE2eTest, UnknownKeyIsAnError) {
+  const fs::path out = root_ / "bad";
+  EXPECT_NE(Train(out, "--set rollout.widht=3"), 0);
+  EXPECT_NE(ReadAll(out.string() + ".log").find("widht"), std::string::npos);
+}
+
+}  // namespace
