@@ -15,8 +15,10 @@ void RegisterEval(CLI::App& app, int* exit_code) {
   CLI::App* cmd =
       app.add_subcommand("eval", "Accuracy, Maj@k and pass@k of a model (in-process engine)");
   cmd->add_option("--model", o->model_path, "HF model dir or llama2.c .bin")->required();
-  cmd->add_option("--tokenizer", o->tokenizer_path, "llama2.c tokenizer (default: <model>/tokenizer.bin)");
-  cmd->add_option("--samples", o->samples, "k samples per problem at temperature 1 (0: greedy only)")
+  cmd->add_option("--tokenizer", o->tokenizer_path,
+                  "llama2.c tokenizer (default: <model>/tokenizer.bin)");
+  cmd->add_option("--samples", o->samples,
+                  "k samples per problem at temperature 1 (0: greedy only)")
       ->capture_default_str();
   cmd->add_option("--split", o->split, "heldout | train (built-in task)")->capture_default_str();
   cmd->add_option("--problems", o->problems, "problems (prompt file: first N, 0 = all)")

@@ -28,8 +28,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
   cmd->add_option("--heads", o->n_heads, "attention heads")->capture_default_str();
   cmd->add_option("--kv-heads", o->n_kv_heads, "key/value heads")->capture_default_str();
   cmd->add_option("--max-seq-len", o->max_seq_len, "positions")->capture_default_str();
-  cmd->add_option("--corpus", o->corpus_problems, "distinct train problems")
-      ->capture_default_str();
+  cmd->add_option("--corpus", o->corpus_problems, "distinct train problems")->capture_default_str();
   cmd->add_option("--min-terms", o->task.min_terms, "task: terms per sum (min)")
       ->capture_default_str();
   cmd->add_option("--max-terms", o->task.max_terms, "task: terms per sum (max)")

@@ -17,17 +17,9 @@ void RegisterTrain(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
-      &RegisterGenerate,
-      &RegisterGrad,
-      &RegisterAdvantages,
-      &RegisterWorker,
-      &RegisterScheduler,
-      &RegisterRollout,
-      &RegisterScore,
-      &RegisterPretrain,
-      &RegisterEval,
-      &RegisterLearner,
-      &RegisterTrain,
+      &RegisterGenerate,  &RegisterGrad,    &RegisterAdvantages, &RegisterWorker,
+      &RegisterScheduler, &RegisterRollout, &RegisterScore,      &RegisterPretrain,
+      &RegisterEval,      &RegisterLearner, &RegisterTrain,
   };
   return kCommands;
 }

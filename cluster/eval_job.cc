@@ -103,9 +103,9 @@ Result<std::vector<ProblemResponses>> Generate(const EvalOptions& o,
                                                const std::vector<std::vector<int32_t>>& prompts) {
   const int k = o.samples;
   const int max_prompt = static_cast<int>(
-      std::max_element(prompts.begin(), prompts.end(),
-                       [](const auto& a, const auto& b) { return a.size() < b.size(); })
-          ->size());
+      std::max_element(prompts.begin(), prompts.end(), [](const auto& a, const auto& b) {
+        return a.size() < b.size();
+      })->size());
   const int max_new = std::min(o.max_new_tokens, weights->config.max_seq_len - max_prompt);
   if (max_new < 1) {
     return InvalidArgument("eval: a prompt of " + std::to_string(max_prompt) +
@@ -219,8 +219,7 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
     if (o.samples > 0) {
       const int c = static_cast<int>(
           std::count_if(outcomes.begin(), outcomes.end(), [](const auto& x) { return x.correct; }));
-      TREEPO_ASSIGN_OR_RETURN(double m,
-                              scheduler::MajAtK(outcomes, o.samples, 1000, o.seed + i));
+      TREEPO_ASSIGN_OR_RETURN(double m, scheduler::MajAtK(outcomes, o.samples, 1000, o.seed + i));
       TREEPO_ASSIGN_OR_RETURN(double p, scheduler::PassAtK(o.samples, c, o.samples));
       maj += m;
       pass_k += p;

@@ -15,9 +15,9 @@
 namespace treepo::cluster {
 
 struct EvalOptions {
-  std::string model_path;      // HF model dir or llama2.c .bin
-  std::string tokenizer_path;  // "": <model dir>/tokenizer.bin
-  int samples = 8;             // k: sampled answers per problem (0: greedy only)
+  std::string model_path;         // HF model dir or llama2.c .bin
+  std::string tokenizer_path;     // "": <model dir>/tokenizer.bin
+  int samples = 8;                // k: sampled answers per problem (0: greedy only)
   std::string split = "heldout";  // heldout | train (built-in task only)
   int problems = 200;             // problems evaluated (prompt file: its first N; 0 = all)
   std::string prompts_path;       // "": the built-in task
@@ -25,7 +25,7 @@ struct EvalOptions {
   // ...) or else "prompt" / "answer" with answer mode auto.
   std::string prompt_field;
   std::string answer_field;
-  int max_new_tokens = 96;  // capped by the model's positions minus the longest prompt
+  int max_new_tokens = 96;   // capped by the model's positions minus the longest prompt
   float temperature = 1.0f;  // for the k samples
   uint64_t seed = 1;         // problem set and sample seeds
   std::string reward = "math";
@@ -45,12 +45,12 @@ struct EvalReport {
   std::string model;
   std::string source;  // "arithmetic:heldout" or the prompt file
   int problems = 0;
-  int samples = 0;                // k
-  double accuracy = 0.0;          // greedy
-  double maj_at_k = 0.0;          // bootstrap Maj@k over the k samples (0 when k = 0)
-  double pass_at_k = 0.0;         // unbiased pass@k, n = k (0 when k = 0)
-  double pass_at_1 = 0.0;         // mean correctness of the samples (0 when k = 0)
-  double boxed_rate = 0.0;        // fraction of greedy answers with a \boxed{}
+  int samples = 0;                    // k
+  double accuracy = 0.0;              // greedy
+  double maj_at_k = 0.0;              // bootstrap Maj@k over the k samples (0 when k = 0)
+  double pass_at_k = 0.0;             // unbiased pass@k, n = k (0 when k = 0)
+  double pass_at_1 = 0.0;             // mean correctness of the samples (0 when k = 0)
+  double boxed_rate = 0.0;            // fraction of greedy answers with a \boxed{}
   double mean_response_tokens = 0.0;  // over greedy and sampled responses
   int64_t tokens_generated = 0;
   double wall_s = 0.0;

@@ -80,7 +80,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   fs::create_directories(o.out_dir, ec);
   if (ec) return InvalidArgument("pretrain: cannot create " + o.out_dir + ": " + ec.message());
 
-  TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task, scheduler::ArithmeticTask::Create(o.task));
+  TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task,
+                          scheduler::ArithmeticTask::Create(o.task));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok, scheduler::BuildTaskTokenizer());
 
   model::ModelConfig mc;
@@ -129,8 +130,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   pc.log_every = o.log_every;
   pc.blas_threads = o.blas_threads;
   auto on_log = [](const learner::PretrainLog& l) {
-    std::printf("step %5d  loss %.4f  lr %.2e  grad_norm %.3f  tok/s %.0f\n", l.step, l.loss,
-                l.lr, l.grad_norm, l.tokens_per_s);
+    std::printf("step %5d  loss %.4f  lr %.2e  grad_norm %.3f  tok/s %.0f\n", l.step, l.loss, l.lr,
+                l.grad_norm, l.tokens_per_s);
     std::fflush(stdout);
   };
   TREEPO_ASSIGN_OR_RETURN(learner::PretrainStats stats,

@@ -26,9 +26,9 @@ struct PretrainOptions {
   int max_seq_len = 128;
 
   // Training.
-  int steps = 600;            // optimiser steps
-  int batch_size = 32;        // sequences per step
-  float lr = 2e-3f;           // after a linear warm-up over warmup_steps
+  int steps = 600;      // optimiser steps
+  int batch_size = 32;  // sequences per step
+  float lr = 2e-3f;     // after a linear warm-up over warmup_steps
   int warmup_steps = 30;
   float weight_decay = 0.1f;
   bool loss_on_prompt = false;  // false: loss on solution tokens (+ EOS) only
@@ -49,10 +49,10 @@ struct PretrainOutput {
   std::string model_dir;       // == out_dir
   std::string tokenizer_path;  // out_dir/tokenizer.bin
   int64_t num_params = 0;
-  int64_t tokens_trained = 0;   // sequence tokens over all steps
-  double wall_s = 0.0;          // training only
-  double first_loss = 0.0;      // mean per loss token, first step
-  double final_loss = 0.0;      // mean per loss token, mean of the last log_every steps
+  int64_t tokens_trained = 0;    // sequence tokens over all steps
+  double wall_s = 0.0;           // training only
+  double first_loss = 0.0;       // mean per loss token, first step
+  double final_loss = 0.0;       // mean per loss token, mean of the last log_every steps
   double heldout_accuracy = -1;  // greedy, eval_problems held-out problems; -1 when skipped
 };
 

@@ -97,8 +97,8 @@ namespace {
 struct Rgb {
   uint8_t r, g, b;
 };
-constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kGrid{225, 225, 225},
-    kBlue{31, 119, 180}, kOrange{230, 110, 20}, kGreen{40, 160, 60};
+constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kGrid{225, 225, 225}, kBlue{31, 119, 180},
+    kOrange{230, 110, 20}, kGreen{40, 160, 60};
 
 // 5x7 glyphs: 7 rows of 5 bits (bit 4 = left column).
 struct Glyph {
@@ -188,8 +188,7 @@ std::string Fmt(double v, int decimals) {
 
 // A panel with axes, grid, tick labels and the series, in the box (x0, y0)-(x1, y1).
 void Panel(Canvas* cv, std::ostringstream* svg, int x0, int y0, int x1, int y1,
-           const std::string& title, const std::vector<Series>& series, double xmin,
-           double xmax) {
+           const std::string& title, const std::vector<Series>& series, double xmin, double xmax) {
   double ymin = 1e300, ymax = -1e300;
   for (const Series& s : series)
     for (auto [x, y] : s.points) ymin = std::min(ymin, y), ymax = std::max(ymax, y);
@@ -325,8 +324,8 @@ Status WriteReport(const std::string& run_dir) {
   for (const auto* s : {&m.reward, &m.accuracy, &m.eval_accuracy})
     for (auto [x, y] : *s) xmin = std::min(xmin, x), xmax = std::max(xmax, x);
   if (xmin > xmax) xmin = 0, xmax = 1;
-  Panel(&cv, &svg, 90, 50, kW - 30, 280, "reward mean",
-        {{"reward", kBlue, m.reward, false}}, xmin, xmax);
+  Panel(&cv, &svg, 90, 50, kW - 30, 280, "reward mean", {{"reward", kBlue, m.reward, false}}, xmin,
+        xmax);
   Panel(&cv, &svg, 90, 360, kW - 30, 590, "accuracy",
         {{"train", kOrange, m.accuracy, false}, {"eval", kGreen, m.eval_accuracy, true}}, xmin,
         xmax);
@@ -376,8 +375,8 @@ Status WriteReport(const std::string& run_dir) {
     }
     md << "\n";
   }
-  md << "![reward and accuracy against step](" << kCurvesPng << ")\n\n(vector copy: `"
-     << kCurvesSvg << "`)\n";
+  md << "![reward and accuracy against step](" << kCurvesPng << ")\n\n(vector copy: `" << kCurvesSvg
+     << "`)\n";
   std::ofstream out(dir / kReportFile, std::ios::trunc);
   out << md.str();
   out.close();

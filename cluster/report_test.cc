@@ -58,9 +58,9 @@ TEST(EncodePngTest, SignatureIhdrAndStoredPixels) {
   EXPECT_EQ((png[z] * 256 + png[z + 1]) % 31, 0);
   EXPECT_EQ(png[z + 2], 1);
   EXPECT_EQ(png[z + 3] | (png[z + 4] << 8), 2 * (1 + 9));
-  EXPECT_EQ(png[z + 7], 0);                  // filter byte of row 0
+  EXPECT_EQ(png[z + 7], 0);  // filter byte of row 0
   EXPECT_EQ(png[z + 8], img.pixels[0]);
-  EXPECT_EQ(png[z + 7 + 10], 0);             // filter byte of row 1
+  EXPECT_EQ(png[z + 7 + 10], 0);  // filter byte of row 1
   EXPECT_EQ(png[z + 7 + 11], img.pixels[9]);
   EXPECT_EQ(std::string(png.end() - 8, png.end() - 4), "IEND");
 }
@@ -71,8 +71,8 @@ TEST(WriteReportTest, WritesMarkdownAndImages) {
     std::ofstream m(dir / kMetricsFile);
     for (int s = 1; s <= 20; ++s) {
       m << "{\"step\": " << s << ", \"reward_mean\": " << (-0.5 + 0.04 * s)
-        << ", \"accuracy\": " << (0.25 + 0.02 * s) << ", \"tokens\": 1000, \"wall_s\": "
-        << 1.5 * s << "}\n";
+        << ", \"accuracy\": " << (0.25 + 0.02 * s) << ", \"tokens\": 1000, \"wall_s\": " << 1.5 * s
+        << "}\n";
       if (s % 10 == 0) m << "{\"step\": " << s << ", \"eval\": {\"accuracy\": 0.5}}\n";
     }
     m << "not json\n";

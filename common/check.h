@@ -28,21 +28,20 @@ struct Voidify {
 
 }  // namespace treepo::internal
 
-#define TREEPO_CHECK(cond)                        \
-  (cond) ? (void)0                                \
-         : ::treepo::internal::Voidify() &        \
+#define TREEPO_CHECK(cond)                 \
+  (cond) ? (void)0                         \
+         : ::treepo::internal::Voidify() & \
                ::treepo::internal::CheckFailure(__FILE__, __LINE__, #cond)
 
-#define TREEPO_CHECK_OP(a, op, b) \
-  TREEPO_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
+#define TREEPO_CHECK_OP(a, op, b) TREEPO_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
 #define TREEPO_CHECK_EQ(a, b) TREEPO_CHECK_OP(a, ==, b)
 #define TREEPO_CHECK_NE(a, b) TREEPO_CHECK_OP(a, !=, b)
 #define TREEPO_CHECK_LT(a, b) TREEPO_CHECK_OP(a, <, b)
 #define TREEPO_CHECK_LE(a, b) TREEPO_CHECK_OP(a, <=, b)
 #define TREEPO_CHECK_GT(a, b) TREEPO_CHECK_OP(a, >, b)
 #define TREEPO_CHECK_GE(a, b) TREEPO_CHECK_OP(a, >=, b)
-#define TREEPO_CHECK_OK(expr)                                        \
-  do {                                                               \
-    auto treepo_check_status_ = (expr);                              \
+#define TREEPO_CHECK_OK(expr)                                                   \
+  do {                                                                          \
+    auto treepo_check_status_ = (expr);                                         \
     TREEPO_CHECK(treepo_check_status_.ok()) << treepo_check_status_.ToString(); \
   } while (0)

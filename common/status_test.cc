@@ -1,8 +1,8 @@
 #include "common/status.h"
 
 #include <gtest/gtest.h>
-#include "common/check.h"
 
+#include "common/check.h"
 #include "common/ids.h"
 
 namespace treepo {

@@ -28,9 +28,8 @@ Status ModelConfig::Validate() const {
 
 std::string ModelConfig::ToString() const {
   std::ostringstream os;
-  os << "dim=" << dim << " hidden=" << hidden_dim << " layers=" << n_layers
-     << " heads=" << n_heads << "/" << n_kv_heads << " vocab=" << vocab_size
-     << " seq=" << max_seq_len
+  os << "dim=" << dim << " hidden=" << hidden_dim << " layers=" << n_layers << " heads=" << n_heads
+     << "/" << n_kv_heads << " vocab=" << vocab_size << " seq=" << max_seq_len
      << (rope_layout == RopeLayout::kAdjacentPairs ? " rope=adjacent" : " rope=half")
      << (tied_embeddings ? " tied" : " untied") << (qkv_bias ? " qkv_bias" : "");
   return os.str();

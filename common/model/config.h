@@ -15,11 +15,11 @@ enum class RopeLayout {
 };
 
 struct ModelConfig {
-  int dim = 0;          // model width
-  int hidden_dim = 0;   // SwiGLU inner width
+  int dim = 0;         // model width
+  int hidden_dim = 0;  // SwiGLU inner width
   int n_layers = 0;
-  int n_heads = 0;      // query heads
-  int n_kv_heads = 0;   // key/value heads (grouped-query attention when < n_heads)
+  int n_heads = 0;     // query heads
+  int n_kv_heads = 0;  // key/value heads (grouped-query attention when < n_heads)
   int vocab_size = 0;
   int max_seq_len = 0;  // longest context the model supports (positions)
   float rope_theta = 10000.0f;

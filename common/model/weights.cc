@@ -69,8 +69,8 @@ Result<ModelWeights> ModelWeights::Random(const ModelConfig& config, uint64_t se
     float* p = w.at(t.offset);
     const bool is_norm = t.shape.size() == 1 && t.name.find("bias") == std::string::npos;
     const bool is_bias = t.name.find("bias") != std::string::npos;
-    const bool is_out = t.name.find("o_proj") != std::string::npos ||
-                        t.name.find("down_proj") != std::string::npos;
+    const bool is_out =
+        t.name.find("o_proj") != std::string::npos || t.name.find("down_proj") != std::string::npos;
     for (size_t i = 0; i < t.numel; ++i) {
       if (is_norm) {
         p[i] = 1.0f;

@@ -41,7 +41,7 @@ class ParamLayout {
   // nullptr when absent.
   const TensorInfo* Find(const std::string& name) const;
 
-  size_t embed() const { return embed_; }            // [vocab, dim]
+  size_t embed() const { return embed_; }  // [vocab, dim]
   const LayerOffsets& layer(int i) const { return layers_[i]; }
   size_t final_norm() const { return final_norm_; }  // [dim]
   size_t lm_head() const { return lm_head_; }        // [vocab, dim]; == embed() when tied

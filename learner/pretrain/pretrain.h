@@ -46,9 +46,9 @@ struct PretrainLog {
 };
 
 struct PretrainStats {
-  double first_loss = 0.0;   // step 1's loss
-  double last_loss = 0.0;    // the last log's loss
-  int64_t tokens = 0;        // sequence tokens processed
+  double first_loss = 0.0;  // step 1's loss
+  double last_loss = 0.0;   // the last log's loss
+  int64_t tokens = 0;       // sequence tokens processed
   double wall_s = 0.0;
 };
 

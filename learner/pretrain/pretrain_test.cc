@@ -80,8 +80,7 @@ TEST(PretrainTest, RefusesBadCorpusWithoutChangingWeights) {
   const std::vector<float> before = w->data;
   std::vector<PretrainSequence> corpus = CountingCorpus();
   corpus[2].tokens[3] = 12;  // outside the vocabulary
-  EXPECT_EQ(Pretrain(TinyTrain(), corpus, &*w, {}).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pretrain(TinyTrain(), corpus, &*w, {}).status().code(), StatusCode::kInvalidArgument);
   corpus = CountingCorpus();
   corpus[0].loss_start = static_cast<int>(corpus[0].tokens.size());
   EXPECT_FALSE(Pretrain(TinyTrain(), corpus, &*w, {}).ok());
