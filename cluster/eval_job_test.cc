@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cluster/pretrain_job.h"
+#include "common/testing/paths.h"
 
 namespace treepo::cluster {
 namespace {
@@ -34,8 +35,7 @@ PretrainOptions TinyPretrain(const fs::path& dir) {
 class EvalJobTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / "treepo_eval_job_test";
-    fs::remove_all(dir_);
+    dir_ = ::treepo::testing::FreshTempDir("eval_job_test");
     auto r = RunPretrain(TinyPretrain(dir_));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     output_ = *r;

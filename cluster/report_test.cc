@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cluster/eval_job.h"
+#include "common/testing/paths.h"
 
 namespace treepo::cluster {
 namespace {
@@ -31,10 +32,7 @@ std::string ReadText(const fs::path& p) {
 }
 
 fs::path TempDir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("treepo_report_test_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+  return ::treepo::testing::FreshTempDir("report_test_" + name);
 }
 
 TEST(EncodePngTest, SignatureIhdrAndStoredPixels) {

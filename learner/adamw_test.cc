@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "common/testing/paths.h"
+
 namespace treepo::learner {
 namespace {
 
@@ -84,7 +86,7 @@ TEST(AdamWTest, SaveLoadRoundTrip) {
   a.Step(w->data.data(), grad.data());
   grad.assign(grad.size(), -0.02f);
   a.Step(w->data.data(), grad.data());
-  const std::string path = std::filesystem::temp_directory_path() / "treepo_adamw_test.safetensors";
+  const std::string path = ::treepo::testing::FreshTempDir("adamw_test") + "/adamw.safetensors";
   ASSERT_TRUE(a.Save(path).ok());
   AdamW b(w->layout, AdamWOptions{});
   const Status st = b.Load(path);

@@ -74,7 +74,7 @@ TEST(GradCheckTest, RandomQkvBiasRotateHalfUntiedMatchesPyTorch) {
 }
 
 TEST(GradCheckTest, TokenFileValidation) {
-  const std::string path = std::filesystem::temp_directory_path() / "treepo_grad_tokens.txt";
+  const std::string path = ::treepo::testing::FreshTempDir("grad_tokens") + "/tokens.txt";
   { std::ofstream(path) << "1 2 x3\n"; }
   EXPECT_EQ(ReadTokenFile(path, 10).status().code(), StatusCode::kInvalidArgument);
   { std::ofstream(path) << "1 2\n 10\n"; }

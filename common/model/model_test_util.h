@@ -1,8 +1,6 @@
 // Helpers shared by the model-format tests (header-only; test binaries only).
 #pragma once
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,18 +12,10 @@
 namespace treepo::model::testing {
 
 // Paths come from the project-wide test helpers.
+using ::treepo::testing::FreshTempDir;
 using ::treepo::testing::SharedDir;
 using ::treepo::testing::SourceDir;
 using ::treepo::testing::TestDataPath;
-
-// A fresh, empty directory under the system temp dir, unique per name and process.
-inline std::string FreshTempDir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("treepo_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
 
 inline std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

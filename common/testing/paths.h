@@ -4,6 +4,8 @@
 // that CMake gives every test target (treepo_test_paths). Header-only; tests only.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -45,6 +47,16 @@ inline std::string TreepoBinary() { return BinaryDir() + "/cluster/treepo"; }
 // <source>/tests/data/<name>
 inline std::string TestDataPath(const std::string& name) {
   return SourceDir() + "/tests/data/" + name;
+}
+
+// A fresh, empty directory under the system temp dir, unique per name and process: ctest runs
+// each test case as its own process, in parallel, so two cases must never share a path.
+inline std::string FreshTempDir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("treepo_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
 }
 
 }  // namespace treepo::testing

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/testing/paths.h"
+
 namespace treepo {
 namespace {
 
@@ -78,8 +80,7 @@ TEST(TreeRecordTest, BadJsonNamesTheField) {
 }
 
 TEST(TreeRecordTest, FileRoundTripNamesBadLine) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / "treepo_tree_record_test.jsonl").string();
+  const std::string path = ::treepo::testing::FreshTempDir("tree_record_test") + "/trees.jsonl";
   ASSERT_TRUE(WriteTreeFile(path, {Sample(), Sample()}).ok());
   auto trees = ReadTreeFile(path);
   ASSERT_TRUE(trees.ok());
