@@ -36,6 +36,10 @@ void RegisterEval(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--threads", o->blas_threads, "BLAS threads (0: library default)")
       ->capture_default_str();
+  cmd->add_option("--show", o->show, "print the first N greedy responses with their verdicts")
+      ->capture_default_str();
+  cmd->add_option("--responses-out", o->responses_out,
+                  "write every response (greedy and samples) with its verdict as JSON lines");
   cmd->callback([o, exit_code] {
     InitLogging("eval");
     Result<EvalReport> r = RunEval(*o);

@@ -4,6 +4,7 @@
 // little-endian logits, one row of vocab values per position from BOS up to the position that
 // produced the last token (prompt tokens + new tokens - 1 rows).
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -11,6 +12,7 @@
 #include "cluster/command.h"
 #include "common/log.h"
 #include "common/model/llama2c.h"
+#include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
 #include "worker/engine/engine.h"
 
@@ -45,11 +47,16 @@ Status WriteLogits(const std::string& path, const worker::SegmentResult& r) {
 
 Status RunGenerate(const GenerateOptions& o) {
   if (o.max_tokens < 1) return InvalidArgument("--max-tokens must be >= 1");
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadLlama2cCheckpoint(o.model_path));
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o.model_path));
   auto weights = std::make_shared<const model::ModelWeights>(std::move(loaded));
   const model::ModelConfig& c = weights->config;
+  const std::string tokenizer_path = !o.tokenizer_path.empty() ? o.tokenizer_path
+                                     : std::filesystem::is_directory(o.model_path)
+                                         ? o.model_path + "/tokenizer.bin"
+                                         : std::string();
+  if (tokenizer_path.empty()) return InvalidArgument("--tokenizer is required for a .bin model");
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, c.vocab_size));
+                          model::Tokenizer::LoadLlama2c(tokenizer_path, c.vocab_size));
   const std::vector<int32_t> prompt = tok.Encode(o.prompt, /*add_bos=*/true);
   spdlog::info("model {}; prompt {} tokens", c.ToString(), prompt.size());
 
@@ -88,8 +95,9 @@ Status RunGenerate(const GenerateOptions& o) {
 void RegisterGenerate(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Sample a continuation of a prompt (CPU)");
-  cmd->add_option("--model", opts->model_path, "llama2.c checkpoint")->required();
-  cmd->add_option("--tokenizer", opts->tokenizer_path, "llama2.c tokenizer")->required();
+  cmd->add_option("--model", opts->model_path, "llama2.c checkpoint or HF model dir")->required();
+  cmd->add_option("--tokenizer", opts->tokenizer_path,
+                  "llama2.c tokenizer (default for a model dir: <dir>/tokenizer.bin)");
   cmd->add_option("--prompt", opts->prompt, "prompt text (empty: start from BOS)");
   cmd->add_option("--max-tokens", opts->max_tokens, "tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", opts->temperature, "0 = greedy")->capture_default_str();

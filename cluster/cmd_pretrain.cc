@@ -20,6 +20,15 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
   cmd->add_option("--batch", o->batch_size, "sequences per step")->capture_default_str();
   cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--warmup", o->warmup_steps, "warm-up steps")->capture_default_str();
+  cmd->add_option("--direct-share", o->direct_answer_share,
+                  "share of corpus solutions given as the bare answer, without working")
+      ->capture_default_str();
+  cmd->add_option("--direct-error", o->direct_answer_error,
+                  "share of those bare answers that are careless guesses (off by 1..9)")
+      ->capture_default_str();
+  cmd->add_option("--min-lr-ratio", o->min_lr_ratio,
+                  "cosine decay to lr * this at the last step (1: constant lr)")
+      ->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay")->capture_default_str();
   cmd->add_flag("--loss-on-prompt", o->loss_on_prompt, "also train on prompt tokens");
   cmd->add_option("--dim", o->dim, "model width")->capture_default_str();

@@ -57,11 +57,12 @@ struct TrainOptions {
   int worker_threads = 1;                // cluster.worker_threads
   int worker_pages = 2048;               // cluster.worker_pages
   int page_size = 16;                    // cluster.page_size
-  int learner_threads = 1;               // cluster.learner_threads
+  int learner_threads = 2;               // cluster.learner_threads
   bool eval_before = true;               // eval.before
   bool eval_after = true;                // eval.after
+  bool eval_checkpoints = true;          // eval.checkpoints: every intermediate checkpoint too
   int eval_problems = 200;               // eval.problems
-  int eval_samples = 0;                  // eval.samples (k for Maj@k / pass@k)
+  int eval_samples = 8;                  // eval.samples (k for Maj@k / pass@k)
   int eval_max_new_tokens = 96;          // eval.max_new_tokens
   int checkpoint_every = 10;             // output.checkpoint_every (0: at the end only)
   bool write_trees = true;               // output.trees
@@ -87,6 +88,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.before", &o->eval_before));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.after", &o->eval_after));
+  TREEPO_RETURN_IF_ERROR(c.Get("eval.checkpoints", &o->eval_checkpoints));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.problems", &o->eval_problems));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.samples", &o->eval_samples));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.max_new_tokens", &o->eval_max_new_tokens));
@@ -121,6 +123,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
       {"cluster.learner_threads", std::to_string(t.learner_threads)},
       {"eval.problems", std::to_string(t.eval_problems)},
       {"eval.samples", std::to_string(t.eval_samples)},
+      {"eval.checkpoints", t.eval_checkpoints ? "true" : "false"},
       {"output.checkpoint_every", std::to_string(t.checkpoint_every)},
       {"steps", std::to_string(r.steps)},
       {"seed", std::to_string(r.rollout.seed)},
@@ -199,7 +202,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
   TrainOptions t;
   scheduler::RlOptions rl;
-  rl.steps = 40;
+  rl.steps = 60;
   rl.rollout.max_concurrent_queries = 16;
   rl.rollout.width = 8;
   rl.rollout.segment_tokens = 16;
@@ -207,7 +210,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   rl.rollout.branch = 2;
   rl.rollout.service.max_task_attempts = 100000;  // weight swaps refuse tasks briefly
   learner::LearnerOptions lo;
-  lo.trainer.adamw.lr = 1e-4f;
+  lo.trainer.adamw.lr = 2e-5f;
   lo.trainer.adamw.warmup_steps = 2;
   TREEPO_RETURN_IF_ERROR(LoadTrainOptions(config, &t));
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &rl));
@@ -312,12 +315,34 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
                     " (see " + (logs / "learner.log").string() + ")");
   }
 
+  // Every checkpoint of this run gets the base's tokenizer and task knobs, so `treepo eval
+  // --model CHECKPOINT` reads it as it is.
+  std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
+  for (int64_t s = rl.start_step + 1; s <= rl.steps; ++s) {
+    const std::string dir = learner::CheckpointDir(lo.checkpoint_dir, s);
+    if (fs::exists(fs::path(dir) / "config.json")) checkpoints[s] = dir;
+  }
+  for (const auto& [s, dir] : checkpoints) {
+    for (const char* f : {"tokenizer.bin", "task.json"}) {
+      const fs::path from = fs::path(t.base) / f;
+      std::error_code ec;
+      if (fs::exists(from)) {
+        fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing, ec);
+      }
+    }
+  }
   const std::string final_dir = learner::CheckpointDir(lo.checkpoint_dir, rl.steps);
-  for (const char* f : {"tokenizer.bin", "task.json"}) {
-    const fs::path from = fs::path(t.base) / f;
-    std::error_code ec;
-    if (fs::exists(from) && fs::exists(final_dir)) {
-      fs::copy_file(from, fs::path(final_dir) / f, fs::copy_options::overwrite_existing, ec);
+  // The held-out curve: each intermediate checkpoint, evaluated after the run so that RL's
+  // timings are not disturbed.
+  if (t.eval_checkpoints) {
+    for (const auto& [s, dir] : checkpoints) {
+      if (s == rl.steps) continue;
+      const std::string path =
+          (fs::path(t.out_dir) / ("eval_step_" + std::to_string(s) + ".json")).string();
+      TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, tokenizer_path, 1, path));
+      TREEPO_RETURN_IF_ERROR(
+          AppendLine(metrics, {{"step", s}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+      spdlog::info("checkpoint step {} held-out accuracy {:.3f}", s, r.accuracy);
     }
   }
   summary["steps"] = rl.steps;

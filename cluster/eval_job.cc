@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -197,10 +198,21 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
                o.samples, weights->config.ToString());
   TREEPO_ASSIGN_OR_RETURN(auto responses, Generate(o, weights, prompts));
 
+  std::ofstream responses_file;
+  if (!o.responses_out.empty()) {
+    responses_file.open(o.responses_out, std::ios::trunc);
+    if (!responses_file) return InvalidArgument("eval: cannot write " + o.responses_out);
+  }
   int64_t responses_count = 0;
   double greedy_correct = 0, boxed = 0, maj = 0, pass_k = 0, pass_1 = 0;
   for (size_t i = 0; i < problems.size(); ++i) {
     std::vector<scheduler::SampleOutcome> outcomes;
+    nlohmann::json line;
+    if (responses_file.is_open()) {
+      line["prompt"] = problems[i].prompt;
+      line["answer"] = problems[i].answer;
+      line["samples"] = nlohmann::json::array();
+    }
     for (size_t s = 0; s < responses[i].tokens.size(); ++s) {
       std::vector<int32_t>& t = responses[i].tokens[s];
       rep.tokens_generated += static_cast<int64_t>(t.size());
@@ -209,13 +221,27 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
       const scheduler::RewardResult r =
           reward->Score(text, problems[i].answer, static_cast<int>(t.size()));
       const bool correct = r.reward > 0.0f;
+      if (responses_file.is_open()) {
+        nlohmann::json resp = {{"text", text}, {"extracted", r.extracted}, {"correct", correct}};
+        if (s == 0) {
+          line["greedy"] = std::move(resp);
+        } else {
+          line["samples"].push_back(std::move(resp));
+        }
+      }
       if (s == 0) {
         greedy_correct += correct;
         boxed += !r.extracted.empty();
+        if (static_cast<int>(i) < o.show) {
+          std::printf("[%s] %s%s   (answer %s)\n", correct ? "correct" : "wrong",
+                      problems[i].prompt.c_str(), text.c_str(), problems[i].answer.c_str());
+        }
       } else {
         outcomes.push_back({r.extracted, correct});
       }
     }
+    if (responses_file.is_open())
+      responses_file << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     if (o.samples > 0) {
       const int c = static_cast<int>(
           std::count_if(outcomes.begin(), outcomes.end(), [](const auto& x) { return x.correct; }));
@@ -234,6 +260,10 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
   rep.pass_at_1 = pass_1 / n;
   rep.mean_response_tokens = static_cast<double>(rep.tokens_generated) / responses_count;
   rep.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (responses_file.is_open()) {
+    responses_file.close();
+    if (!responses_file) return DataLoss("eval: cannot write " + o.responses_out);
+  }
   if (!o.out_json.empty()) {
     std::ofstream f(o.out_json, std::ios::trunc);
     f << EvalReportJson(rep) << "\n";
@@ -257,7 +287,7 @@ std::string EvalReportJson(const EvalReport& r) {
   j["mean_response_tokens"] = r.mean_response_tokens;
   j["tokens_generated"] = r.tokens_generated;
   j["wall_s"] = r.wall_s;
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<EvalReport> ReadEvalReport(const std::string& path) {

@@ -37,6 +37,8 @@ struct EvalOptions {
   int batch_problems = 32;  // problems in flight in the engine at once
   int blas_threads = 0;
   bool progress = true;
+  int show = 0;  // print the first N problems' greedy responses (with verdicts) to stdout
+  std::string responses_out;  // "": none; else JSON lines, one per problem, every response
 
   Status Validate() const;
 };

@@ -57,7 +57,8 @@ TEST_F(EvalJobTest, PretrainWritesTheModelDir) {
   EXPECT_LE(output_.heldout_accuracy, 1.0);
   auto task = ReadTaskOptions((dir_ / "task.json").string());
   ASSERT_TRUE(task.ok());
-  EXPECT_EQ(task->max_digits, scheduler::ArithmeticOptions().max_digits);
+  EXPECT_EQ(task->max_digits, BuiltinTaskOptions().max_digits);
+  EXPECT_EQ(task->max_terms, BuiltinTaskOptions().max_terms);
 }
 
 TEST_F(EvalJobTest, MetricsArePlumbedAndJsonRoundTrips) {

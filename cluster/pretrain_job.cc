@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "cluster/eval_job.h"
@@ -19,6 +20,12 @@ namespace fs = std::filesystem;
 Status PretrainOptions::Validate() const {
   if (out_dir.empty()) return InvalidArgument("pretrain: --out is required");
   if (corpus_problems < 1) return InvalidArgument("pretrain: corpus_problems must be >= 1");
+  if (!(direct_answer_share >= 0.0 && direct_answer_share <= 1.0)) {
+    return InvalidArgument("pretrain: direct_answer_share must be in [0, 1]");
+  }
+  if (!(direct_answer_error >= 0.0 && direct_answer_error <= 1.0)) {
+    return InvalidArgument("pretrain: direct_answer_error must be in [0, 1]");
+  }
   if (eval_problems < 0) return InvalidArgument("pretrain: eval_problems must be >= 0");
   if (log_every < 0) return InvalidArgument("pretrain: log_every must be >= 0");
   if (task.held_out_percent >= 100) {
@@ -104,11 +111,22 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
       task.MakeSet(scheduler::Split::kTrain, o.corpus_problems, o.seed);
   std::vector<learner::PretrainSequence> corpus;
   corpus.reserve(problems.size());
+  std::mt19937_64 style_rng(o.seed ^ 0x5eedd17ec7ull);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
   for (const scheduler::ArithmeticProblem& p : problems) {
     learner::PretrainSequence s;
     s.tokens = tok.Encode(p.prompt, /*add_bos=*/true);
     s.loss_start = o.loss_on_prompt ? 1 : static_cast<int>(s.tokens.size());
-    const std::vector<int32_t> sol = scheduler::EncodeContinuation(tok, p.solution);
+    const bool direct = unit(style_rng) < o.direct_answer_share;
+    std::string answer = p.answer;
+    if (direct && unit(style_rng) < o.direct_answer_error) {
+      const int64_t right = std::stoll(p.answer);
+      int64_t off = std::uniform_int_distribution<int64_t>(1, 9)(style_rng);
+      if (unit(style_rng) < 0.5 && right - off >= 0) off = -off;
+      answer = std::to_string(right + off);
+    }
+    const std::vector<int32_t> sol =
+        scheduler::EncodeContinuation(tok, direct ? " \\boxed{" + answer + "}" : p.solution);
     s.tokens.insert(s.tokens.end(), sol.begin(), sol.end());
     s.tokens.push_back(tok.eos_id());
     if (static_cast<int>(s.tokens.size()) > mc.max_seq_len) {
@@ -126,6 +144,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   pc.seed = o.seed;
   pc.adamw.lr = o.lr;
   pc.adamw.warmup_steps = o.warmup_steps;
+  pc.adamw.decay_steps = o.steps;
+  pc.adamw.min_lr_ratio = o.min_lr_ratio;
   pc.adamw.weight_decay = o.weight_decay;
   pc.log_every = o.log_every;
   pc.blas_threads = o.blas_threads;

@@ -13,6 +13,18 @@
 
 namespace treepo::cluster {
 
+// The built-in task's knobs (docs/builtin-task.md): sums of 3 to 5 one-digit terms with some
+// subtraction, so the worked solution is a chain of 2 to 4 small steps over two-digit running
+// values.
+inline scheduler::ArithmeticOptions BuiltinTaskOptions() {
+  scheduler::ArithmeticOptions t;
+  t.min_terms = 3;
+  t.max_terms = 5;
+  t.min_digits = 1;
+  t.max_digits = 1;
+  return t;
+}
+
 struct PretrainOptions {
   std::string out_dir;  // created if absent; existing files in it are overwritten
   uint64_t seed = 1;    // model init, corpus and batch order: the run is a function of it
@@ -26,18 +38,26 @@ struct PretrainOptions {
   int max_seq_len = 128;
 
   // Training.
-  int steps = 600;      // optimiser steps
+  int steps = 1000;     // optimiser steps
   int batch_size = 32;  // sequences per step
   float lr = 2e-3f;     // after a linear warm-up over warmup_steps
   int warmup_steps = 30;
+  float min_lr_ratio = 0.1f;  // cosine decay to lr * this at the last step (1: constant)
   float weight_decay = 0.1f;
   bool loss_on_prompt = false;  // false: loss on solution tokens (+ EOS) only
   int log_every = 25;           // a loss line on stdout every N steps (0: none)
   int blas_threads = 0;         // 0: leave OpenBLAS's setting
 
   // Corpus: the task's train split with these knobs.
-  scheduler::ArithmeticOptions task;
+  scheduler::ArithmeticOptions task = BuiltinTaskOptions();
   int corpus_problems = 20000;  // distinct train problems (fewer if the space is smaller)
+  // Share of corpus solutions written as the bare answer (" \boxed{N}", still correct) instead
+  // of the worked steps: a base model that often answers without working, as web-trained models
+  // do, which RL can learn to stop doing. Drawn per problem from the seed.
+  double direct_answer_share = 0.5;
+  // Share of those bare answers that are a careless guess: off by 1..9 either way (never
+  // negative). Worked solutions are always right.
+  double direct_answer_error = 0.7;
 
   // Held-out greedy accuracy of the result on this many problems (0: skip).
   int eval_problems = 200;

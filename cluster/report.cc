@@ -98,7 +98,7 @@ struct Rgb {
   uint8_t r, g, b;
 };
 constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kGrid{225, 225, 225}, kBlue{31, 119, 180},
-    kOrange{230, 110, 20}, kGreen{40, 160, 60};
+    kOrange{230, 110, 20}, kGreen{40, 160, 60}, kPurple{140, 70, 170};
 
 // 5x7 glyphs: 7 rows of 5 bits (bit 4 = left column).
 struct Glyph {
@@ -241,7 +241,8 @@ void Panel(Canvas* cv, std::ostringstream* svg, int x0, int y0, int x1, int y1,
 }
 
 struct RunMetrics {
-  std::vector<std::pair<double, double>> reward, accuracy, eval_accuracy;
+  std::vector<std::pair<double, double>> reward, accuracy, eval_accuracy, eval_pass1;
+  std::vector<std::pair<double, EvalReport>> evals;  // every eval line, by step
   int64_t steps = 0, tokens = 0;
   double wall_s = 0.0;
 };
@@ -270,8 +271,19 @@ Result<RunMetrics> ReadMetrics(const std::string& path) {
     double v;
     if (j.contains("eval") && j["eval"].is_object()) {
       const auto& e = j["eval"];
-      if (e.contains("accuracy") && e["accuracy"].is_number())
-        m.eval_accuracy.push_back({step, e["accuracy"].get<double>()});
+      EvalReport r;
+      if (e.contains("accuracy") && e["accuracy"].is_number()) {
+        r.accuracy = e["accuracy"].get<double>();
+        m.eval_accuracy.push_back({step, r.accuracy});
+      }
+      if (e.contains("samples") && e["samples"].is_number()) r.samples = e["samples"].get<int>();
+      for (auto [key, field] : {std::pair{"pass_at_1", &EvalReport::pass_at_1},
+                                std::pair{"maj_at_k", &EvalReport::maj_at_k},
+                                std::pair{"pass_at_k", &EvalReport::pass_at_k}}) {
+        if (e.contains(key) && e[key].is_number()) r.*field = e[key].get<double>();
+      }
+      if (r.samples > 0) m.eval_pass1.push_back({step, r.pass_at_1});
+      m.evals.push_back({step, r});
       continue;
     }
     if (num("reward_mean", &v)) m.reward.push_back({step, v});
@@ -313,6 +325,10 @@ Status WriteReport(const std::string& run_dir) {
   if (have_metrics) {
     TREEPO_ASSIGN_OR_RETURN(m, ReadMetrics((dir / kMetricsFile).string()));
   }
+  auto by_step = [](const auto& a, const auto& b) { return a.first < b.first; };
+  std::stable_sort(m.eval_accuracy.begin(), m.eval_accuracy.end(), by_step);
+  std::stable_sort(m.eval_pass1.begin(), m.eval_pass1.end(), by_step);
+  std::stable_sort(m.evals.begin(), m.evals.end(), by_step);
 
   // Curves.
   constexpr int kW = 900, kH = 640;
@@ -321,14 +337,16 @@ Status WriteReport(const std::string& run_dir) {
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << kW << "' height='" << kH
       << "' font-family='sans-serif'>\n<rect width='100%' height='100%' fill='white'/>\n";
   double xmin = 1e300, xmax = -1e300;
-  for (const auto* s : {&m.reward, &m.accuracy, &m.eval_accuracy})
+  for (const auto* s : {&m.reward, &m.accuracy, &m.eval_accuracy, &m.eval_pass1})
     for (auto [x, y] : *s) xmin = std::min(xmin, x), xmax = std::max(xmax, x);
   if (xmin > xmax) xmin = 0, xmax = 1;
   Panel(&cv, &svg, 90, 50, kW - 30, 280, "reward mean", {{"reward", kBlue, m.reward, false}}, xmin,
         xmax);
   Panel(&cv, &svg, 90, 360, kW - 30, 590, "accuracy",
-        {{"train", kOrange, m.accuracy, false}, {"eval", kGreen, m.eval_accuracy, true}}, xmin,
-        xmax);
+        {{"train", kOrange, m.accuracy, false},
+         {"eval greedy", kGreen, m.eval_accuracy, true},
+         {"eval pass@1", kPurple, m.eval_pass1, true}},
+        xmin, xmax);
   cv.Text(kW / 2 - 24, kH - 24, "step", kBlack);
   svg << "<text x='" << kW / 2 << "' y='" << kH - 12
       << "' text-anchor='middle' font-size='14'>step</text>\n</svg>\n";
@@ -372,6 +390,20 @@ Status WriteReport(const std::string& run_dir) {
     if (!m.accuracy.empty()) {
       md << "| train accuracy (first -> last) | " << Pct(m.accuracy.front().second) << " -> "
          << Pct(m.accuracy.back().second) << " |\n";
+    }
+    md << "\n";
+  }
+  if (m.evals.size() > 2) {
+    const int k = m.evals.back().second.samples;
+    md << "## Held-out accuracy by step\n\n| step | greedy |";
+    if (k > 0) md << " pass@1 (T=1) | Maj@" << k << " | pass@" << k << " |";
+    md << "\n|---|---|" << (k > 0 ? "---|---|---|" : "") << "\n";
+    for (const auto& [step, r] : m.evals) {
+      md << "| " << static_cast<int64_t>(step) << " | " << Pct(r.accuracy) << " |";
+      if (k > 0)
+        md << " " << Pct(r.pass_at_1) << " | " << Pct(r.maj_at_k) << " | " << Pct(r.pass_at_k)
+           << " |";
+      md << "\n";
     }
     md << "\n";
   }

@@ -1,5 +1,6 @@
 #include "learner/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/check.h"
@@ -14,6 +15,10 @@ Status AdamWOptions::Validate() const {
   if (!(eps > 0.0f)) return InvalidArgument("eps must be > 0");
   if (!(weight_decay >= 0.0f)) return InvalidArgument("weight_decay must be >= 0");
   if (warmup_steps < 0) return InvalidArgument("warmup_steps must be >= 0");
+  if (decay_steps < 0) return InvalidArgument("decay_steps must be >= 0");
+  if (!(min_lr_ratio >= 0.0f && min_lr_ratio <= 1.0f)) {
+    return InvalidArgument("min_lr_ratio must be in [0, 1]");
+  }
   if (!std::isfinite(max_grad_norm)) return InvalidArgument("max_grad_norm must be finite");
   return OkStatus();
 }
@@ -30,8 +35,14 @@ AdamW::AdamW(const model::ParamLayout& layout, const AdamWOptions& options) : o_
 }
 
 double AdamW::LearningRate(int64_t step) const {
-  if (o_.warmup_steps <= 0 || step >= o_.warmup_steps) return o_.lr;
-  return o_.lr * static_cast<double>(step) / static_cast<double>(o_.warmup_steps);
+  if (o_.warmup_steps > 0 && step < o_.warmup_steps) {
+    return o_.lr * static_cast<double>(step) / static_cast<double>(o_.warmup_steps);
+  }
+  if (o_.decay_steps <= o_.warmup_steps) return o_.lr;
+  const double progress = std::min(1.0, static_cast<double>(step - o_.warmup_steps) /
+                                            static_cast<double>(o_.decay_steps - o_.warmup_steps));
+  const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
+  return o_.lr * (o_.min_lr_ratio + (1.0 - o_.min_lr_ratio) * cosine);
 }
 
 StepStats AdamW::Step(float* params, float* grad) {

@@ -25,8 +25,12 @@ struct AdamWOptions {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float eps = 1e-8f;
-  float weight_decay = 0.1f;   // decoupled: p -= lr * wd * p
-  int64_t warmup_steps = 0;    // lr rises linearly over the first warmup_steps steps
+  float weight_decay = 0.1f;  // decoupled: p -= lr * wd * p
+  int64_t warmup_steps = 0;   // lr rises linearly over the first warmup_steps steps
+  // Cosine decay after warm-up: from lr at step warmup_steps to lr * min_lr_ratio at step
+  // decay_steps, flat after. 0 = no decay (constant lr after warm-up).
+  int64_t decay_steps = 0;
+  float min_lr_ratio = 0.1f;
   float max_grad_norm = 1.0f;  // global-norm clip; <= 0 disables clipping
   bool decay_vectors = false;  // also decay 1-D tensors (norm weights, biases)
   Status Validate() const;
@@ -43,7 +47,8 @@ class AdamW {
   // CHECKs options.Validate(): validate outside input first.
   AdamW(const model::ParamLayout& layout, const AdamWOptions& options);
 
-  // Learning rate at 1-based step `step`: lr * min(1, step / warmup_steps).
+  // Learning rate at 1-based step `step`: lr * step / warmup_steps during warm-up, then lr,
+  // or the cosine decay towards lr * min_lr_ratio when decay_steps > warmup_steps.
   double LearningRate(int64_t step) const;
 
   // One update of `params` (layout.total()) from `grad` (same size), which is zeroed after.

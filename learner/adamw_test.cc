@@ -78,6 +78,25 @@ TEST(AdamWTest, WarmupAndClipping) {
   EXPECT_NEAR(opt.m()[0], 0.1 * 3.0 * 0.2, 1e-6);
 }
 
+TEST(AdamWTest, CosineDecayAfterWarmup) {
+  auto w = model::ModelWeights::Zeros(Tiny());
+  ASSERT_TRUE(w.ok());
+  AdamWOptions o;
+  o.lr = 1.0f;
+  o.warmup_steps = 4;
+  o.decay_steps = 14;
+  o.min_lr_ratio = 0.2f;
+  AdamW opt(w->layout, o);
+  EXPECT_DOUBLE_EQ(opt.LearningRate(2), 0.5);
+  EXPECT_NEAR(opt.LearningRate(4), 1.0, 1e-12);
+  // Half-way through the decay the cosine is at its midpoint: 0.2 + 0.8 * 0.5.
+  EXPECT_NEAR(opt.LearningRate(9), 0.6, 1e-6);
+  EXPECT_NEAR(opt.LearningRate(14), 0.2, 1e-6);
+  EXPECT_NEAR(opt.LearningRate(100), 0.2, 1e-6);
+  o.min_lr_ratio = 1.5f;
+  EXPECT_FALSE(o.Validate().ok());
+}
+
 TEST(AdamWTest, SaveLoadRoundTrip) {
   auto w = model::ModelWeights::Random(Tiny(), 2);
   ASSERT_TRUE(w.ok());

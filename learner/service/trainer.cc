@@ -133,20 +133,6 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
   std::shared_ptr<const model::ModelWeights> before;
   if (options_.max_staleness > 0) before = std::make_shared<const model::ModelWeights>(*weights_);
 
-  std::vector<std::vector<float>> logp_old;
-  TREEPO_RETURN_IF_ERROR(RecomputeOldLogp(batch, &logp_old));
-  double mismatch_sum = 0.0;
-  for (size_t i = 0; i < batch.sequences.size(); ++i) {
-    for (size_t j = 0; j < logp_old[i].size(); ++j) {
-      const double d = std::fabs(logp_old[i][j] - batch.sequences[i].rollout_logp[j]);
-      mismatch_sum += d;
-      m.logp_mismatch_max = std::max(m.logp_mismatch_max, d);
-    }
-  }
-  if (batch.response_tokens > 0) {
-    m.logp_mismatch = mismatch_sum / static_cast<double>(batch.response_tokens);
-  }
-
   // Mini-batches: consecutive whole trees.
   std::vector<std::vector<size_t>> minis;
   size_t trees_in_mini = 0, last_tree = static_cast<size_t>(-1);
@@ -162,6 +148,24 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
       ++trees_in_mini;
     }
     minis.back().push_back(i);
+  }
+
+  // logp_old: the sampling weights' log-probs of the response tokens. When every token was
+  // sampled by the current weights and the batch is one mini-batch for one epoch, the training
+  // forward pass itself is that computation (same weights, same rows), so it fills logp_old
+  // instead of a separate pass; otherwise a pass per sampling version comes first.
+  bool on_policy = options_.reuse_forward_for_old_logp && minis.size() <= 1 && options_.epochs == 1;
+  for (const TrainSequence& s : batch.sequences) {
+    for (uint64_t v : s.versions) on_policy = on_policy && v == version_.value();
+  }
+  std::vector<std::vector<float>> logp_old;
+  if (on_policy) {
+    logp_old.resize(batch.sequences.size());
+    for (size_t i = 0; i < batch.sequences.size(); ++i) {
+      logp_old[i].assign(batch.sequences[i].versions.size(), 0.0f);
+    }
+  } else {
+    TREEPO_RETURN_IF_ERROR(RecomputeOldLogp(batch, &logp_old));
   }
 
   const bool want_entropy = options_.loss.entropy_coef > 0.0f;
@@ -188,6 +192,7 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
           const TrainSequence& s = batch.sequences[micro[k]];
           for (int j = 0; j < s.response_tokens(); ++j) {
             const size_t row = RowOf(r.starts[k], s, j);
+            if (on_policy) logp_old[micro[k]][j] = logp[row];
             new_t.push_back(logp[row]);
             old_t.push_back(logp_old[micro[k]][j]);
             adv_t.push_back(s.advantages[j]);
@@ -231,6 +236,18 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
       ++m.optimizer_steps;
     }
   }
+  double mismatch_sum = 0.0;
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    for (size_t j = 0; j < logp_old[i].size(); ++j) {
+      const double d = std::fabs(logp_old[i][j] - batch.sequences[i].rollout_logp[j]);
+      mismatch_sum += d;
+      m.logp_mismatch_max = std::max(m.logp_mismatch_max, d);
+    }
+  }
+  if (batch.response_tokens > 0) {
+    m.logp_mismatch = mismatch_sum / static_cast<double>(batch.response_tokens);
+  }
+
   if (m.optimizer_steps > 0) {
     m.loss /= static_cast<double>(m.optimizer_steps);
     m.grad_norm = grad_norm_sum / static_cast<double>(m.optimizer_steps);

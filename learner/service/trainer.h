@@ -34,6 +34,10 @@ struct TrainerOptions {
   int micro_batch_tokens = 2048;  // sequence tokens per forward/backward (>= 1; a longer
                                   // sequence runs alone)
   int max_staleness = 0;          // older versions kept for logp_old (>= 0)
+  // On-policy batches (every token sampled by the current weights, one mini-batch, one epoch)
+  // take logp_old from the training forward pass instead of a separate one: the same numbers,
+  // one forward pass fewer. false always runs the separate pass.
+  bool reuse_forward_for_old_logp = true;
 
   Status Validate() const;
 };

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/model/safetensors.h"
+#include "common/testing/paths.h"
 #include "learner/service/checkpoint.h"
 
 namespace treepo::learner {
@@ -74,6 +75,29 @@ TEST(TrainerTest, StepRaisesPositiveAndLowersNegativeSequences) {
   EXPECT_LT(SeqLogp((*t)->weights(), b.sequences[1]), down0);
 }
 
+TEST(TrainerTest, ReusingTheForwardForOldLogpGivesTheSameUpdate) {
+  LearnerBatch b = TwoSequences(0);
+  b.sequences[0].rollout_logp = {-1.0f, -2.5f, -0.5f};  // mismatch is reported either way
+  std::vector<float> weights[2];
+  double mismatch[2];
+  for (int reuse = 0; reuse < 2; ++reuse) {
+    TrainerOptions o;
+    o.adamw.lr = 1e-2f;
+    o.micro_batch_tokens = 5;
+    o.reuse_forward_for_old_logp = reuse == 1;
+    auto t = Trainer::Create(TinyModel(), o, WeightVersion(0));
+    ASSERT_TRUE(t.ok());
+    auto m = (*t)->Step(b);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_NEAR(m->ratio_mean, 1.0, 1e-6);
+    weights[reuse] = (*t)->weights().data;
+    mismatch[reuse] = m->logp_mismatch;
+  }
+  EXPECT_EQ(weights[0], weights[1]);
+  EXPECT_GT(mismatch[0], 0.1);
+  EXPECT_DOUBLE_EQ(mismatch[0], mismatch[1]);
+}
+
 TEST(TrainerTest, OldVersionsAreKeptUpToTheStalenessBound) {
   TrainerOptions o;
   o.adamw.lr = 1e-3f;
@@ -93,9 +117,8 @@ TEST(TrainerTest, CheckpointRoundTrip) {
   auto t = Trainer::Create(TinyModel(), o, WeightVersion(0));
   ASSERT_TRUE(t.ok());
   ASSERT_TRUE((*t)->Step(TwoSequences(0)).ok());
-  const auto root =
-      std::filesystem::temp_directory_path() / ("treepo_ckpt_" + std::to_string(::getpid()));
-  const std::string dir = CheckpointDir(root.string(), 1);
+  const std::string root = ::treepo::testing::FreshTempDir("ckpt");
+  const std::string dir = CheckpointDir(root, 1);
   ASSERT_TRUE(SaveCheckpoint(dir, (*t)->weights(), (*t)->optimizer(), {1, 1}).ok());
   auto st = ReadCheckpointState(dir);
   ASSERT_TRUE(st.ok());

@@ -42,6 +42,7 @@ struct StepRollout {
   int64_t dropped_queries = 0;
   int64_t leaves = 0;
   int64_t tokens_decoded = 0;
+  int64_t tokens_prefilled = 0;
   double rollout_s = 0.0;
   double reward_sum = 0.0;
   int64_t correct = 0;
@@ -179,6 +180,7 @@ class Loop {
                               RunRollout(service_, records->size(), setup.factory, ro, stop_));
       ++r.rounds;
       r.tokens_decoded += out.stats.tokens_decoded;
+      r.tokens_prefilled += out.stats.tokens_prefilled;
       for (TreeRecord& t : out.trees) {
         for (const TreeLeafRecord& l : t.leaves) {
           ++r.leaves;
@@ -242,6 +244,10 @@ class Loop {
     j["leaves_per_s"] = static_cast<double>(r.leaves) / secs;
     j["tokens"] = r.tokens_decoded;
     j["tokens_per_s"] = static_cast<double>(r.tokens_decoded) / secs;
+    // Positions the workers ran through the model: prefixes they had no KV for, plus every
+    // sampled token. Tree sampling shares prefixes, so it computes fewer for the same leaves.
+    j["tokens_prefilled"] = r.tokens_prefilled;
+    j["tokens_computed"] = r.tokens_prefilled + r.tokens_decoded;
     j["rollout_version_min"] = r.version_min == UINT64_MAX ? 0 : r.version_min;
     j["rollout_version_max"] = r.version_max;
     j["newest_version_at_rollout_end"] = relay_.newest() ? relay_.newest()->value() : 0;
