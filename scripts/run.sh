@@ -2,7 +2,7 @@
 # The main job on the built-in default: installs dependencies, builds (release), then runs
 # `treepo train` (pretrains the small base model if missing, runs TreePO RL with a scheduler,
 # 2 workers and a learner on loopback, evaluates before and after). Extra arguments go to
-# `treepo train`, e.g. `scripts/run.sh --set train.steps=5`.
+# `treepo train`, e.g. `scripts/run.sh --set steps=5`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -8,10 +8,12 @@
 // per seed (--seeds, default 2) and the figures are means over seeds. It prints:
 //   1. held-out evaluation before and after (greedy accuracy, pass@1 / Maj@k / pass@k at T=1),
 //      wall time, RL tokens computed by the workers (prefill + decode) and training tokens;
-//   2. the curve: per block of steps, cumulative wall time, cumulative tokens computed and the
-//      block's rollout accuracy (fresh train-split prompts at T=1) for both arms;
-//   3. the wall time and tokens computed each arm needed to first reach given rollout
-//      accuracies (a 3-step moving mean).
+//   2. the curve: at every checkpoint (each --block steps) the held-out greedy accuracy and
+//      pass@1, with cumulative RL wall time and tokens computed, and the block's rollout
+//      accuracy (fresh train prompts at T=1; tree leaves over-represent paths that go on, so
+//      this column reads high for tree sampling and only the held-out columns compare);
+//   3. the wall time and tokens computed each arm needed to first reach given held-out
+//      pass@1 values (at a checkpoint).
 // Nothing asserts on the figures: it is a benchmark program (docs/builtin-task.md).
 //
 // Usage: rl_compare_bench [--treepo PATH] [--base DIR] [--steps N] [--seeds N]
@@ -55,6 +57,7 @@ struct StepPoint {
 
 struct RunResult {
   json eval_base, eval_final;
+  std::map<int, json> evals;     // step -> eval (0: base, steps: final, and each checkpoint)
   std::vector<StepPoint> steps;  // cumulative wall and tokens at the end of each step
   int64_t train_tokens = 0;
 };
@@ -90,7 +93,8 @@ bool RunArm(const Options& o, const Arm& arm, int seed, const fs::path& base, co
       "--set",  "rollout.width=" + std::to_string(o.width),
       "--set",  "learner.lr=" + o.lr,
       "--set",  "rollout.mode=" + arm.mode,
-      "--set",  "learner.estimator=" + arm.estimator};
+      "--set",  "learner.estimator=" + arm.estimator,
+      "--set",  "output.checkpoint_every=" + std::to_string(o.block)};
   for (const std::string& s : o.sets) {
     argv.push_back("--set");
     argv.push_back(s);
@@ -105,6 +109,17 @@ bool RunArm(const Options& o, const Arm& arm, int seed, const fs::path& base, co
       !ReadJson(out / "eval_final.json", &r->eval_final)) {
     std::fprintf(stderr, "rl_compare_bench: no eval files in %s\n", out.c_str());
     return false;
+  }
+  r->evals[0] = r->eval_base;
+  r->evals[o.steps] = r->eval_final;
+  for (int s = o.block; s < o.steps; s += o.block) {
+    json e;
+    if (!ReadJson(out / ("eval_step_" + std::to_string(s) + ".json"), &e)) {
+      std::fprintf(stderr, "rl_compare_bench: no checkpoint eval for step %d in %s\n", s,
+                   out.c_str());
+      return false;
+    }
+    r->evals[s] = e;
   }
   std::ifstream m(out / "metrics.jsonl");
   std::string line;
@@ -143,16 +158,6 @@ std::vector<StepPoint> MeanCurve(const std::vector<RunResult>& runs) {
     }
   }
   return c;
-}
-
-// First step whose 3-step moving mean of rollout accuracy reaches `target`; -1 if none.
-int FirstReach(const std::vector<StepPoint>& c, double target) {
-  for (size_t i = 2; i < c.size(); ++i) {
-    if ((c[i].accuracy + c[i - 1].accuracy + c[i - 2].accuracy) / 3.0 >= target) {
-      return static_cast<int>(i);
-    }
-  }
-  return -1;
 }
 
 void Usage() {
@@ -276,41 +281,81 @@ int main(int argc, char** argv) {
 
   const std::vector<StepPoint> t = MeanCurve(results["TreePO"]);
   const std::vector<StepPoint> g = MeanCurve(results["GRPO"]);
+  // Held-out figure `key` at checkpoint `step`, mean over seeds.
+  auto held = [&](const std::string& arm, int step, const char* key) {
+    double v = 0;
+    for (const RunResult& r : results[arm]) v += r.evals.at(step).value(key, 0.0);
+    return v / static_cast<double>(results[arm].size());
+  };
+  std::vector<int> marks;
+  for (int s = 0; s < o.steps; s += o.block) marks.push_back(s);
+  marks.push_back(o.steps);
+  // Cumulative wall / tokens after `step` steps (0 before the first).
+  auto wall = [](const std::vector<StepPoint>& c, int step) {
+    return step == 0 ? 0.0 : c[step - 1].wall_s;
+  };
+  auto tokens = [](const std::vector<StepPoint>& c, int step) {
+    return step == 0 ? int64_t{0} : c[step - 1].tokens_computed;
+  };
+  auto rollout_acc = [&](const std::vector<StepPoint>& c, int step) {
+    if (step == 0) return std::string("-");
+    const int from = std::max(0, step - o.block);
+    double a = 0;
+    for (int i = from; i < step; ++i) a += c[i].accuracy;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f%%", 100 * a / (step - from));
+    return std::string(buf);
+  };
   std::printf(
-      "\nRollout accuracy (fresh train prompts, T=1) per block of %d steps, with cumulative wall "
-      "time and tokens computed at the block's end:\n\n"
-      "| steps | TreePO acc | TreePO wall s | TreePO tokens | GRPO acc | GRPO wall s | GRPO "
-      "tokens |\n|---|---|---|---|---|---|---|\n",
-      o.block);
-  for (int s = 0; s < o.steps; s += o.block) {
-    const int e = std::min(o.steps, s + o.block);
-    double ta = 0, ga = 0;
-    for (int i = s; i < e; ++i) ta += t[i].accuracy, ga += g[i].accuracy;
-    std::printf("| %d-%d | %.1f%% | %.1f | %lld | %.1f%% | %.1f | %lld |\n", s, e - 1,
-                100 * ta / (e - s), t[e - 1].wall_s,
-                static_cast<long long>(t[e - 1].tokens_computed), 100 * ga / (e - s),
-                g[e - 1].wall_s, static_cast<long long>(g[e - 1].tokens_computed));
+      "\nHeld-out curve (greedy, and pass@1 over the eval's samples at T=1) at each "
+      "checkpoint, with cumulative RL wall time, tokens computed, and the last block's rollout "
+      "accuracy:\n\n"
+      "| step | TreePO greedy | TreePO pass@1 | TreePO wall s | TreePO tokens | TreePO rollout "
+      "acc | GRPO greedy | GRPO pass@1 | GRPO wall s | GRPO tokens | GRPO rollout acc |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int s : marks) {
+    std::printf(
+        "| %d | %.1f%% | %.1f%% | %.1f | %lld | %s | %.1f%% | %.1f%% | %.1f | %lld | %s |\n", s,
+        100 * held("TreePO", s, "accuracy"), 100 * held("TreePO", s, "pass_at_1"), wall(t, s),
+        static_cast<long long>(tokens(t, s)), rollout_acc(t, s).c_str(),
+        100 * held("GRPO", s, "accuracy"), 100 * held("GRPO", s, "pass_at_1"), wall(g, s),
+        static_cast<long long>(tokens(g, s)), rollout_acc(g, s).c_str());
   }
   std::printf(
-      "\nFirst reach of a rollout accuracy (3-step moving mean): wall time and tokens computed\n\n"
-      "| target | TreePO step | TreePO wall s | TreePO tokens | GRPO step | GRPO wall s | GRPO "
-      "tokens | GRPO / TreePO tokens |\n|---|---|---|---|---|---|---|---|\n");
-  for (double target : {0.5, 0.6, 0.7, 0.75}) {
-    const int ts = FirstReach(t, target), gs = FirstReach(g, target);
-    auto cell = [](const std::vector<StepPoint>& c, int s) {
+      "\nFirst checkpoint reaching a held-out pass@1: RL wall time and tokens computed\n\n"
+      "| pass@1 target | TreePO step | TreePO wall s | TreePO tokens | GRPO step | GRPO wall s | "
+      "GRPO tokens | GRPO / TreePO tokens |\n|---|---|---|---|---|---|---|---|\n");
+  const double base_p1 = held("TreePO", 0, "pass_at_1");
+  for (double gain : {0.10, 0.20, 0.30}) {
+    const double target = base_p1 + gain;
+    auto first = [&](const std::string& arm) {
+      for (int s : marks) {
+        if (held(arm, s, "pass_at_1") >= target) return s;
+      }
+      return -1;
+    };
+    const int ts = first("TreePO"), gs = first("GRPO");
+    auto cell = [&](const std::vector<StepPoint>& c, int s) {
       char buf[96];
       if (s < 0) return std::string("not reached | - | -");
-      std::snprintf(buf, sizeof buf, "%d | %.1f | %lld", s, c[s].wall_s,
-                    static_cast<long long>(c[s].tokens_computed));
+      std::snprintf(buf, sizeof buf, "%d | %.1f | %lld", s, wall(c, s),
+                    static_cast<long long>(tokens(c, s)));
       return std::string(buf);
     };
     char ratio[32] = "-";
-    if (ts >= 0 && gs >= 0) {
+    if (ts > 0 && gs > 0) {
       std::snprintf(ratio, sizeof ratio, "%.2f",
-                    static_cast<double>(g[gs].tokens_computed) / t[ts].tokens_computed);
+                    static_cast<double>(tokens(g, gs)) / static_cast<double>(tokens(t, ts)));
     }
-    std::printf("| %.0f%% | %s | %s | %s |\n", 100 * target, cell(t, ts).c_str(),
-                cell(g, gs).c_str(), ratio);
+    std::printf("| %.1f%% (+%.0f pts) | %s | %s | %s |\n", 100 * target, 100 * gain,
+                cell(t, ts).c_str(), cell(g, gs).c_str(), ratio);
+  }
+  for (const Arm& arm : arms) {
+    for (int s : marks) {
+      out[arm.name]["held_out"][std::to_string(s)] = {
+          {"accuracy", held(arm.name, s, "accuracy")},
+          {"pass_at_1", held(arm.name, s, "pass_at_1")}};
+    }
   }
   if (!o.json_path.empty()) std::ofstream(o.json_path) << out.dump(2) << "\n";
   if (o.keep_dir.empty()) fs::remove_all(dir);
