@@ -58,6 +58,7 @@ class Proc {
     }
   }
   void Kill() { kill(pid_, SIGKILL); }
+  void Signal(int signal) { kill(pid_, signal); }
   // Waits for exit up to `ms`; the exit code (128 + signal when killed), or -1 on timeout.
   int Wait(int ms) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
@@ -268,6 +269,37 @@ TEST_F(RolloutE2eTest, SigkillOfAWorkerMidRolloutStillCompletes) {
   CheckTrees(*trees, 6, 8);
   // Re-dispatched tasks were prefilled from the scheduler's tokens on the survivor: the trees
   // are still those of an undisturbed one-worker run.
+  std::vector<TreeRecord> one;
+  ASSERT_EQ(Rollout({"--workers", "1", "--width", "8", "--segment-tokens", "16", "--max-depth", "4",
+                     "--seed", "3", "--max-concurrent-queries", "6"},
+                    &one),
+            0);
+  EXPECT_EQ(Canon(*trees), Canon(one));
+}
+
+// A worker paused past the heartbeat timeout is declared dead and its tasks re-dispatched; when
+// it resumes, its old registration is fenced, and it drops that state and registers again. It
+// is the only worker, so the rollout can only finish through the new registration.
+TEST_F(RolloutE2eTest, AFencedWorkerRegistersAgainAndFinishesTheRollout) {
+  const std::string out = (dir_ / "trees.jsonl").string();
+  std::unique_ptr<Proc> sched;
+  const std::string ep =
+      StartScheduler(dir_, binary_, Config(model_, tokenizer_, prompts_, out, 1), &sched);
+  ASSERT_FALSE(ep.empty()) << ReadAll((dir_ / "scheduler.log").string());
+  const std::string wlog = (dir_ / "sleeper.log").string();
+  Proc w({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "sleeper"}, wlog);
+  ASSERT_TRUE(WaitForText((dir_ / "scheduler.log").string(), "worker 1 delivered its first results",
+                          20000));
+  w.Signal(SIGSTOP);
+  const bool dead = WaitForText((dir_ / "scheduler.log").string(), "declared dead", 20000);
+  w.Signal(SIGCONT);
+  ASSERT_TRUE(dead) << ReadAll((dir_ / "scheduler.log").string());
+  ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
+  EXPECT_EQ(w.Wait(10000), 0) << ReadAll(wlog);
+  EXPECT_NE(ReadAll(wlog).find("registering again"), std::string::npos) << ReadAll(wlog);
+  auto trees = ReadTreeFile(out);
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  CheckTrees(*trees, 6, 8);
   std::vector<TreeRecord> one;
   ASSERT_EQ(Rollout({"--workers", "1", "--width", "8", "--segment-tokens", "16", "--max-depth", "4",
                      "--seed", "3", "--max-concurrent-queries", "6"},

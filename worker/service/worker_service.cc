@@ -208,15 +208,29 @@ class WorkerLoop {
       spdlog::info("{}: shutdown requested ({})", name_, sd->reason);
       shutdown_ = true;
     } else if (const auto* err = m.get_if<pr::ErrorReply>()) {
-      if (err->code == StatusCode::kFailedPrecondition) {
-        return FailedPrecondition("scheduler fenced this worker: " + err->message);
-      }
+      if (err->code == StatusCode::kFailedPrecondition) return Reregister(err->message);
       spdlog::warn("{}: scheduler refused {}: {}", name_, pr::MessageTypeName(err->about),
                    err->message);
     } else if (m.get_if<pr::Heartbeat>() == nullptr) {
       spdlog::warn("{}: unexpected {} from the scheduler", name_, pr::MessageTypeName(m.type()));
     }
     return OkStatus();
+  }
+
+  // The scheduler declared this worker dead (it went silent past the heartbeat timeout: a
+  // stall, a paused process, a network cut) and re-dispatched its tasks; messages of the old
+  // registration are fenced. Drop every sequence and KV page of the old registration (their
+  // results would be refused) and join again as a new worker, keeping the installed weights.
+  Status Reregister(const std::string& why) {
+    spdlog::warn(
+        "{}: the scheduler fenced worker {} epoch {} ({}); dropping its state and "
+        "registering again",
+        name_, id_.value(), epoch_, why);
+    const WeightVersion version = engine_->Load().weight_version;
+    TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, version, o_.engine));
+    pending_weights_.reset();
+    intake_ = WeightIntake();
+    return Register();
   }
 
   Status Accept(const pr::SegmentTask& t) {

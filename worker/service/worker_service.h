@@ -7,6 +7,8 @@
 // WeightChunk install a new weight version between segments (WeightAck), Shutdown drains and
 // returns. A Heartbeat with load figures goes out every interval; the scheduler echoes it, and
 // a scheduler silent for longer than scheduler_timeout_ms ends the worker with kUnavailable.
+// An ErrorReply with kFailedPrecondition means the scheduler declared this registration dead
+// (fenced): the worker drops its sequences and KV, keeps its weights, and registers again.
 #pragma once
 
 #include <atomic>
