@@ -227,9 +227,12 @@ class WorkerLoop {
         "registering again",
         name_, id_.value(), epoch_, why);
     const WeightVersion version = engine_->Load().weight_version;
+    engine_.reset();  // frees the KV pool before the new one is allocated
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, version, o_.engine));
     pending_weights_.reset();
     intake_ = WeightIntake();
+    // Replies to messages sent under the old registration arrive before the RegisterAck
+    // (the scheduler answers one peer in order), so Register() consumes and ignores them.
     return Register();
   }
 
