@@ -143,6 +143,10 @@ class RolloutE2eTest : public ::testing::Test {
     return rc;
   }
 
+  // The trees in `out` (from a scheduler started with Config(...)) are valid and the same as an
+  // undisturbed one-worker `treepo rollout` with the same settings.
+  void ExpectTreesOfAnUndisturbedRun(const std::string& out);
+
   fs::path dir_;
   std::string binary_, model_, tokenizer_, prompts_;
 };
@@ -221,6 +225,18 @@ TEST_F(RolloutE2eTest, UnknownConfigKeyIsAnError) {
   EXPECT_NE(ReadAll((dir_ / "bad.log").string()).find("widht"), std::string::npos);
 }
 
+void RolloutE2eTest::ExpectTreesOfAnUndisturbedRun(const std::string& out) {
+  auto trees = ReadTreeFile(out);
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  CheckTrees(*trees, 6, 8);
+  std::vector<TreeRecord> one;
+  ASSERT_EQ(Rollout({"--workers", "1", "--width", "8", "--segment-tokens", "16", "--max-depth", "4",
+                     "--seed", "3", "--max-concurrent-queries", "6"},
+                    &one),
+            0);
+  EXPECT_EQ(Canon(*trees), Canon(one));
+}
+
 // Starts `treepo scheduler` with a config and returns its endpoint (empty on failure).
 std::string StartScheduler(const fs::path& dir, const std::string& binary,
                            const std::string& config, std::unique_ptr<Proc>* proc) {
@@ -264,17 +280,9 @@ TEST_F(RolloutE2eTest, SigkillOfAWorkerMidRolloutStillCompletes) {
   EXPECT_EQ(w1.Wait(5000), 128 + SIGKILL);
   ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
   EXPECT_EQ(w2.Wait(10000), 0);
-  auto trees = ReadTreeFile(out);
-  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
-  CheckTrees(*trees, 6, 8);
   // Re-dispatched tasks were prefilled from the scheduler's tokens on the survivor: the trees
   // are still those of an undisturbed one-worker run.
-  std::vector<TreeRecord> one;
-  ASSERT_EQ(Rollout({"--workers", "1", "--width", "8", "--segment-tokens", "16", "--max-depth", "4",
-                     "--seed", "3", "--max-concurrent-queries", "6"},
-                    &one),
-            0);
-  EXPECT_EQ(Canon(*trees), Canon(one));
+  ExpectTreesOfAnUndisturbedRun(out);
 }
 
 // A worker paused past the heartbeat timeout is declared dead and its tasks re-dispatched; when
@@ -297,15 +305,7 @@ TEST_F(RolloutE2eTest, AFencedWorkerRegistersAgainAndFinishesTheRollout) {
   ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
   EXPECT_EQ(w.Wait(10000), 0) << ReadAll(wlog);
   EXPECT_NE(ReadAll(wlog).find("registering again"), std::string::npos) << ReadAll(wlog);
-  auto trees = ReadTreeFile(out);
-  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
-  CheckTrees(*trees, 6, 8);
-  std::vector<TreeRecord> one;
-  ASSERT_EQ(Rollout({"--workers", "1", "--width", "8", "--segment-tokens", "16", "--max-depth", "4",
-                     "--seed", "3", "--max-concurrent-queries", "6"},
-                    &one),
-            0);
-  EXPECT_EQ(Canon(*trees), Canon(one));
+  ExpectTreesOfAnUndisturbedRun(out);
 }
 
 TEST_F(RolloutE2eTest, MalformedFramesAreRejectedAndTheSchedulerKeepsServing) {
