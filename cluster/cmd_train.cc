@@ -153,6 +153,11 @@ Status AppendLine(const std::string& path, const nlohmann::json& j) {
   return out ? OkStatus() : DataLoss("cannot append to " + path);
 }
 
+// An eval line of metrics.jsonl: {"step": N, "eval": <EvalReportJson>}.
+Status AppendEvalLine(const std::string& path, int64_t step, const EvalReport& r) {
+  return AppendLine(path, {{"step", step}, {"eval", nlohmann::json::parse(EvalReportJson(r))}});
+}
+
 Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
                             const std::string& tokenizer, uint64_t seed,
                             const std::string& out_json) {
@@ -270,8 +275,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   if (t.eval_before && t.resume.empty()) {
     const std::string path = (fs::path(t.out_dir) / kBaseEvalFile).string();
     TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, tokenizer_path, 1, path));
-    TREEPO_RETURN_IF_ERROR(
-        AppendLine(metrics, {{"step", 0}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+    TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, 0, r));
     summary["accuracy_before"] = r.accuracy;
     spdlog::info("base model held-out accuracy {:.3f} ({} problems)", r.accuracy, r.problems);
   }
@@ -340,8 +344,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
       const std::string path =
           (fs::path(t.out_dir) / ("eval_step_" + std::to_string(s) + ".json")).string();
       TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, tokenizer_path, 1, path));
-      TREEPO_RETURN_IF_ERROR(
-          AppendLine(metrics, {{"step", s}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+      TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, s, r));
       spdlog::info("checkpoint step {} held-out accuracy {:.3f}", s, r.accuracy);
     }
   }
@@ -357,8 +360,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   if (t.eval_after && fs::exists(final_dir)) {
     const std::string path = (fs::path(t.out_dir) / kFinalEvalFile).string();
     TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, tokenizer_path, 1, path));
-    TREEPO_RETURN_IF_ERROR(AppendLine(
-        metrics, {{"step", rl.steps}, {"eval", nlohmann::json::parse(EvalReportJson(r))}}));
+    TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, rl.steps, r));
     summary["accuracy_after"] = r.accuracy;
     spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
   }

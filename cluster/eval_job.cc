@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cluster/pretrain_job.h"
+#include "common/json_file.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
@@ -291,12 +292,7 @@ std::string EvalReportJson(const EvalReport& r) {
 }
 
 Result<EvalReport> ReadEvalReport(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return NotFound("cannot open " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return DataLoss(path + ": not a JSON object");
+  TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   EvalReport r;
   try {
     r.model = j.value("model", "");

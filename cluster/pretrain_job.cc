@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cluster/eval_job.h"
+#include "common/json_file.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "learner/pretrain/pretrain.h"
@@ -47,12 +48,7 @@ std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
 }
 
 Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return NotFound("cannot open " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return DataLoss(path + ": not a JSON object");
+  TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   scheduler::ArithmeticOptions t;
   try {
     t.min_terms = j.value("min_terms", t.min_terms);

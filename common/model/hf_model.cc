@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/json_file.h"
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
 
@@ -16,15 +17,6 @@ namespace treepo::model {
 namespace {
 
 namespace fs = std::filesystem;
-
-Result<nlohmann::json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open " + path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return DataLoss(path + ": not a JSON object");
-  return j;
-}
 
 // Reads an integer field into `out`; absent leaves `out` unchanged unless `required`.
 Status GetInt(const nlohmann::json& j, const char* key, bool required, int* out) {
@@ -115,7 +107,7 @@ Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(single) || !fs::exists(index)) return LoadSafetensors(single.string());
-  TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJson(index.string()));
+  TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObjectFile(index.string()));
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
     return DataLoss(index.string() + ": no \"weight_map\" object");
   }
@@ -141,7 +133,7 @@ Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir) {
 }  // namespace
 
 Result<ModelConfig> LoadHfConfig(const std::string& path) {
-  TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJson(path));
+  TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObjectFile(path));
   ModelConfig c;
   if (Status s = ParseConfig(j, &c); !s.ok()) return s.WithContext(path);
   return c;

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/cpu/ops.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -23,11 +24,7 @@ namespace {
 
 namespace pr = protocols;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SteadyNowMs(); }
 
 // The learner's connection: the Dealer plus the identity the scheduler assigned.
 class Connection {

@@ -1,14 +1,10 @@
 #include "scheduler/service/worker_registry.h"
 
-#include <chrono>
+#include "common/clock.h"
 
 namespace treepo::scheduler {
 
-int64_t SteadyClock::NowMs() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t SteadyClock::NowMs() const { return SteadyNowMs(); }
 
 WorkerRegistry::WorkerRegistry(const Clock* clock, int heartbeat_timeout_ms)
     : clock_(clock), heartbeat_timeout_ms_(heartbeat_timeout_ms) {}

@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "protocols/codec.h"
 #include "protocols/messages.h"
@@ -54,11 +55,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr int32_t kFakeToken = 100;  // not EOS (2) in any llama2.c vocabulary
 constexpr uint64_t kLocalMask = 0xffffffffULL;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             SteadyClock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return treepo::SteadyNowMs(); }
 
 double ThreadCpuSeconds() {
   timespec ts{};

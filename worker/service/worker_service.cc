@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "protocols/codec.h"
@@ -19,11 +20,7 @@ namespace {
 
 namespace pr = protocols;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SteadyNowMs(); }
 
 uint64_t ModelFingerprint(const model::ModelConfig& config) {
   const std::string s = config.ToString();
