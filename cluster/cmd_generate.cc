@@ -5,15 +5,17 @@
 // produced the last token (prompt tokens + new tokens - 1 rows).
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 
 #include "cluster/command.h"
+#include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
+#include "common/sampling_check.h"
 #include "worker/engine/engine.h"
 
 namespace treepo::cluster {
@@ -32,21 +34,19 @@ struct GenerateOptions {
 };
 
 Status WriteLogits(const std::string& path, const worker::SegmentResult& r) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return InvalidArgument("cannot open " + path + " for writing");
-  auto write = [&](const std::vector<float>& v) {
-    out.write(reinterpret_cast<const char*>(v.data()),
-              static_cast<std::streamsize>(v.size() * sizeof(float)));
-  };
-  write(r.prefix_logits);
-  write(r.children[0].logits);
-  out.close();
-  if (!out) return DataLoss("writing " + path + " failed");
-  return OkStatus();
+  TREEPO_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(path));
+  for (const std::vector<float>* v : {&r.prefix_logits, &r.children[0].logits}) {
+    TREEPO_RETURN_IF_ERROR(out.Append(
+        std::string_view(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(float))));
+  }
+  return out.Commit();
 }
 
 Status RunGenerate(const GenerateOptions& o) {
   if (o.max_tokens < 1) return InvalidArgument("--max-tokens must be >= 1");
+  TREEPO_RETURN_IF_ERROR(CheckSamplingParams(o.temperature, o.top_p, o.top_k, "--"));
+  if (!o.logits_out.empty())
+    TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.logits_out, "--logits-out"));
   TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o.model_path));
   auto weights = std::make_shared<const model::ModelWeights>(std::move(loaded));
   const model::ModelConfig& c = weights->config;
@@ -55,6 +55,7 @@ Status RunGenerate(const GenerateOptions& o) {
                                          ? o.model_path + "/tokenizer.bin"
                                          : std::string();
   if (tokenizer_path.empty()) return InvalidArgument("--tokenizer is required for a .bin model");
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(tokenizer_path, "tokenizer"));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
                           model::Tokenizer::LoadLlama2c(tokenizer_path, c.vocab_size));
   const std::vector<int32_t> prompt = tok.Encode(o.prompt, /*add_bos=*/true);

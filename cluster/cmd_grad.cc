@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cluster/command.h"
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
@@ -29,6 +30,10 @@ struct GradOptions {
 };
 
 Status RunGrad(const GradOptions& o) {
+  TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.out, "--out"));
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.tokens_file, "--tokens-file"));
+  if (!o.tokenizer_path.empty())
+    TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.tokenizer_path, "tokenizer"));
   TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
   const model::ModelConfig& c = w.config;
   if (!o.tokenizer_path.empty()) {

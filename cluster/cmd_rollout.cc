@@ -17,7 +17,9 @@
 #include "cluster/command.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/model/safetensors.h"
 #include "scheduler/service/rollout_job.h"
+#include "worker/kv/kv_cache.h"
 
 namespace treepo::cluster {
 namespace {
@@ -59,6 +61,20 @@ std::string KeyOf(std::string flag) {
   return flag;
 }
 
+// The workers this command starts hold a copy of the weights and a KV pool each: refuse a
+// run whose estimate exceeds the machine before any process starts.
+Status CheckWorkersFitMemory(const std::string& model_path, int workers, int pages, int page_size) {
+  worker::KvCacheOptions kv;
+  kv.num_pages = pages;
+  kv.page_size = page_size;
+  TREEPO_RETURN_IF_ERROR(kv.Validate());
+  TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig c, model::LoadModelConfig(model_path));
+  TREEPO_RETURN_IF_ERROR(
+      model::CheckKvPoolFitsMemory(c, static_cast<int64_t>(pages) * workers, page_size)
+          .WithContext(std::to_string(workers) + " workers"));
+  return model::CheckWeightsFitMemory(c);
+}
+
 struct RolloutCmdOptions {
   std::string config_path;
   std::vector<std::string> sets;
@@ -77,11 +93,15 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_pages", &worker_pages));
   TREEPO_RETURN_IF_ERROR(config.Get("page_size", &page_size));
-  if (workers < 1) return InvalidArgument("workers must be >= 1");
+  if (workers < 1 || workers > 1024) return InvalidArgument("workers must be in [1, 1024]");
+  if (worker_threads < 1 || worker_threads > 1024) {
+    return InvalidArgument("worker_threads must be in [1, 1024]");
+  }
   scheduler::RolloutJobOptions job;
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRolloutJobOptions(config, &job));
   if (job.model_path.empty()) return InvalidArgument("rollout: --model is required");
   job.min_workers = workers;
+  TREEPO_RETURN_IF_ERROR(CheckWorkersFitMemory(job.model_path, workers, worker_pages, page_size));
 
   std::vector<ChildProcess> children;
   auto spawn = [&](const std::string& endpoint) -> Status {

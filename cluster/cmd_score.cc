@@ -10,6 +10,9 @@
 #include <string>
 
 #include "cluster/command.h"
+#include "common/file_io.h"
+#include "common/json_file.h"
+#include "common/json_number.h"
 #include "common/log.h"
 #include "scheduler/reward/reward_fn.h"
 
@@ -23,8 +26,10 @@ struct ScoreOptions {
 
 // Scores one line; InvalidArgument when it is not a {"response","answer"} object.
 Result<nlohmann::json> ScoreLine(const scheduler::RewardFn& fn, const std::string& line) {
-  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return InvalidArgument("not a JSON object");
+  Result<nlohmann::json> parsed = ParseJsonText(line);
+  if (!parsed.ok()) return InvalidArgument(parsed.status().message());
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object()) return InvalidArgument("not a JSON object");
   auto response = j.find("response");
   auto answer = j.find("answer");
   if (response == j.end() || !response->is_string()) {
@@ -35,8 +40,7 @@ Result<nlohmann::json> ScoreLine(const scheduler::RewardFn& fn, const std::strin
   }
   int tokens = -1;
   if (auto t = j.find("response_tokens"); t != j.end()) {
-    if (!t->is_number_integer()) return InvalidArgument("\"response_tokens\" not an integer");
-    tokens = t->get<int>();
+    TREEPO_ASSIGN_OR_RETURN(tokens, JsonToInt<int>(*t, "\"response_tokens\""));
   }
   const scheduler::RewardResult r =
       fn.Score(response->get<std::string>(), answer->get<std::string>(), tokens);
@@ -49,6 +53,7 @@ Result<nlohmann::json> ScoreLine(const scheduler::RewardFn& fn, const std::strin
 // Returns the number of lines that failed, or an error when the run cannot start.
 Result<int> RunScore(const ScoreOptions& o) {
   TREEPO_ASSIGN_OR_RETURN(auto fn, scheduler::MakeRewardFn(o.reward));
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.input, "--input"));
   std::ifstream in(o.input);
   if (!in) return NotFound("cannot open " + o.input);
   int failed = 0, scored = 0;

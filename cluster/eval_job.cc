@@ -9,14 +9,20 @@
 #include <iomanip>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <type_traits>
 
 #include "cluster/pretrain_job.h"
+#include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/json_file.h"
+#include "common/json_number.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
 #include "common/progress.h"
+#include "common/sampling_check.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/dataset/task_source.h"
 #include "scheduler/eval/metrics.h"
@@ -39,6 +45,7 @@ Status EvalOptions::Validate() const {
   }
   if (max_new_tokens < 1) return InvalidArgument("eval: --max-new-tokens must be >= 1");
   if (!(temperature > 0.0f)) return InvalidArgument("eval: --temperature must be > 0");
+  TREEPO_RETURN_IF_ERROR(CheckSamplingParams(temperature, 1.0, 0, "eval: --"));
   if (batch_problems < 1) return InvalidArgument("eval: batch_problems must be >= 1");
   if (blas_threads < 0) return InvalidArgument("eval: blas_threads must be >= 0");
   if (has_task) TREEPO_RETURN_IF_ERROR(task.Validate());
@@ -174,6 +181,14 @@ Result<std::vector<ProblemResponses>> Generate(const EvalOptions& o,
 
 Result<EvalReport> RunEval(const EvalOptions& o) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
+  // Outputs are checked before the work, so a long eval never ends with "cannot write".
+  if (!o.out_json.empty()) TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.out_json, "eval: --out"));
+  std::optional<AtomicFile> responses_file;
+  if (!o.responses_out.empty()) {
+    TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.responses_out, "eval: --responses-out"));
+    TREEPO_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(o.responses_out));
+    responses_file.emplace(std::move(f));
+  }
   const auto start = std::chrono::steady_clock::now();
   EvalReport rep;
   rep.model = o.model_path;
@@ -187,6 +202,7 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
   const std::string tok_path = o.tokenizer_path.empty()
                                    ? (fs::path(ModelDir(o.model_path)) / "tokenizer.bin").string()
                                    : o.tokenizer_path;
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(tok_path, "eval: tokenizer"));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
                           model::Tokenizer::LoadLlama2c(tok_path, weights->config.vocab_size));
   scheduler::RewardOptions ro;
@@ -199,17 +215,12 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
                o.samples, weights->config.ToString());
   TREEPO_ASSIGN_OR_RETURN(auto responses, Generate(o, weights, prompts));
 
-  std::ofstream responses_file;
-  if (!o.responses_out.empty()) {
-    responses_file.open(o.responses_out, std::ios::trunc);
-    if (!responses_file) return InvalidArgument("eval: cannot write " + o.responses_out);
-  }
   int64_t responses_count = 0;
   double greedy_correct = 0, boxed = 0, maj = 0, pass_k = 0, pass_1 = 0;
   for (size_t i = 0; i < problems.size(); ++i) {
     std::vector<scheduler::SampleOutcome> outcomes;
     nlohmann::json line;
-    if (responses_file.is_open()) {
+    if (responses_file) {
       line["prompt"] = problems[i].prompt;
       line["answer"] = problems[i].answer;
       line["samples"] = nlohmann::json::array();
@@ -222,7 +233,7 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
       const scheduler::RewardResult r =
           reward->Score(text, problems[i].answer, static_cast<int>(t.size()));
       const bool correct = r.reward > 0.0f;
-      if (responses_file.is_open()) {
+      if (responses_file) {
         nlohmann::json resp = {{"text", text}, {"extracted", r.extracted}, {"correct", correct}};
         if (s == 0) {
           line["greedy"] = std::move(resp);
@@ -241,8 +252,10 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
         outcomes.push_back({r.extracted, correct});
       }
     }
-    if (responses_file.is_open())
-      responses_file << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (responses_file) {
+      TREEPO_RETURN_IF_ERROR(responses_file->Append(
+          line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
+    }
     if (o.samples > 0) {
       const int c = static_cast<int>(
           std::count_if(outcomes.begin(), outcomes.end(), [](const auto& x) { return x.correct; }));
@@ -261,15 +274,9 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
   rep.pass_at_1 = pass_1 / n;
   rep.mean_response_tokens = static_cast<double>(rep.tokens_generated) / responses_count;
   rep.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (responses_file.is_open()) {
-    responses_file.close();
-    if (!responses_file) return DataLoss("eval: cannot write " + o.responses_out);
-  }
+  if (responses_file) TREEPO_RETURN_IF_ERROR(responses_file->Commit());
   if (!o.out_json.empty()) {
-    std::ofstream f(o.out_json, std::ios::trunc);
-    f << EvalReportJson(rep) << "\n";
-    f.close();
-    if (!f) return DataLoss("eval: cannot write " + o.out_json);
+    TREEPO_RETURN_IF_ERROR(WriteFileAtomically(o.out_json, EvalReportJson(rep) + "\n"));
   }
   return rep;
 }
@@ -294,18 +301,26 @@ std::string EvalReportJson(const EvalReport& r) {
 Result<EvalReport> ReadEvalReport(const std::string& path) {
   TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   EvalReport r;
+  auto count = [&](const char* key, auto* out) -> Status {
+    if (!j.contains(key)) return OkStatus();
+    using T = std::remove_pointer_t<decltype(out)>;
+    Result<T> v = JsonToInt<T>(j[key], key);
+    if (!v.ok()) return DataLoss(path + ": " + v.status().message());
+    *out = *v;
+    return OkStatus();
+  };
+  TREEPO_RETURN_IF_ERROR(count("problems", &r.problems));
+  TREEPO_RETURN_IF_ERROR(count("samples", &r.samples));
+  TREEPO_RETURN_IF_ERROR(count("tokens_generated", &r.tokens_generated));
   try {
     r.model = j.value("model", "");
     r.source = j.value("source", "");
-    r.problems = j.value("problems", 0);
-    r.samples = j.value("samples", 0);
     r.accuracy = j.value("accuracy", 0.0);
     r.maj_at_k = j.value("maj_at_k", 0.0);
     r.pass_at_k = j.value("pass_at_k", 0.0);
     r.pass_at_1 = j.value("pass_at_1", 0.0);
     r.boxed_rate = j.value("boxed_rate", 0.0);
     r.mean_response_tokens = j.value("mean_response_tokens", 0.0);
-    r.tokens_generated = j.value("tokens_generated", int64_t{0});
     r.wall_s = j.value("wall_s", 0.0);
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(path + ": " + e.what());

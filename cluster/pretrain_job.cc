@@ -8,7 +8,10 @@
 #include <sstream>
 
 #include "cluster/eval_job.h"
+#include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/json_file.h"
+#include "common/json_number.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "learner/pretrain/pretrain.h"
@@ -50,14 +53,20 @@ std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
 Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
   TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   scheduler::ArithmeticOptions t;
+  // Integers are range-checked: get<int> would read 1e12 as -727379968.
+  for (auto [key, field] : {std::pair{"min_terms", &t.min_terms},
+                            {"max_terms", &t.max_terms},
+                            {"min_digits", &t.min_digits},
+                            {"max_digits", &t.max_digits},
+                            {"held_out_percent", &t.held_out_percent}}) {
+    if (!j.contains(key)) continue;
+    Result<int> v = JsonToInt<int>(j[key], key);
+    if (!v.ok()) return DataLoss(path + ": " + v.status().message());
+    *field = *v;
+  }
   try {
-    t.min_terms = j.value("min_terms", t.min_terms);
-    t.max_terms = j.value("max_terms", t.max_terms);
-    t.min_digits = j.value("min_digits", t.min_digits);
-    t.max_digits = j.value("max_digits", t.max_digits);
     t.subtract_prob = j.value("subtract_prob", t.subtract_prob);
     t.multiply_prob = j.value("multiply_prob", t.multiply_prob);
-    t.held_out_percent = j.value("held_out_percent", t.held_out_percent);
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(path + ": " + e.what());
   }
@@ -68,20 +77,14 @@ Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
 namespace {
 
 Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text << "\n";
-  f.close();
-  if (!f) return DataLoss("cannot write " + path);
-  return OkStatus();
+  return WriteFileAtomically(path, text + "\n");
 }
 
 }  // namespace
 
 Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (ec) return InvalidArgument("pretrain: cannot create " + o.out_dir + ": " + ec.message());
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(o.out_dir, "pretrain: --out"));
 
   TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task,
                           scheduler::ArithmeticTask::Create(o.task));

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cluster/eval_job.h"
+#include "common/atomic_file.h"
 #include "common/log.h"
 
 namespace treepo::cluster {
@@ -351,13 +352,10 @@ Status WriteReport(const std::string& run_dir) {
   svg << "<text x='" << kW / 2 << "' y='" << kH - 12
       << "' text-anchor='middle' font-size='14'>step</text>\n</svg>\n";
   const std::vector<uint8_t> png = EncodePng(cv.image());
-  {
-    std::ofstream f(dir / kCurvesPng, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
-    std::ofstream s(dir / kCurvesSvg, std::ios::trunc);
-    s << svg.str();
-    if (!f || !s) return DataLoss("report: cannot write the curves into " + run_dir);
-  }
+  TREEPO_RETURN_IF_ERROR(
+      WriteFileAtomically((dir / kCurvesPng).string(),
+                          std::string_view(reinterpret_cast<const char*>(png.data()), png.size())));
+  TREEPO_RETURN_IF_ERROR(WriteFileAtomically((dir / kCurvesSvg).string(), svg.str()));
 
   // report.md.
   std::ostringstream md;
@@ -409,11 +407,7 @@ Status WriteReport(const std::string& run_dir) {
   }
   md << "![reward and accuracy against step](" << kCurvesPng << ")\n\n(vector copy: `" << kCurvesSvg
      << "`)\n";
-  std::ofstream out(dir / kReportFile, std::ios::trunc);
-  out << md.str();
-  out.close();
-  if (!out) return DataLoss("report: cannot write " + (dir / kReportFile).string());
-  return OkStatus();
+  return WriteFileAtomically((dir / kReportFile).string(), md.str());
 }
 
 }  // namespace treepo::cluster

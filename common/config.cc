@@ -6,6 +6,8 @@
 #include <charconv>
 #include <sstream>
 
+#include "common/file_io.h"
+
 namespace treepo {
 namespace {
 
@@ -71,8 +73,11 @@ Status ParseInt(const std::string& key, const std::string& v, T* out) {
 }  // namespace
 
 Result<Config> Config::LoadTomlFile(const std::string& path) {
+  // Read through the common reader: a directory or a missing file is a clear error (toml++
+  // would read a directory as an empty config).
+  TREEPO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, "config file"));
   try {
-    toml::table t = toml::parse_file(path);
+    toml::table t = toml::parse(text, path);
     Config c;
     Flatten(t, "", &c.values_);
     return c;

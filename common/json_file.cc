@@ -1,16 +1,25 @@
 #include "common/json_file.h"
 
-#include <fstream>
-#include <iterator>
+#include "common/file_io.h"
 
 namespace treepo {
 
+Result<nlohmann::json> ParseJsonText(std::string_view text) {
+  if (const size_t bad = FindInvalidUtf8(text); bad != std::string_view::npos) {
+    return DataLoss("not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  }
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string("not valid JSON: ") + e.what());
+  }
+}
+
 Result<nlohmann::json> ReadJsonObjectFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open " + path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return DataLoss(path + ": not a JSON object");
+  TREEPO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, "JSON file"));
+  Result<nlohmann::json> j = ParseJsonText(text);
+  if (!j.ok()) return j.status().WithContext(path);
+  if (!j->is_object()) return DataLoss(path + ": not a JSON object");
   return j;
 }
 

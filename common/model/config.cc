@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "common/memory_budget.h"
+
 namespace treepo::model {
 
 Status ModelConfig::Validate() const {
@@ -33,6 +35,30 @@ std::string ModelConfig::ToString() const {
      << (rope_layout == RopeLayout::kAdjacentPairs ? " rope=adjacent" : " rope=half")
      << (tied_embeddings ? " tied" : " untied") << (qkv_bias ? " qkv_bias" : "");
   return os.str();
+}
+
+double ModelConfig::ParamCount() const {
+  const double d = dim, hid = hidden_dim, vocab = vocab_size;
+  const double kv = n_heads > 0 ? static_cast<double>(n_kv_heads) * (dim / n_heads) : 0.0;
+  const double per_layer = 2 * d                          // norms
+                           + d * d * 2 + kv * d * 2       // q, o; k, v
+                           + (qkv_bias ? d + 2 * kv : 0)  // biases
+                           + 3 * hid * d;                 // SwiGLU
+  return vocab * d * (tied_embeddings ? 1 : 2) + per_layer * n_layers + d;
+}
+
+Status CheckWeightsFitMemory(const ModelConfig& c) {
+  return CheckMemoryBudget(c.ParamCount() * sizeof(float), "the weights of model " + c.ToString());
+}
+
+Status CheckKvPoolFitsMemory(const ModelConfig& c, int64_t num_pages, int64_t page_size) {
+  const double kv = c.n_heads > 0 ? static_cast<double>(c.n_kv_heads) * (c.dim / c.n_heads) : 0;
+  const double bytes = 2.0 * c.n_layers * static_cast<double>(num_pages) *
+                       static_cast<double>(page_size) * kv * sizeof(float);
+  return CheckMemoryBudget(bytes, "a KV pool of " + std::to_string(num_pages) + " pages x " +
+                                      std::to_string(page_size) + " positions (" +
+                                      std::to_string(c.n_layers) + " layers, kv_dim " +
+                                      std::to_string(static_cast<int64_t>(kv)) + ")");
 }
 
 }  // namespace treepo::model

@@ -38,6 +38,17 @@ struct ModelConfig {
   Status Validate() const;
   // One line for logs: "dim=64 hidden=172 layers=5 heads=8/4 vocab=512 seq=512".
   std::string ToString() const;
+
+  // Parameters of the weights (as a double: a bad config must not overflow the estimate).
+  double ParamCount() const;
 };
+
+// kResourceExhausted when the fp32 weights of `config` would not fit in memory
+// (common/memory_budget.h), checked before anything is allocated.
+Status CheckWeightsFitMemory(const ModelConfig& config);
+
+// kResourceExhausted when a KV pool of `num_pages` pages of `page_size` positions for
+// `config` (keys and values of every layer, fp32) would not fit in memory.
+Status CheckKvPoolFitsMemory(const ModelConfig& config, int64_t num_pages, int64_t page_size);
 
 }  // namespace treepo::model

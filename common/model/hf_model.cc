@@ -3,12 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/json_file.h"
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
@@ -106,7 +109,8 @@ Status CheckFinite(const ModelWeights& w) {
 Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(single) || !fs::exists(index)) return LoadSafetensors(single.string());
+  std::error_code ec;
+  if (fs::exists(single, ec) || !fs::exists(index, ec)) return LoadSafetensors(single.string());
   TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObjectFile(index.string()));
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
     return DataLoss(index.string() + ": no \"weight_map\" object");
@@ -163,17 +167,13 @@ Status SaveHfConfig(const ModelConfig& c, const std::string& path) {
   j["hidden_act"] = "silu";
   j["torch_dtype"] = "float32";
   j["treepo_rope_layout"] = c.rope_layout == RopeLayout::kAdjacentPairs ? "adjacent" : "half";
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) return NotFound("cannot create " + path);
-  out << j.dump(2) << "\n";
-  out.close();
-  if (!out) return DataLoss("writing " + path + " failed");
-  return OkStatus();
+  return WriteFileAtomically(path, j.dump(2) + "\n");
 }
 
 Result<ModelWeights> LoadHfModel(const std::string& dir) {
   const fs::path d(dir);
   TREEPO_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig((d / "config.json").string()));
+  TREEPO_RETURN_IF_ERROR(CheckWeightsFitMemory(config));
   TREEPO_ASSIGN_OR_RETURN(auto tensors, LoadDirTensors(d));
   TREEPO_ASSIGN_OR_RETURN(ModelWeights w, ModelWeights::Zeros(config));
   const std::string where = "model " + dir + ": ";
@@ -190,6 +190,20 @@ Result<ModelWeights> LoadHfModel(const std::string& dir) {
     }
     std::copy(it->second.data.begin(), it->second.data.end(), w.at(info.offset));
     tensors.erase(it);
+  }
+  // Weights of layers past the config's count mean the config describes another model:
+  // running it would silently drop layers and produce garbage.
+  int weight_layers = config.n_layers;
+  for (const auto& [name, t] : tensors) {
+    int layer = -1;
+    if (std::sscanf(name.c_str(), "model.layers.%d.", &layer) == 1 && layer >= weight_layers) {
+      weight_layers = layer + 1;
+    }
+  }
+  if (weight_layers != config.n_layers) {
+    return InvalidArgument(
+        where + "config.json says num_hidden_layers = " + std::to_string(config.n_layers) +
+        " but the weights hold " + std::to_string(weight_layers) + " layers");
   }
   if (!tensors.empty()) {
     spdlog::warn("{}ignoring {} tensor(s) the config does not use, e.g. {}", where, tensors.size(),
@@ -225,6 +239,13 @@ Result<ModelWeights> LoadModel(const std::string& path) {
   if (fs::path(path).extension() == ".bin") return LoadLlama2cCheckpoint(path);
   return InvalidArgument("model path " + path +
                          ": expected a Hugging Face model directory or a llama2.c .bin file");
+}
+
+Result<ModelConfig> LoadModelConfig(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return LoadHfConfig((fs::path(path) / "config.json").string());
+  TREEPO_ASSIGN_OR_RETURN(ModelWeights w, LoadModel(path));
+  return w.config;
 }
 
 }  // namespace treepo::model

@@ -7,6 +7,9 @@
 #include <fstream>
 #include <vector>
 
+#include "common/atomic_file.h"
+#include "common/file_io.h"
+
 namespace treepo::model {
 namespace {
 
@@ -70,6 +73,7 @@ void ForEachSpan(const ModelConfig& c, const ParamLayout& layout, Fn&& fn) {
 
 Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path) {
   const std::string where = "llama2.c checkpoint " + path + ": ";
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(path, "llama2.c checkpoint"));
   std::error_code ec;
   const uint64_t file_bytes = std::filesystem::file_size(path, ec);
   std::ifstream in(path, std::ios::binary);
@@ -145,9 +149,12 @@ Status SaveLlama2cCheckpoint(const ModelWeights& weights, const std::string& pat
                              c.n_layers,   c.n_heads,
                              c.n_kv_heads, c.tied_embeddings ? c.vocab_size : -c.vocab_size,
                              c.max_seq_len};
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return NotFound("cannot create " + path);
-  out.write(reinterpret_cast<const char*>(header), sizeof(header));
+  TREEPO_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(path));
+  Status written = OkStatus();
+  auto write = [&](const void* p, size_t bytes) {
+    if (written.ok()) written = out.Append(std::string_view(static_cast<const char*>(p), bytes));
+  };
+  write(header, sizeof(header));
   // The legacy freq_cis arrays are written as llama2.c's export does, so other readers that
   // still use them get the right values.
   const int half = c.head_dim() / 2;
@@ -161,15 +168,14 @@ Status SaveLlama2cCheckpoint(const ModelWeights& weights, const std::string& pat
   }
   ForEachSpan(c, weights.layout, [&](size_t, size_t off, size_t n) {
     if (off == ParamLayout::kNone) {
-      out.write(reinterpret_cast<const char*>(freq_real.data()), freq_real.size() * 4);
-      out.write(reinterpret_cast<const char*>(freq_imag.data()), freq_imag.size() * 4);
+      write(freq_real.data(), freq_real.size() * sizeof(float));
+      write(freq_imag.data(), freq_imag.size() * sizeof(float));
     } else {
-      out.write(reinterpret_cast<const char*>(weights.at(off)), n * sizeof(float));
+      write(weights.at(off), n * sizeof(float));
     }
   });
-  out.close();
-  if (!out) return DataLoss("writing " + path + " failed");
-  return OkStatus();
+  TREEPO_RETURN_IF_ERROR(written);
+  return out.Commit();
 }
 
 }  // namespace treepo::model

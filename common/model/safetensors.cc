@@ -12,6 +12,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
+#include "common/file_io.h"
+
 namespace treepo::model {
 namespace {
 
@@ -129,22 +132,21 @@ Status SaveSafetensors(const std::string& path, const std::map<std::string, Name
   std::string text = header.dump();
   text.resize((text.size() + 7) / 8 * 8, ' ');  // pad so the data buffer is 8-byte aligned
   const uint64_t len = text.size();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return NotFound("cannot create " + path);
-  out.write(reinterpret_cast<const char*>(&len), sizeof(len));
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  TREEPO_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(path));
+  TREEPO_RETURN_IF_ERROR(
+      out.Append(std::string_view(reinterpret_cast<const char*>(&len), sizeof(len))));
+  TREEPO_RETURN_IF_ERROR(out.Append(text));
   for (const auto& [name, t] : tensors) {
-    out.write(reinterpret_cast<const char*>(t.data.data()),
-              static_cast<std::streamsize>(t.data.size() * sizeof(float)));
+    TREEPO_RETURN_IF_ERROR(out.Append(std::string_view(reinterpret_cast<const char*>(t.data.data()),
+                                                       t.data.size() * sizeof(float))));
   }
-  out.close();
-  if (!out) return DataLoss("writing " + path + " failed");
-  return OkStatus();
+  return out.Commit();
 }
 
 Result<std::map<std::string, NamedTensor>> LoadSafetensors(
     const std::string& path, std::map<std::string, std::string>* metadata) {
   const std::string where = "safetensors " + path + ": ";
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(path, "safetensors file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(where + "cannot open");
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),

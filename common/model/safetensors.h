@@ -44,12 +44,19 @@ Status SaveHfConfig(const ModelConfig& config, const std::string& path);
 // A model directory: config.json + model.safetensors (tensor names from ParamLayout; a tied
 // model has no lm_head.weight). Loading also accepts shards listed in
 // model.safetensors.index.json; a missing or mis-shaped tensor or a non-finite weight is
-// kDataLoss naming the tensor; tensors the config does not use are ignored with a warning.
+// kDataLoss naming the tensor; weights of more layers than the config's num_hidden_layers
+// are kInvalidArgument (the config describes another model); other tensors the config does not
+// use are ignored with a warning. The weights' memory is checked (CheckWeightsFitMemory)
+// before any tensor is read.
 Result<ModelWeights> LoadHfModel(const std::string& dir);
 Status SaveHfModel(const ModelWeights& weights, const std::string& dir);
 
 // Loads whatever `path` is: a directory (HF layout) or a llama2.c .bin file (kNotFound when it
 // does not exist, kInvalidArgument for any other file).
 Result<ModelWeights> LoadModel(const std::string& path);
+
+// The config of the model at `path` (as LoadModel reads it), for estimates made before the
+// model is loaded. Reads only config.json for a directory.
+Result<ModelConfig> LoadModelConfig(const std::string& path);
 
 }  // namespace treepo::model

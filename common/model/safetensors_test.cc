@@ -292,3 +292,74 @@ TEST_F(SafetensorsTest, Stories260KConvertsToHfAndBack) {
 
 }  // namespace
 }  // namespace treepo::model
+
+namespace treepo::model {
+namespace {
+
+class ModelLoadGuardTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = FreshTempDir("model_load_guard_test"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string dir_;
+};
+
+// config.json that names fewer layers than the weights hold describes another model: loading
+// it would drop layers and generate garbage.
+TEST_F(ModelLoadGuardTest, RefusesConfigWithFewerLayersThanTheWeights) {
+  ModelConfig c = Small();
+  c.n_layers = 3;
+  auto w = ModelWeights::Random(c, 5);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(SaveHfModel(*w, Path("m")).ok());
+  auto j = nlohmann::json::parse(ReadFileBytes(Path("m/config.json")));
+  j["num_hidden_layers"] = 2;
+  WriteFileBytes(Path("m/config.json"), j.dump());
+  const Status s = LoadHfModel(Path("m")).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("num_hidden_layers = 2 but the weights hold 3 layers"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(ModelLoadGuardTest, DirectoriesInPlaceOfFilesAreClearErrors) {
+  auto w = ModelWeights::Random(Small(), 5);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(SaveHfModel(*w, Path("m")).ok());
+  std::filesystem::remove(Path("m/model.safetensors"));
+  std::filesystem::create_directories(Path("m/model.safetensors"));
+  Status s = LoadHfModel(Path("m")).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("is a directory"), std::string::npos) << s.message();
+
+  std::filesystem::remove(Path("m/config.json"));
+  std::filesystem::create_directories(Path("m/config.json"));
+  s = LoadHfModel(Path("m")).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("is a directory"), std::string::npos) << s.message();
+}
+
+// Sizes that each pass the plausibility bounds but together need terabytes are refused
+// before anything is allocated, naming the limit.
+TEST_F(ModelLoadGuardTest, RefusesModelsThatCannotFitInMemory) {
+  std::filesystem::create_directories(Path("huge"));
+  WriteFileBytes(Path("huge/config.json"),
+                 R"({"hidden_size": 65536, "intermediate_size": 262144,
+                     "num_hidden_layers": 1024, "num_attention_heads": 64,
+                     "vocab_size": 4194304})");
+  const Status s = LoadHfModel(Path("huge")).status();
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find("memory"), std::string::npos) << s.message();
+
+  ModelConfig c = Small();
+  EXPECT_TRUE(CheckKvPoolFitsMemory(c, 1024, 16).ok());
+  c.dim = 4096;
+  c.n_heads = c.n_kv_heads = 32;
+  c.n_layers = 32;
+  const Status kv = CheckKvPoolFitsMemory(c, int64_t{1} << 24, 16);
+  EXPECT_EQ(kv.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(kv.message().find("KV pool of 16777216 pages"), std::string::npos) << kv.message();
+}
+
+}  // namespace
+}  // namespace treepo::model

@@ -53,6 +53,7 @@ const TensorInfo* ParamLayout::Find(const std::string& name) const {
 
 Result<ModelWeights> ModelWeights::Zeros(const ModelConfig& config) {
   TREEPO_RETURN_IF_ERROR(config.Validate());
+  TREEPO_RETURN_IF_ERROR(CheckWeightsFitMemory(config));
   ModelWeights w;
   w.config = config;
   w.layout = ParamLayout(config);

@@ -3,7 +3,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
+
+#include "common/file_io.h"
+#include "common/json_file.h"
+#include "common/json_number.h"
 
 namespace treepo {
 namespace {
@@ -27,15 +32,32 @@ Result<FinishReason> FinishFromJson(const json& j, bool allow_null) {
   return ParseFinishReason(j.get<std::string>());
 }
 
-// Reads `obj[key]` as T; a missing key or a wrong type is an error naming the key.
+// Reads `obj[key]` as T; a missing key, a wrong type or an integer outside T's range is an
+// error naming the key (nlohmann's get<int> would wrap 1e12 to -727379968).
 template <typename T>
 Status Get(const json& obj, const char* key, T* out) {
   auto it = obj.find(key);
   if (it == obj.end()) return InvalidArgument(std::string("missing field \"") + key + "\"");
-  try {
-    *out = it->get<T>();
-  } catch (const json::exception& e) {
-    return InvalidArgument(std::string("field \"") + key + "\": " + e.what());
+  const std::string what = std::string("field \"") + key + "\"";
+  if constexpr (std::is_integral_v<T>) {
+    TREEPO_ASSIGN_OR_RETURN(*out, JsonToInt<T>(*it, what));
+  } else if constexpr (std::is_same_v<T, float>) {
+    TREEPO_ASSIGN_OR_RETURN(*out, JsonToFiniteFloat(*it, what));
+  } else if constexpr (std::is_same_v<T, std::vector<int32_t>>) {
+    if (!it->is_array()) return InvalidArgument(what + ": expected an array");
+    out->clear();
+    out->reserve(it->size());
+    for (size_t i = 0; i < it->size(); ++i) {
+      TREEPO_ASSIGN_OR_RETURN(const int32_t v,
+                              JsonToInt<int32_t>((*it)[i], what + "[" + std::to_string(i) + "]"));
+      out->push_back(v);
+    }
+  } else {
+    try {
+      *out = it->get<T>();
+    } catch (const json::exception& e) {
+      return InvalidArgument(what + ": " + e.what());
+    }
   }
   return OkStatus();
 }
@@ -47,8 +69,7 @@ Result<TreeNodeRecord> NodeFromJson(const json& j) {
   auto parent = j.find("parent");
   if (parent == j.end()) return InvalidArgument("missing field \"parent\"");
   if (!parent->is_null()) {
-    if (!parent->is_number_unsigned()) return InvalidArgument("parent must be an id or null");
-    n.parent = parent->get<uint64_t>();
+    TREEPO_ASSIGN_OR_RETURN(n.parent, JsonToInt<uint64_t>(*parent, "field \"parent\""));
   }
   TREEPO_RETURN_IF_ERROR(Get(j, "depth", &n.depth));
   TREEPO_RETURN_IF_ERROR(Get(j, "tokens", &n.tokens));
@@ -206,8 +227,9 @@ std::string TreeRecordToJson(const TreeRecord& tree) {
 }
 
 Result<TreeRecord> TreeRecordFromJson(std::string_view line) {
-  json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidArgument("not valid JSON");
+  Result<json> parsed = ParseJsonText(line);
+  if (!parsed.ok()) return InvalidArgument(parsed.status().message());
+  const json& j = *parsed;
   if (!j.is_object()) return InvalidArgument("tree is not a JSON object");
   TreeRecord t;
   TREEPO_RETURN_IF_ERROR(Get(j, "query_id", &t.query_id));
@@ -235,6 +257,7 @@ Result<TreeRecord> TreeRecordFromJson(std::string_view line) {
 }
 
 Result<std::vector<TreeRecord>> ReadTreeFile(const std::string& path) {
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(path, "tree file"));
   std::ifstream in(path);
   if (!in) return NotFound("cannot open tree file " + path);
   std::vector<TreeRecord> trees;
@@ -249,11 +272,21 @@ Result<std::vector<TreeRecord>> ReadTreeFile(const std::string& path) {
 }
 
 Status WriteTreeFile(const std::string& path, const std::vector<TreeRecord>& trees) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) return Unavailable("cannot write tree file " + path);
-  for (const TreeRecord& t : trees) out << TreeRecordToJson(t) << "\n";
-  out.flush();
-  if (!out) return DataLoss("write failed: " + path);
+  TREEPO_ASSIGN_OR_RETURN(TreeFileWriter w, TreeFileWriter::Open(path));
+  for (const TreeRecord& t : trees) TREEPO_RETURN_IF_ERROR(w.Append(t));
+  return w.Commit();
+}
+
+Result<TreeFileWriter> TreeFileWriter::Open(const std::string& path) {
+  AtomicFile::Options o;
+  o.temp_suffix = ".partial";
+  TREEPO_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(path, o));
+  return TreeFileWriter(std::move(f));
+}
+
+Status TreeFileWriter::Append(const TreeRecord& tree) {
+  TREEPO_RETURN_IF_ERROR(file_.Append(TreeRecordToJson(tree) + "\n"));
+  ++trees_;
   return OkStatus();
 }
 

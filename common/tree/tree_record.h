@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "common/status.h"
 
 namespace treepo {
@@ -56,6 +57,28 @@ std::string TreeRecordToJson(const TreeRecord& tree);  // one line, no trailing 
 Result<TreeRecord> TreeRecordFromJson(std::string_view line);
 // Reads a whole JSONL file; a bad line is an error naming its line number.
 Result<std::vector<TreeRecord>> ReadTreeFile(const std::string& path);
+// Writes the file whole or not at all (TreeFileWriter, committed at the end).
 Status WriteTreeFile(const std::string& path, const std::vector<TreeRecord>& trees);
+
+// A tree file written tree by tree as trees finish: each Append goes to "<path>.partial" at
+// once (one write per line, no user-space buffer), and Commit fsyncs it and renames it to
+// `path`. A process killed before Commit leaves "<path>.partial" holding every tree appended
+// so far, each on a whole line except possibly the last; a writer destroyed without Commit
+// removes it.
+class TreeFileWriter {
+ public:
+  static Result<TreeFileWriter> Open(const std::string& path);
+
+  Status Append(const TreeRecord& tree);
+  Status Commit() { return file_.Commit(); }
+  int64_t trees() const { return trees_; }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  explicit TreeFileWriter(AtomicFile file) : file_(std::move(file)) {}
+
+  AtomicFile file_;
+  int64_t trees_ = 0;
+};
 
 }  // namespace treepo

@@ -96,5 +96,64 @@ TEST(TreeRecordTest, FileRoundTripNamesBadLine) {
   EXPECT_EQ(ReadTreeFile(path).status().code(), StatusCode::kNotFound);
 }
 
+// Numbers past a field's type are errors naming the field, never wrapped or zeroed values.
+TEST(TreeRecordTest, OutOfRangeNumbersAreErrors) {
+  const std::string j = TreeRecordToJson(Sample());
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string s = j;
+    s.replace(s.find(from), from.size(), to);
+    return TreeRecordFromJson(s);
+  };
+  auto big_id = with("\"id\":10", "\"id\":18446744073709551621");  // 2^64 + 5
+  ASSERT_FALSE(big_id.ok());
+  EXPECT_NE(big_id.status().message().find("field \"id\""), std::string::npos)
+      << big_id.status().message();
+  auto big_depth = with("\"depth\":1", "\"depth\":1e12");
+  ASSERT_FALSE(big_depth.ok());
+  EXPECT_NE(big_depth.status().message().find("1000000000000.0 is outside"), std::string::npos)
+      << big_depth.status().message();
+  EXPECT_FALSE(with("\"tokens\":[3,4]", "\"tokens\":[3,4294967300]").ok());
+  EXPECT_FALSE(with("\"worker\":1", "\"worker\":-1").ok());
+  EXPECT_FALSE(with("\"parent\":10", "\"parent\":1e30").ok());
+}
+
+TEST(TreeRecordTest, NonUtf8LinesSaySo) {
+  std::string j = TreeRecordToJson(Sample());
+  j.replace(j.find("1+1="), 4, "1+1\xff");
+  auto r = TreeRecordFromJson(j);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not valid UTF-8"), std::string::npos)
+      << r.status().message();
+}
+
+// The writer streams to "<path>.partial"; Commit renames it. A run killed before Commit
+// leaves every appended tree in the .partial file (here: the writer is moved away, as a
+// killed process never runs its destructor, by leaking it).
+TEST(TreeRecordTest, StreamingWriterKeepsFinishedTreesBeforeCommit) {
+  const std::string dir = ::treepo::testing::FreshTempDir("tree_stream_test");
+  const std::string path = dir + "/trees.jsonl";
+  auto* w = new TreeFileWriter(std::move(TreeFileWriter::Open(path)).value());
+  ASSERT_TRUE(w->Append(Sample()).ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  auto partial = ReadTreeFile(path + ".partial");
+  ASSERT_TRUE(partial.ok()) << partial.status().ToString();
+  EXPECT_EQ(partial->size(), 1u);
+  ASSERT_TRUE(w->Append(Sample()).ok());
+  ASSERT_TRUE(w->Commit().ok());
+  delete w;
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  EXPECT_EQ(ReadTreeFile(path)->size(), 2u);
+  {
+    auto dropped = TreeFileWriter::Open(dir + "/dropped.jsonl");
+    ASSERT_TRUE(dropped.ok());
+    ASSERT_TRUE(dropped->Append(Sample()).ok());
+  }  // destroyed uncommitted (an error path): nothing is left
+  EXPECT_FALSE(std::filesystem::exists(dir + "/dropped.jsonl.partial"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/dropped.jsonl"));
+  std::filesystem::create_directories(dir + "/adir");
+  EXPECT_EQ(ReadTreeFile(dir + "/adir").status().code(), StatusCode::kInvalidArgument);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace treepo

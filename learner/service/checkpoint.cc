@@ -2,11 +2,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <system_error>
 
+#include "common/atomic_file.h"
+#include "common/file_io.h"
+#include "common/json_number.h"
 #include "common/model/safetensors.h"
 
 namespace treepo::learner {
@@ -20,7 +21,8 @@ std::string CheckpointDir(const std::string& root, int64_t step) {
 }
 
 Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights,
-                      const AdamW& optimizer, const CheckpointState& state) {
+                      const AdamW& optimizer, const CheckpointState& state,
+                      const std::string& companions_from) {
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
   std::error_code ec;
@@ -29,31 +31,39 @@ Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights
   if (ec) return InvalidArgument("cannot create " + tmp.string() + ": " + ec.message());
   TREEPO_RETURN_IF_ERROR(model::SaveHfModel(weights, tmp.string()));
   TREEPO_RETURN_IF_ERROR(optimizer.Save((tmp / kOptimizerFile).string()));
-  {
-    std::ofstream out(tmp / kStateFile, std::ios::trunc);
-    out << nlohmann::json{{"step", state.step}, {"version", state.version}}.dump() << "\n";
-    out.close();
-    if (!out) return DataLoss("writing " + (tmp / kStateFile).string() + " failed");
+  TREEPO_RETURN_IF_ERROR(WriteFileAtomically(
+      (tmp / kStateFile).string(),
+      nlohmann::json{{"step", state.step}, {"version", state.version}}.dump() + "\n"));
+  if (!companions_from.empty() && fs::is_directory(companions_from, ec)) {
+    for (const char* name : kCompanionFiles) {
+      const fs::path from = fs::path(companions_from) / name;
+      if (!fs::is_regular_file(from, ec)) continue;
+      TREEPO_ASSIGN_OR_RETURN(const std::string bytes,
+                              ReadFileToString(from.string(), "checkpoint companion file"));
+      TREEPO_RETURN_IF_ERROR(WriteFileAtomically((tmp / name).string(), bytes));
+    }
   }
+  TREEPO_RETURN_IF_ERROR(SyncDir(tmp.string()));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
   if (ec) return DataLoss("cannot rename " + tmp.string() + " to " + dir + ": " + ec.message());
-  return OkStatus();
+  const fs::path parent = final_dir.parent_path();
+  return SyncDir(parent.empty() ? std::string(".") : parent.string());
 }
 
 Result<CheckpointState> ReadCheckpointState(const std::string& dir) {
   const fs::path path = fs::path(dir) / kStateFile;
-  std::ifstream in(path);
-  if (!in) return NotFound("no checkpoint state at " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("step") || !j.contains("version") ||
-      !j["step"].is_number_integer() || !j["version"].is_number_integer() ||
-      j["step"].get<int64_t>() < 0) {
-    return DataLoss(path.string() + " is not {\"step\": N, \"version\": V}");
-  }
-  return CheckpointState{j["step"].get<int64_t>(), j["version"].get<uint64_t>()};
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound("no checkpoint state at " + path.string());
+  TREEPO_ASSIGN_OR_RETURN(const std::string text,
+                          ReadFileToString(path.string(), "checkpoint state"));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const std::string bad = path.string() + " is not {\"step\": N >= 0, \"version\": V >= 0}";
+  if (!j.is_object() || !j.contains("step") || !j.contains("version")) return DataLoss(bad);
+  Result<int64_t> step = JsonToInt<int64_t>(j["step"], "step");
+  Result<uint64_t> version = JsonToInt<uint64_t>(j["version"], "version");
+  if (!step.ok() || !version.ok() || *step < 0) return DataLoss(bad);
+  return CheckpointState{*step, *version};
 }
 
 }  // namespace treepo::learner

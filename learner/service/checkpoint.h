@@ -2,7 +2,10 @@
 //   config.json + model.safetensors   the weights (SaveHfModel; Hugging Face Llama layout)
 //   optimizer.safetensors             AdamW state (m, v, step)
 //   state.json                        {"step": N, "version": V}: RL steps done, weight version
-// Written to "<dir>.tmp" and renamed, so a checkpoint directory is whole or absent.
+//   tokenizer.bin, task.json, ...     the companion files of the model trained from (below),
+//                                     so `treepo eval --model CHECKPOINT` needs nothing else
+// Written to "<dir>.tmp", every file and the directory fsynced, then renamed (and the parent
+// fsynced), so a checkpoint directory is whole or absent, also after a power loss.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +28,16 @@ struct CheckpointState {
 // "<root>/step_000012".
 std::string CheckpointDir(const std::string& root, int64_t step);
 
-// Writes the checkpoint (replacing one already at `dir`).
+// The files besides the weights that make a model directory usable on its own; each that
+// exists in the source model's directory is copied into every checkpoint.
+inline constexpr const char* kCompanionFiles[] = {"tokenizer.bin", "tokenizer.json",
+                                                  "tokenizer_config.json", "task.json"};
+
+// Writes the checkpoint (replacing one already at `dir`). `companions_from`: the directory of
+// the model the run started from ("" or a file path: no companions).
 Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights,
-                      const AdamW& optimizer, const CheckpointState& state);
+                      const AdamW& optimizer, const CheckpointState& state,
+                      const std::string& companions_from = "");
 
 // Reads state.json (kNotFound when absent, kDataLoss when malformed).
 Result<CheckpointState> ReadCheckpointState(const std::string& dir);

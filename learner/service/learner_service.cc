@@ -133,7 +133,7 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
     if (o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
     const std::string dir = CheckpointDir(o.checkpoint_dir, step);
     TREEPO_RETURN_IF_ERROR(SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
-                                          {step, trainer->version().value()}));
+                                          {step, trainer->version().value()}, weights_from));
     saved_step = step;
     spdlog::info("{}: checkpoint {}", name, dir);
     return OkStatus();

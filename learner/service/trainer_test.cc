@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "common/model/safetensors.h"
 #include "common/testing/paths.h"
@@ -130,6 +132,29 @@ TEST(TrainerTest, CheckpointRoundTrip) {
   AdamW fresh(w->layout, o.adamw);
   ASSERT_TRUE(fresh.Load(dir + "/" + kOptimizerFile).ok());
   EXPECT_EQ(fresh.step(), 1);
+  std::filesystem::remove_all(root);
+}
+
+// Every checkpoint, intermediate ones too, carries the companion files of the model it was
+// trained from, so `treepo eval --model CHECKPOINT` needs no --tokenizer; the write leaves no
+// temporary directory and the state's numbers are range-checked when read back.
+TEST(TrainerTest, CheckpointCarriesTheTokenizerAndTaskOfItsModel) {
+  auto t = Trainer::Create(TinyModel(), TrainerOptions(), WeightVersion(0));
+  ASSERT_TRUE(t.ok());
+  const std::string root = ::treepo::testing::FreshTempDir("ckpt_companions");
+  const std::string base = root + "/base";
+  std::filesystem::create_directories(base);
+  std::ofstream(base + "/tokenizer.bin") << "tokenizer bytes";
+  std::ofstream(base + "/task.json") << "{}";
+  const std::string dir = CheckpointDir(root + "/checkpoints", 2);
+  ASSERT_TRUE(SaveCheckpoint(dir, (*t)->weights(), (*t)->optimizer(), {2, 2}, base).ok());
+  std::ifstream tok(dir + "/tokenizer.bin");
+  std::string text((std::istreambuf_iterator<char>(tok)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "tokenizer bytes");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/task.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + ".tmp"));
+  std::ofstream(dir + "/" + kStateFile, std::ios::trunc) << R"({"step": 1e30, "version": 1})";
+  EXPECT_EQ(ReadCheckpointState(dir).status().code(), StatusCode::kDataLoss);
   std::filesystem::remove_all(root);
 }
 

@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 
 #include "common/check.h"
+#include "common/file_io.h"
+#include "common/json_file.h"
+#include "common/json_number.h"
 
 namespace treepo::scheduler {
 namespace {
@@ -155,8 +156,9 @@ Result<std::vector<PromptRecord>> ParsePromptLines(std::string_view text,
     start = end + 1;
     const std::string where = std::string(source) + ":" + std::to_string(line_no) + ": ";
     if (Trim(line).empty()) continue;
-    const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (obj.is_discarded()) return InvalidArgument(where + "not valid JSON");
+    Result<json> parsed = ParseJsonText(line);
+    if (!parsed.ok()) return InvalidArgument(where + parsed.status().message());
+    const json& obj = *parsed;
     if (!obj.is_object()) return InvalidArgument(where + "not a JSON object");
     PromptRecord r;
     auto p = obj.find(options.prompt_field);
@@ -169,6 +171,10 @@ Result<std::vector<PromptRecord>> ParsePromptLines(std::string_view text,
       r.id = std::to_string(line_no);
     } else if (id->is_string() || id->is_number_integer()) {
       r.id = id->is_string() ? id->get<std::string>() : id->dump();
+    } else if (id->is_number_float()) {
+      Result<int64_t> n = JsonToInt<int64_t>(*id, "field '" + options.id_field + "'");
+      if (!n.ok()) return InvalidArgument(where + n.status().message());
+      r.id = std::to_string(*n);
     } else {
       return InvalidArgument(where + "field '" + options.id_field +
                              "' must be a string or an integer");
@@ -183,9 +189,7 @@ Result<std::vector<PromptRecord>> ParsePromptLines(std::string_view text,
 
 Result<std::vector<PromptRecord>> LoadPromptFile(const std::string& path,
                                                  const PromptFileOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("prompt file " + path + ": cannot open");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TREEPO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, "prompt file"));
   return ParsePromptLines(text, options, path);
 }
 

@@ -49,6 +49,24 @@ TEST(PromptDatasetTest, BadLinesNameTheirLine) {
   EXPECT_EQ(LoadPromptFile("/nonexistent/x.jsonl", o).status().code(), StatusCode::kNotFound);
 }
 
+TEST(PromptDatasetTest, BadBytesAndDirectoriesSayWhatTheyAre) {
+  PromptFileOptions o;
+  auto latin1 = ParsePromptLines("{\"prompt\": \"caf\xe9\"}\n", o, "f.jsonl");
+  ASSERT_FALSE(latin1.ok());
+  EXPECT_NE(latin1.status().message().find("f.jsonl:1: not valid UTF-8"), std::string::npos)
+      << latin1.status().message();
+  auto big_id = ParsePromptLines("{\"prompt\": \"a\", \"id\": 1e30}\n", o, "f");
+  ASSERT_FALSE(big_id.ok());
+  auto float_id = ParsePromptLines("{\"prompt\": \"a\", \"id\": 1e12}\n", o, "f");
+  ASSERT_TRUE(float_id.ok()) << float_id.status().ToString();
+  EXPECT_EQ((*float_id)[0].id, "1000000000000");
+  const std::string dir = ::treepo::testing::FreshTempDir("prompt_dir_test");
+  const Status s = LoadPromptFile(dir, o).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("is a directory"), std::string::npos) << s.message();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(PromptDatasetTest, Extractors) {
   EXPECT_EQ(ExtractLastBoxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c"), "\\frac{1}{2}");
   EXPECT_EQ(ExtractLastBoxed("\\fbox{9}"), "9");

@@ -1,9 +1,12 @@
 #include "scheduler/service/rollout_job.h"
 
-#include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
@@ -112,7 +115,8 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
                   {"top_p", o.top_p},
                   {"seed", o.seed},
                   {"reward", o.reward}};
-  return j.dump(2);
+  // A worker names itself: its name may not be valid UTF-8. Replace such bytes, never throw.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 namespace {
@@ -123,13 +127,50 @@ Result<int> VocabSize(const RolloutJobOptions& o) {
   return w.config.vocab_size;
 }
 
-Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) return InvalidArgument("cannot open " + path + " for writing");
-  out << text << "\n";
-  out.close();
-  if (!out) return DataLoss("writing " + path + " failed");
-  return OkStatus();
+// Streams finished trees to the tree file in query order: a tree that finishes before an
+// earlier query's waits here, so a complete run's file does not depend on timing.
+class TreeStream {
+ public:
+  explicit TreeStream(std::optional<TreeFileWriter> writer) : writer_(std::move(writer)) {}
+
+  Status Add(size_t query, const TreeRecord& tree) {
+    if (!writer_) return OkStatus();
+    pending_.emplace(query, tree);
+    while (!pending_.empty() && pending_.begin()->first == next_) {
+      TREEPO_RETURN_IF_ERROR(writer_->Append(pending_.begin()->second));
+      pending_.erase(pending_.begin());
+      ++next_;
+    }
+    return OkStatus();
+  }
+
+  // Writes the trees still waiting for an earlier query (a stopped run keeps every finished
+  // tree) and commits the file. Without any tree the file is not created.
+  Result<int64_t> Finish() {
+    if (!writer_) return int64_t{0};
+    for (const auto& [q, tree] : pending_) TREEPO_RETURN_IF_ERROR(writer_->Append(tree));
+    pending_.clear();
+    const int64_t n = writer_->trees();
+    if (n > 0) TREEPO_RETURN_IF_ERROR(writer_->Commit());
+    writer_.reset();
+    return n;
+  }
+
+ private:
+  std::optional<TreeFileWriter> writer_;
+  std::map<size_t, TreeRecord> pending_;
+  size_t next_ = 0;
+};
+
+// Every output is checked before the work: a rollout never ends with "cannot open".
+Result<std::optional<TreeFileWriter>> OpenOutputs(const RolloutJobOptions& o) {
+  if (!o.summary_path.empty()) {
+    TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.summary_path, "summary file (summary_out)"));
+  }
+  if (o.out_path.empty()) return std::optional<TreeFileWriter>();
+  TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.out_path, "tree file (out)"));
+  TREEPO_ASSIGN_OR_RETURN(TreeFileWriter w, TreeFileWriter::Open(o.out_path));
+  return std::optional<TreeFileWriter>(std::move(w));
 }
 
 }  // namespace
@@ -138,6 +179,8 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
                                     const std::function<Status(const std::string&)>& on_bound,
                                     const std::atomic<bool>* stop) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
+  TREEPO_ASSIGN_OR_RETURN(std::optional<TreeFileWriter> writer, OpenOutputs(o));
+  TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.tokenizer_path, "tokenizer"));
   PromptFileOptions po;
   po.prompt_field = o.prompt_field;
   po.answer_field = o.answer_field;
@@ -169,15 +212,22 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   ro.on_progress = [&](int64_t done, int64_t) {
     bar.Update(done, std::to_string(service->registry().live_count()) + " workers");
   };
+  TreeStream trees(std::move(writer));
+  ro.on_tree = [&trees](size_t q, const TreeRecord& tree) { return trees.Add(q, tree); };
   Result<RolloutOutput> out = RunRollout(service.get(), records->size(), setup.factory, ro, stop);
   bar.Finish(out.ok() ? "done" : "failed");
   service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();
   // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
   for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();
-  if (!out.ok()) return out.status();
-  if (!o.out_path.empty()) TREEPO_RETURN_IF_ERROR(WriteTreeFile(o.out_path, out->trees));
+  TREEPO_ASSIGN_OR_RETURN(const int64_t written, trees.Finish());
+  if (!out.ok()) {
+    if (written == 0) return out.status();
+    return out.status().WithContext("rollout ended early; its " + std::to_string(written) +
+                                    " finished trees (of " + std::to_string(records->size()) +
+                                    ") are in " + o.out_path);
+  }
   if (!o.summary_path.empty()) {
-    TREEPO_RETURN_IF_ERROR(WriteText(o.summary_path, RolloutSummaryJson(*out, o)));
+    TREEPO_RETURN_IF_ERROR(WriteFileAtomically(o.summary_path, RolloutSummaryJson(*out, o) + "\n"));
   }
   return out;
 }

@@ -116,6 +116,7 @@ class Runner final : public ResultSink {
       if (!d.Done()) continue;
       TREEPO_ASSIGN_OR_RETURN(TreeRecord tree, d.TakeTree());
       if (options_.scorer) TREEPO_RETURN_IF_ERROR(options_.scorer(&tree));
+      if (options_.on_tree) TREEPO_RETURN_IF_ERROR(options_.on_tree(q, tree));
       service_->ReleaseQuery(QueryId(q + 1));  // whatever the workers still hold of it
       output_.trees[q] = std::move(tree);
       open_.erase(it);

@@ -49,6 +49,9 @@ struct RolloutRunOptions {
   TreeScorer scorer;               // null: rewards stay 0
   // Called after each finished query with (finished, total).
   std::function<void(int64_t, int64_t)> on_progress;
+  // Called with (query index, scored tree) as each query finishes, in finishing order (the
+  // tree file is streamed from here). An error ends the rollout.
+  std::function<Status(size_t, const TreeRecord&)> on_tree;
   int wait_workers_timeout_ms = 30000;  // with no live worker for this long the rollout fails
 
   Status Validate() const;

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/sampling_check.h"
 #include "scheduler/reward/reward_fn.h"
 #include "scheduler/service/rollout_job.h"
 
@@ -91,6 +92,7 @@ class TreeQueryDriver final : public QueryDriver {
 }  // namespace
 
 Result<SamplerOptions> TreeDriverOptionsFrom(const RolloutJobOptions& job) {
+  TREEPO_RETURN_IF_ERROR(CheckSamplingParams(job.temperature, job.top_p, job.top_k));
   SamplerOptions s;
   s.width = job.width;
   s.segment_tokens = job.segment_tokens;

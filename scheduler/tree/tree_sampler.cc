@@ -7,9 +7,22 @@
 namespace treepo::scheduler {
 
 Status SamplerOptions::Validate() const {
-  if (width < 1) return InvalidArgument("width (w) must be >= 1");
-  if (segment_tokens < 1) return InvalidArgument("segment_tokens (L) must be >= 1");
-  if (max_depth < 1) return InvalidArgument("max_depth (d) must be >= 1");
+  // Upper bounds far above any useful run, so that a typo (width=1000000000) is refused at
+  // start instead of allocating per-leaf state until the machine runs out of memory.
+  constexpr int kMaxWidth = 1 << 16, kMaxSegmentTokens = 1 << 16, kMaxDepth = 1 << 12;
+  if (width < 1 || width > kMaxWidth) {
+    return InvalidArgument("width (w) must be in [1, " + std::to_string(kMaxWidth) + "], got " +
+                           std::to_string(width));
+  }
+  if (segment_tokens < 1 || segment_tokens > kMaxSegmentTokens) {
+    return InvalidArgument("segment_tokens (L) must be in [1, " +
+                           std::to_string(kMaxSegmentTokens) + "], got " +
+                           std::to_string(segment_tokens));
+  }
+  if (max_depth < 1 || max_depth > kMaxDepth) {
+    return InvalidArgument("max_depth (d) must be in [1, " + std::to_string(kMaxDepth) + "], got " +
+                           std::to_string(max_depth));
+  }
   if (branch_factor < 1) return InvalidArgument("branch_factor (b) must be >= 1");
   if (!sequential && branch_factor > width) {
     return InvalidArgument("branch_factor (b) must be <= width (w)");
@@ -21,8 +34,9 @@ Status SamplerOptions::Validate() const {
   if (fallback_window_tokens > 0 && fallback_window_tokens % segment_tokens != 0) {
     return InvalidArgument("fallback_window_tokens must be <= 0 (= L) or a multiple of L");
   }
-  if (static_cast<int64_t>(segment_tokens) * max_depth > (int64_t{1} << 30)) {
-    return InvalidArgument("d * L is too large");
+  if (static_cast<int64_t>(segment_tokens) * max_depth > (int64_t{1} << 22)) {
+    return InvalidArgument("d * L (the response cap) must be <= 2^22 tokens, got " +
+                           std::to_string(static_cast<int64_t>(segment_tokens) * max_depth));
   }
   if (sequential_single_segment && !sequential) {
     return InvalidArgument("sequential_single_segment needs sequential");

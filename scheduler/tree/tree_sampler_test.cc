@@ -253,5 +253,26 @@ TEST(TreeSamplerTest, UnknownPolicyNamesAreListed) {
   EXPECT_NE(r.status().message().find("depth_first"), std::string::npos);
 }
 
+// Sizes far past any useful run are refused at Validate() with the bound, before a sampler
+// allocates per-leaf state (width=1000000000 used to eat gigabytes before bad_alloc).
+TEST(TreeSamplerTest, ValidateBoundsTreeSizes) {
+  SamplerOptions o;
+  EXPECT_TRUE(o.Validate().ok());
+  o.width = 1000000000;
+  Status s = o.Validate();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("width (w) must be in [1, 65536]"), std::string::npos) << s.message();
+  o = SamplerOptions();
+  o.segment_tokens = 1 << 20;
+  EXPECT_FALSE(o.Validate().ok());
+  o = SamplerOptions();
+  o.max_depth = 1 << 13;
+  EXPECT_FALSE(o.Validate().ok());
+  o = SamplerOptions();
+  o.segment_tokens = 4096;
+  o.max_depth = 4096;  // d * L = 2^24 tokens
+  EXPECT_FALSE(o.Validate().ok());
+}
+
 }  // namespace
 }  // namespace treepo::scheduler

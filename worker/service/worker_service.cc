@@ -73,6 +73,8 @@ class WorkerLoop {
   Status Run() {
     TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o_.model_path));
     weights_ = std::make_shared<const model::ModelWeights>(std::move(loaded));
+    TREEPO_RETURN_IF_ERROR(model::CheckKvPoolFitsMemory(weights_->config, o_.engine.kv.num_pages,
+                                                        o_.engine.kv.page_size));
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, WeightVersion(0), o_.engine));
     pr::DealerOptions dopt;
     dopt.identity = name_ + "#" + std::to_string(NowMs() % 1000000);
