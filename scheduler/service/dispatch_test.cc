@@ -329,6 +329,8 @@ TEST_F(DispatcherTest, DeadlineFollowsTaskSizeMeasuredSpeedAndDoublesPerMiss) {
   ASSERT_TRUE(d.Complete(TaskId(1), w2_));
   // w2 did 204 tokens in 8159 ms of busy time: its own speed is used from now on.
   EXPECT_NEAR(d.TokensPerSecond(w2_), 204.0 * 1000.0 / 8159.0, 1e-9);
+  // w1 answered nothing: it is given the slowest measured speed of the live workers.
+  EXPECT_DOUBLE_EQ(d.TokensPerSecond(w1_), d.TokensPerSecond(w2_));
   TaskSpec next = Spec(2, 10, {20});
   next.task.max_new_tokens = 50;  // 50 tokens (no prefix: w2 holds node 10)
   d.Enqueue(next);
@@ -338,6 +340,30 @@ TEST_F(DispatcherTest, DeadlineFollowsTaskSizeMeasuredSpeedAndDoublesPerMiss) {
   EXPECT_TRUE(d.ExpireLate(clock_.NowMs()).late.empty());
   clock_.Advance(2);
   EXPECT_EQ(d.ExpireLate(clock_.NowMs()).late.size(), 1u);
+}
+
+TEST_F(DispatcherTest, ASilentWorkerLosesEveryTaskOnceItsLargestTaskAloneIsOverdue) {
+  reg_.MarkDead(w2_);
+  DispatchLimits limits = DeadlineLimits();
+  limits.assumed_tokens_per_s = 10.0;    // one 8-token task: 800 ms expected, 1600 ms budget
+  limits.measure_min_busy_ms = 1000000;  // the assumed speed throughout
+  Dispatcher d(&reg_, limits);
+  d.WorkerDied(w2_);
+  for (uint64_t task : {1, 2, 3}) d.Enqueue(Spec(task, 0, {10 * task}));  // 4 + 1 x 4 tokens
+  ASSERT_EQ(d.Assign()[w1_].tasks.size(), 3u);
+  // Their own deadlines count the tokens queued ahead: 1600, 3200 and 4800 ms. An answer
+  // restarts the silence.
+  clock_.Advance(1500);
+  ASSERT_TRUE(d.Complete(TaskId(1), w1_));
+  clock_.Advance(1599);
+  EXPECT_TRUE(d.ExpireLate(clock_.NowMs()).late.empty());
+  // 1600 ms without an answer: tasks 2 and 3 both come back, though task 3's own deadline
+  // (4800 ms) is far.
+  clock_.Advance(1);
+  const Expiry e = d.ExpireLate(clock_.NowMs());
+  EXPECT_EQ(e.late, (std::vector<std::pair<TaskId, WorkerId>>{{TaskId(2), w1_}, {TaskId(3), w1_}}));
+  EXPECT_EQ(d.in_flight(), 0u);
+  EXPECT_EQ(d.queued(), 2u);
 }
 
 TEST_F(DispatcherTest, ATaskThatMissesTooManyDeadlinesIsReportedAndNoDeadlineWhenOff) {

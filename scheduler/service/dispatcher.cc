@@ -132,14 +132,35 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceAvoiding(
   return Placement{best->id, true};
 }
 
-double Dispatcher::TokensPerSecond(WorkerId worker) const {
-  const double busy_ms = registry_->BusyMs(worker);
+std::optional<double> Dispatcher::MeasuredTokensPerSecond(WorkerId worker) const {
   auto done = tokens_done_.find(worker);
-  if (done == tokens_done_.end() || done->second <= 0 ||
-      busy_ms < std::max(1, limits_.measure_min_busy_ms)) {
-    return limits_.assumed_tokens_per_s;
-  }
+  if (done == tokens_done_.end() || done->second <= 0) return std::nullopt;
+  const double busy_ms = registry_->BusyMs(worker);
+  if (busy_ms < std::max(1, limits_.measure_min_busy_ms)) return std::nullopt;
   return static_cast<double>(done->second) * 1000.0 / busy_ms;
+}
+
+double Dispatcher::TokensPerSecond(WorkerId worker) const {
+  if (std::optional<double> own = MeasuredTokensPerSecond(worker)) return *own;
+  // Not measured yet: the slowest live worker that is, else the assumed speed.
+  std::optional<double> slowest;
+  for (const auto& [id, done] : tokens_done_) {
+    const WorkerEntry* w = registry_->Find(id);
+    if (w == nullptr || !w->alive) continue;
+    if (std::optional<double> s = MeasuredTokensPerSecond(id); s && (!slowest || *s < *slowest)) {
+      slowest = s;
+    }
+  }
+  return slowest.value_or(limits_.assumed_tokens_per_s);
+}
+
+double Dispatcher::BudgetMs(WorkerId worker, int64_t tokens, int missed_deadlines) const {
+  const double expected_ms = static_cast<double>(tokens) * 1000.0 / TokensPerSecond(worker);
+  double budget = std::max(static_cast<double>(limits_.deadline_floor_ms),
+                           limits_.deadline_multiplier * expected_ms);
+  budget *= static_cast<double>(int64_t{1} << std::min(missed_deadlines, 16));
+  // A day at most: the budget stays a sane integer whatever the figures.
+  return std::min(budget, 86400000.0);
 }
 
 int64_t Dispatcher::DeadlineFor(WorkerId worker, int64_t tokens, int missed_deadlines,
@@ -147,13 +168,7 @@ int64_t Dispatcher::DeadlineFor(WorkerId worker, int64_t tokens, int missed_dead
   if (limits_.deadline_floor_ms <= 0) return 0;
   auto it = in_flight_tokens_.find(worker);
   const int64_t queued = it == in_flight_tokens_.end() ? 0 : it->second;
-  const double expected_ms =
-      static_cast<double>(queued + tokens) * 1000.0 / TokensPerSecond(worker);
-  double budget = std::max(static_cast<double>(limits_.deadline_floor_ms),
-                           limits_.deadline_multiplier * expected_ms);
-  budget *= static_cast<double>(int64_t{1} << std::min(missed_deadlines, 16));
-  // A day at most: the budget stays a sane integer whatever the figures.
-  budget = std::min(budget, 86400000.0);
+  const double budget = BudgetMs(worker, queued + tokens, missed_deadlines);
   return now + std::max<int64_t>(1, static_cast<int64_t>(budget));
 }
 
@@ -249,6 +264,7 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker) {
   }
   tokens_done_[worker] += t.tokens;
   missed_in_a_row_[worker] = 0;
+  last_answer_ms_[worker] = registry_->clock().NowMs();
   for (auto a = avoid_.begin(); a != avoid_.end();) {
     a = a->second == worker ? avoid_.erase(a) : std::next(a);
   }
@@ -277,12 +293,36 @@ int Dispatcher::Attempts(TaskId task) const {
   return 0;
 }
 
+std::set<WorkerId> Dispatcher::SilentWorkers(int64_t now_ms) const {
+  std::set<WorkerId> out;
+  if (limits_.deadline_floor_ms <= 0) return out;
+  std::map<WorkerId, std::pair<int64_t, int>> largest;  // tokens, misses of its largest task
+  for (const auto& [id, t] : in_flight_) {
+    auto& l = largest[t.worker];
+    l = std::max(l, std::make_pair(t.tokens, t.missed_deadlines));
+  }
+  for (const auto& [worker, l] : largest) {
+    const WorkerEntry* w = registry_->Find(worker);
+    if (w == nullptr || !w->alive || w->busy_since_ms < 0) continue;
+    int64_t quiet_since = w->busy_since_ms;
+    if (auto a = last_answer_ms_.find(worker); a != last_answer_ms_.end()) {
+      quiet_since = std::max(quiet_since, a->second);
+    }
+    if (static_cast<double>(now_ms - quiet_since) >= BudgetMs(worker, l.first, l.second)) {
+      out.insert(worker);
+    }
+  }
+  return out;
+}
+
 Expiry Dispatcher::ExpireLate(int64_t now_ms) {
   Expiry out;
   std::vector<Queued> requeue;
+  const std::set<WorkerId> silent = SilentWorkers(now_ms);
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     InFlightTask& t = it->second;
-    if (t.deadline_ms <= 0 || now_ms < t.deadline_ms) {
+    const bool late = t.deadline_ms > 0 && now_ms >= t.deadline_ms;
+    if (!late && silent.count(t.worker) == 0) {
       ++it;
       continue;
     }
@@ -353,6 +393,7 @@ int Dispatcher::WorkerDied(WorkerId worker) {
   }
   in_flight_tokens_.erase(worker);
   missed_in_a_row_.erase(worker);
+  last_answer_ms_.erase(worker);
   releases_.erase(worker);
   return static_cast<int>(lost.size());
 }

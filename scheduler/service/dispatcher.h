@@ -48,8 +48,11 @@ struct DispatchLimits {
   //   max(deadline_floor_ms, deadline_multiplier * T / S) * 2^(deadlines the task missed)
   // where T is the tokens in flight on W with this task (prefix tokens to prefill plus
   // children x max_new_tokens, for every task in flight there) and S is W's measured speed
-  // (tokens of its answered tasks over its busy time, once busy for measure_min_busy_ms) or
-  // assumed_tokens_per_s before that.
+  // (tokens of its answered tasks over its busy time, once busy for measure_min_busy_ms);
+  // before W has one, the slowest measured live worker's, and before any, assumed_tokens_per_s.
+  // A worker with tasks in flight that answers none of them for the budget of its largest
+  // task alone (T = that task's tokens) is stalled: all its tasks are taken back then, even
+  // those whose own deadline, counting the tokens queued ahead of them, is later.
   int deadline_floor_ms = 30000;       // 0 = tasks have no deadline
   double deadline_multiplier = 4.0;    // slack over the expected time (> 0)
   double assumed_tokens_per_s = 20.0;  // a worker's speed until measured (> 0): conservative
@@ -148,13 +151,15 @@ class Dispatcher {
   // Dispatches so far of a queued or in-flight task (0 if unknown).
   int Attempts(TaskId task) const;
 
-  // Takes back every in-flight task whose deadline is at or before `now_ms` and requeues it.
+  // Takes back every in-flight task whose deadline is at or before `now_ms`, and every task of
+  // a worker silent for too long (DispatchLimits), and requeues them.
   Expiry ExpireLate(int64_t now_ms);
   // Nodes that late workers hold for nothing, by worker, since the last call: a late result
   // that Complete() dropped (or a late refusal) leaves the task's children, and its parent
   // when it was prefilled there, on the late worker. Send them ReleaseNodes.
   std::map<WorkerId, std::vector<NodeId>> TakeReleases();
-  // Tokens per second used for `worker`'s deadlines (measured, or the assumed speed).
+  // Tokens per second used for `worker`'s deadlines: its measured speed; before it has one,
+  // the slowest measured speed among the live workers; before any, the assumed speed.
   double TokensPerSecond(WorkerId worker) const;
 
   HolderMap& holders() { return holders_; }
@@ -175,10 +180,18 @@ class Dispatcher {
   };
 
   bool HasRoom(const WorkerEntry& w, int sequences, bool new_prefix) const;
+  // Tokens of `worker`'s answered tasks over its busy time, once busy measure_min_busy_ms.
+  std::optional<double> MeasuredTokensPerSecond(WorkerId worker) const;
   std::optional<Placement> PlaceAvoiding(NodeId parent, int sequences,
                                          const std::vector<WorkerId>& avoid) const;
+  // The time `tokens` may take on `worker` (the formula of DispatchLimits), in ms.
+  double BudgetMs(WorkerId worker, int64_t tokens, int missed_deadlines) const;
   // Deadline of a task of `tokens` placed now on `worker` (0 when deadlines are off).
   int64_t DeadlineFor(WorkerId worker, int64_t tokens, int missed_deadlines, int64_t now) const;
+  // Workers with tasks in flight that answered nothing for the budget of their largest
+  // in-flight task alone (since they became busy or last answered): stalled, whatever the
+  // deadlines of their queued-up tasks say.
+  std::set<WorkerId> SilentWorkers(int64_t now_ms) const;
   // Takes `task` off `worker`'s in-flight counts.
   void TakeOff(const InFlightTask& task);
   // `worker` answered or refused `task` after it was taken back from it: forgets that and
@@ -195,6 +208,7 @@ class Dispatcher {
   std::map<WorkerId, int64_t> in_flight_tokens_;      // sum of InFlightTask::tokens
   std::map<WorkerId, int64_t> tokens_done_;           // tokens of answered tasks
   std::map<WorkerId, int> missed_in_a_row_;           // deadlines missed since the last answer
+  std::map<WorkerId, int64_t> last_answer_ms_;        // when it last answered a task
   std::map<WorkerId, std::vector<NodeId>> releases_;  // see TakeReleases()
 };
 
