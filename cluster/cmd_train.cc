@@ -136,12 +136,20 @@ Status CheckWritableDir(const std::string& key, const std::string& dir) {
   return OkStatus();
 }
 
-// Writes `text` to `path` (the scheduler's endpoint, for tools that talk to a running train).
+// Writes `text` to `path` through a temporary file and a rename, so a reader never sees a
+// partial line (the scheduler's endpoint, for tools that talk to a running train).
 Status WriteSmallFile(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text << "\n";
-  out.close();
-  return out ? OkStatus() : DataLoss("cannot write " + path.string());
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << "\n";
+    out.close();
+    if (!out) return DataLoss("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return DataLoss("cannot rename " + tmp.string() + ": " + ec.message());
+  return OkStatus();
 }
 
 // Every effective setting, "key = value", for the log at start.

@@ -2,10 +2,12 @@
 // loopback. One worker is SIGSTOPped for good once it has delivered results (its heartbeats
 // stop too), one takes tasks and never answers them while it keeps heartbeating
 // (--debug-drop-tasks). The rollout still completes on the third, with every query's w
-// leaves, and the silent worker's tasks are taken back at their deadline.
+// leaves, and the silent worker's tasks are taken back at their deadline. And `treepo rollout`
+// whose only worker process dies ends at once with the worker's exit status.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -105,6 +107,25 @@ TEST_F(StallE2eTest, APausedWorkerAndOneThatNeverAnswersDoNotStallTheRollout) {
   EXPECT_EQ(workers.count(0), 0u);
   sleeper->Signal(SIGKILL);
   EXPECT_TRUE(good->Wait(10000));
+}
+
+TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
+  // The workers cannot load this "model"; the scheduler never reads it (vocab_size is given).
+  const std::string bad_model = dir_ + "/bad_model.bin";
+  std::ofstream(bad_model) << "not a model";
+  const std::string log = dir_ + "/rollout.log";
+  const auto start = std::chrono::steady_clock::now();
+  auto rollout = ChildProcess::Spawn(
+      {binary_, "rollout", "--model", bad_model, "--tokenizer", tokenizer_, "--prompts", prompts_,
+       "--workers", "1", "--set", "vocab_size=512", "--set", "progress=false"},
+      log);
+  ASSERT_TRUE(rollout.ok());
+  ASSERT_TRUE(rollout->Wait(25000)) << "still waiting for workers:\n" << ReadAll(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  EXPECT_EQ(rollout->exit_code(), 1);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("worker-1 exited (exit code 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("every worker process has exited"), std::string::npos) << text;
 }
 
 }  // namespace
