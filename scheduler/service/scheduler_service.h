@@ -96,7 +96,7 @@ class SchedulerService {
   // timeout_ms passes.
   Status ShutdownWorkers(const std::string& reason);
 
-  // Called at the end of every Pump() (on the loop thread, so it must not block): the
+  // Called by every Pump() before it dispatches (on the loop thread, so it must not block): the
   // launcher checks its child processes there. An error it returns ends the Pump with that
   // error. Empty: none.
   void set_liveness_probe(std::function<Status()> probe) { liveness_probe_ = std::move(probe); }
