@@ -6,10 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "common/log.h"
 
 namespace treepo::cluster {
 
@@ -49,7 +54,7 @@ Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), exit_code_(other.exit_code_) {
+    : pid_(other.pid_), exit_code_(other.exit_code_), term_signal_(other.term_signal_) {
   other.pid_ = -1;
 }
 
@@ -58,6 +63,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
     Terminate();
     pid_ = other.pid_;
     exit_code_ = other.exit_code_;
+    term_signal_ = other.term_signal_;
     other.pid_ = -1;
   }
   return *this;
@@ -72,6 +78,7 @@ bool ChildProcess::Running() {
   if (r == 0) return true;
   if (r == pid_) {
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    term_signal_ = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   } else {
     exit_code_ = 255;  // not our child any more (already reaped)
   }
@@ -97,6 +104,102 @@ void ChildProcess::Terminate(int grace_ms) {
   if (Wait(grace_ms)) return;
   ::kill(pid_, SIGKILL);
   Wait(10000);
+}
+
+std::string ChildProcess::ExitDescription() const {
+  if (exit_code_ < 0) return "running";
+  if (term_signal_ != 0) return "signal " + std::to_string(term_signal_);
+  return "exit code " + std::to_string(exit_code_);
+}
+
+std::string LogTail(const std::string& path, int lines) {
+  if (path.empty() || lines < 1) return "";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  constexpr std::streamoff kMaxBytes = 64 * 1024;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size <= 0) return "";
+  const std::streamoff from = std::max<std::streamoff>(0, size - kMaxBytes);
+  in.seekg(from);
+  std::string text(static_cast<size_t>(size - from), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  std::vector<std::string> all;
+  std::istringstream ss(text);
+  for (std::string line; std::getline(ss, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    all.push_back(std::move(line));
+  }
+  if (from > 0 && !all.empty()) all.erase(all.begin());  // a partial first line
+  while (!all.empty() && all.back().empty()) all.pop_back();
+  std::string out;
+  const size_t first = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0;
+  for (size_t i = first; i < all.size(); ++i) out += "  | " + all[i] + "\n";
+  return out;
+}
+
+void Supervisor::Add(const std::string& name, ChildProcess child, const std::string& log_path,
+                     bool essential) {
+  children_.push_back(Watched{name, std::move(child), log_path, essential, false});
+}
+
+std::string Supervisor::ExitMessage(Watched& w) {
+  std::string msg = w.name + " exited (" + w.process.ExitDescription() + ")";
+  const std::string tail = LogTail(w.log_path);
+  if (!tail.empty()) {
+    msg += "; last lines of " + w.log_path + ":\n" + tail;
+    if (msg.back() == '\n') msg.pop_back();
+  }
+  return msg;
+}
+
+Status Supervisor::Check() {
+  int workers_left = 0, workers = 0;
+  for (Watched& w : children_) {
+    const bool running = w.process.Running();
+    if (!w.essential) {
+      ++workers;
+      if (running) ++workers_left;
+    }
+    if (running || w.reported) continue;
+    w.reported = true;
+    const std::string msg = ExitMessage(w);
+    if (!w.essential) {
+      spdlog::warn("{}", msg);
+    } else if (error_.ok()) {
+      error_ = Unavailable(msg);  // the caller reports it as the run's error
+    }
+  }
+  if (error_.ok() && workers > 0 && workers_left == 0) {
+    error_ = Unavailable("every worker process has exited (" + std::to_string(workers) + ")");
+  }
+  return error_;
+}
+
+void Supervisor::WaitOrTerminate(const std::string& name, int timeout_ms, int grace_ms) {
+  ChildProcess* c = Find(name);
+  if (c != nullptr && !c->Wait(timeout_ms)) c->Terminate(grace_ms);
+}
+
+void Supervisor::WaitOrTerminateAll(int timeout_ms, int grace_ms) {
+  for (Watched& w : children_) {
+    if (!w.process.Wait(timeout_ms)) w.process.Terminate(grace_ms);
+  }
+}
+
+std::string Supervisor::Describe(const std::string& name) {
+  for (Watched& w : children_) {
+    if (w.name == name) return ExitMessage(w);
+  }
+  return name + ": no such child";
+}
+
+ChildProcess* Supervisor::Find(const std::string& name) {
+  for (Watched& w : children_) {
+    if (w.name == name) return &w.process;
+  }
+  return nullptr;
 }
 
 std::string SelfExecutable() {

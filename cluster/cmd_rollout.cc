@@ -103,7 +103,8 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   job.min_workers = workers;
   TREEPO_RETURN_IF_ERROR(CheckWorkersFitMemory(job.model_path, workers, worker_pages, page_size));
 
-  std::vector<ChildProcess> children;
+  Supervisor children;  // a worker that exits is reported at once; the last one ends the run
+  job.liveness_probe = [&children] { return children.Check(); };
   auto spawn = [&](const std::string& endpoint) -> Status {
     for (int i = 0; i < workers; ++i) {
       TREEPO_ASSIGN_OR_RETURN(
@@ -113,14 +114,12 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
                                "--pages", std::to_string(worker_pages), "--page-size",
                                std::to_string(page_size), "--name",
                                "worker-" + std::to_string(i + 1)}));
-      children.push_back(std::move(c));
+      children.Add("worker-" + std::to_string(i + 1), std::move(c), "", false);
     }
     return OkStatus();
   };
   Result<scheduler::RolloutOutput> out = scheduler::RunRolloutJob(job, spawn, &g_rollout_stop);
-  for (ChildProcess& c : children) {
-    if (!c.Wait(3000)) c.Terminate(1000);
-  }
+  children.WaitOrTerminateAll(3000);
   if (!out.ok()) return out.status();
   std::cout << scheduler::RolloutSummaryJson(*out, job) << std::endl;
   return OkStatus();

@@ -7,6 +7,8 @@
 // checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
 // report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
 // Logs and a status line per step go to stderr; the summary JSON to stdout.
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -58,6 +60,7 @@ struct TrainOptions {
   int worker_pages = 2048;               // cluster.worker_pages
   int page_size = 16;                    // cluster.page_size
   int learner_threads = 2;               // cluster.learner_threads
+  int learner_exit_timeout_ms = 120000;  // cluster.learner_exit_timeout_ms: final checkpoint
   bool eval_before = true;               // eval.before
   bool eval_after = true;                // eval.after
   bool eval_checkpoints = true;          // eval.checkpoints: every intermediate checkpoint too
@@ -86,6 +89,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_exit_timeout_ms", &o->learner_exit_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.before", &o->eval_before));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.after", &o->eval_after));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.checkpoints", &o->eval_checkpoints));
@@ -103,6 +107,48 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
                          ": data-parallel learners are not supported yet; use 1");
   }
   if (o->train_problems < 1) return InvalidArgument("task.train_problems must be >= 1");
+  if (o->learner_exit_timeout_ms < 1) {
+    return InvalidArgument("cluster.learner_exit_timeout_ms must be >= 1");
+  }
+  return OkStatus();
+}
+
+// Creates `dir` if needed and checks that a file can be written in it, so that a bad output
+// directory fails at once rather than after pretraining or hours of training.
+Status CheckWritableDir(const std::string& key, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return InvalidArgument(key + " '" + dir + "' cannot be created: " + ec.message());
+  if (!fs::is_directory(dir, ec)) {
+    return InvalidArgument(key + " '" + dir + "' is not a directory");
+  }
+  const fs::path probe = fs::path(dir) / (".write_test." + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe, std::ios::trunc);
+    out << "ok\n";
+    out.close();
+    if (!out) {
+      fs::remove(probe, ec);
+      return InvalidArgument(key + " '" + dir + "' is not writable");
+    }
+  }
+  fs::remove(probe, ec);
+  return OkStatus();
+}
+
+// Writes `text` to `path` through a temporary file and a rename, so a reader never sees a
+// partial line (the scheduler's endpoint, for tools that talk to a running train).
+Status WriteSmallFile(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << "\n";
+    out.close();
+    if (!out) return DataLoss("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return DataLoss("cannot rename " + tmp.string() + ": " + ec.message());
   return OkStatus();
 }
 
@@ -235,10 +281,12 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   lo.checkpoint_every = t.checkpoint_every;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
   spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
+  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir", t.out_dir));
 
   // Base model.
   if (!fs::exists(fs::path(t.base) / "config.json")) {
     if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
+    TREEPO_RETURN_IF_ERROR(CheckWritableDir("model.base", t.base));
     spdlog::info("no base model at {}: pretraining one", t.base);
     PretrainOptions p;
     p.out_dir = t.base;
@@ -255,7 +303,6 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   TREEPO_ASSIGN_OR_RETURN(std::vector<scheduler::PromptRecord> train,
                           TrainRecords(t, rl.rollout.seed));
 
-  fs::create_directories(t.out_dir);
   const std::string metrics = (fs::path(t.out_dir) / kMetricsFile).string();
   std::string start_model = t.base;
   if (!t.resume.empty()) {
@@ -281,10 +328,13 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
 
   const fs::path logs = fs::path(t.out_dir) / "logs";
-  fs::create_directories(logs);
-  std::vector<ChildProcess> workers;
-  std::optional<ChildProcess> learner_proc;
+  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir/logs", logs.string()));
+  // Every child is watched from the scheduler's loop: a worker that exits is reported and the
+  // run goes on with the others; the learner exiting ends the run at once with its log's tail.
+  Supervisor children;
+  rl.rollout.liveness_probe = [&children] { return children.Check(); };
   auto spawn = [&](const std::string& endpoint) -> Status {
+    TREEPO_RETURN_IF_ERROR(WriteSmallFile(fs::path(t.out_dir) / "endpoint", endpoint));
     for (int i = 0; i < t.workers; ++i) {
       const std::string name = "worker-" + std::to_string(i + 1);
       TREEPO_ASSIGN_OR_RETURN(
@@ -294,7 +344,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
                                "--pages", std::to_string(t.worker_pages), "--page-size",
                                std::to_string(t.page_size), "--name", name},
                               (logs / (name + ".log")).string()));
-      workers.push_back(std::move(w));
+      children.Add(name, std::move(w), (logs / (name + ".log")).string(), false);
     }
     std::vector<std::string> argv = {SelfExecutable(), "learner", "--scheduler", endpoint};
     for (const std::string& s : learner::LearnerOptionSets(lo)) {
@@ -303,20 +353,17 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     }
     TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
                             ChildProcess::Spawn(argv, (logs / "learner.log").string()));
-    learner_proc.emplace(std::move(l));
+    children.Add("learner", std::move(l), (logs / "learner.log").string(), true);
     return OkStatus();
   };
   Result<scheduler::RlSummary> out =
       scheduler::RunRl(rl, std::move(train), tokenizer, spawn, &g_train_stop);
   // The learner writes its final checkpoint on Shutdown before it exits.
-  if (learner_proc && !learner_proc->Wait(120000)) learner_proc->Terminate(2000);
-  for (ChildProcess& w : workers) {
-    if (!w.Wait(5000)) w.Terminate(1000);
-  }
+  children.WaitOrTerminate("learner", out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
+  children.WaitOrTerminateAll(out.ok() ? 5000 : 0);  // a failed run stops its workers at once
   TREEPO_RETURN_IF_ERROR(out.status());
-  if (learner_proc && learner_proc->exit_code() != 0) {
-    return Internal("the learner exited with code " + std::to_string(learner_proc->exit_code()) +
-                    " (see " + (logs / "learner.log").string() + ")");
+  if (const ChildProcess* l = children.Find("learner"); l != nullptr && l->exit_code() != 0) {
+    return Internal(children.Describe("learner"));
   }
 
   // Every checkpoint of this run gets the base's tokenizer and task knobs, so `treepo eval

@@ -40,6 +40,8 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--scheduler-timeout-ms", opts->scheduler_timeout_ms,
                   "exit when the scheduler is silent this long")
       ->capture_default_str();
+  cmd->add_flag("--debug-drop-tasks", opts->debug_drop_tasks,
+                "testing: never run or answer tasks (heartbeats go on)");
   cmd->callback([opts, exit_code] {
     InitLogging(opts->name.empty() ? "worker" : opts->name);
     std::signal(SIGINT, OnStopSignal);

@@ -361,8 +361,10 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(options.rollout.service));
   Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);
+  service->set_liveness_probe(options.rollout.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   Result<RlSummary> out = loop.Run();
+  service->set_liveness_probe(nullptr);  // the children exit on Shutdown now
   loop.Shutdown(out.ok() ? "training complete" : "training failed");
   return out;
 }

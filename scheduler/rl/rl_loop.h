@@ -37,7 +37,11 @@ struct RlOptions {
   // rollout.{mode, width, segment_tokens, max_depth, branch, init_divergence,
   // max_init_divergence, temperature, top_p, top_k, reward, max_concurrent_queries}; seed;
   // scheduler.{heartbeat_interval_ms, heartbeat_timeout_ms, max_task_attempts,
-  // max_tasks_per_worker, max_sequences_per_worker}. The path fields are not used.
+  // max_tasks_per_worker, max_sequences_per_worker, wait_workers_timeout_ms} and the deadline
+  // keys (LoadDeadlineKeys); sync.{wait_learner_timeout_ms, train_timeout_ms}. A learner or
+  // worker process that exits is noticed at once by the launcher's probe
+  // (rollout.liveness_probe); the timeouts bound live processes that stop answering. The path
+  // fields are not used.
   RolloutJobOptions rollout;
   int64_t steps = 20;                    // steps: total RL steps (a resumed run continues up to it)
   int64_t start_step = 0;                // set from the checkpoint when resuming
@@ -49,7 +53,7 @@ struct RlOptions {
   int max_staleness = 1;                 // sync.max_staleness: async bound k (>= 1)
   int workers = 2;                       // workers to wait for before the first step
   int wait_learner_timeout_ms = 120000;  // for the learner to register and publish
-  int train_timeout_ms = 1800000;        // for one TrainDone (and the weights' arrival)
+  int train_timeout_ms = 600000;         // for one TrainDone (and the weights' arrival)
   std::string metrics_path;              // metrics JSON lines (appended); "" = none
   std::string trees_dir;                 // per-step tree files; "" = none
   bool progress = true;                  // progress bar and a status line per step on stderr

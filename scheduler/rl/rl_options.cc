@@ -54,6 +54,10 @@ Status LoadRlOptions(const Config& c, RlOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.max_tasks_per_worker", &s.dispatch.max_tasks_per_worker));
   TREEPO_RETURN_IF_ERROR(
       c.Get("scheduler.max_sequences_per_worker", &s.dispatch.max_sequences_per_worker));
+  TREEPO_RETURN_IF_ERROR(LoadDeadlineKeys(c, "scheduler.", &s.dispatch));
+  TREEPO_RETURN_IF_ERROR(c.Get("scheduler.wait_workers_timeout_ms", &r.wait_workers_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("sync.wait_learner_timeout_ms", &o->wait_learner_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("sync.train_timeout_ms", &o->train_timeout_ms));
   return OkStatus();
 }
 

@@ -65,6 +65,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("max_tasks_per_worker", &s.dispatch.max_tasks_per_worker));
   TREEPO_RETURN_IF_ERROR(c.Get("max_sequences_per_worker", &s.dispatch.max_sequences_per_worker));
   TREEPO_RETURN_IF_ERROR(c.Get("min_free_pages", &s.dispatch.min_free_pages));
+  TREEPO_RETURN_IF_ERROR(LoadDeadlineKeys(c, "", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(c.CheckAllConsumed());
   return o->Validate();
 }
@@ -198,6 +199,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
 
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(o.service));
+  service->set_liveness_probe(o.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   TREEPO_RETURN_IF_ERROR(service->WaitForWorkers(o.min_workers, o.wait_workers_timeout_ms, stop));
   spdlog::info("rolling out {} queries ({} mode, w={} L={} d={} b={}) on {} workers",
@@ -216,6 +218,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   ro.on_tree = [&trees](size_t q, const TreeRecord& tree) { return trees.Add(q, tree); };
   Result<RolloutOutput> out = RunRollout(service.get(), records->size(), setup.factory, ro, stop);
   bar.Finish(out.ok() ? "done" : "failed");
+  service->set_liveness_probe(nullptr);  // workers exit on Shutdown now
   service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();
   // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
   for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();

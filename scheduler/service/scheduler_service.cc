@@ -59,8 +59,34 @@ Status SchedulerService::Pump(int timeout_ms) {
                  options_.heartbeat_timeout_ms);
     OnWorkerDead(id);
   }
+  ExpireLateTasks();
+  if (liveness_probe_) {
+    Status st = liveness_probe_();
+    if (!st.ok()) return st;
+  }
   TREEPO_RETURN_IF_ERROR(Dispatch());
   return fatal_;
+}
+
+void SchedulerService::ExpireLateTasks() {
+  const Expiry e = dispatcher_.ExpireLate(clock_->NowMs());
+  for (const auto& [task, worker] : e.late) {
+    ++counters_.late_tasks;
+    ++counters_.redispatched_tasks;
+    spdlog::warn("task {} missed its deadline on worker {}: re-dispatched", task.value(),
+                 worker.value());
+  }
+  for (WorkerId w : e.fence) {
+    spdlog::warn("worker {} missed {} task deadlines in a row: fenced", w.value(),
+                 options_.dispatch.max_missed_deadlines);
+    OnWorkerDead(w);
+  }
+  if (e.hopeless && fatal_.ok()) {
+    fatal_ =
+        DeadlineExceeded("task " + std::to_string(e.hopeless->value()) + " missed its deadline " +
+                         std::to_string(options_.dispatch.max_task_deadline_misses) +
+                         " times (no worker answers it)");
+  }
 }
 
 Status SchedulerService::WaitForWorkers(int count, int timeout_ms, const std::atomic<bool>* stop) {
@@ -271,6 +297,10 @@ void SchedulerService::OnWorkerDead(WorkerId id) {
 }
 
 Status SchedulerService::Dispatch() {
+  for (auto& [w, nodes] : dispatcher_.TakeReleases()) {
+    const WorkerEntry* e = registry_.Find(w);
+    if (e != nullptr && e->alive) SendToWorker(w, pr::ReleaseNodes{std::move(nodes)}).IgnoreError();
+  }
   for (auto& [w, batch] : dispatcher_.Assign()) {
     const size_t n = batch.tasks.size();
     Status st = SendToWorker(w, std::move(batch));

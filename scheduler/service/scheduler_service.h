@@ -70,8 +70,10 @@ class SchedulerService {
   const std::string& endpoint() const;
 
   // One loop turn: waits up to timeout_ms for traffic, handles every waiting frame, declares
-  // silent workers dead (their tasks go back to the queue), places queued tasks and sends one
-  // SegmentTaskBatch per worker. Errors are fatal (socket failure, a task refused too often).
+  // silent workers dead (their tasks go back to the queue), takes back tasks past their
+  // deadline (fencing workers that miss max_missed_deadlines in a row), runs the liveness
+  // probe, places queued tasks and sends one SegmentTaskBatch per worker. Errors are fatal
+  // (socket failure, a task refused or late too often, the probe's error).
   Status Pump(int timeout_ms);
   // Pumps until `count` workers are live; kDeadlineExceeded after timeout_ms, kCancelled
   // when *stop becomes true (stop may be null).
@@ -94,6 +96,10 @@ class SchedulerService {
   // timeout_ms passes.
   Status ShutdownWorkers(const std::string& reason);
 
+  // Called by every Pump() before it dispatches (on the loop thread, so it must not block): the
+  // launcher checks its child processes there. An error it returns ends the Pump with that
+  // error. Empty: none.
+  void set_liveness_probe(std::function<Status()> probe) { liveness_probe_ = std::move(probe); }
   void set_result_sink(ResultSink* sink) { sink_ = sink; }
   void set_learner_handler(LearnerHandler* handler) { learner_handler_ = handler; }
   // The weight version stamped on tasks and told to registering workers.
@@ -113,6 +119,7 @@ class SchedulerService {
     int64_t rejections = 0;
     int64_t dead_workers = 0;
     int64_t redispatched_tasks = 0;
+    int64_t late_tasks = 0;  // tasks taken back past their deadline
   };
   const Counters& counters() const { return counters_; }
 
@@ -124,6 +131,8 @@ class SchedulerService {
   void ReplyError(const std::string& peer, const Status& status, protocols::MessageType about);
   Status SendToPeer(const std::string& peer, protocols::Payload payload);
   void OnWorkerDead(WorkerId id);
+  // Takes back tasks past their deadline, fences workers that miss too many.
+  void ExpireLateTasks();
   Status Dispatch();
 
   SchedulerOptions options_;
@@ -134,6 +143,7 @@ class SchedulerService {
   Dispatcher dispatcher_;
   ResultSink* sink_ = nullptr;
   LearnerHandler* learner_handler_ = nullptr;
+  std::function<Status()> liveness_probe_;
   WeightVersion weight_version_;
   Status fatal_;
   uint64_t next_task_id_ = 1;

@@ -2,9 +2,14 @@
 // the scheduler in process, 2 workers and 1 learner as child processes on loopback. Checks
 // that versions advance, every worker ends on the newest version, every node of every step's
 // trees was computed by that step's version (sync mode: no segment mixes versions), and that
-// a run resumed from a checkpoint continues from its step.
+// a run resumed from a checkpoint continues from its step. Supervision: a learner that dies of
+// a config error or of SIGKILL mid-run ends `train` within seconds with the learner's own
+// message (the tail of logs/learner.log); an output directory that cannot be written is
+// refused before any work.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "cluster/child_process.h"
 #include "common/testing/paths.h"
 #include "common/tree/tree_record.h"
+#include "tests/e2e_chaos/e2e_util.h"
 
 namespace {
 
@@ -64,16 +71,20 @@ class TrainE2eTest : public ::testing::Test {
     ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
   }
 
+  // The `treepo train` command line with tiny settings.
+  std::string TrainCommand(const fs::path& out, const std::string& extra) const {
+    return binary_ + " train --set model.base=" + (root_ / "base").string() +
+           " --set out_dir=" + out.string() +
+           " --set rollout.queries_per_step=2 --set rollout.width=2 --set "
+           "rollout.segment_tokens=8" +
+           " --set rollout.max_depth=2 --set rollout.branch=2 --set task.train_problems=50" +
+           " --set learner.lr=1e-3 --set output.checkpoint_every=2 --set output.progress=false" +
+           " --set cluster.worker_pages=256 " + extra;
+  }
+
   // `treepo train` with tiny settings; returns its exit code (log in <out>.log).
   int Train(const fs::path& out, const std::string& extra) {
-    const std::string cmd =
-        binary_ + " train --set model.base=" + (root_ / "base").string() +
-        " --set out_dir=" + out.string() +
-        " --set rollout.queries_per_step=2 --set rollout.width=2 --set rollout.segment_tokens=8" +
-        " --set rollout.max_depth=2 --set rollout.branch=2 --set task.train_problems=50" +
-        " --set learner.lr=1e-3 --set output.checkpoint_every=2 --set output.progress=false" +
-        " --set cluster.worker_pages=256 " + extra;
-    return Shell(cmd, out.string() + ".log");
+    return Shell(TrainCommand(out, extra), out.string() + ".log");
   }
 
   // Every node of trees/step_N.jsonl was computed by version base + N.
@@ -154,6 +165,69 @@ TEST_F(TrainE2eTest, UnknownKeyIsAnError) {
   const fs::path out = root_ / "bad";
   EXPECT_NE(Train(out, "--set rollout.widht=3"), 0);
   EXPECT_NE(ReadAll(out.string() + ".log").find("widht"), std::string::npos);
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+TEST_F(TrainE2eTest, LearnerConfigErrorIsReportedAtOnceWithTheLearnersMessage) {
+  const fs::path out = root_ / "bad_estimator";
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_NE(Train(out, "--set learner.estimator=nope --set eval.before=false"), 0);
+  const std::string log = ReadAll(out.string() + ".log");
+  EXPECT_LT(SecondsSince(start), 30.0) << log;
+  EXPECT_NE(log.find("learner exited (exit code 1)"), std::string::npos) << log;
+  EXPECT_NE(log.find("nope"), std::string::npos) << log;  // the learner's own words
+  EXPECT_EQ(log.find("timed out"), std::string::npos) << log;
+}
+
+TEST_F(TrainE2eTest, SigkillOfTheLearnerMidRunEndsTrainWithinSeconds) {
+  const fs::path out = root_ / "killed_learner";
+  const std::string log = out.string() + ".log";
+  std::vector<std::string> argv = {"/bin/sh", "-c",
+                                   "exec " + TrainCommand(out,
+                                                          "--set steps=40 --set "
+                                                          "eval.before=false --set "
+                                                          "eval.after=false")};
+  auto train = treepo::cluster::ChildProcess::Spawn(argv, log);
+  ASSERT_TRUE(train.ok()) << train.status().ToString();
+  const std::string metrics = (out / "metrics.jsonl").string();
+  // Lines are written whole; a step line is one without "eval".
+  auto steps_done = [&] {
+    const std::string text = ReadAll(metrics);
+    return treepo::testing::CountOf(text, "\"step\"") - treepo::testing::CountOf(text, "\"eval\"");
+  };
+  ASSERT_TRUE(treepo::testing::WaitFor([&] { return steps_done() >= 1; }, 120000)) << ReadAll(log);
+  const pid_t learner = treepo::testing::FindChild(train->pid(), {"learner"});
+  ASSERT_GT(learner, 0) << ReadAll(log);
+  ASSERT_EQ(::kill(learner, SIGKILL), 0);
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(train->Wait(30000)) << "train did not end:\n" << ReadAll(log);
+  EXPECT_LT(SecondsSince(killed), 15.0);
+  EXPECT_EQ(train->exit_code(), 1);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("learner exited (signal 9)"), std::string::npos) << text;
+  EXPECT_NE(text.find("learner.log"), std::string::npos) << text;
+  EXPECT_LT(steps_done(), 40);
+}
+
+TEST_F(TrainE2eTest, AnOutDirThatCannotBeWrittenIsRefusedBeforeAnyWork) {
+  // A path under a regular file can never be a directory, whoever runs the test (root too).
+  const fs::path file = root_ / "a_file";
+  std::ofstream(file) << "x";
+  const fs::path out = file / "run";
+  const auto start = std::chrono::steady_clock::now();
+  // A missing base model would be pretrained first: the check must come before it.
+  const std::string cmd = binary_ + " train --set model.base=" + (root_ / "no_base").string() +
+                          " --set out_dir=" + out.string();
+  EXPECT_EQ(Shell(cmd, root_ / "bad_out.log"), 1);
+  const std::string log = ReadAll(root_ / "bad_out.log");
+  EXPECT_LT(SecondsSince(start), 10.0);
+  EXPECT_NE(log.find("out_dir"), std::string::npos) << log;
+  EXPECT_NE(log.find("cannot be created"), std::string::npos) << log;
+  EXPECT_EQ(log.find("pretraining"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(root_ / "no_base"));
 }
 
 }  // namespace

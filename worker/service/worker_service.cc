@@ -184,6 +184,11 @@ class WorkerLoop {
 
   Status Handle(const pr::Message& m) {
     if (const auto* batch = m.get_if<pr::SegmentTaskBatch>()) {
+      if (o_.debug_drop_tasks) {
+        spdlog::warn("{}: dropping {} tasks unanswered (--debug-drop-tasks)", name_,
+                     batch->tasks.size());
+        return OkStatus();
+      }
       for (const pr::SegmentTask& t : batch->tasks) TREEPO_RETURN_IF_ERROR(Accept(t));
     } else if (const auto* rel = m.get_if<pr::ReleaseNodes>()) {
       for (NodeId n : rel->node_ids) {

@@ -30,6 +30,9 @@ struct WorkerOptions {
   // Give up when nothing came from the scheduler for this long (registration included).
   int scheduler_timeout_ms = 15000;
   int register_retry_ms = 1000;  // resend RegisterWorker when no RegisterAck came in this time
+  // Testing only: take task batches and never run or answer them (heartbeats go on), the
+  // way a wedged engine would; the scheduler's task deadlines must recover from it.
+  bool debug_drop_tasks = false;
 
   Status Validate() const;
 };

@@ -1,0 +1,132 @@
+// Task deadlines end to end: `treepo scheduler` and three `treepo worker` processes on
+// loopback. One worker is SIGSTOPped for good once it has delivered results (its heartbeats
+// stop too), one takes tasks and never answers them while it keeps heartbeating
+// (--debug-drop-tasks). The rollout still completes on the third, with every query's w
+// leaves, and the silent worker's tasks are taken back at their deadline. And `treepo rollout`
+// whose only worker process dies ends at once with the worker's exit status.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "cluster/child_process.h"
+#include "common/testing/paths.h"
+#include "common/tree/tree_record.h"
+#include "tests/e2e_chaos/e2e_util.h"
+
+namespace treepo {
+namespace {
+
+namespace fs = std::filesystem;
+using cluster::ChildProcess;
+using testing::ReadAll;
+using testing::WaitForText;
+
+class StallE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    binary_ = testing::TreepoBinary();
+    const fs::path shared = testing::SharedDir();
+    model_ = (shared / "models/stories260K/stories260K.bin").string();
+    tokenizer_ = (shared / "models/stories260K/tok512.bin").string();
+    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
+    if (!fs::exists(model_)) GTEST_SKIP() << "needs " << model_;
+    dir_ = testing::FreshTempDir("stall_e2e");
+    prompts_ = dir_ + "/prompts.jsonl";
+    std::ofstream p(prompts_);
+    const char* texts[] = {"Once upon a time", "The little dog", "Lily and Tom went to the park",
+                           "One day, a cat",   "The sun was",    "Tim had a red ball"};
+    for (int i = 0; i < 6; ++i) {
+      p << "{\"id\": \"q" << i << "\", \"prompt\": \"" << texts[i] << "\", \"answer\": \"" << i
+        << "\"}\n";
+    }
+  }
+  void TearDown() override {
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+  }
+
+  std::string dir_, binary_, model_, tokenizer_, prompts_;
+};
+
+TEST_F(StallE2eTest, APausedWorkerAndOneThatNeverAnswersDoNotStallTheRollout) {
+  const std::string out = dir_ + "/trees.jsonl", slog = dir_ + "/scheduler.log";
+  {
+    std::ofstream c(dir_ + "/scheduler.toml");
+    c << "model = \"" << model_ << "\"\ntokenizer = \"" << tokenizer_ << "\"\nprompts = \""
+      << prompts_ << "\"\nout = \"" << out << "\"\nwidth = 8\nsegment_tokens = 16\n"
+      << "max_depth = 4\nseed = 3\nmin_workers = 3\nmax_concurrent_queries = 6\n"
+      << "heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 1000\n"
+      << "task_deadline_floor_ms = 3000\n";
+  }
+  auto sched = ChildProcess::Spawn({binary_, "scheduler", "--config", dir_ + "/scheduler.toml",
+                                    "--endpoint-file", dir_ + "/endpoint"},
+                                   slog);
+  ASSERT_TRUE(sched.ok()) << sched.status().ToString();
+  ASSERT_TRUE(WaitForText(dir_ + "/endpoint", "tcp://", 20000)) << ReadAll(slog);
+  std::string ep = ReadAll(dir_ + "/endpoint");
+  ep.erase(ep.find_last_not_of('\n') + 1);
+
+  auto worker = [&](const std::string& name, bool drop) {
+    std::vector<std::string> argv = {binary_,   "worker", "--scheduler", ep,
+                                     "--model", model_,   "--name",      name};
+    if (drop) argv.push_back("--debug-drop-tasks");
+    return ChildProcess::Spawn(argv, dir_ + "/" + name + ".log");
+  };
+  // Registration order fixes the ids: sleeper 1, mute 2, worker 3.
+  auto sleeper = worker("sleeper", false);
+  ASSERT_TRUE(sleeper.ok());
+  ASSERT_TRUE(WaitForText(slog, "worker 1 'sleeper' registered", 20000)) << ReadAll(slog);
+  auto mute = worker("mute", true);
+  ASSERT_TRUE(mute.ok());
+  ASSERT_TRUE(WaitForText(slog, "worker 2 'mute' registered", 20000)) << ReadAll(slog);
+  auto good = worker("good", false);
+  ASSERT_TRUE(good.ok());
+  ASSERT_TRUE(WaitForText(slog, "worker 1 delivered its first results", 30000)) << ReadAll(slog);
+  sleeper->Signal(SIGSTOP);  // for good: no results, no heartbeats
+
+  ASSERT_TRUE(sched->Wait(90000)) << "the rollout stalled:\n" << ReadAll(slog);
+  EXPECT_EQ(sched->exit_code(), 0) << ReadAll(slog);
+  const std::string log = ReadAll(slog);
+  EXPECT_NE(log.find("missed its deadline on worker 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("worker 1 missed heartbeats"), std::string::npos) << log;
+  auto trees = ReadTreeFile(out);
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  ASSERT_EQ(trees->size(), 6u);
+  std::set<uint32_t> workers;
+  for (const TreeRecord& t : *trees) {
+    EXPECT_TRUE(t.Validate().ok()) << t.Validate().ToString();
+    EXPECT_EQ(t.leaves.size(), 8u) << t.query_id;
+    for (const TreeNodeRecord& n : t.nodes) workers.insert(n.worker);
+  }
+  EXPECT_EQ(workers.count(2), 0u);  // the mute worker answered nothing
+  EXPECT_EQ(workers.count(0), 0u);
+  sleeper->Signal(SIGKILL);
+  EXPECT_TRUE(good->Wait(10000));
+}
+
+TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
+  // The workers cannot load this "model"; the scheduler never reads it (vocab_size is given).
+  const std::string bad_model = dir_ + "/bad_model.bin";
+  std::ofstream(bad_model) << "not a model";
+  const std::string log = dir_ + "/rollout.log";
+  const auto start = std::chrono::steady_clock::now();
+  auto rollout = ChildProcess::Spawn(
+      {binary_, "rollout", "--model", bad_model, "--tokenizer", tokenizer_, "--prompts", prompts_,
+       "--workers", "1", "--set", "vocab_size=512", "--set", "progress=false"},
+      log);
+  ASSERT_TRUE(rollout.ok());
+  ASSERT_TRUE(rollout->Wait(25000)) << "still waiting for workers:\n" << ReadAll(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  EXPECT_EQ(rollout->exit_code(), 1);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("worker-1 exited (exit code 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("every worker process has exited"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace treepo
