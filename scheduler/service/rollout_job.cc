@@ -9,6 +9,7 @@
 #include "common/model/tokenizer.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
+#include "scheduler/dataset/prompt_admission.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/tree_driver.h"
 
@@ -81,6 +82,7 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
   j["segments"] = s.segments;
   j["tasks"] = s.tasks;
   j["redispatched_tasks"] = s.redispatched_tasks;
+  j["prompts_skipped"] = s.prompts_skipped;
   double reward_sum = 0;
   int64_t n = 0;
   for (const TreeRecord& t : output.trees) {
@@ -117,10 +119,15 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
 
 namespace {
 
-Result<int> VocabSize(const RolloutJobOptions& o) {
-  if (o.vocab_size > 0) return o.vocab_size;
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
-  return w.config.vocab_size;
+// The model's vocabulary and context (max_seq_len 0, unknown, when only vocab_size is set).
+Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o) {
+  model::ModelConfig c;
+  if (!o.model_path.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
+    c = w.config;
+  }
+  if (o.vocab_size > 0) c.vocab_size = o.vocab_size;
+  return c;
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
@@ -146,11 +153,22 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     prompts.resize(static_cast<size_t>(o.max_queries));
   }
   if (prompts.empty()) return InvalidArgument(o.prompts_path + " holds no prompts");
-  TREEPO_ASSIGN_OR_RETURN(const int vocab, VocabSize(o));
+  TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig shape, ModelShape(o));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, vocab));
+                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, shape.vocab_size));
   auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
-  auto records = std::make_shared<const std::vector<PromptRecord>>(std::move(prompts));
+  // Every prompt is tokenized here, before the service loop starts.
+  TREEPO_ASSIGN_OR_RETURN(
+      const int64_t max_prompt_tokens,
+      MaxPromptTokens(shape.max_seq_len, static_cast<int64_t>(o.max_depth) * o.segment_tokens));
+  const size_t loaded = prompts.size();
+  AdmittedPrompts admitted = AdmitPrompts(std::move(prompts), *tokenizer, max_prompt_tokens);
+  if (admitted.records.empty()) {
+    return InvalidArgument("all " + std::to_string(loaded) + " prompts of " + o.prompts_path +
+                           " are longer than the " + std::to_string(max_prompt_tokens) +
+                           " tokens that leave room for the response in the model's context");
+  }
+  auto records = std::make_shared<const std::vector<PromptRecord>>(std::move(admitted.records));
   TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(o, records, tokenizer));
 
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
@@ -175,6 +193,11 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
   for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();
   if (!out.ok()) return out.status();
+  out->stats.prompts_skipped = static_cast<int64_t>(admitted.skipped.size());
+  if (!admitted.skipped.empty()) {
+    spdlog::warn("{} of {} prompts skipped: too long for the model's context",
+                 admitted.skipped.size(), loaded);
+  }
   if (!o.out_path.empty()) TREEPO_RETURN_IF_ERROR(WriteTreeFile(o.out_path, out->trees));
   if (!o.summary_path.empty()) {
     TREEPO_RETURN_IF_ERROR(WriteText(o.summary_path, RolloutSummaryJson(*out, o)));

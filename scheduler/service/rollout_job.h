@@ -57,7 +57,7 @@ Status LoadRolloutJobOptions(const Config& config, RolloutJobOptions* options);
 
 // The summary JSON (one object): queries, leaves, wall_s, trajectories_per_s, tokens_per_s,
 // tokens_decoded, tokens_prefilled, unique_tree_tokens, segments, tasks, redispatched_tasks,
-// mean_reward, worker_utilisation ({name: fraction}), workers (details), options.
+// prompts_skipped, mean_reward, worker_utilisation ({name: fraction}), workers (details), options.
 std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOptions& options);
 
 // Runs the job. `on_bound(endpoint)` runs once the Router is bound, before waiting for
