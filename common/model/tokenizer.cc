@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 
 namespace treepo::model {
@@ -172,10 +173,12 @@ namespace {
 constexpr float kNoMergeScore = -1e10f;
 
 // A symbol of the text being merged: a token covering the initial positions [self, next).
+// `Index` is int32_t, or int64_t for texts of 2^31 symbols or more.
+template <typename Index>
 struct Symbol {
-  int32_t id;    // token id; kDeadSymbol once merged into its left neighbour
-  int32_t prev;  // previous live symbol, -1 for the first
-  int32_t next;  // next live symbol, the symbol count for the last
+  int32_t id;  // token id; kDeadSymbol once merged into its left neighbour
+  Index prev;  // previous live symbol, -1 for the first
+  Index next;  // next live symbol, the symbol count for the last
 };
 constexpr int32_t kDeadSymbol = -1;
 
@@ -183,71 +186,84 @@ constexpr int32_t kDeadSymbol = -1;
 // formed. Merging only ever widens a symbol, and a symbol's token is a function of the
 // positions it covers, so the pair is still the same iff `left` is alive and its right
 // neighbour still ends at `right_end`; any other entry is stale and skipped.
+template <typename Index>
 struct Candidate {
-  float score;        // score of `merged`
-  int32_t left;       // position of the left symbol
-  int32_t right_end;  // where the right symbol ended when the pair formed
-  int32_t merged;     // id of the concatenated piece
+  float score;      // score of `merged`
+  int32_t merged;   // id of the concatenated piece
+  Index left;       // position of the left symbol
+  Index right_end;  // where the right symbol ended when the pair formed
 };
 
 // Heap order: the highest score first, then the leftmost pair (llama2.c's tie-break).
-bool PopsAfter(const Candidate& a, const Candidate& b) {
+template <typename Index>
+bool PopsAfter(const Candidate<Index>& a, const Candidate<Index>& b) {
   if (a.score != b.score) return a.score < b.score;
   return a.left > b.left;
+}
+
+// Applies llama2.c's merges to `tokens` in place. `lookup(piece)` is the id of a piece or -1.
+template <typename Index, typename Lookup>
+void MergeSymbols(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                  const Lookup& lookup, std::vector<int32_t>* tokens) {
+  const Index n = static_cast<Index>(tokens->size());
+  if (n < 2) return;
+  std::vector<Symbol<Index>> symbols(n);
+  for (Index i = 0; i < n; ++i) symbols[i] = Symbol<Index>{(*tokens)[i], i - 1, i + 1};
+  std::vector<Candidate<Index>> heap;
+  heap.reserve(n);
+  std::string concat;
+  // The candidate for `left` and its right neighbour, if their concatenation is a piece that
+  // llama2.c would merge.
+  auto candidate = [&](Index left, Candidate<Index>* out) {
+    const Index right = symbols[left].next;
+    if (right >= n) return false;
+    concat = pieces[symbols[left].id];
+    concat += pieces[symbols[right].id];
+    const int32_t id = lookup(concat);
+    if (id < 0 || !(scores[id] > kNoMergeScore)) return false;
+    *out = Candidate<Index>{scores[id], id, left, symbols[right].next};
+    return true;
+  };
+  Candidate<Index> c;
+  for (Index i = 0; i + 1 < n; ++i) {
+    if (candidate(i, &c)) heap.push_back(c);
+  }
+  std::make_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+  auto push = [&](Index left) {
+    if (!candidate(left, &c)) return;
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+  };
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+    const Candidate<Index> best = heap.back();
+    heap.pop_back();
+    Symbol<Index>& left = symbols[best.left];
+    if (left.id == kDeadSymbol || left.next >= n || symbols[left.next].next != best.right_end) {
+      continue;  // stale: one side was merged since this pair formed
+    }
+    Symbol<Index>& right = symbols[left.next];
+    left.id = best.merged;
+    left.next = right.next;
+    if (right.next < n) symbols[right.next].prev = best.left;
+    right.id = kDeadSymbol;
+    if (left.prev >= 0) push(left.prev);
+    push(best.left);
+  }
+  size_t out = 0;
+  for (Index i = 0; i < n; i = symbols[i].next) (*tokens)[out++] = symbols[i].id;
+  tokens->resize(out);
 }
 
 }  // namespace
 
 void Tokenizer::MergePairs(std::vector<int32_t>* tokens) const {
-  const int32_t n = static_cast<int32_t>(tokens->size());
-  if (n < 2) return;
-  std::vector<Symbol> symbols(n);
-  for (int32_t i = 0; i < n; ++i) symbols[i] = Symbol{(*tokens)[i], i - 1, i + 1};
-  std::vector<Candidate> heap;
-  heap.reserve(n);
-  std::string concat;
-  // The candidate for `left` and its right neighbour, if their concatenation is a piece that
-  // llama2.c would merge.
-  auto candidate = [&](int32_t left, Candidate* out) {
-    const int32_t right = symbols[left].next;
-    if (right >= n) return false;
-    concat = pieces_[symbols[left].id];
-    concat += pieces_[symbols[right].id];
-    const int32_t id = Lookup(concat);
-    if (id < 0 || !(scores_[id] > kNoMergeScore)) return false;
-    *out = Candidate{scores_[id], left, symbols[right].next, id};
-    return true;
-  };
-  auto push = [&](int32_t left) {
-    Candidate c;
-    if (!candidate(left, &c)) return;
-    heap.push_back(c);
-    std::push_heap(heap.begin(), heap.end(), PopsAfter);
-  };
-  Candidate c;
-  for (int32_t i = 0; i + 1 < n; ++i) {
-    if (candidate(i, &c)) heap.push_back(c);
+  auto lookup = [this](std::string_view piece) { return Lookup(piece); };
+  if (tokens->size() < static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    MergeSymbols<int32_t>(pieces_, scores_, lookup, tokens);
+  } else {
+    MergeSymbols<int64_t>(pieces_, scores_, lookup, tokens);
   }
-  std::make_heap(heap.begin(), heap.end(), PopsAfter);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), PopsAfter);
-    c = heap.back();
-    heap.pop_back();
-    Symbol& left = symbols[c.left];
-    if (left.id == kDeadSymbol || left.next >= n || symbols[left.next].next != c.right_end) {
-      continue;  // stale: one side was merged since this pair formed
-    }
-    Symbol& right = symbols[left.next];
-    left.id = c.merged;
-    left.next = right.next;
-    if (right.next < n) symbols[right.next].prev = c.left;
-    right.id = kDeadSymbol;
-    if (left.prev >= 0) push(left.prev);
-    push(c.left);
-  }
-  int32_t out = 0;
-  for (int32_t i = 0; i < n; i = symbols[i].next) (*tokens)[out++] = symbols[i].id;
-  tokens->resize(out);
 }
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
