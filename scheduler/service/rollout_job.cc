@@ -161,6 +161,9 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   TREEPO_ASSIGN_OR_RETURN(
       const int64_t max_prompt_tokens,
       MaxPromptTokens(shape.max_seq_len, static_cast<int64_t>(o.max_depth) * o.segment_tokens));
+  if (shape.max_seq_len <= 0) {
+    spdlog::info("no model given: prompt lengths are not checked against its context");
+  }
   const size_t loaded = prompts.size();
   AdmittedPrompts admitted = AdmitPrompts(std::move(prompts), *tokenizer, max_prompt_tokens);
   if (admitted.records.empty()) {
@@ -188,16 +191,12 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     bar.Update(done, std::to_string(service->registry().live_count()) + " workers");
   };
   Result<RolloutOutput> out = RunRollout(service.get(), records->size(), setup.factory, ro, stop);
+  if (out.ok()) out->stats.prompts_skipped = static_cast<int64_t>(admitted.skipped.size());
   bar.Finish(out.ok() ? "done" : "failed");
   service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();
   // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
   for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();
   if (!out.ok()) return out.status();
-  out->stats.prompts_skipped = static_cast<int64_t>(admitted.skipped.size());
-  if (!admitted.skipped.empty()) {
-    spdlog::warn("{} of {} prompts skipped: too long for the model's context",
-                 admitted.skipped.size(), loaded);
-  }
   if (!o.out_path.empty()) TREEPO_RETURN_IF_ERROR(WriteTreeFile(o.out_path, out->trees));
   if (!o.summary_path.empty()) {
     TREEPO_RETURN_IF_ERROR(WriteText(o.summary_path, RolloutSummaryJson(*out, o)));
