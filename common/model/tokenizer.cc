@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 
 namespace treepo::model {
@@ -90,12 +91,11 @@ Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces,
                              pieces[kNumSpecial + b] + "', expected byte token " + want);
     }
   }
-  t.sorted_.reserve(pieces.size());
+  t.index_.reserve(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i) {
-    t.sorted_.emplace_back(pieces[i], static_cast<int32_t>(i));
+    // emplace keeps the first: a duplicated piece resolves to its lowest id.
+    t.index_.emplace(pieces[i], static_cast<int32_t>(i));
   }
-  // Sorted by (piece, id): a duplicated piece resolves to its lowest id.
-  std::sort(t.sorted_.begin(), t.sorted_.end());
   t.pieces_ = std::move(pieces);
   t.scores_ = std::move(scores);
   return t;
@@ -162,10 +162,108 @@ Status Tokenizer::SaveLlama2c(const std::string& path) const {
 }
 
 int32_t Tokenizer::Lookup(std::string_view piece) const {
-  auto it = std::lower_bound(
-      sorted_.begin(), sorted_.end(), piece,
-      [](const std::pair<std::string, int32_t>& e, std::string_view p) { return e.first < p; });
-  return it != sorted_.end() && it->first == piece ? it->second : -1;
+  auto it = index_.find(piece);
+  return it != index_.end() ? it->second : -1;
+}
+
+namespace {
+
+// llama2.c starts its search for the best pair at this score, so a merge whose result scores
+// this or lower never happens.
+constexpr float kNoMergeScore = -1e10f;
+
+// A symbol of the text being merged: a token covering the initial positions [self, next).
+// `Index` is int32_t, or int64_t for texts of 2^31 symbols or more.
+template <typename Index>
+struct Symbol {
+  int32_t id;  // token id; kDeadSymbol once merged into its left neighbour
+  Index prev;  // previous live symbol, -1 for the first
+  Index next;  // next live symbol, the symbol count for the last
+};
+constexpr int32_t kDeadSymbol = -1;
+
+// A possible merge of the live symbol `left` with its right neighbour, recorded when that pair
+// formed. Merging only ever widens a symbol, and a symbol's token is a function of the
+// positions it covers, so the pair is still the same iff `left` is alive and its right
+// neighbour still ends at `right_end`; any other entry is stale and skipped.
+template <typename Index>
+struct Candidate {
+  float score;      // score of `merged`
+  int32_t merged;   // id of the concatenated piece
+  Index left;       // position of the left symbol
+  Index right_end;  // where the right symbol ended when the pair formed
+};
+
+// Heap order: the highest score first, then the leftmost pair (llama2.c's tie-break).
+template <typename Index>
+bool PopsAfter(const Candidate<Index>& a, const Candidate<Index>& b) {
+  if (a.score != b.score) return a.score < b.score;
+  return a.left > b.left;
+}
+
+// Applies llama2.c's merges to `tokens` in place. `lookup(piece)` is the id of a piece or -1.
+template <typename Index, typename Lookup>
+void MergeSymbols(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                  const Lookup& lookup, std::vector<int32_t>* tokens) {
+  const Index n = static_cast<Index>(tokens->size());
+  if (n < 2) return;
+  std::vector<Symbol<Index>> symbols(n);
+  for (Index i = 0; i < n; ++i) symbols[i] = Symbol<Index>{(*tokens)[i], i - 1, i + 1};
+  std::vector<Candidate<Index>> heap;
+  heap.reserve(n);
+  std::string concat;
+  // The candidate for `left` and its right neighbour, if their concatenation is a piece that
+  // llama2.c would merge.
+  auto candidate = [&](Index left, Candidate<Index>* out) {
+    const Index right = symbols[left].next;
+    if (right >= n) return false;
+    concat = pieces[symbols[left].id];
+    concat += pieces[symbols[right].id];
+    const int32_t id = lookup(concat);
+    if (id < 0 || !(scores[id] > kNoMergeScore)) return false;
+    *out = Candidate<Index>{scores[id], id, left, symbols[right].next};
+    return true;
+  };
+  Candidate<Index> c;
+  for (Index i = 0; i + 1 < n; ++i) {
+    if (candidate(i, &c)) heap.push_back(c);
+  }
+  std::make_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+  auto push = [&](Index left) {
+    if (!candidate(left, &c)) return;
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+  };
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), PopsAfter<Index>);
+    const Candidate<Index> best = heap.back();
+    heap.pop_back();
+    Symbol<Index>& left = symbols[best.left];
+    if (left.id == kDeadSymbol || left.next >= n || symbols[left.next].next != best.right_end) {
+      continue;  // stale: one side was merged since this pair formed
+    }
+    Symbol<Index>& right = symbols[left.next];
+    left.id = best.merged;
+    left.next = right.next;
+    if (right.next < n) symbols[right.next].prev = best.left;
+    right.id = kDeadSymbol;
+    if (left.prev >= 0) push(left.prev);
+    push(best.left);
+  }
+  size_t out = 0;
+  for (Index i = 0; i < n; i = symbols[i].next) (*tokens)[out++] = symbols[i].id;
+  tokens->resize(out);
+}
+
+}  // namespace
+
+void Tokenizer::MergePairs(std::vector<int32_t>* tokens) const {
+  auto lookup = [this](std::string_view piece) { return Lookup(piece); };
+  if (tokens->size() < static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    MergeSymbols<int32_t>(pieces_, scores_, lookup, tokens);
+  } else {
+    MergeSymbols<int64_t>(pieces_, scores_, lookup, tokens);
+  }
 }
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) const {
@@ -192,41 +290,32 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) cons
     }
     i = j;
   }
-  // Merge the leftmost adjacent pair whose concatenation has the highest score, until none.
-  std::string merged;
-  while (true) {
-    float best_score = -1e10f;
-    int32_t best_id = -1;
-    size_t best_idx = 0;
-    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-      merged = pieces_[tokens[i]];
-      merged += pieces_[tokens[i + 1]];
-      const int32_t id = Lookup(merged);
-      if (id >= 0 && scores_[id] > best_score) {
-        best_score = scores_[id];
-        best_id = id;
-        best_idx = i;
-      }
-    }
-    if (best_id < 0) break;
-    tokens[best_idx] = best_id;
-    tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(best_idx) + 1);
-  }
+  MergePairs(&tokens);
   return tokens;
 }
 
-std::string Tokenizer::DecodeToken(int32_t prev, int32_t token) const {
-  if (token < 0 || token >= vocab_size() || token == bos_id() || token == eos_id()) return "";
+void Tokenizer::AppendToken(int32_t prev, int32_t token, std::string* out) const {
+  if (token < 0 || token >= vocab_size() || token == bos_id() || token == eos_id()) return;
   const std::string& piece = pieces_[token];
-  if (std::optional<char> byte = ParseBytePiece(piece)) return std::string(1, *byte);
-  if (prev == bos_id() && piece[0] == ' ') return piece.substr(1);
-  return piece;
+  if (std::optional<char> byte = ParseBytePiece(piece)) {
+    out->push_back(*byte);
+  } else if (prev == bos_id() && piece[0] == ' ') {
+    out->append(piece, 1);
+  } else {
+    out->append(piece);
+  }
+}
+
+std::string Tokenizer::DecodeToken(int32_t prev, int32_t token) const {
+  std::string out;
+  AppendToken(prev, token, &out);
+  return out;
 }
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& tokens, int32_t prev) const {
   std::string out;
   for (int32_t t : tokens) {
-    out += DecodeToken(prev, t);
+    AppendToken(prev, t, &out);
     prev = t;
   }
   return out;

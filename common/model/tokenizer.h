@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,8 +29,11 @@ class Tokenizer {
 
   // Encodes like llama2.c's `encode`: optional BOS, a leading space before non-empty text,
   // UTF-8 characters (unknown ones as byte tokens), then greedy merges by highest score
-  // (leftmost pair on ties). The leading space is the piece " " (its byte token if absent).
-  // Unlike llama2.c's C strings, a NUL byte in `text` is encoded (as <0x00>), not an end.
+  // (leftmost pair on ties; a merge scoring -1e10 or less never happens, as in llama2.c). The
+  // leading space is the piece " " (its byte token if absent). Unlike llama2.c's C strings, a
+  // NUL byte in `text` is encoded (as <0x00>), not an end. The result is llama2.c's token for
+  // token, in O(n log n) time and O(n) memory for n bytes (llama2.c's loop is quadratic): the
+  // candidate merges sit in a priority queue over a linked list of symbols.
   std::vector<int32_t> Encode(std::string_view text, bool add_bos) const;
   // Text of `token` when it follows `prev` (drops the leading space after BOS; byte tokens
   // become their raw byte). BOS/EOS and ids outside the vocabulary decode to "".
@@ -44,14 +49,24 @@ class Tokenizer {
   int eos_id() const { return 2; }
 
  private:
-  // Id of `piece`, or -1.
+  // Hashes std::string and std::string_view alike, so lookups take a view.
+  struct PieceHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+
+  // Id of `piece` (the lowest id if duplicated), or -1.
   int32_t Lookup(std::string_view piece) const;
+  // Applies the merges to `tokens` (initial symbols) in place.
+  void MergePairs(std::vector<int32_t>* tokens) const;
+  // Appends DecodeToken(prev, token) to `out`.
+  void AppendToken(int32_t prev, int32_t token, std::string* out) const;
 
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
   int max_token_length_ = 0;
-  // Sorted (piece, id) pairs for lookup during encoding.
-  std::vector<std::pair<std::string, int32_t>> sorted_;
+  // Piece -> lowest id with that piece, for lookup during encoding.
+  std::unordered_map<std::string, int32_t, PieceHash, std::equal_to<>> index_;
 };
 
 }  // namespace treepo::model

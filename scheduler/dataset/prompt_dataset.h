@@ -44,6 +44,9 @@ struct PromptRecord {
   std::string id;
   std::string prompt;
   std::optional<std::string> answer;
+  // BOS + the prompt's tokens once tokenized (AdmitPrompts, prompt_admission.h); empty until
+  // then, and a query driver tokenizes the prompt itself.
+  std::vector<int32_t> prompt_tokens;
 };
 
 // Parses JSON-lines text; `source` names it in error messages ("file.jsonl:12: ...").

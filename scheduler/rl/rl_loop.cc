@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
+#include "scheduler/dataset/prompt_admission.h"
 #include "scheduler/rl/weight_relay.h"
 #include "scheduler/service/rollout_runner.h"
 #include "scheduler/service/tree_driver.h"
@@ -358,6 +360,8 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
                         const std::atomic<bool>* stop) {
   TREEPO_RETURN_IF_ERROR(options.Validate());
   if (train.empty()) return InvalidArgument("RL: no train prompts");
+  // Every prompt is tokenized once, here, so that the service loop never tokenizes.
+  train = AdmitPrompts(std::move(train), *tokenizer, std::numeric_limits<int64_t>::max()).records;
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(options.rollout.service));
   Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);

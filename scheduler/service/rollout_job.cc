@@ -12,6 +12,7 @@
 #include "common/model/tokenizer.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
+#include "scheduler/dataset/prompt_admission.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/tree_driver.h"
 
@@ -85,6 +86,7 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
   j["segments"] = s.segments;
   j["tasks"] = s.tasks;
   j["redispatched_tasks"] = s.redispatched_tasks;
+  j["prompts_skipped"] = s.prompts_skipped;
   double reward_sum = 0;
   int64_t n = 0;
   for (const TreeRecord& t : output.trees) {
@@ -122,10 +124,15 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
 
 namespace {
 
-Result<int> VocabSize(const RolloutJobOptions& o) {
-  if (o.vocab_size > 0) return o.vocab_size;
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
-  return w.config.vocab_size;
+// The model's vocabulary and context (max_seq_len 0, unknown, when only vocab_size is set).
+Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o) {
+  model::ModelConfig c;
+  if (!o.model_path.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
+    c = w.config;
+  }
+  if (o.vocab_size > 0) c.vocab_size = o.vocab_size;
+  return c;
 }
 
 // Streams finished trees to the tree file in query order: a tree that finishes before an
@@ -190,11 +197,25 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     prompts.resize(static_cast<size_t>(o.max_queries));
   }
   if (prompts.empty()) return InvalidArgument(o.prompts_path + " holds no prompts");
-  TREEPO_ASSIGN_OR_RETURN(const int vocab, VocabSize(o));
+  TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig shape, ModelShape(o));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, vocab));
+                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, shape.vocab_size));
   auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
-  auto records = std::make_shared<const std::vector<PromptRecord>>(std::move(prompts));
+  // Every prompt is tokenized here, before the service loop starts.
+  TREEPO_ASSIGN_OR_RETURN(
+      const int64_t max_prompt_tokens,
+      MaxPromptTokens(shape.max_seq_len, static_cast<int64_t>(o.max_depth) * o.segment_tokens));
+  if (shape.max_seq_len <= 0) {
+    spdlog::info("no model given: prompt lengths are not checked against its context");
+  }
+  const size_t loaded = prompts.size();
+  AdmittedPrompts admitted = AdmitPrompts(std::move(prompts), *tokenizer, max_prompt_tokens);
+  if (admitted.records.empty()) {
+    return InvalidArgument("all " + std::to_string(loaded) + " prompts of " + o.prompts_path +
+                           " are longer than the " + std::to_string(max_prompt_tokens) +
+                           " tokens that leave room for the response in the model's context");
+  }
+  auto records = std::make_shared<const std::vector<PromptRecord>>(std::move(admitted.records));
   TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(o, records, tokenizer));
 
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
@@ -217,6 +238,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   TreeStream trees(std::move(writer));
   ro.on_tree = [&trees](size_t q, const TreeRecord& tree) { return trees.Add(q, tree); };
   Result<RolloutOutput> out = RunRollout(service.get(), records->size(), setup.factory, ro, stop);
+  if (out.ok()) out->stats.prompts_skipped = static_cast<int64_t>(admitted.skipped.size());
   bar.Finish(out.ok() ? "done" : "failed");
   service->set_liveness_probe(nullptr);  // workers exit on Shutdown now
   service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();

@@ -61,12 +61,14 @@ Status LoadRolloutJobOptions(const Config& config, RolloutJobOptions* options);
 
 // The summary JSON (one object): queries, leaves, wall_s, trajectories_per_s, tokens_per_s,
 // tokens_decoded, tokens_prefilled, unique_tree_tokens, segments, tasks, redispatched_tasks,
-// mean_reward, worker_utilisation ({name: fraction}), workers (details), options.
+// prompts_skipped, mean_reward, worker_utilisation ({name: fraction}), workers (details), options.
 std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOptions& options);
 
-// Runs the job. `on_bound(endpoint)` runs once the Router is bound, before waiting for
-// workers (the local launcher starts its workers there). After the rollout every worker is
-// sent Shutdown. `stop` may be null.
+// Runs the job. Every prompt is tokenized before the Router is bound; a prompt that leaves no
+// room for max_depth x segment_tokens response tokens in the model's context is skipped with a
+// warning (stats.prompts_skipped). `on_bound(endpoint)` runs once the Router is bound, before
+// waiting for workers (the local launcher starts its workers there). After the rollout every worker
+// is sent Shutdown. `stop` may be null.
 Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& options,
                                     const std::function<Status(const std::string&)>& on_bound,
                                     const std::atomic<bool>* stop);

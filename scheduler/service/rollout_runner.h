@@ -74,6 +74,7 @@ struct RolloutStats {
   int64_t segments = 0;            // accepted child results (tree nodes computed)
   int64_t tasks = 0;               // accepted task results
   int64_t redispatched_tasks = 0;  // after a worker died or refused
+  int64_t prompts_skipped = 0;     // too long for the context (set by the job, not RunRollout)
   std::vector<WorkerUsage> workers;
 };
 

@@ -137,7 +137,9 @@ Result<TreeDriverSetup> MakeTreeDriverSetup(
     q.name = r.id;
     q.prompt = r.prompt;
     q.answer = r.answer.value_or("");
-    q.prompt_tokens = tokenizer->Encode(r.prompt, /*add_bos=*/true);
+    // Tokenized when the set was loaded (AdmitPrompts), off the scheduler's loop.
+    q.prompt_tokens =
+        r.prompt_tokens.empty() ? tokenizer->Encode(r.prompt, /*add_bos=*/true) : r.prompt_tokens;
     auto d = std::make_unique<TreeQueryDriver>(q.id, job);
     TREEPO_RETURN_IF_ERROR(d->Init(std::move(q), sampler_options, detok));
     return std::unique_ptr<QueryDriver>(std::move(d));

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "common/model/tokenizer_test_util.h"
 #include "scheduler/task/arithmetic_task.h"
 
 namespace treepo::scheduler {
@@ -58,6 +61,26 @@ TEST(TaskTokenizerTest, EveryProblemRoundTrips) {
     ASSERT_EQ(joined, whole) << text;
     joined.push_back(tok->eos_id());
     EXPECT_EQ(tok->Decode(joined), text);
+  }
+}
+
+// The merge-queue encoder gives llama2.c's tokens on the task's problems and random text.
+TEST(TaskTokenizerTest, EncodesLikeLlama2csLoop) {
+  auto tok = BuildTaskTokenizer();
+  ASSERT_TRUE(tok.ok());
+  const model::testing::ReferenceEncoder ref(*tok);
+  auto task = ArithmeticTask::Create(ArithmeticOptions{});
+  ASSERT_TRUE(task.ok());
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    const ArithmeticProblem p = task->Generate(rng);
+    const std::string text = p.prompt + p.solution;
+    ASSERT_EQ(tok->Encode(text, true), ref.Encode(text, true)) << text;
+  }
+  for (int i = 0; i < 1000; ++i) {
+    const size_t bytes = i % 10 == 0 ? rng() % 800 : rng() % 100;
+    const std::string text = model::testing::RandomText(*tok, rng, bytes);
+    ASSERT_EQ(tok->Encode(text, i % 2 == 0), ref.Encode(text, i % 2 == 0)) << text;
   }
 }
 

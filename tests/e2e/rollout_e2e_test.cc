@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -215,6 +216,41 @@ TEST_F(RolloutE2eTest, SequentialModeGivesWidthLeaves) {
   a.insert(a.end(), {"--workers", "2", "--mode", "sequential"});
   ASSERT_EQ(Rollout(a, &trees), 0);
   CheckTrees(trees, 6, 4);
+}
+
+// A prompt too long for the model's context (stories260K: 512 positions) among normal ones is
+// skipped with a warning and counted; the others roll out as usual. The 20 KB prompt is
+// tokenized before the scheduler's loop starts (tokenizing it on the loop with a quadratic
+// encoder stalled heartbeats until the worker gave up).
+TEST_F(RolloutE2eTest, AnOverLongPromptIsSkippedAndCounted) {
+  {
+    std::ofstream p(prompts_);
+    const char* texts[] = {"Once upon a time", "The little dog", "Lily and Tom went to the park"};
+    for (int i = 0; i < 3; ++i) {
+      p << "{\"id\": \"q" << i << "\", \"prompt\": \"" << texts[i] << "\", \"answer\": \"1\"}\n";
+      if (i == 1) {
+        std::string longer;
+        while (longer.size() < 20000) longer += "The sun was big and the dog ran to the park. ";
+        p << "{\"id\": \"long\", \"prompt\": \"" << longer << "\"}\n";
+      }
+    }
+  }
+  const std::string summary = (dir_ / "summary.json").string();
+  std::vector<TreeRecord> trees;
+  std::vector<std::string> a = kSmall;
+  a.insert(a.end(), {"--workers", "1", "--summary-out", summary});
+  ASSERT_EQ(Rollout(a, &trees), 0);
+  CheckTrees(trees, 3, 4);
+  EXPECT_EQ(trees[0].query_id, "q0");
+  EXPECT_EQ(trees[1].query_id, "q1");
+  EXPECT_EQ(trees[2].query_id, "q2");
+  const std::string text = ReadAll(summary);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << text;
+  EXPECT_EQ(j.value("prompts_skipped", -1), 1) << text;
+  EXPECT_EQ(j.value("queries", -1), 3) << text;
+  const std::string log = ReadAll((dir_ / "rollout.log").string());
+  EXPECT_NE(log.find("prompt index 2 (id 'long'"), std::string::npos) << log;
 }
 
 TEST_F(RolloutE2eTest, UnknownConfigKeyIsAnError) {
