@@ -86,6 +86,7 @@ __attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, fl
 }
 
 constexpr int kTileRows = 3, kTileCols = 4;
+constexpr int kRowBlock = 48;  // a multiple of kTileRows
 
 template <int C>
 __attribute__((target("avx2,fma"))) void ColumnBlock(const float* x, const float* w, float* y,
@@ -107,23 +108,29 @@ __attribute__((target("avx2,fma"))) void Avx2Block(const float* x, const float* 
   alignas(32) int32_t lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = l < k % kLanes ? -1 : 0;
   const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
-  int j = j0;
-  for (; j + kTileCols <= j1; j += kTileCols) {
-    ColumnBlock<kTileCols>(x, w + static_cast<size_t>(j) * k, y + j, m, k, ldy, beta, mask);
-  }
-  const float* wj = w + static_cast<size_t>(j) * k;
-  switch (j1 - j) {
-    case 3:
-      ColumnBlock<3>(x, wj, y + j, m, k, ldy, beta, mask);
-      break;
-    case 2:
-      ColumnBlock<2>(x, wj, y + j, m, k, ldy, beta, mask);
-      break;
-    case 1:
-      ColumnBlock<1>(x, wj, y + j, m, k, ldy, beta, mask);
-      break;
-    default:
-      break;
+  // Row blocks that stay in L2 while the columns stream past them.
+  for (int i0 = 0; i0 < m; i0 += kRowBlock) {
+    const int rows = std::min(kRowBlock, m - i0);
+    const float* xb = x + static_cast<size_t>(i0) * k;
+    float* yb = y + static_cast<size_t>(i0) * ldy;
+    int j = j0;
+    for (; j + kTileCols <= j1; j += kTileCols) {
+      ColumnBlock<kTileCols>(xb, w + static_cast<size_t>(j) * k, yb + j, rows, k, ldy, beta, mask);
+    }
+    const float* wj = w + static_cast<size_t>(j) * k;
+    switch (j1 - j) {
+      case 3:
+        ColumnBlock<3>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        break;
+      case 2:
+        ColumnBlock<2>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        break;
+      case 1:
+        ColumnBlock<1>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        break;
+      default:
+        break;
+    }
   }
 }
 

@@ -58,9 +58,12 @@ inline float Dot(const float* a, const float* b, int n) {
 // Every row (a decode token or a row of a prefill chunk) goes through here, visiting
 // positions 0..pos in order, so a row's output depends on its own query and the KV of its
 // prefix alone: not on the chunk it came in, the batch, or the page size.
-void AttendRow(const model::ModelConfig& c, const KvView& kv, int layer,
-               std::span<const int32_t> block_table, int pos, const float* q, float* out,
-               float* scores) {
+// Compiled for AVX2 too (chosen at load time): the code pins the order of every sum (Dot's
+// eight partial sums, softmax, the value accumulation in t order) and floating-point
+// contraction is off, so both versions give the same bits; AVX2 only runs lanes wider.
+__attribute__((target_clones("avx2", "default"))) void AttendRow(
+    const model::ModelConfig& c, const KvView& kv, int layer, std::span<const int32_t> block_table,
+    int pos, const float* q, float* out, float* scores) {
   const int hd = c.head_dim(), n_heads = c.n_heads, group = c.heads_per_kv();
   const int ctx = pos + 1, page_size = kv.page_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
