@@ -1,14 +1,14 @@
 #include "common/cpu/forward.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 
 #include "common/check.h"
+#include "common/cpu/fixed_matmul.h"
 #include "common/cpu/ops.h"
+#include "common/cpu/parallel_for.h"
 
 namespace treepo::cpu {
 namespace {
@@ -18,15 +18,16 @@ void Grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-// y[m, n] = beta * y + x[m, k] . w[n, k]^T, timed into `stats` when given.
+// y[m, n] = beta * y + x[m, k] . w[n, k]^T in the fixed per-element order (batch-invariant),
+// timed into `stats` when given.
 void Linear(const float* x, const float* w, float* y, int m, int n, int k, float beta,
             ForwardStats* stats) {
   if (stats == nullptr) {
-    MatMulWt(x, w, y, m, n, k, beta);
+    FixedOrderMatMulWt(x, w, y, m, n, k, beta);
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  MatMulWt(x, w, y, m, n, k, beta);
+  FixedOrderMatMulWt(x, w, y, m, n, k, beta);
   stats->matmul_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   stats->matmul_flops += 2.0 * m * n * k;
@@ -54,9 +55,15 @@ inline float Dot(const float* a, const float* b, int n) {
 
 // Causal attention of one row at position `pos` over positions [0, pos] of a sequence.
 // q, out: [n_heads * head_dim]; scores: scratch of n_heads * (pos + 1).
-void AttendRow(const model::ModelConfig& c, const KvView& kv, int layer,
-               std::span<const int32_t> block_table, int pos, const float* q, float* out,
-               float* scores) {
+// Every row (a decode token or a row of a prefill chunk) goes through here, visiting
+// positions 0..pos in order, so a row's output depends on its own query and the KV of its
+// prefix alone: not on the chunk it came in, the batch, or the page size.
+// Compiled for AVX2 too (chosen at load time): the code pins the order of every sum (Dot's
+// eight partial sums, softmax, the value accumulation in t order) and floating-point
+// contraction is off, so both versions give the same bits; AVX2 only runs lanes wider.
+__attribute__((target_clones("avx2", "default"))) void AttendRow(
+    const model::ModelConfig& c, const KvView& kv, int layer, std::span<const int32_t> block_table,
+    int pos, const float* q, float* out, float* scores) {
   const int hd = c.head_dim(), n_heads = c.n_heads, group = c.heads_per_kv();
   const int ctx = pos + 1, page_size = kv.page_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -94,40 +101,8 @@ void AttendRow(const model::ModelConfig& c, const KvView& kv, int layer,
   }
 }
 
-// Causal attention of a chunk of `n` rows at positions [start, start + n) of one sequence,
-// through BLAS one page at a time: S = scale * Q_h K_page^T, causal softmax per row, then
-// out_h += S_page V_page. q, out: [n, dim]; scores: scratch of n * (start + n).
-void AttendChunk(const model::ModelConfig& c, const KvView& kv, int layer,
-                 std::span<const int32_t> block_table, int start, int n, const float* q, float* out,
-                 float* scores) {
-  const int hd = c.head_dim(), ctx = start + n, page_size = kv.page_size, dim = c.dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int h = 0; h < c.n_heads; ++h) {
-    const int kv_off = (h / c.heads_per_kv()) * hd;
-    for (int t0 = 0; t0 < ctx; t0 += page_size) {
-      const float* page =
-          kv.k[layer] + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, std::min(page_size, ctx - t0), hd,
-                  scale, q + h * hd, dim, page + kv_off, kv.kv_dim, 0.0f, scores + t0, ctx);
-    }
-    for (int r = 0; r < n; ++r) {
-      float* row = scores + static_cast<size_t>(r) * ctx;
-      const int visible = start + r + 1;
-      SoftmaxInPlace(row, visible);
-      std::fill(row + visible, row + ctx, 0.0f);
-    }
-    for (int t0 = 0; t0 < ctx; t0 += page_size) {
-      const float* page =
-          kv.v[layer] + static_cast<size_t>(block_table[t0 / page_size]) * kv.page_stride();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, std::min(page_size, ctx - t0),
-                  1.0f, scores + t0, ctx, page + kv_off, kv.kv_dim, t0 == 0 ? 0.0f : 1.0f,
-                  out + h * hd, dim);
-    }
-  }
-}
-
-// Chunks at least this long take the BLAS path; shorter ones (decode) the row loop.
-constexpr int kMinBlasChunk = 8;
+// Attention over fewer (rows x context x dim) multiply-adds runs on the calling thread.
+constexpr int64_t kMinParallelAttendWork = int64_t{1} << 20;
 
 }  // namespace
 
@@ -143,6 +118,7 @@ void ForwardWorkspace::Reserve(const model::ModelConfig& c, int rows, int max_co
   Grow(hb2_, r * c.hidden_dim);
   Grow(final_, r * c.dim);
   Grow(positions_, r);
+  Grow(row_seq_, r);
   Grow(scores_, static_cast<size_t>(c.n_heads) * std::max(max_context, 1));
 }
 
@@ -166,16 +142,25 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
     total += s.num_rows;
   }
   TREEPO_CHECK_EQ(total, rows);
-  size_t scores = static_cast<size_t>(c.n_heads) * max_context;
-  for (const SeqSlice& s : batch.seqs) {
-    scores = std::max(scores, static_cast<size_t>(s.num_rows) * (s.start_pos + s.num_rows));
-  }
   ws->Reserve(c, rows, max_context);
-  Grow(ws->scores_, scores);
   int32_t* positions = ws->positions_.data();
-  for (int r = 0; const SeqSlice& s : batch.seqs) {
-    for (int i = 0; i < s.num_rows; ++i) positions[r++] = s.start_pos + i;
+  int32_t* row_seq = ws->row_seq_.data();
+  for (int r = 0, si = 0; const SeqSlice& s : batch.seqs) {
+    for (int i = 0; i < s.num_rows; ++i, ++r) {
+      positions[r] = s.start_pos + i;
+      row_seq[r] = si;
+    }
+    ++si;
   }
+  // Attention work is about rows x context; split it when there is enough of it.
+  int64_t attend_work = 0;
+  for (const SeqSlice& s : batch.seqs) {
+    attend_work += static_cast<int64_t>(s.num_rows) * (s.start_pos + s.num_rows);
+  }
+  const int attend_tasks =
+      attend_work * c.dim < kMinParallelAttendWork ? 1 : std::min(rows, 4 * CpuThreads());
+  const size_t scores_per_task = static_cast<size_t>(c.n_heads) * max_context;
+  Grow(ws->scores_, scores_per_task * attend_tasks);
 
   float* x = ws->x_.data();
   for (int r = 0; r < rows; ++r) {
@@ -209,24 +194,25 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
                     sizeof(float) * kv_dim);
       }
     }
-    for (int r = 0; const SeqSlice& s : batch.seqs) {
-      if (s.num_rows >= kMinBlasChunk) {
-        AttendChunk(c, kv, l, s.block_table, s.start_pos, s.num_rows,
-                    q + static_cast<size_t>(r) * dim, att + static_cast<size_t>(r) * dim,
-                    ws->scores_.data());
-        r += s.num_rows;
-        continue;
+    // Attention row by row; tasks take contiguous row ranges, each with its own scores.
+    ParallelFor(attend_tasks, [&](int t) {
+      float* scores = ws->scores_.data() + static_cast<size_t>(t) * scores_per_task;
+      const int r0 = static_cast<int>(static_cast<int64_t>(rows) * t / attend_tasks);
+      const int r1 = static_cast<int>(static_cast<int64_t>(rows) * (t + 1) / attend_tasks);
+      for (int r = r0; r < r1; ++r) {
+        const SeqSlice& s = batch.seqs[row_seq[r]];
+        AttendRow(c, kv, l, s.block_table, positions[r], q + static_cast<size_t>(r) * dim,
+                  att + static_cast<size_t>(r) * dim, scores);
       }
-      for (int i = 0; i < s.num_rows; ++i, ++r) {
-        AttendRow(c, kv, l, s.block_table, s.start_pos + i, q + static_cast<size_t>(r) * dim,
-                  att + static_cast<size_t>(r) * dim, ws->scores_.data());
-      }
-    }
+    });
     Linear(att, w.at(o.wo), x, rows, dim, dim, 1.0f, stats);  // residual: x += att . wo^T
     RmsNorm(x, w.at(o.ffn_norm), xb, rows, dim, c.norm_eps);
     Linear(xb, w.at(o.w1), hb, rows, hid, dim, 0.0f, stats);
     Linear(xb, w.at(o.w3), hb2, rows, hid, dim, 0.0f, stats);
-    SiluMul(hb, hb2, hb, static_cast<size_t>(rows) * hid);
+    for (int r = 0; r < rows; ++r) {  // per row: the same elementwise code for every row
+      const size_t off = static_cast<size_t>(r) * hid;
+      SiluMul(hb + off, hb2 + off, hb + off, static_cast<size_t>(hid));
+    }
     Linear(hb, w.at(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
   }
 

@@ -1,11 +1,21 @@
 // The fp32 CPU forward pass of the Llama-family decoder over a ragged batch with paged KV.
 //
 // One call runs every row of every sequence in the batch: rows of all sequences are
-// concatenated, each linear layer is one GEMM over all rows, and attention runs per sequence
-// through that sequence's block table. A sequence contributes `num_rows` consecutive tokens
-// starting at position `start_pos` (a prefill chunk, or one decode token); its K and V for
+// concatenated, each linear layer is one matrix product over all rows, and attention runs row
+// by row through the row's sequence's block table. A sequence contributes `num_rows` consecutive
+// tokens starting at position `start_pos` (a prefill chunk, or one decode token); its K and V for
 // those positions are written into its pages, and its rows attend to positions
 // [0, start_pos + i]. Positions before start_pos must already be in the pages.
+//
+// Batch invariance: a row's output (its logits, and the K and V it writes) is a function of
+// its token, its position and the KV of its prefix alone, bitwise. It does not depend on the
+// other rows of the batch, on the row's place in it, on whether the prefix was prefilled in
+// one chunk, in several, decoded token by token or forked, on the page size, nor on the
+// thread count. Every step that reduces over a row does so in one fixed order: the linear
+// layers through FixedOrderMatMulWt (never BLAS), one attention routine for prefill and decode
+// rows, and per-row RMSNorm, RoPE, SiLU and softmax. Sampling from the same logits with the
+// same stream thus gives the same tokens and log-probs wherever and with whatever the row is
+// batched. (The learner's training forward uses BLAS and need not match bitwise.)
 #pragma once
 
 #include <cstdint>
@@ -47,7 +57,7 @@ class ForwardWorkspace {
   friend void Forward(const model::ModelWeights&, const KvView&, const ForwardBatch&,
                       ForwardWorkspace*, float*, ForwardStats*);
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, scores_, final_;
-  std::vector<int32_t> positions_;
+  std::vector<int32_t> positions_, row_seq_;  // per row: position, index into seqs
 };
 
 // Runs the batch. `logits`: [logit_rows.size(), vocab] output. `stats` may be null.

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <vector>
 
+#include "common/cpu/parallel_for.h"
+
 namespace treepo::cpu {
 
 void MatMulWt(const float* x, const float* w, float* y, int m, int n, int k, float beta) {
@@ -84,7 +86,10 @@ float SoftmaxInPlace(float* x, int n) {
 }
 
 void SetBlasThreads(int n) {
-  if (n > 0) openblas_set_num_threads(n);
+  if (n > 0) {
+    openblas_set_num_threads(n);
+    SetCpuThreads(n);
+  }
 }
 
 }  // namespace treepo::cpu

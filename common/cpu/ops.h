@@ -34,7 +34,8 @@ void SiluMul(const float* gate, const float* up, float* out, size_t n);
 // In-place softmax over n elements; returns log(sum(exp(x - max))) + max (the logsumexp).
 float SoftmaxInPlace(float* x, int n);
 
-// Sets the number of BLAS threads (0: leave as is).
+// Sets the number of BLAS threads and of the fixed-order kernels' threads (ParallelFor)
+// (0: leave as is).
 void SetBlasThreads(int n);
 
 }  // namespace treepo::cpu

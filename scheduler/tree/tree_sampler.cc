@@ -38,6 +38,9 @@ Status SamplerOptions::Validate() const {
     return InvalidArgument("d * L (the response cap) must be <= 2^22 tokens, got " +
                            std::to_string(static_cast<int64_t>(segment_tokens) * max_depth));
   }
+  if (sequential && static_cast<int64_t>(width) * max_depth > (int64_t{1} << 24)) {
+    return InvalidArgument("sequential mode: width (w) * max_depth (d) is too large");
+  }
   if (sequential_single_segment && !sequential) {
     return InvalidArgument("sequential_single_segment needs sequential");
   }
@@ -66,6 +69,13 @@ Result<std::unique_ptr<TreeSampler>> TreeSampler::Create(SamplerQuery query,
       k = static_cast<int>(rng.UniformInt(options.branch_factor, options.init_divergence_max));
     }
   }
+  if (options.sequential) {
+    // Sequential mode: ids for every (sample, depth) up front, so that a node's id (and with
+    // it its sampling stream) follows from its sample index and depth, not arrival order.
+    const int depths = options.sequential_single_segment ? 1 : options.max_depth;
+    s->sequential_ids_.reserve(static_cast<size_t>(options.width) * depths);
+    for (int i = 0; i < options.width * depths; ++i) s->sequential_ids_.push_back(ids->Next());
+  }
   s->Spawn(std::nullopt, k);
   return s;
 }
@@ -82,6 +92,16 @@ TreeSampler::TreeSampler(SamplerQuery query, const SamplerOptions& options, Deto
       branching_(std::move(branching)),
       fallback_(std::move(fallback)),
       tree_(query_.prompt_tokens) {}
+
+NodeId TreeSampler::SequentialId(std::optional<NodeId> parent, int index) {
+  const int sample = parent ? sample_of_.at(parent->value()) : index;
+  const int depth = parent ? tree_.at(*parent).depth + 1 : 1;
+  const int depths = static_cast<int>(sequential_ids_.size()) / options_.width;
+  TREEPO_CHECK(sample < options_.width && depth <= depths) << sample << " " << depth;
+  const NodeId id = sequential_ids_[static_cast<size_t>(sample) * depths + depth - 1];
+  sample_of_[id.value()] = sample;
+  return id;
+}
 
 uint64_t TreeSampler::QuerySeed() const { return MixSeed(options_.seed, query_.id.value()); }
 
@@ -105,7 +125,7 @@ void TreeSampler::Spawn(std::optional<NodeId> parent, int copies) {
   const uint64_t parent_seed = parent ? tree_.at(*parent).seed : QuerySeed();
   int index = parent ? tree_.at(*parent).child_count : prompt_child_count_;
   for (int i = 0; i < copies; ++i) {
-    const NodeId id = ids_->Next();
+    const NodeId id = options_.sequential ? SequentialId(parent, index) : ids_->Next();
     const uint64_t seed = MixSeed(parent_seed, static_cast<uint64_t>(index++));
     tree_.Add(id, parent, seed, r.max_new_tokens);
     released_.push_back(false);
@@ -273,12 +293,21 @@ void TreeSampler::UpdateReleasable() {
 
 TreeRecord TreeSampler::TakeTree() {
   TREEPO_CHECK(done_);
+  std::vector<const TreeNode*> nodes;
+  for (const TreeNode& n : tree_.nodes()) nodes.push_back(&n);
+  if (options_.sequential) {  // creation order follows arrivals: list by (sample, depth)
+    std::sort(nodes.begin(), nodes.end(), [&](const TreeNode* a, const TreeNode* b) {
+      return std::pair(sample_of_.at(a->id.value()), a->depth) <
+             std::pair(sample_of_.at(b->id.value()), b->depth);
+    });
+  }
   TreeRecord t;
   t.query_id = query_.name;
   t.prompt = query_.prompt;
   t.answer = query_.answer;
   t.prompt_tokens = query_.prompt_tokens;
-  for (const TreeNode& n : tree_.nodes()) {
+  for (const TreeNode* node : nodes) {
+    const TreeNode& n = *node;
     TreeNodeRecord r;
     r.id = n.id.value();
     if (n.parent) r.parent = n.parent->value();

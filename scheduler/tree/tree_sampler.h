@@ -17,8 +17,12 @@
 // Determinism: every random choice (initial divergence k, fallback order and cuts) comes
 // from MixSeed(run seed, query id, step), and each child's sampling seed from its parent's
 // seed (the query seed for the prompt) and its index among that parent's children, so it
-// does not depend on arrival order. Node ids (from the shared allocator) may differ with
-// dispatch interleaving across queries; nothing random depends on them.
+// does not depend on arrival order. Node ids come from `ids` in an order that does not depend
+// on arrival order either, so a node's sampling stream (the worker's NodeRng(seed, id)) is the
+// same in every run: in tree mode a query spawns only after all its live paths reported, in
+// creation order; in sequential mode, where each result is processed on arrival, Create takes
+// the ids of every (sample i, depth j) up front and node (i, j) always gets the same one. The
+// tree record lists nodes in creation order (tree mode) or by (sample, depth) (sequential).
 //
 // KV release: a node's KV is kept while it is on a live path (an ancestor of, or, a pending
 // node) or is a strict ancestor of a FINISHED/EOS leaf (a fallback may cut back to it);
@@ -33,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/ids.h"
@@ -125,6 +130,8 @@ class TreeSampler {
               std::unique_ptr<FallbackPolicy> fallback);
 
   uint64_t QuerySeed() const;
+  // Sequential mode: the id of the child of `parent` (nullopt: the prompt, `index`: the sample).
+  NodeId SequentialId(std::optional<NodeId> parent, int index);
   // Adds `copies` children under `parent` as one request.
   void Spawn(std::optional<NodeId> parent, int copies);
   // Applies the stop rules to reported nodes, then branches / falls back.
@@ -148,6 +155,10 @@ class TreeSampler {
   std::vector<NodeId> releasable_;
   std::vector<bool> released_;  // by node ordinal
   int prompt_child_count_ = 0;  // children spawned under the prompt so far
+  // Sequential mode: the id of sample i at depth j (1-based) is
+  // sequential_ids_[i * depths + j - 1]; sample_of_ maps a node id to its sample index.
+  std::vector<NodeId> sequential_ids_;
+  std::unordered_map<uint64_t, int> sample_of_;
   int step_ = 0;
   bool done_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -225,6 +226,48 @@ TEST(TreeSamplerTest, SequentialModeMakesIndependentChains) {
   one.sequential_single_segment = true;
   auto s1 = Make(one, &ids, 2);
   EXPECT_EQ(s1->TakeRequests()[0].max_new_tokens, 12);
+}
+
+// Sequential mode processes each result on arrival; a node's id (its sampling stream on the
+// worker) must still follow from its sample and depth alone.
+TEST(TreeSamplerTest, SequentialModeNodeIdsDoNotDependOnArrivalOrder) {
+  SamplerOptions o = Opts(4, 2, 4, 3);
+  o.sequential = true;
+  std::vector<TreeRecord> trees;
+  for (bool reverse : {false, true}) {
+    NodeIdAllocator ids;
+    auto s = Make(o, &ids);
+    std::vector<NodeId> live = AllChildren(s->TakeRequests());
+    std::map<NodeId, int> sample;
+    for (int i = 0; i < 4; ++i) sample[live[i]] = i;
+    while (!live.empty()) {
+      if (reverse) std::reverse(live.begin(), live.end());
+      std::vector<NodeId> next;
+      for (NodeId n : live) {
+        const int i = sample.at(n);
+        // Sample 0 ends with EOS at depth 2; the others run to the depth cap.
+        const bool eos = i == 0 && s->tree().at(n).depth == 2;
+        ASSERT_TRUE(s->OnResult(Seg(n, eos ? 1 : 4, eos)).ok());
+        for (const SegmentRequest& r : s->TakeRequests()) {
+          for (NodeId c : r.children) {
+            sample[c] = i;
+            next.push_back(c);
+          }
+        }
+      }
+      live = next;
+    }
+    ASSERT_TRUE(s->Done());
+    trees.push_back(s->TakeTree());
+  }
+  ASSERT_EQ(trees[0].nodes.size(), trees[1].nodes.size());
+  for (size_t i = 0; i < trees[0].nodes.size(); ++i) {
+    EXPECT_EQ(trees[0].nodes[i].id, trees[1].nodes[i].id) << i;
+    EXPECT_EQ(trees[0].nodes[i].parent, trees[1].nodes[i].parent) << i;
+    EXPECT_EQ(trees[0].nodes[i].tokens, trees[1].nodes[i].tokens) << i;
+  }
+  ASSERT_EQ(trees[0].leaves.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(trees[0].leaves[i].node, trees[1].leaves[i].node);
 }
 
 TEST(TreeSamplerTest, ReleasesEverythingWhenDone) {

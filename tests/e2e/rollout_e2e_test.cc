@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -179,19 +180,51 @@ void CheckTrees(const std::vector<TreeRecord>& trees, size_t queries, int width)
   }
 }
 
-// Trees compared by node ids, parents and tokens (log-probs may differ in the last bits
-// between a prefilled and a forked prefix).
-std::vector<std::vector<std::tuple<uint64_t, uint64_t, std::vector<int32_t>>>> Canon(
+// A node as compared across runs: id, parent, depth, tokens and the log-probs' bits.
+using CanonNode =
+    std::tuple<uint64_t, uint64_t, int, std::vector<int32_t>, std::vector<uint32_t>, std::string>;
+
+// Trees compared bitwise: every node (id, parent, depth, tokens, log-probs, finish) and the
+// leaves in order. Only the worker that computed a node may differ.
+std::vector<std::pair<std::vector<CanonNode>, std::vector<uint64_t>>> Canon(
     const std::vector<TreeRecord>& trees) {
-  std::vector<std::vector<std::tuple<uint64_t, uint64_t, std::vector<int32_t>>>> out;
+  std::vector<std::pair<std::vector<CanonNode>, std::vector<uint64_t>>> out;
   for (const TreeRecord& t : trees) {
     out.emplace_back();
     for (const TreeNodeRecord& n : t.nodes) {
-      out.back().emplace_back(n.id, n.parent.value_or(0), n.tokens);
+      std::vector<uint32_t> bits(n.logprobs.size());
+      std::memcpy(bits.data(), n.logprobs.data(), bits.size() * sizeof(uint32_t));
+      out.back().first.emplace_back(n.id, n.parent.value_or(0), n.depth, n.tokens, bits,
+                                    FinishReasonName(n.finish));
     }
-    std::sort(out.back().begin(), out.back().end());
+    std::sort(out.back().first.begin(), out.back().first.end());
+    for (const TreeLeafRecord& l : t.leaves) out.back().second.push_back(l.node);
   }
   return out;
+}
+
+// Where two runs differ first (for failure messages).
+std::string FirstDifference(const std::vector<TreeRecord>& a, const std::vector<TreeRecord>& b) {
+  const auto ca = Canon(a), cb = Canon(b);
+  if (ca.size() != cb.size()) return "different numbers of trees";
+  for (size_t t = 0; t < ca.size(); ++t) {
+    if (ca[t].second != cb[t].second) return "tree " + std::to_string(t) + ": leaves differ";
+    if (ca[t].first.size() != cb[t].first.size()) {
+      return "tree " + std::to_string(t) + ": node counts differ";
+    }
+    for (size_t i = 0; i < ca[t].first.size(); ++i) {
+      const CanonNode &x = ca[t].first[i], &y = cb[t].first[i];
+      if (x == y) continue;
+      std::ostringstream os;
+      os << "tree " << t << " node " << std::get<0>(x) << " vs " << std::get<0>(y) << ": "
+         << (std::get<3>(x) != std::get<3>(y)   ? "tokens"
+             : std::get<4>(x) != std::get<4>(y) ? "log-probs"
+                                                : "id/parent/depth/finish")
+         << " differ";
+      return os.str();
+    }
+  }
+  return "none";
 }
 
 const std::vector<std::string> kSmall = {"--width",     "4", "--segment-tokens", "8",
@@ -208,6 +241,37 @@ TEST_F(RolloutE2eTest, TreeModeTwoWorkersGivesWidthLeavesAndMatchesOneWorker) {
   ASSERT_EQ(Rollout(b, &one), 0);
   CheckTrees(one, 6, 4);
   EXPECT_EQ(Canon(one), Canon(two));
+}
+
+// The same seed gives the same trees, bitwise (tokens, log-probs, node ids, parents), with 1, 2
+// and 3 workers, other page sizes and thread counts, in tree and sequential modes: the
+// engine's numerics are batch-invariant and sequential node ids follow the sample index.
+TEST_F(RolloutE2eTest, SameSeedSameTreesBitwiseWithOneTwoOrThreeWorkers) {
+  const std::vector<std::string> base = {
+      "--width", "16", "--segment-tokens",         "8", "--max-depth", "4",
+      "--seed",  "5",  "--max-concurrent-queries", "6"};
+  const std::vector<std::vector<std::string>> variants = {
+      {"--workers", "1"},
+      {"--workers", "2", "--set", "page_size=4"},
+      {"--workers", "3", "--set", "worker_threads=2"},
+  };
+  for (const std::string mode : {"tree", "sequential"}) {
+    std::vector<TreeRecord> first;
+    for (size_t v = 0; v < variants.size(); ++v) {
+      std::vector<std::string> args = base;
+      args.insert(args.end(), {"--mode", mode});
+      args.insert(args.end(), variants[v].begin(), variants[v].end());
+      std::vector<TreeRecord> trees;
+      ASSERT_EQ(Rollout(args, &trees), 0) << mode << " " << variants[v][1] << " workers";
+      CheckTrees(trees, 6, 16);
+      if (v == 0) {
+        first = std::move(trees);
+        continue;
+      }
+      EXPECT_TRUE(Canon(first) == Canon(trees))
+          << mode << ", 1 vs " << variants[v][1] << " workers: " << FirstDifference(first, trees);
+    }
+  }
 }
 
 TEST_F(RolloutE2eTest, SequentialModeGivesWidthLeaves) {

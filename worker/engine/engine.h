@@ -23,8 +23,12 @@
 // of another version is refused (kFailedPrecondition): release it and resubmit with its
 // prefix. SwapWeights() is accepted only when no task is in flight.
 //
-// Thread-safety: none. One thread owns the engine and calls everything on it; BLAS runs its
-// own threads inside a step.
+// Numerics: batch-invariant (cpu::Forward). A child's logits, tokens and log-probs are bitwise
+// the same whatever else runs in its steps, however its parent's prefix was computed
+// (prefilled in any chunks, decoded, forked), with any page size and thread count.
+//
+// Thread-safety: none. One thread owns the engine and calls everything on it; the forward
+// runs its own helper threads inside a step.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +47,9 @@ namespace treepo::worker {
 struct EngineOptions {
   KvCacheOptions kv;          // page_size (tokens per page) and num_pages
   int max_step_tokens = 512;  // rows per step; decode rows always run, prefill gets the rest
-  int blas_threads = 0;       // OpenBLAS threads; 0: leave the library's setting
+  // Threads of a step's matrix products and attention (cpu::SetCpuThreads, and OpenBLAS's);
+  // 0: leave the process's setting. Results do not depend on it (see below).
+  int blas_threads = 0;
 
   Status Validate() const;
 };
