@@ -9,6 +9,7 @@
 #include "common/model/tokenizer.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
+#include "protocols/model_fingerprint.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/tree_driver.h"
 
@@ -56,6 +57,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("progress", &o->progress));
   SchedulerOptions& s = o->service;
   TREEPO_RETURN_IF_ERROR(c.Get("bind", &s.bind_endpoint));
+  TREEPO_RETURN_IF_ERROR(LoadSchedulerSecurityOptions(c, &s.security));
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_interval_ms", &s.heartbeat_interval_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_timeout_ms", &s.heartbeat_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("max_task_attempts", &s.max_task_attempts));
@@ -117,10 +119,12 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
 
 namespace {
 
-Result<int> VocabSize(const RolloutJobOptions& o) {
-  if (o.vocab_size > 0) return o.vocab_size;
+// The vocabulary size, and the fingerprint workers must send when the model is known.
+Result<int> VocabSize(const RolloutJobOptions& o, uint64_t* fingerprint) {
+  if (o.model_path.empty()) return o.vocab_size;
   TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
-  return w.config.vocab_size;
+  *fingerprint = protocols::ModelFingerprint(w.config);
+  return o.vocab_size > 0 ? o.vocab_size : w.config.vocab_size;
 }
 
 Status WriteText(const std::string& path, const std::string& text) {
@@ -146,7 +150,9 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     prompts.resize(static_cast<size_t>(o.max_queries));
   }
   if (prompts.empty()) return InvalidArgument(o.prompts_path + " holds no prompts");
-  TREEPO_ASSIGN_OR_RETURN(const int vocab, VocabSize(o));
+  SchedulerOptions service_options = o.service;
+  TREEPO_ASSIGN_OR_RETURN(const int vocab,
+                          VocabSize(o, &service_options.expected_model_fingerprint));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
                           model::Tokenizer::LoadLlama2c(o.tokenizer_path, vocab));
   auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
@@ -154,7 +160,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(o, records, tokenizer));
 
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
-                          SchedulerService::Create(o.service));
+                          SchedulerService::Create(service_options));
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   TREEPO_RETURN_IF_ERROR(service->WaitForWorkers(o.min_workers, o.wait_workers_timeout_ms, stop));
   spdlog::info("rolling out {} queries ({} mode, w={} L={} d={} b={}) on {} workers",
