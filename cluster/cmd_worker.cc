@@ -40,6 +40,11 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--scheduler-timeout-ms", opts->scheduler_timeout_ms,
                   "exit when the scheduler is silent this long")
       ->capture_default_str();
+  cmd->add_option("--scheduler-key", opts->keys.scheduler_key_file,
+                  "the scheduler's CURVE public key file (NAME.pub; docs/security.md)");
+  cmd->add_option("--key", opts->keys.key_file, "this worker's CURVE key file (NAME.key)");
+  cmd->add_flag("--insecure", opts->keys.insecure,
+                "talk to a non-loopback scheduler without keys (warned on every start)");
   cmd->callback([opts, exit_code] {
     InitLogging(opts->name.empty() ? "worker" : opts->name);
     std::signal(SIGINT, OnStopSignal);
