@@ -439,5 +439,40 @@ TEST_F(SecurityE2eTest, RolloutWithCurveKeysWorksEndToEnd) {
   ExpectTrees(3, 4);
 }
 
+TEST_F(SecurityE2eTest, TrainWithCurveKeysRunsSteps) {
+  const std::string base = Path("base");
+  Proc pretrain(
+      {binary_,      "pretrain", "--out",         base,  "--steps",  "10",  "--batch",         "8",
+       "--dim",      "32",       "--hidden",      "64",  "--layers", "1",   "--heads",         "2",
+       "--kv-heads", "2",        "--max-seq-len", "128", "--corpus", "100", "--eval-problems", "0",
+       "--threads",  "1"},
+      Path("pretrain.log"));
+  ASSERT_EQ(pretrain.Wait(120000), 0) << ReadAll(Path("pretrain.log"));
+  const std::string out = Path("run");
+  Proc train({binary_, "train",
+              "--set", "model.base=" + base,
+              "--set", "out_dir=" + out,
+              "--set", "steps=2",
+              "--set", "rollout.queries_per_step=2",
+              "--set", "rollout.width=2",
+              "--set", "rollout.segment_tokens=8",
+              "--set", "rollout.max_depth=2",
+              "--set", "task.train_problems=20",
+              "--set", "eval.before=false",
+              "--set", "eval.after=false",
+              "--set", "output.progress=false",
+              "--set", "cluster.worker_pages=256",
+              "--set", "scheduler.curve=true"},
+             Path("train.log"));
+  ASSERT_EQ(train.Wait(180000), 0) << ReadAll(Path("train.log"));
+  EXPECT_NE(ReadAll(Path("train.log")).find("CURVE on: 1 worker and 1 learner keys"),
+            std::string::npos)
+      << ReadAll(Path("train.log"));
+  const nlohmann::json summary = nlohmann::json::parse(ReadAll(out + "/summary.json"), nullptr,
+                                                       /*allow_exceptions=*/false);
+  ASSERT_FALSE(summary.is_discarded());
+  EXPECT_EQ(summary["final_version"], 2);
+}
+
 }  // namespace
 }  // namespace treepo
