@@ -77,7 +77,8 @@ class Connection {
         if (const auto* err = m->get_if<pr::ErrorReply>()) {
           // A key of another role: final. Another learner connected: retried until the
           // deadline, in case it is on its way out.
-          if (err->code == StatusCode::kInvalidArgument) {
+          if (err->code == StatusCode::kInvalidArgument &&
+              err->about == pr::MessageType::kRegisterLearner) {
             return InvalidArgument("the scheduler refused this learner: " + err->message);
           }
           if (err->code == StatusCode::kAlreadyExists && refusal.empty()) {

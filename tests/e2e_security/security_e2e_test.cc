@@ -297,6 +297,13 @@ TEST_F(SecurityE2eTest, NonUtf8WorkerNameIsRejectedAndTheSummaryIsWritten) {
   ASSERT_NE(reply->get_if<pr::ErrorReply>(), nullptr);
   EXPECT_NE(reply->get_if<pr::ErrorReply>()->message.find("another model"), std::string::npos);
 
+  // `treepo worker --name` refuses such a name itself, with a clear error.
+  Proc bad({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w\xff"},
+           Path("bad.log"));
+  EXPECT_EQ(bad.Wait(30000), 1);
+  EXPECT_NE(ReadAll(Path("bad.log")).find("not valid UTF-8"), std::string::npos)
+      << ReadAll(Path("bad.log"));
+
   Proc w({binary_, "worker", "--scheduler", ep, "--model", model_}, Path("w.log"));
   ASSERT_EQ(sched->Wait(60000), 0) << ReadAll(Path("scheduler.log"));
   EXPECT_EQ(w.Wait(10000), 0);

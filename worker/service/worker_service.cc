@@ -119,7 +119,8 @@ class WorkerLoop {
           continue;
         }
         if (const auto* err = m->get_if<pr::ErrorReply>();
-            err != nullptr && err->code == StatusCode::kInvalidArgument) {
+            err != nullptr && err->code == StatusCode::kInvalidArgument &&
+            err->about == pr::MessageType::kRegisterWorker) {
           return InvalidArgument("the scheduler refused this worker: " + err->message);
         }
         if (const auto* ack = m->get_if<pr::RegisterAck>()) {
@@ -307,6 +308,7 @@ Status WorkerOptions::Validate() const {
   if (heartbeat_interval_ms < 0) return InvalidArgument("worker: heartbeat_interval_ms < 0");
   if (scheduler_timeout_ms < 1) return InvalidArgument("worker: scheduler_timeout_ms < 1");
   if (register_retry_ms < 1) return InvalidArgument("worker: register_retry_ms < 1");
+  if (!pr::IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
   return engine.Validate();
 }
 
