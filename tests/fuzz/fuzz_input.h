@@ -1,4 +1,4 @@
-// Reads a fuzz input as a script of records (tests/fuzz/README.md in docs/protocol.md,
+// Reads a fuzz input as a script of records (docs/protocol.md,
 // "Fuzzing"): each record is an op byte, a little-endian 16-bit length and that many bytes
 // (cut short at the end of the input). Header-only; fuzz targets only.
 #pragma once

@@ -2,8 +2,8 @@
 // (its Router on loopback TCP, HandleIncoming, the registry and the dispatcher), with a fake
 // clock so that heartbeat timeouts and re-dispatch happen too.
 //
-// Input: records (fuzz_input.h). op % 3 picks the peer (three DEALERs, one of them keyless
-// of a name); op / 3 % 6 picks what it does with the bytes:
+// Input: records (fuzz_input.h). op % 3 picks the peer (three DEALERs, one with an identity
+// that is not printable); op / 3 % 6 picks what it does with the bytes:
 //   0  send them as one raw frame
 //   1  send them as a multipart message (split in two, or three parts when long)
 //   2  decode them as a message, set sender/epoch to the peer's registration, send it
