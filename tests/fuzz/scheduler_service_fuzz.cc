@@ -5,7 +5,7 @@
 // Input: records (fuzz_input.h). op % 3 picks the peer (three DEALERs, one with an identity
 // that is not printable); op / 3 % 6 picks what it does with the bytes:
 //   0  send them as one raw frame
-//   1  send them as a multipart message (split in two, or three parts when long)
+//   1  send them as a message of two frames (split in the middle)
 //   2  decode them as a message, set sender/epoch to the peer's registration, send it
 //      (raw when they do not decode)
 //   3  answer the last task batch the peer got with results whose tokens come from the bytes
