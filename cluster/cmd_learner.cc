@@ -20,6 +20,7 @@ void OnLearnerSignal(int) { g_learner_stop.store(true); }
 
 struct LearnerCmdOptions {
   std::string scheduler;
+  protocols::ClientKeyOptions keys;
   std::string config_path;
   std::vector<std::string> sets;
 };
@@ -34,6 +35,7 @@ Status RunLearnerCmd(const LearnerCmdOptions& c) {
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "", &o));
   TREEPO_RETURN_IF_ERROR(config.CheckAllConsumed());
   o.scheduler_endpoint = c.scheduler;
+  o.keys = c.keys;
   return learner::RunLearner(o, &g_learner_stop);
 }
 
@@ -45,6 +47,11 @@ void RegisterLearner(CLI::App& app, int* exit_code) {
   cmd->add_option("--scheduler", opts->scheduler, "scheduler endpoint tcp://HOST:PORT")->required();
   cmd->add_option("--config", opts->config_path, "TOML file with learner keys");
   cmd->add_option("--set", opts->sets, "override a key: key=value (repeatable)");
+  cmd->add_option("--scheduler-key", opts->keys.scheduler_key_file,
+                  "the scheduler's CURVE public key file (NAME.pub; docs/security.md)");
+  cmd->add_option("--key", opts->keys.key_file, "this learner's CURVE key file (NAME.key)");
+  cmd->add_flag("--insecure", opts->keys.insecure,
+                "talk to a non-loopback scheduler without keys (warned on every start)");
   cmd->callback([opts, exit_code] {
     InitLogging("learner");
     std::signal(SIGINT, OnLearnerSignal);

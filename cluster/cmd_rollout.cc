@@ -4,7 +4,8 @@
 //
 // Settings come from --config FILE (TOML), then the flags below, then --set key=value; keys
 // are the flag names with '_' for '-' (scheduler/service/rollout_job.h, plus workers,
-// worker_threads, worker_pages, page_size). An unknown key is an error.
+// worker_threads, worker_pages, page_size, and curve = true for ephemeral CURVE keys between
+// the scheduler and its workers, docs/security.md). An unknown key is an error.
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -15,6 +16,7 @@
 
 #include "cluster/child_process.h"
 #include "cluster/command.h"
+#include "cluster/local_keys.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -93,12 +95,19 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_pages", &worker_pages));
   TREEPO_RETURN_IF_ERROR(config.Get("page_size", &page_size));
+  bool curve = false;  // ephemeral CURVE keys for the scheduler and its workers
+  TREEPO_RETURN_IF_ERROR(config.Get("curve", &curve));
   if (workers < 1 || workers > 1024) return InvalidArgument("workers must be in [1, 1024]");
   if (worker_threads < 1 || worker_threads > 1024) {
     return InvalidArgument("worker_threads must be in [1, 1024]");
   }
   scheduler::RolloutJobOptions job;
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRolloutJobOptions(config, &job));
+  std::unique_ptr<LocalCurveKeys> keys;
+  if (curve) {
+    TREEPO_ASSIGN_OR_RETURN(keys, LocalCurveKeys::Create());
+    keys->ApplyTo(&job.service.security);
+  }
   if (job.model_path.empty()) return InvalidArgument("rollout: --model is required");
   job.min_workers = workers;
   TREEPO_RETURN_IF_ERROR(CheckWorkersFitMemory(job.model_path, workers, worker_pages, page_size));
@@ -107,13 +116,17 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   job.liveness_probe = [&children] { return children.Check(); };
   auto spawn = [&](const std::string& endpoint) -> Status {
     for (int i = 0; i < workers; ++i) {
-      TREEPO_ASSIGN_OR_RETURN(
-          ChildProcess c,
-          ChildProcess::Spawn({SelfExecutable(), "worker", "--scheduler", endpoint, "--model",
-                               job.model_path, "--threads", std::to_string(worker_threads),
-                               "--pages", std::to_string(worker_pages), "--page-size",
-                               std::to_string(page_size), "--name",
-                               "worker-" + std::to_string(i + 1)}));
+      std::vector<std::string> argv = {SelfExecutable(), "worker",
+                                       "--scheduler",    endpoint,
+                                       "--model",        job.model_path,
+                                       "--threads",      std::to_string(worker_threads),
+                                       "--pages",        std::to_string(worker_pages),
+                                       "--page-size",    std::to_string(page_size),
+                                       "--name",         "worker-" + std::to_string(i + 1)};
+      if (keys) {
+        for (const std::string& f : keys->WorkerFlags()) argv.push_back(f);
+      }
+      TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(argv));
       children.Add("worker-" + std::to_string(i + 1), std::move(c), "", false);
     }
     return OkStatus();

@@ -24,6 +24,7 @@
 #include "cluster/child_process.h"
 #include "cluster/command.h"
 #include "cluster/eval_job.h"
+#include "cluster/local_keys.h"
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
 #include "common/config.h"
@@ -273,7 +274,14 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
                              " is set by `treepo train` from other keys (configs/default.toml)");
     }
   }
+  bool curve = false;  // scheduler.curve: ephemeral CURVE keys for the children
+  TREEPO_RETURN_IF_ERROR(config.Get("scheduler.curve", &curve));
   TREEPO_RETURN_IF_ERROR(config.CheckAllConsumed());
+  std::unique_ptr<LocalCurveKeys> keys;
+  if (curve) {
+    TREEPO_ASSIGN_OR_RETURN(keys, LocalCurveKeys::Create());
+    keys->ApplyTo(&rl.rollout.service.security);
+  }
   rl.workers = t.workers;
   rl.progress = t.progress;
   if (rl.sync_mode == "async") lo.trainer.max_staleness = rl.max_staleness;
@@ -337,16 +345,24 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     TREEPO_RETURN_IF_ERROR(WriteSmallFile(fs::path(t.out_dir) / "endpoint", endpoint));
     for (int i = 0; i < t.workers; ++i) {
       const std::string name = "worker-" + std::to_string(i + 1);
-      TREEPO_ASSIGN_OR_RETURN(
-          ChildProcess w,
-          ChildProcess::Spawn({SelfExecutable(), "worker", "--scheduler", endpoint, "--model",
-                               start_model, "--threads", std::to_string(t.worker_threads),
-                               "--pages", std::to_string(t.worker_pages), "--page-size",
-                               std::to_string(t.page_size), "--name", name},
-                              (logs / (name + ".log")).string()));
+      std::vector<std::string> wargv = {SelfExecutable(), "worker",
+                                        "--scheduler",    endpoint,
+                                        "--model",        start_model,
+                                        "--threads",      std::to_string(t.worker_threads),
+                                        "--pages",        std::to_string(t.worker_pages),
+                                        "--page-size",    std::to_string(t.page_size),
+                                        "--name",         name};
+      if (keys) {
+        for (const std::string& f : keys->WorkerFlags()) wargv.push_back(f);
+      }
+      TREEPO_ASSIGN_OR_RETURN(ChildProcess w,
+                              ChildProcess::Spawn(wargv, (logs / (name + ".log")).string()));
       children.Add(name, std::move(w), (logs / (name + ".log")).string(), false);
     }
     std::vector<std::string> argv = {SelfExecutable(), "learner", "--scheduler", endpoint};
+    if (keys) {
+      for (const std::string& f : keys->LearnerFlags()) argv.push_back(f);
+    }
     for (const std::string& s : learner::LearnerOptionSets(lo)) {
       argv.push_back("--set");
       argv.push_back(s);

@@ -42,6 +42,11 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_flag("--debug-drop-tasks", opts->debug_drop_tasks,
                 "testing: never run or answer tasks (heartbeats go on)");
+  cmd->add_option("--scheduler-key", opts->keys.scheduler_key_file,
+                  "the scheduler's CURVE public key file (NAME.pub; docs/security.md)");
+  cmd->add_option("--key", opts->keys.key_file, "this worker's CURVE key file (NAME.key)");
+  cmd->add_flag("--insecure", opts->keys.insecure,
+                "talk to a non-loopback scheduler without keys (warned on every start)");
   cmd->callback([opts, exit_code] {
     InitLogging(opts->name.empty() ? "worker" : opts->name);
     std::signal(SIGINT, OnStopSignal);

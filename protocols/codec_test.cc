@@ -230,5 +230,27 @@ TEST(CodecTest, Fnv1a64MatchesReferenceValues) {
             Fnv1a64(foobar));
 }
 
+TEST(CodecTest, RejectsNamesThatAreNotUtf8OrHoldControlCharacters) {
+  ExpectRejected(Encode(Of(RegisterWorker{"w\xff\xfe", 1, 64, 16, 0})),
+                 StatusCode::kInvalidArgument, "not valid UTF-8");
+  ExpectRejected(Encode(Of(RegisterLearner{"\xc0\xafl", 0, 1, 0})), StatusCode::kInvalidArgument,
+                 "not valid UTF-8");
+  ExpectRejected(Encode(Of(RegisterWorker{"a\nb", 1, 64, 16, 0})), StatusCode::kInvalidArgument,
+                 "control character");
+  ExpectRejected(Encode(Of(TrainDone{1, WeightVersion(1), {{"lo\xffss", 1.0}}})),
+                 StatusCode::kInvalidArgument, "not valid UTF-8");
+  EXPECT_TRUE(Decode(Encode(Of(RegisterWorker{"w\xc3\xa9-\xe2\x82\xac", 1, 64, 16, 0}))).ok());
+}
+
+TEST(CodecTest, IsValidUtf8) {
+  for (const char* ok : {"", "abc", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"}) {
+    EXPECT_TRUE(IsValidUtf8(ok)) << ok;
+  }
+  for (const char* bad : {"\xff", "\xc3", "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80",
+                          "\xf4\x90\x80\x80", "\xe2\x82", "a\x80"}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace treepo::protocols

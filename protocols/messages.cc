@@ -31,6 +31,10 @@ Status CheckName(std::string_view what, const std::string& name) {
   if (name.size() > kMaxNameBytes) {
     return Invalid(what, "name longer than " + std::to_string(kMaxNameBytes) + " bytes");
   }
+  if (!IsValidUtf8(name)) return Invalid(what, "name is not valid UTF-8");
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return Invalid(what, "name holds a control character");
+  }
   return OkStatus();
 }
 
@@ -205,6 +209,7 @@ Status CheckPayload(const TreeBatch& m, const CodecOptions&) {
 Status CheckPayload(const TrainDone& m, const CodecOptions&) {
   for (const Metric& metric : m.metrics) {
     if (metric.name.empty()) return Invalid("TrainDone", "metric name is empty");
+    if (!IsValidUtf8(metric.name)) return Invalid("TrainDone", "metric name is not valid UTF-8");
   }
   return OkStatus();
 }
@@ -289,6 +294,41 @@ Status Validate(const Message& message, const CodecOptions& options) {
   }
   return std::visit([&](const auto& payload) { return CheckPayload(payload, options); },
                     message.payload);
+}
+
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
 }
 
 uint64_t Fnv1a64(std::span<const uint8_t> bytes, uint64_t seed) {

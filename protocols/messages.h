@@ -248,6 +248,10 @@ Status Validate(const Message& message, const CodecOptions& options = {});
 
 // FNV-1a 64-bit over `bytes` (weight checksums); `seed` chains calls over consecutive parts.
 inline constexpr uint64_t kFnv64Offset = 0xcbf29ce484222325ULL;
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF). Names that reach JSON and logs are checked with it.
+bool IsValidUtf8(std::string_view s);
+
 uint64_t Fnv1a64(std::span<const uint8_t> bytes, uint64_t seed = kFnv64Offset);
 
 }  // namespace treepo::protocols

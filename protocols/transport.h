@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -52,6 +53,11 @@ struct SocketOptions {
 struct RouterOptions {
   SocketOptions socket;
   std::optional<CurveKeyPair> curve_server;  // set: only CURVE clients that know its key
+  // With curve_server: the client public keys (Z85) admitted, each with the role name that
+  // Incoming::user_id reports for its messages. Checked by a ZAP handler on the Context
+  // before the handshake completes; any other key is refused. Unset: any CURVE client that
+  // knows the server key is admitted (user_id empty).
+  std::optional<std::map<std::string, std::string>> curve_clients;
 };
 
 struct DealerOptions {
@@ -103,8 +109,14 @@ struct PollResult {
 class Router {
  public:
   struct Incoming {
-    std::string peer;  // the Dealer's identity
+    std::string peer;  // the Dealer's identity (any bytes: print it with EscapeBytes)
     std::vector<uint8_t> frame;
+    // The role the ZAP handler gave this connection's key (RouterOptions::curve_clients);
+    // empty without CURVE authentication.
+    std::string user_id;
+    // Not OK when the message was not exactly one frame after the identity: `frame` is then
+    // empty and the message is data to count and answer, not an error of the socket.
+    Status malformed;
   };
 
   // Binds to `endpoint` ("tcp://127.0.0.1:*" picks a free port; see endpoint()).
@@ -120,10 +132,13 @@ class Router {
   // Waits up to timeout_ms (-1 = forever) for a message or a wake.
   Result<PollResult> Poll(int timeout_ms, const Waker* waker = nullptr);
   // Receives one message; nullopt when none came within timeout_ms or the Waker fired.
-  // A peer message with more than one frame is dropped with kInvalidArgument.
+  // A peer message that is not one frame is returned with Incoming::malformed set (its
+  // parts discarded); an error Status means the socket itself failed.
   Result<std::optional<Incoming>> Recv(int timeout_ms, const Waker* waker = nullptr);
   // kUnavailable when no peer with that identity is connected.
   Status Send(std::string_view peer, std::span<const uint8_t> frame);
+  // One message of several frames to `peer`; for tests and fuzz targets (see Dealer).
+  Status SendParts(std::string_view peer, const std::vector<std::vector<uint8_t>>& parts);
 
  private:
   struct Impl;
@@ -141,15 +156,32 @@ class Dealer {
   ~Dealer();  // closes with linger 0
 
   Result<PollResult> Poll(int timeout_ms, const Waker* waker = nullptr);
-  // nullopt when nothing came within timeout_ms (-1 = forever) or the Waker fired.
+  // nullopt when nothing came within timeout_ms (-1 = forever) or the Waker fired. A message
+  // of more or fewer than one frame is dropped and counted (dropped_messages()), never an
+  // error; an error Status means the socket itself failed.
   Result<std::optional<std::vector<uint8_t>>> Recv(int timeout_ms, const Waker* waker = nullptr);
+  // Messages Recv dropped because they were not one frame.
+  int64_t dropped_messages() const;
   // Queues the frame (sent once connected); kResourceExhausted when the queue is full.
   Status Send(std::span<const uint8_t> frame);
+  // Queues one message of several frames. The protocol never does this: it is how tests
+  // and fuzz targets play a peer that misbehaves.
+  Status SendParts(const std::vector<std::vector<uint8_t>>& parts);
 
  private:
   struct Impl;
   explicit Dealer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// True for endpoints only this host can reach: tcp:// on 127.0.0.0/8, [::1] or localhost,
+// and ipc:// or inproc://. Anything else (0.0.0.0, *, an interface, a public address) is
+// reachable from the network and needs CURVE keys (docs/security.md).
+bool IsLoopbackEndpoint(std::string_view endpoint);
+
+// `bytes` printable: itself when every byte is printable ASCII (no backslash or quotes),
+// else "0x" and hex; longer than max_bytes: cut, with "..." appended. For peer identities
+// and other peer-chosen strings in logs and JSON.
+std::string EscapeBytes(std::string_view bytes, size_t max_bytes = 64);
 
 }  // namespace treepo::protocols

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <thread>
 #include <zmq.hpp>
 
@@ -162,6 +163,129 @@ TEST(TransportTest, CurveRouterTalksToKeyedDealerOnly) {
   ASSERT_TRUE(more.ok());
   EXPECT_FALSE(more->has_value()) << "unkeyed peer got through: " << (*more)->peer;
   EXPECT_EQ(router->Send("anon", hello).code(), StatusCode::kUnavailable);
+}
+
+TEST(TransportTest, MultipartMessagesAreDataNotErrors) {
+  Context context;
+  Result<Router> router = Router::Bind(context, "tcp://127.0.0.1:*");
+  ASSERT_TRUE(router.ok());
+  Result<Dealer> dealer = Dealer::Connect(context, router->endpoint(), WithIdentity("multi"));
+  ASSERT_TRUE(dealer.ok());
+  const std::vector<uint8_t> hello = Encode(SampleMessages()[0]);
+  std::vector<std::vector<uint8_t>> many(40, std::vector<uint8_t>{1, 2});
+  ASSERT_TRUE(dealer->SendParts({hello, hello, hello}).ok());
+  ASSERT_TRUE(dealer->SendParts(many).ok());
+  ASSERT_TRUE(dealer->Send(hello).ok());
+  for (size_t parts : {3u, 40u}) {
+    Result<std::optional<Router::Incoming>> in = router->Recv(kEventBoundMs);
+    ASSERT_TRUE(in.ok()) << in.status().ToString();
+    ASSERT_TRUE(in->has_value());
+    EXPECT_EQ((*in)->peer, "multi");
+    EXPECT_EQ((*in)->malformed.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE((*in)->malformed.message().find(std::to_string(parts) + " frames"), std::string::npos)
+        << (*in)->malformed.ToString();
+    EXPECT_TRUE((*in)->frame.empty());
+  }
+  // The next well-formed message still arrives.
+  Result<std::optional<Router::Incoming>> good = router->Recv(kEventBoundMs);
+  ASSERT_TRUE(good.ok() && good->has_value());
+  EXPECT_TRUE((*good)->malformed.ok());
+  EXPECT_EQ((*good)->frame, hello);
+
+  // The Dealer drops multipart messages from the router and returns the next good one.
+  ASSERT_TRUE(router->SendParts("multi", {hello, hello}).ok());
+  EXPECT_EQ(router->SendParts("multi", {}).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(router->Send("multi", hello).ok());
+  Result<std::optional<std::vector<uint8_t>>> reply = dealer->Recv(kEventBoundMs);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  ASSERT_TRUE(reply->has_value());
+  EXPECT_EQ(**reply, hello);
+  EXPECT_EQ(dealer->dropped_messages(), 1);
+}
+
+TEST(TransportTest, ZapAdmitsListedKeysAndTagsTheirRole) {
+  Result<CurveKeyPair> server = GenerateCurveKeyPair();
+  if (!server.ok() && server.status().code() == StatusCode::kUnimplemented) {
+    GTEST_SKIP() << server.status().ToString();
+  }
+  ASSERT_TRUE(server.ok());
+  Result<CurveKeyPair> worker = GenerateCurveKeyPair();
+  Result<CurveKeyPair> learner = GenerateCurveKeyPair();
+  Result<CurveKeyPair> stranger = GenerateCurveKeyPair();
+  ASSERT_TRUE(worker.ok() && learner.ok() && stranger.ok());
+  Context context;
+  RouterOptions ro;
+  ro.curve_server = *server;
+  ro.curve_clients = std::map<std::string, std::string>{{worker->public_key, "worker"},
+                                                        {learner->public_key, "learner"}};
+  Result<Router> router = Router::Bind(context, "tcp://127.0.0.1:*", ro);
+  ASSERT_TRUE(router.ok()) << router.status().ToString();
+  // A second keyed Router on the same Context gets its own ZAP domain.
+  RouterOptions ro2 = ro;
+  ro2.curve_clients = std::map<std::string, std::string>{{stranger->public_key, "other"}};
+  Result<Router> router2 = Router::Bind(context, "tcp://127.0.0.1:*", ro2);
+  ASSERT_TRUE(router2.ok()) << router2.status().ToString();
+
+  auto connect = [&](const std::string& endpoint, const std::string& id, const CurveKeyPair& k) {
+    DealerOptions o = WithIdentity(id);
+    o.curve = CurveClientKeys{server->public_key, k};
+    Result<Dealer> d = Dealer::Connect(context, endpoint, o);
+    EXPECT_TRUE(d.ok());
+    return std::move(*d);
+  };
+  const std::vector<uint8_t> hello = Encode(SampleMessages()[0]);
+  Dealer s = connect(router->endpoint(), "s", *stranger);
+  ASSERT_TRUE(s.Send(hello).ok());
+  Dealer w = connect(router->endpoint(), "w", *worker);
+  ASSERT_TRUE(w.Send(hello).ok());
+  Dealer l = connect(router->endpoint(), "l", *learner);
+  ASSERT_TRUE(l.Send(hello).ok());
+  Dealer s2 = connect(router2->endpoint(), "s2", *stranger);
+  ASSERT_TRUE(s2.Send(hello).ok());
+
+  std::map<std::string, std::string> roles;
+  while (roles.size() < 2) {
+    Result<std::optional<Router::Incoming>> in = router->Recv(kEventBoundMs);
+    ASSERT_TRUE(in.ok() && in->has_value()) << "a listed key did not get through";
+    roles[(*in)->peer] = (*in)->user_id;
+  }
+  EXPECT_EQ(roles, (std::map<std::string, std::string>{{"l", "learner"}, {"w", "worker"}}));
+  Result<std::optional<Router::Incoming>> in2 = router2->Recv(kEventBoundMs);
+  ASSERT_TRUE(in2.ok() && in2->has_value());
+  EXPECT_EQ((*in2)->user_id, "other");
+  // The stranger's key is not listed on the first Router: nothing of it arrives.
+  Result<std::optional<Router::Incoming>> more = router->Recv(300);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(more->has_value()) << "unlisted key got through: " << (*more)->peer;
+
+  RouterOptions keys_without_server;
+  keys_without_server.curve_clients = ro.curve_clients;
+  EXPECT_EQ(Router::Bind(context, "tcp://127.0.0.1:*", keys_without_server).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(TransportTest, LoopbackEndpoints) {
+  for (const char* ep : {"tcp://127.0.0.1:*", "tcp://127.0.0.1:5555", "tcp://127.1.2.3:1",
+                         "tcp://localhost:80", "tcp://[::1]:5", "ipc:///tmp/x", "inproc://y"}) {
+    EXPECT_TRUE(IsLoopbackEndpoint(ep)) << ep;
+  }
+  for (const char* ep : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:1", "tcp://10.0.0.1:1",
+                         "tcp://127.0.0.1.evil.com:1", "tcp://[::]:1", "tcp://128.0.0.1:1",
+                         "udp://127.0.0.1:1", "tcp://127.0.0.1", ""}) {
+    EXPECT_FALSE(IsLoopbackEndpoint(ep)) << ep;
+  }
+}
+
+TEST(TransportTest, EscapeBytesPrintsOnlyPrintableAscii) {
+  EXPECT_EQ(EscapeBytes("worker-1#123"), "worker-1#123");
+  EXPECT_EQ(EscapeBytes(std::string("\0\x01"
+                                    "a",
+                                    3)),
+            "0x000161");
+  EXPECT_EQ(EscapeBytes("a\nb"), "0x610a62");
+  EXPECT_EQ(EscapeBytes("q\"uote"), "0x7122756f7465");
+  EXPECT_EQ(EscapeBytes(std::string(100, 'x'), 4), "xxxx...");
+  EXPECT_EQ(EscapeBytes(""), "0x");
 }
 
 }  // namespace

@@ -39,13 +39,17 @@ class Connection {
     return dealer_.Send(pr::Encode(m));
   }
 
-  // The next decoded message; nullopt when none came within timeout_ms or it did not decode.
+  // The next decoded message; nullopt when none came within timeout_ms or it did not decode
+  // (logged with a bound: the 1st, 10th, 100th, ... bad frame).
   Result<std::optional<pr::Message>> Recv(int timeout_ms) {
     TREEPO_ASSIGN_OR_RETURN(auto frame, dealer_.Recv(timeout_ms));
     if (!frame) return std::optional<pr::Message>();
     Result<pr::Message> m = pr::Decode(*frame);
     if (!m.ok()) {
-      spdlog::warn("learner: dropping a bad frame from the scheduler: {}", m.status().ToString());
+      if (++bad_frames_ == 1 || bad_frames_ == 10 || bad_frames_ % 100 == 0) {
+        spdlog::warn("learner: dropping a bad frame from the scheduler ({} so far): {}",
+                     bad_frames_, m.status().ToString());
+      }
       return std::optional<pr::Message>();
     }
     return std::optional<pr::Message>(std::move(*m));
@@ -57,6 +61,7 @@ class Connection {
     reg.learner_name = name;
     reg.rank = static_cast<uint32_t>(o.rank);
     reg.world_size = static_cast<uint32_t>(o.world_size);
+    std::string refusal;  // the last AlreadyExists refusal
     while (NowMs() < deadline) {
       if (stop != nullptr && stop->load()) return Cancelled("stopped while registering");
       TREEPO_RETURN_IF_ERROR(Send(reg));
@@ -69,7 +74,22 @@ class Connection {
           epoch_ = ack->epoch;
           return OkStatus();
         }
+        if (const auto* err = m->get_if<pr::ErrorReply>()) {
+          // A key of another role: final. Another learner connected: retried until the
+          // deadline, in case it is on its way out.
+          if (err->code == StatusCode::kInvalidArgument &&
+              err->about == pr::MessageType::kRegisterLearner) {
+            return InvalidArgument("the scheduler refused this learner: " + err->message);
+          }
+          if (err->code == StatusCode::kAlreadyExists && refusal.empty()) {
+            spdlog::warn("learner: the scheduler refused the registration: {}", err->message);
+          }
+          if (err->code == StatusCode::kAlreadyExists) refusal = err->message;
+        }
       }
+    }
+    if (!refusal.empty()) {
+      return AlreadyExists("the scheduler refused this learner: " + refusal);
     }
     return DeadlineExceeded("no RegisterAck from the scheduler within " +
                             std::to_string(o.register_timeout_ms) + " ms");
@@ -79,6 +99,7 @@ class Connection {
   pr::Dealer dealer_;
   uint32_t id_ = 0;
   uint64_t epoch_ = 0;
+  int64_t bad_frames_ = 0;
 };
 
 }  // namespace
@@ -114,8 +135,11 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
 
   pr::Context context;
   pr::DealerOptions dopt;
-  dopt.identity = name;
+  // Unique per process: the Router hands an identity over to its newest connection, so a
+  // second learner of the same name must not take over the first one's.
+  dopt.identity = name + "#" + std::to_string(::getpid()) + "." + std::to_string(NowMs() % 1000000);
   dopt.socket.send_timeout_ms = 30000;  // weight chunks wait for room rather than fail
+  TREEPO_ASSIGN_OR_RETURN(dopt.curve, pr::ResolveClientKeys(o.keys, o.scheduler_endpoint));
   TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
                           pr::Dealer::Connect(context, o.scheduler_endpoint, dopt));
   Connection conn(std::move(dealer));

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "learner/service/trainer.h"
+#include "protocols/curve_keys.h"
 
 namespace treepo::learner {
 
@@ -38,6 +39,9 @@ struct LearnerOptions {
   // dual_clip, kl_coef, entropy_coef, mini_batch_queries, epochs, micro_batch_tokens,
   // max_staleness.
   TrainerOptions trainer;
+  // CURVE keys (--scheduler-key, --key, --insecure; docs/security.md): required when the
+  // scheduler is not on loopback.
+  protocols::ClientKeyOptions keys;
 
   Status Validate() const;
 };

@@ -13,6 +13,7 @@
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
 #include "scheduler/dataset/prompt_admission.h"
+#include "protocols/model_fingerprint.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/tree_driver.h"
 
@@ -60,6 +61,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("progress", &o->progress));
   SchedulerOptions& s = o->service;
   TREEPO_RETURN_IF_ERROR(c.Get("bind", &s.bind_endpoint));
+  TREEPO_RETURN_IF_ERROR(LoadSchedulerSecurityOptions(c, &s.security));
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_interval_ms", &s.heartbeat_interval_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_timeout_ms", &s.heartbeat_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("max_task_attempts", &s.max_task_attempts));
@@ -124,12 +126,14 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
 
 namespace {
 
-// The model's vocabulary and context (max_seq_len 0, unknown, when only vocab_size is set).
-Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o) {
+// The model's vocabulary and context (max_seq_len 0, unknown, when only vocab_size is set),
+// and the fingerprint workers must send when the model is known.
+Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o, uint64_t* fingerprint) {
   model::ModelConfig c;
   if (!o.model_path.empty()) {
     TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
     c = w.config;
+    *fingerprint = protocols::ModelFingerprint(w.config);
   }
   if (o.vocab_size > 0) c.vocab_size = o.vocab_size;
   return c;
@@ -197,7 +201,9 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     prompts.resize(static_cast<size_t>(o.max_queries));
   }
   if (prompts.empty()) return InvalidArgument(o.prompts_path + " holds no prompts");
-  TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig shape, ModelShape(o));
+  SchedulerOptions service_options = o.service;
+  TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig shape,
+                          ModelShape(o, &service_options.expected_model_fingerprint));
   TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
                           model::Tokenizer::LoadLlama2c(o.tokenizer_path, shape.vocab_size));
   auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
@@ -219,7 +225,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   TREEPO_ASSIGN_OR_RETURN(TreeDriverSetup setup, MakeTreeDriverSetup(o, records, tokenizer));
 
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
-                          SchedulerService::Create(o.service));
+                          SchedulerService::Create(service_options));
   service->set_liveness_probe(o.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   TREEPO_RETURN_IF_ERROR(service->WaitForWorkers(o.min_workers, o.wait_workers_timeout_ms, stop));

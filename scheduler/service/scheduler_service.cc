@@ -16,6 +16,7 @@ Status SchedulerOptions::Validate() const {
     return InvalidArgument("heartbeat_timeout_ms must exceed heartbeat_interval_ms");
   }
   if (max_task_attempts < 1) return InvalidArgument("max_task_attempts must be >= 1");
+  TREEPO_RETURN_IF_ERROR(security.Validate());
   return dispatch.Validate();
 }
 
@@ -35,6 +36,7 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
   pr::RouterOptions ro;
   ro.socket.max_message_bytes = static_cast<int64_t>(options.codec.max_frame_bytes) + 4096;
   ro.socket.send_timeout_ms = 2000;  // a slow peer holds the loop briefly rather than lose tasks
+  TREEPO_RETURN_IF_ERROR(ApplySchedulerSecurity(options.security, options.bind_endpoint, &ro));
   TREEPO_ASSIGN_OR_RETURN(pr::Router router,
                           pr::Router::Bind(s->context_, options.bind_endpoint, ro));
   s->router_.emplace(std::move(router));
@@ -49,9 +51,12 @@ Status SchedulerService::Pump(int timeout_ms) {
   // Wake in time to notice dead workers even when nothing arrives.
   const int wait = std::min(timeout_ms, options_.heartbeat_interval_ms);
   TREEPO_ASSIGN_OR_RETURN(auto first, router_->Recv(std::max(0, wait)));
+  // Bounded per turn so that a flood cannot starve heartbeats and dispatch.
+  int handled = 0;
   for (auto in = std::move(first); in;) {
     ++counters_.frames_in;
-    TREEPO_RETURN_IF_ERROR(HandleFrame(in->peer, in->frame));
+    HandleIncoming(*in);
+    if (++handled >= 10000) break;
     TREEPO_ASSIGN_OR_RETURN(in, router_->Recv(0));
   }
   for (WorkerId id : registry_.ReapDead()) {
@@ -170,69 +175,166 @@ void SchedulerService::ReplyError(const std::string& peer, const Status& status,
   e.code = status.ok() ? StatusCode::kInternal : status.code();
   e.message = status.message().substr(0, 1024);
   e.about = about;
+  // Best effort: the peer may be gone (kUnavailable) or not reading.
   SendToPeer(peer, e).IgnoreError();
 }
 
-Status SchedulerService::HandleFrame(const std::string& peer, const std::vector<uint8_t>& frame) {
-  Result<pr::Message> decoded = pr::Decode(frame, options_.codec);
+void SchedulerService::Bad(const std::string& peer, const char* reason, const Status& status,
+                           pr::MessageType about) {
+  ++counters_.bad_frames;
+  ++counters_.bad_by_reason[reason];
+  constexpr size_t kMaxLoggedPeers = 4096;
+  constexpr int64_t kLogEveryMs = 10000;
+  if (bad_log_.size() >= kMaxLoggedPeers && !bad_log_.contains(peer)) bad_log_.clear();
+  const int64_t now = clock_->NowMs();
+  auto [it, first] = bad_log_.try_emplace(peer);
+  PeerLogState& log = it->second;
+  if (first || now - log.last_log_ms >= kLogEveryMs) {
+    spdlog::warn("dropping bad frame from peer {} ({}): {}{}", pr::EscapeBytes(peer), reason,
+                 status.ToString(),
+                 log.suppressed > 0
+                     ? " (" + std::to_string(log.suppressed) + " more from it not logged)"
+                     : std::string());
+    log.last_log_ms = now;
+    log.suppressed = 0;
+  } else {
+    ++log.suppressed;
+  }
+  ReplyError(peer, status, about);
+}
+
+bool SchedulerService::HasRole(const pr::Router::Incoming& in, const char* role) const {
+  return !options_.security.enabled() || in.user_id == role;
+}
+
+void SchedulerService::HandleIncoming(const pr::Router::Incoming& in) {
+  const std::string& peer = in.peer;
+  if (!in.malformed.ok()) {
+    Bad(peer, "multipart", in.malformed, pr::MessageType::kUnknown);
+    return;
+  }
+  Result<pr::Message> decoded = pr::Decode(in.frame, options_.codec);
   if (!decoded.ok()) {
-    ++counters_.bad_frames;
-    spdlog::warn("dropping bad frame ({} bytes) from peer '{}': {}", frame.size(), peer,
-                 decoded.status().ToString());
-    ReplyError(peer, decoded.status(), pr::MessageType::kUnknown);
-    return OkStatus();
+    Bad(peer, "decode", decoded.status(), pr::MessageType::kUnknown);
+    return;
   }
   const pr::Message& m = *decoded;
-  if (const auto* reg = m.get_if<pr::RegisterWorker>()) {
-    std::optional<WorkerId> replaced;
-    const WorkerEntry& w = registry_.AddWorker(peer, *reg, &replaced);
-    if (replaced) OnWorkerDead(*replaced);
-    spdlog::info("worker {} '{}' registered (epoch {}, {} pages of {})", w.id.value(), w.name,
-                 w.epoch, w.page_capacity, w.page_size);
-    const uint32_t interval = static_cast<uint32_t>(options_.heartbeat_interval_ms);
-    return SendToPeer(peer, pr::RegisterAck{w.id.value(), w.epoch, interval, weight_version_});
-  }
-  if (const auto* reg = m.get_if<pr::RegisterLearner>()) {
-    const LearnerEntry& l = registry_.AddLearner(peer, *reg);
-    spdlog::info("learner {} '{}' registered (rank {}/{})", l.id.value(), l.name, l.rank,
-                 l.world_size);
-    TREEPO_RETURN_IF_ERROR(SendToPeer(
-        peer,
-        pr::RegisterAck{l.id.value(), l.epoch,
-                        static_cast<uint32_t>(options_.heartbeat_interval_ms), weight_version_}));
-    if (learner_handler_ != nullptr) learner_handler_->OnLearnerRegistered(l);
-    return OkStatus();
-  }
+  if (const auto* reg = m.get_if<pr::RegisterWorker>()) return HandleRegisterWorker(in, *reg);
+  if (const auto* reg = m.get_if<pr::RegisterLearner>()) return HandleRegisterLearner(in, *reg);
   if (registry_.learners().count(LearnerId(m.sender)) > 0) {
+    if (!HasRole(in, kLearnerRole)) {
+      Bad(peer, "role", InvalidArgument("this key may not speak for a learner"), m.type());
+      return;
+    }
     Result<const LearnerEntry*> l = registry_.AuthenticateLearner(peer, m.sender, m.epoch);
     if (!l.ok()) {
       ++counters_.stale_messages;
-      ReplyError(peer, l.status(), m.type());
-      return OkStatus();
+      Bad(peer, "stale", l.status(), m.type());
+      return;
     }
     if (learner_handler_ == nullptr) {
-      ReplyError(peer, Unimplemented("this scheduler runs no RL loop"), m.type());
-      return OkStatus();
+      Bad(peer, "unexpected_type", Unimplemented("this scheduler runs no RL loop"), m.type());
+      return;
+    }
+    // What a learner may send: TrainDone, the weights it publishes, errors, Shutdown.
+    if (m.get_if<pr::TrainDone>() == nullptr && m.get_if<pr::WeightVersionNotice>() == nullptr &&
+        m.get_if<pr::WeightChunk>() == nullptr && m.get_if<pr::ErrorReply>() == nullptr &&
+        m.get_if<pr::Shutdown>() == nullptr) {
+      Bad(peer, "unexpected_type", InvalidArgument("a learner may not send this message"),
+          m.type());
+      return;
     }
     learner_handler_->OnLearnerMessage(**l, m);
-    return OkStatus();
+    return;
+  }
+  if (!HasRole(in, kWorkerRole)) {
+    Bad(peer, "role", InvalidArgument("this key may not speak for a worker"), m.type());
+    return;
   }
   Result<WorkerEntry*> w = registry_.Authenticate(peer, m.sender, m.epoch);
   if (!w.ok()) {
     ++counters_.stale_messages;
-    spdlog::warn("dropping {} from peer '{}': {}", pr::MessageTypeName(m.type()), peer,
-                 w.status().ToString());
-    ReplyError(peer, w.status(), m.type());
-    return OkStatus();
+    Bad(peer, w.status().code() == StatusCode::kNotFound ? "unregistered" : "stale", w.status(),
+        m.type());
+    return;
   }
-  return HandleWorkerMessage(*w, m);
+  HandleWorkerMessage(*w, m);
 }
 
-Status SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Message& m) {
+void SchedulerService::HandleRegisterWorker(const pr::Router::Incoming& in,
+                                            const pr::RegisterWorker& reg) {
+  const std::string& peer = in.peer;
+  if (!HasRole(in, kWorkerRole)) {
+    Bad(peer, "role",
+        InvalidArgument("this key is not a worker key; the scheduler refuses it as a worker"),
+        pr::MessageType::kRegisterWorker);
+    return;
+  }
+  if (options_.expected_model_fingerprint != 0 &&
+      reg.model_fingerprint != options_.expected_model_fingerprint) {
+    Bad(peer, "fingerprint",
+        InvalidArgument("worker '" + pr::EscapeBytes(reg.worker_name) +
+                        "' serves another model (fingerprint " +
+                        std::to_string(reg.model_fingerprint) + ", the scheduler expects " +
+                        std::to_string(options_.expected_model_fingerprint) + ")"),
+        pr::MessageType::kRegisterWorker);
+    return;
+  }
+  std::optional<WorkerId> replaced;
+  const WorkerEntry& w = registry_.AddWorker(peer, reg, &replaced);
+  if (replaced) OnWorkerDead(*replaced);
+  spdlog::info("worker {} '{}' registered (epoch {}, {} pages of {})", w.id.value(),
+               pr::EscapeBytes(w.name), w.epoch, w.page_capacity, w.page_size);
+  const uint32_t interval = static_cast<uint32_t>(options_.heartbeat_interval_ms);
+  Status st = SendToPeer(peer, pr::RegisterAck{w.id.value(), w.epoch, interval, weight_version_});
+  // A worker that cannot be answered is reaped by the heartbeat timeout.
+  if (!st.ok()) spdlog::warn("RegisterAck to worker {}: {}", w.id.value(), st.ToString());
+}
+
+void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
+                                             const pr::RegisterLearner& reg) {
+  const std::string& peer = in.peer;
+  if (!HasRole(in, kLearnerRole)) {
+    Bad(peer, "role",
+        InvalidArgument("this key is not a learner key; the scheduler refuses it as a learner"),
+        pr::MessageType::kRegisterLearner);
+    return;
+  }
+  // One learner at a time: another one is refused while the first one's connection is up
+  // (probed with a Heartbeat, which learners ignore; the Router knows a gone peer at once).
+  for (const auto& [id, l] : registry_.learners()) {
+    if (l.peer == peer) continue;  // the same connection registering again
+    pr::Heartbeat hb;
+    hb.worker_id = WorkerId(id.value());
+    hb.epoch = l.epoch;
+    pr::Message probe;
+    probe.payload = hb;
+    if (router_->Send(l.peer, pr::Encode(probe)).ok()) {
+      Bad(peer, "second_learner",
+          AlreadyExists("learner " + std::to_string(id.value()) + " '" + pr::EscapeBytes(l.name) +
+                        "' is connected; a second learner is refused while it is alive"),
+          pr::MessageType::kRegisterLearner);
+      return;
+    }
+  }
+  const LearnerEntry& l = registry_.AddLearner(peer, reg);
+  spdlog::info("learner {} '{}' registered (rank {}/{})", l.id.value(), pr::EscapeBytes(l.name),
+               l.rank, l.world_size);
+  Status st =
+      SendToPeer(peer, pr::RegisterAck{l.id.value(), l.epoch,
+                                       static_cast<uint32_t>(options_.heartbeat_interval_ms),
+                                       weight_version_});
+  if (!st.ok()) spdlog::warn("RegisterAck to learner {}: {}", l.id.value(), st.ToString());
+  if (learner_handler_ != nullptr) learner_handler_->OnLearnerRegistered(l);
+}
+
+void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Message& m) {
   const WorkerId id = worker->id;
   if (const auto* hb = m.get_if<pr::Heartbeat>()) {
     registry_.RecordHeartbeat(worker, *hb);
-    return SendToPeer(worker->peer, *hb);  // the echo tells the worker we are alive
+    // The echo tells the worker we are alive; a lost one is noticed by its timeout.
+    SendToPeer(worker->peer, *hb).IgnoreError();
+    return;
   }
   if (const auto* batch = m.get_if<pr::SegmentResultBatch>()) {
     for (const pr::SegmentResult& r : batch->results) {
@@ -251,7 +353,7 @@ Status SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Mess
       }
       if (sink_ != nullptr) sink_->OnSegmentResult(*t, r);
     }
-    return OkStatus();
+    return;
   }
   if (const auto* rej = m.get_if<pr::TaskRejected>()) {
     ++counters_.rejections;
@@ -270,22 +372,22 @@ Status SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Mess
                                  " refused by worker " + std::to_string(id.value()));
       }
     }
-    return OkStatus();
+    return;
   }
   if (const auto* ack = m.get_if<pr::WeightAck>()) {
     if (learner_handler_ != nullptr) learner_handler_->OnWorkerWeightAck(id, *ack);
     if (!ack->ok)
       spdlog::warn("worker {} refused weights {}: {}", id.value(), ack->version.value(),
                    ack->message);
-    return OkStatus();
+    return;
   }
   if (const auto* err = m.get_if<pr::ErrorReply>()) {
     spdlog::warn("worker {} reports an error about {}: {}", id.value(),
                  pr::MessageTypeName(err->about), err->message);
-    return OkStatus();
+    return;
   }
-  ReplyError(worker->peer, InvalidArgument("a worker may not send this message"), m.type());
-  return OkStatus();
+  Bad(worker->peer, "unexpected_type", InvalidArgument("a worker may not send this message"),
+      m.type());
 }
 
 void SchedulerService::OnWorkerDead(WorkerId id) {

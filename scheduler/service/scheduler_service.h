@@ -6,14 +6,23 @@
 // take SegmentTaskBatch and answer with SegmentResultBatch / TaskRejected. Accepted results go
 // to the ResultSink; results of tasks not in flight on their sender, or from a fenced epoch,
 // are dropped. Learners register and their traffic goes to the LearnerHandler (the RL loop).
-// A frame that does not decode is logged with the reason and answered with an ErrorReply; the
-// loop keeps serving.
+// Anything a peer sends is data: a message that is not one frame, does not decode, comes from
+// an unregistered or fenced sender, from a key of the wrong role, or is a type its role may
+// not send, is counted per reason (Counters::bad_by_reason), logged once per peer with a rate
+// limit (identities escaped), answered with an ErrorReply, and the loop keeps serving. Only
+// a failure of the socket itself ends Pump with an error.
+//
+// Security (docs/security.md): with CURVE keys (SchedulerOptions::security) every connection
+// carries a role from its key; a worker key cannot register or speak as a learner and the
+// reverse. A second learner is refused while the first one's connection is up. A worker
+// whose model fingerprint differs from expected_model_fingerprint (when set) is refused.
 //
 // Thread-safety: none. Every call on the loop thread.
 #pragma once
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +33,7 @@
 #include "protocols/messages.h"
 #include "protocols/transport.h"
 #include "scheduler/service/dispatcher.h"
+#include "scheduler/service/scheduler_security.h"
 #include "scheduler/service/worker_registry.h"
 
 namespace treepo::scheduler {
@@ -35,6 +45,8 @@ struct SchedulerOptions {
   int max_task_attempts = 50;  // dispatches of one task before the rollout fails
   DispatchLimits dispatch;
   protocols::CodecOptions codec;
+  SchedulerSecurityOptions security;        // keys and roles (key, worker_keys, learner_keys)
+  uint64_t expected_model_fingerprint = 0;  // != 0: workers must send this fingerprint
 
   Status Validate() const;
 };
@@ -113,7 +125,10 @@ class SchedulerService {
   // Counters since creation.
   struct Counters {
     int64_t frames_in = 0;
-    int64_t bad_frames = 0;
+    int64_t bad_frames = 0;  // every message dropped as bad, whatever the reason
+    // Bad messages by reason: "multipart", "decode", "unregistered", "stale", "role",
+    // "unexpected_type", "fingerprint", "second_learner".
+    std::map<std::string, int64_t> bad_by_reason;
     int64_t stale_messages = 0;
     int64_t results = 0;
     int64_t rejections = 0;
@@ -126,8 +141,17 @@ class SchedulerService {
  private:
   SchedulerService(const SchedulerOptions& options, std::unique_ptr<Clock> clock);
 
-  Status HandleFrame(const std::string& peer, const std::vector<uint8_t>& frame);
-  Status HandleWorkerMessage(WorkerEntry* worker, const protocols::Message& m);
+  void HandleIncoming(const protocols::Router::Incoming& in);
+  void HandleRegisterWorker(const protocols::Router::Incoming& in,
+                            const protocols::RegisterWorker& reg);
+  void HandleRegisterLearner(const protocols::Router::Incoming& in,
+                             const protocols::RegisterLearner& reg);
+  void HandleWorkerMessage(WorkerEntry* worker, const protocols::Message& m);
+  // The connection's key has role `role` (always true without CURVE).
+  bool HasRole(const protocols::Router::Incoming& in, const char* role) const;
+  // Counts a bad message under `reason`, logs it (rate-limited per peer) and answers it.
+  void Bad(const std::string& peer, const char* reason, const Status& status,
+           protocols::MessageType about);
   void ReplyError(const std::string& peer, const Status& status, protocols::MessageType about);
   Status SendToPeer(const std::string& peer, protocols::Payload payload);
   void OnWorkerDead(WorkerId id);
@@ -148,6 +172,13 @@ class SchedulerService {
   Status fatal_;
   uint64_t next_task_id_ = 1;
   Counters counters_;
+  // Rate limit of bad-message logs: per peer, when it was last logged and how many were
+  // not logged since. Bounded: cleared when it holds kMaxLoggedPeers peers.
+  struct PeerLogState {
+    int64_t last_log_ms = 0;
+    int64_t suppressed = 0;
+  };
+  std::map<std::string, PeerLogState> bad_log_;
 };
 
 }  // namespace treepo::scheduler

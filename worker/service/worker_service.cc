@@ -12,6 +12,8 @@
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "protocols/codec.h"
+#include "protocols/curve_keys.h"
+#include "protocols/model_fingerprint.h"
 #include "protocols/transport.h"
 #include "worker/service/weight_intake.h"
 
@@ -21,11 +23,6 @@ namespace {
 namespace pr = protocols;
 
 int64_t NowMs() { return SteadyNowMs(); }
-
-uint64_t ModelFingerprint(const model::ModelConfig& config) {
-  const std::string s = config.ToString();
-  return pr::Fnv1a64({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
-}
 
 SegmentRequest ToRequest(const pr::SegmentTask& t) {
   SegmentRequest r;
@@ -78,6 +75,7 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, WeightVersion(0), o_.engine));
     pr::DealerOptions dopt;
     dopt.identity = name_ + "#" + std::to_string(NowMs() % 1000000);
+    TREEPO_ASSIGN_OR_RETURN(dopt.curve, pr::ResolveClientKeys(o_.keys, o_.scheduler_endpoint));
     TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
                             pr::Dealer::Connect(ctx_, o_.scheduler_endpoint, dopt));
     dealer_.emplace(std::move(dealer));
@@ -108,7 +106,7 @@ class WorkerLoop {
     reg.threads = static_cast<uint32_t>(std::max(1, o_.engine.blas_threads));
     reg.page_capacity = static_cast<uint32_t>(o_.engine.kv.num_pages);
     reg.page_size = static_cast<uint32_t>(o_.engine.kv.page_size);
-    reg.model_fingerprint = ModelFingerprint(weights_->config);
+    reg.model_fingerprint = pr::ModelFingerprint(weights_->config);
     const int64_t deadline = NowMs() + o_.scheduler_timeout_ms;
     while (!Stopped()) {
       TREEPO_RETURN_IF_ERROR(Send(reg));
@@ -121,6 +119,11 @@ class WorkerLoop {
           spdlog::warn("{}: dropping bad frame while registering: {}", name_,
                        m.status().ToString());
           continue;
+        }
+        if (const auto* err = m->get_if<pr::ErrorReply>();
+            err != nullptr && err->code == StatusCode::kInvalidArgument &&
+            err->about == pr::MessageType::kRegisterWorker) {
+          return InvalidArgument("the scheduler refused this worker: " + err->message);
         }
         if (const auto* ack = m->get_if<pr::RegisterAck>()) {
           id_ = WorkerId(ack->assigned_id);
@@ -175,7 +178,11 @@ class WorkerLoop {
       last_heard_ms_ = NowMs();
       Result<pr::Message> m = pr::Decode(*frame);
       if (!m.ok()) {
-        spdlog::warn("{}: dropping bad frame: {}", name_, m.status().ToString());
+        // Logged with a bound: the 1st, 10th, 100th, ... bad frame.
+        if (++bad_frames_ == 1 || bad_frames_ == 10 || bad_frames_ % 100 == 0) {
+          spdlog::warn("{}: dropping bad frame ({} so far): {}", name_, bad_frames_,
+                       m.status().ToString());
+        }
         continue;
       }
       TREEPO_RETURN_IF_ERROR(Handle(*m));
@@ -296,6 +303,7 @@ class WorkerLoop {
   int heartbeat_ms_ = 1000;
   int64_t last_heard_ms_ = 0;
   uint64_t decoded_total_ = 0;
+  int64_t bad_frames_ = 0;
   bool shutdown_ = false;
 };
 
@@ -307,6 +315,7 @@ Status WorkerOptions::Validate() const {
   if (heartbeat_interval_ms < 0) return InvalidArgument("worker: heartbeat_interval_ms < 0");
   if (scheduler_timeout_ms < 1) return InvalidArgument("worker: scheduler_timeout_ms < 1");
   if (register_retry_ms < 1) return InvalidArgument("worker: register_retry_ms < 1");
+  if (!pr::IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
   return engine.Validate();
 }
 

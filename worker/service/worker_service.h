@@ -9,6 +9,9 @@
 // a scheduler silent for longer than scheduler_timeout_ms ends the worker with kUnavailable.
 // An ErrorReply with kFailedPrecondition means the scheduler declared this registration dead
 // (fenced): the worker drops its sequences and KV, keeps its weights, and registers again.
+// An ErrorReply with kInvalidArgument to RegisterWorker (a key of another role, another model)
+// ends the worker with that error. Whatever else arrives (frames that do not decode, multipart
+// messages, unexpected types) is logged with a bound and dropped.
 #pragma once
 
 #include <atomic>
@@ -16,6 +19,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "protocols/curve_keys.h"
 #include "worker/engine/engine.h"
 
 namespace treepo::worker {
@@ -33,6 +37,8 @@ struct WorkerOptions {
   // Testing only: take task batches and never run or answer them (heartbeats go on), the
   // way a wedged engine would; the scheduler's task deadlines must recover from it.
   bool debug_drop_tasks = false;
+  // CURVE keys (docs/security.md): required when the scheduler is not on loopback.
+  protocols::ClientKeyOptions keys;
 
   Status Validate() const;
 };
