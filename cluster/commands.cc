@@ -14,12 +14,15 @@ void RegisterPretrain(CLI::App& app, int* exit_code);
 void RegisterEval(CLI::App& app, int* exit_code);
 void RegisterLearner(CLI::App& app, int* exit_code);
 void RegisterTrain(CLI::App& app, int* exit_code);
+void RegisterTokenize(CLI::App& app, int* exit_code);
+void RegisterChatTemplate(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
-      &RegisterGenerate,  &RegisterGrad,    &RegisterAdvantages, &RegisterWorker,
-      &RegisterScheduler, &RegisterRollout, &RegisterScore,      &RegisterPretrain,
-      &RegisterEval,      &RegisterLearner, &RegisterTrain,
+      &RegisterGenerate,     &RegisterGrad,    &RegisterAdvantages, &RegisterWorker,
+      &RegisterScheduler,    &RegisterRollout, &RegisterScore,      &RegisterPretrain,
+      &RegisterEval,         &RegisterLearner, &RegisterTrain,      &RegisterTokenize,
+      &RegisterChatTemplate,
   };
   return kCommands;
 }

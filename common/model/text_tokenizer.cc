@@ -78,6 +78,7 @@ Result<std::string> FindTokenizerFile(const std::string& model_path) {
 Result<std::unique_ptr<TextTokenizer>> LoadTextTokenizer(const std::string& path,
                                                          int llama2c_vocab_size) {
   std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound(path + " does not exist");
   std::string file = path;
   if (fs::is_directory(path, ec)) {
     TREEPO_ASSIGN_OR_RETURN(file, FindTokenizerFile(path));

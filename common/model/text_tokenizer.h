@@ -41,7 +41,7 @@ Result<std::string> FindTokenizerFile(const std::string& model_path);
 
 // Loads `path`: a directory (via FindTokenizerFile), a *.json file (tokenizer.json), or any
 // other file as llama2.c's format, which needs `llama2c_vocab_size` > 0 (the model's
-// vocab_size; kInvalidArgument otherwise).
+// vocab_size; kInvalidArgument otherwise). kNotFound when `path` does not exist.
 Result<std::unique_ptr<TextTokenizer>> LoadTextTokenizer(const std::string& path,
                                                          int llama2c_vocab_size = 0);
 
