@@ -32,6 +32,21 @@ TEST(Jinja, OutputsValuesLikePython) {
             "ababab [1, 2] 7 9");
 }
 
+TEST(Jinja, FloatsPrintLikePythonRepr) {
+  EXPECT_EQ(FloatRepr(1e20), "1e+20");
+  EXPECT_EQ(FloatRepr(0.0001), "0.0001");
+  EXPECT_EQ(FloatRepr(0.00001), "1e-05");
+  EXPECT_EQ(FloatRepr(123456789012345678.0), "1.2345678901234568e+17");
+  EXPECT_EQ(FloatRepr(1.5), "1.5");
+  EXPECT_EQ(FloatRepr(-2.0), "-2.0");
+  EXPECT_EQ(FloatRepr(1e16), "1e+16");
+  EXPECT_EQ(FloatRepr(1234567890123456.0), "1234567890123456.0");
+  EXPECT_EQ(FloatRepr(0.1), "0.1");
+  EXPECT_EQ(FloatRepr(-0.0), "-0.0");
+  EXPECT_EQ(FloatRepr(2.5e-7), "2.5e-07");
+  EXPECT_EQ(FloatRepr(1.0 / 3), "0.3333333333333333");
+}
+
 TEST(Jinja, WhitespaceControlAsHuggingFaceSetsIt) {
   // trim_blocks drops the newline after a block tag; lstrip_blocks the indentation before it.
   EXPECT_EQ(R("{% if true %}\n  yes\n  {% endif %}\nend"), "  yes\nend");
@@ -116,6 +131,27 @@ TEST(Jinja, ErrorsAreStatusesWithTheLine) {
   EXPECT_NE(R("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").find("nested too deeply"),
             std::string::npos);
   EXPECT_NE(R("{{ 1 / 0 }}").find("division by zero"), std::string::npos);
+}
+
+// Any prefix of a real template, and deeply nested input, gives a Status, never a crash.
+TEST(Jinja, MalformedTemplatesAreErrorsNotCrashes) {
+  const std::string src =
+      "{%- set ns = namespace(n=0) %}{%- for m in messages[::-1] if m.role != 'x' %}"
+      "{{- '<|im_start|>' + m['role'] + '\\n' + m.content | trim }}{% set ns.n = ns.n + 1 %}"
+      "{%- if loop.last and (m.content.startswith('a') or not m.x is defined) %}{{ ns.n }}"
+      "{% elif m.content is string %}{{ m.content.split('b')[-1].lstrip('\\n') }}"
+      "{% else %}{{ raise('x') }}{% endif %}{# c #}{%- endfor %}{{ {'a': [1, 2.5]} | tojson }}";
+  const json vars = {{"messages", {{{"role", "user"}, {"content", "ab"}}}}};
+  EXPECT_EQ(R(src, vars), "<|im_start|>user\nab1{\"a\": [1, 2.5]}");
+  for (size_t n = 0; n < src.size(); ++n) R(src.substr(0, n), vars);  // must not crash
+  const std::string parens = "{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}";
+  EXPECT_NE(R(parens).find("nested too deeply"), std::string::npos);
+  EXPECT_NE(R("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns | tojson }}")
+                .find("nested too deeply"),
+            std::string::npos);
+  std::string blocks;
+  for (int i = 0; i < 1000; ++i) blocks += "{% if true %}";
+  EXPECT_NE(R(blocks).find("nested too deeply"), std::string::npos);
 }
 
 }  // namespace

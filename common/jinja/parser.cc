@@ -97,6 +97,11 @@ class Parser {
   }
 
   NodePtr ParseStatement() {
+    if (++block_depth_ > kMaxExprDepth) Fail(Where() + "blocks nested too deeply");
+    struct Exit {
+      int* d;
+      ~Exit() { --*d; }
+    } exit{&block_depth_};
     const int line = Peek().line;
     const std::string kw = ExpectName();
     auto n = std::make_shared<Node>();
@@ -339,6 +344,13 @@ class Parser {
   }
 
   ExprPtr ParsePrimary() {
+    // Bounds the recursion on deeply nested input ("((((...", "[[[[...").
+    struct DepthGuard {
+      int* d;
+      explicit DepthGuard(int* depth) : d(depth) { ++*d; }
+      ~DepthGuard() { --*d; }
+    } guard(&expr_depth_);
+    if (expr_depth_ > kMaxExprDepth) Fail(Where() + "expression nested too deeply");
     const Token& t = Peek();
     auto lit = [&](Value v) {
       auto e = std::make_shared<Expr>();
@@ -512,8 +524,11 @@ class Parser {
     }
   }
 
+  static constexpr int kMaxExprDepth = 200;
   const std::vector<Token>& t_;
   size_t pos_ = 0;
+  int expr_depth_ = 0;
+  int block_depth_ = 0;
 };
 
 }  // namespace

