@@ -113,4 +113,14 @@ Result<std::string> ChatTemplate::Render(const nlohmann::ordered_json& messages,
   return template_.Render(ctx);
 }
 
+Result<std::string> ChatTemplate::RenderPrompt(const std::string& prompt,
+                                               const ChatPromptOptions& options) const {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  if (!options.system_prompt.empty()) {
+    messages.push_back({{"role", "system"}, {"content", options.system_prompt}});
+  }
+  messages.push_back({{"role", "user"}, {"content", prompt + options.instruction_suffix}});
+  return Render(messages, /*add_generation_prompt=*/true, options.extra);
+}
+
 }  // namespace treepo::model

@@ -13,6 +13,15 @@
 
 namespace treepo::model {
 
+// A single-turn prompt in chat form, as math evaluation sets use it: an optional system
+// message, then the prompt (with an instruction appended) as the user's message.
+struct ChatPromptOptions {
+  std::string system_prompt;  // "" = no system message (the template's default, if any)
+  std::string
+      instruction_suffix;  // appended to the prompt, e.g. "\nPut the final answer in \\boxed{}."
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // more template variables
+};
+
 class ChatTemplate {
  public:
   // Reads tokenizer_config.json: `path` is that file, a directory holding it, or a file
@@ -30,6 +39,11 @@ class ChatTemplate {
   Result<std::string> Render(
       const nlohmann::ordered_json& messages, bool add_generation_prompt,
       const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
+
+  // The conversation [system?, user: prompt + suffix] with the generation prompt, ready for
+  // the model to answer.
+  Result<std::string> RenderPrompt(const std::string& prompt,
+                                   const ChatPromptOptions& options) const;
 
   // The config's eos_token, if any (the end-of-turn token for most chat models).
   const std::optional<std::string>& eos_token() const { return eos_token_; }

@@ -56,6 +56,27 @@ TEST(ChatTemplate, LoadsTheConfigOfARealTokenizer) {
   EXPECT_EQ(*r, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+TEST(ChatTemplate, RendersAMathPromptInChatForm) {
+  auto t = ChatTemplate::FromSource(ReadFile(testing::TestDataPath("chat_templates/qwen2.5.jinja")),
+                                    json::object());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ChatPromptOptions o;
+  o.instruction_suffix = "\nPut the final answer in \\boxed{}.";
+  auto r = t->RenderPrompt("What is 1+1?", o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Qwen2.5 brings its own system message when none is given.
+  EXPECT_EQ(*r,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nWhat is 1+1?\nPut the final answer in "
+            "\\boxed{}.<|im_end|>\n<|im_start|>assistant\n");
+  o.system_prompt = "Reason step by step.";
+  r = t->RenderPrompt("2*3?", o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r,
+            "<|im_start|>system\nReason step by step.<|im_end|>\n<|im_start|>user\n2*3?\nPut the "
+            "final answer in \\boxed{}.<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplate, ReportsBadInput) {
   auto t = ChatTemplate::FromSource("{{ raise_exception('no system role') }}", json::object());
   ASSERT_TRUE(t.ok());

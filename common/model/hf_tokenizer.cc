@@ -29,8 +29,10 @@ Result<HfTokenizer> HfTokenizer::Load(const std::string& path) {
 
 Result<HfTokenizer> HfTokenizer::FromJson(const nlohmann::json& spec) {
   if (!spec.is_object()) return InvalidArgument("tokenizer.json: an object is expected");
-  const auto field = [&](const char* key) {
-    return spec.contains(key) ? spec[key] : nlohmann::json();
+  static const nlohmann::json kNull;
+  const auto field = [&](const char* key) -> const nlohmann::json& {
+    const auto it = spec.find(key);
+    return it == spec.end() ? kNull : *it;
   };
   HfTokenizer t;
   try {
