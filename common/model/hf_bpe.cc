@@ -127,7 +127,9 @@ void BpeModel::Encode(std::string_view word, std::vector<int32_t>* out) const {
   EncodeUncached(word, &ids);
   out->insert(out->end(), ids.begin(), ids.end());
   std::lock_guard<std::mutex> lock(cache_mu_);
-  if (cache_.size() < kCacheCapacity) cache_.emplace(std::string(word), std::move(ids));
+  if (cache_.size() < kCacheCapacity && word.size() <= kMaxCachedWordBytes) {
+    cache_.emplace(std::string(word), std::move(ids));
+  }
 }
 
 void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>* out) const {

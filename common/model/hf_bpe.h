@@ -57,7 +57,10 @@ class BpeModel {
   std::string end_of_word_suffix_;
   std::array<int32_t, 256> byte_ids_{};  // id of "<0xXX>", -1 when absent
 
+  // The cache stops growing at kCacheCapacity words and skips words longer than
+  // kMaxCachedWordBytes, so its memory stays bounded whatever the input.
   static constexpr size_t kCacheCapacity = 100000;
+  static constexpr size_t kMaxCachedWordBytes = 256;
   mutable std::mutex cache_mu_;  // guards cache_
   mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
 };
