@@ -28,15 +28,16 @@ class MetaspaceDec final : public Decoder {
       std::string out;
       const std::string& t = (*tokens)[i];
       size_t pos = 0;
+      // As the tokenizers library: every replacement in the first token is dropped (the
+      // prepended one is at its start), the others become spaces.
       while (pos < t.size()) {
         if (t.compare(pos, replacement_.size(), replacement_) == 0) {
-          out.push_back(' ');
+          if (!(i == 0 && strip_first_)) out.push_back(' ');
           pos += replacement_.size();
         } else {
           out.push_back(t[pos++]);
         }
       }
-      if (i == 0 && strip_first_ && !out.empty() && out[0] == ' ') out.erase(0, 1);
       (*tokens)[i] = std::move(out);
     }
   }
