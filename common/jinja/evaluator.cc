@@ -21,6 +21,12 @@ class Renderer {
     for (const auto& [k, v] : context.object()) frames_[0][k] = v;
   }
 
+  // Namespaces are the only mutable values, so every reference cycle (`ns.self = ns`) runs
+  // through one that was assigned to: emptying those frees the cycles.
+  ~Renderer() {
+    for (const Value& ns : mutated_namespaces_) ns.object().clear();
+  }
+
   std::string Run(const Body& body) {
     std::string out;
     Exec(body, &out);
@@ -109,6 +115,7 @@ class Renderer {
       if (!ns.is_namespace())
         Fail(At(n) + "'" + n.targets[0] + "' is not a namespace; cannot set ." + n.attr);
       ns.Set(n.attr, v);
+      mutated_namespaces_.push_back(ns);
       return;
     }
     Assign(n.targets, v, &frames_.back());
@@ -390,6 +397,7 @@ class Renderer {
   }
 
   std::vector<Frame> frames_;
+  std::vector<Value> mutated_namespaces_;
   int loop_depth_ = 0;
   int depth_ = 0;
 };
