@@ -1,9 +1,9 @@
 // tokenizer.json encoding speed: encodes about 1 MB of mixed text (English prose, numbers,
 // code, CJK, emoji, whitespace runs) with our HfTokenizer and with transformers.js in node
-// (tokenizer_bench.mjs), checks that both give the same ids, and prints MB/s side by side.
+// (hf_tokenizer_bench.mjs), checks that both give the same ids, and prints MB/s side by side.
 // Ours is timed twice: with an empty per-word cache, then with it filled.
 //
-// Usage: tokenizer_bench [--model qwen3|llama3] [--bytes N] [--json FILE]
+// Usage: hf_tokenizer_bench [--model qwen3|llama3] [--bytes N] [--json FILE]
 // Needs tests/reference/setup_hf_tokenizers.sh to have run (and node for the reference).
 #include <chrono>
 #include <cstdio>
@@ -105,11 +105,11 @@ int main(int argc, char** argv) {
 
   // The reference, in node, on the same text.
   const std::string tmp = (std::filesystem::temp_directory_path() /
-                           ("treepo_tokenizer_bench_" + std::to_string(::getpid()) + ".txt"))
+                           ("treepo_hf_tokenizer_bench_" + std::to_string(::getpid()) + ".txt"))
                               .string();
   std::ofstream(tmp, std::ios::binary) << text;
   const std::string script =
-      treepo::testing::SourceDir() + "/tests/bench_tokenizer/tokenizer_bench.mjs";
+      treepo::testing::SourceDir() + "/tests/bench_tokenizer/hf_tokenizer_bench.mjs";
   const std::string cmd = "node '" + script + "' '" + treepo::testing::HfTokenizersDir() +
                           "/node_modules' '" + dir + "' '" + tmp + "'";
   std::string ref_out;

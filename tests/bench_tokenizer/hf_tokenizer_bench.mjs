@@ -1,6 +1,6 @@
 // Encodes a text file with transformers.js (@lenml/tokenizers) and a tokenizer.json, and
-// prints {"seconds", "ids"} as JSON: the reference side of tokenizer_bench.
-// Usage: node tokenizer_bench.mjs NODE_MODULES_DIR TOKENIZER_DIR TEXT_FILE
+// prints {"seconds", "ids"} as JSON: the reference side of hf_tokenizer_bench.
+// Usage: node hf_tokenizer_bench.mjs NODE_MODULES_DIR TOKENIZER_DIR TEXT_FILE
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import path from "node:path";
