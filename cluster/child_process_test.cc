@@ -51,7 +51,7 @@ TEST(LogTailTest, LastLinesPrefixed) {
 TEST(SupervisorTest, AnEssentialChildsExitIsTheErrorWithItsLogTail) {
   const std::string dir = testing::FreshTempDir("supervisor_essential");
   Supervisor s;
-  s.Add("worker-1", Sh("sleep 30", dir + "/w.log"), dir + "/w.log", false);
+  s.Add("worker-1", Sh("exec sleep 30", dir + "/w.log"), dir + "/w.log", false);
   s.Add("learner", Sh("echo 'unknown estimator nope'; exit 3", dir + "/l.log"), dir + "/l.log",
         true);
   const Status st = CheckUntilError(s, 10000);
@@ -70,7 +70,7 @@ TEST(SupervisorTest, AnEssentialChildsExitIsTheErrorWithItsLogTail) {
 TEST(SupervisorTest, AWorkerMayGoWhileAnotherIsLeftButNotTheLast) {
   Supervisor s;
   s.Add("worker-1", Sh("kill -9 $$", ""), "", false);
-  s.Add("worker-2", Sh("sleep 30", ""), "", false);
+  s.Add("worker-2", Sh("exec sleep 30", ""), "", false);
   // worker-1 dies of SIGKILL: reported, not an error.
   ASSERT_TRUE(s.Find("worker-1")->Wait(10000));
   EXPECT_TRUE(s.Check().ok());

@@ -3,7 +3,7 @@
 // stop too), one takes tasks and never answers them while it keeps heartbeating
 // (--debug-drop-tasks). The rollout still completes on the third, with every query's w
 // leaves, and the silent worker's tasks are taken back at their deadline. And `treepo rollout`
-// whose only worker process dies ends at once with the worker's exit status.
+// whose only worker process is killed mid-run ends at once with the worker's exit status.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -110,21 +110,26 @@ TEST_F(StallE2eTest, APausedWorkerAndOneThatNeverAnswersDoNotStallTheRollout) {
 }
 
 TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
-  // The workers cannot load this "model"; the scheduler never reads it (vocab_size is given).
-  const std::string bad_model = dir_ + "/bad_model.bin";
-  std::ofstream(bad_model) << "not a model";
+  // A rollout long enough to be running when its only worker process is SIGKILLed.
   const std::string log = dir_ + "/rollout.log";
-  const auto start = std::chrono::steady_clock::now();
   auto rollout = ChildProcess::Spawn(
-      {binary_, "rollout", "--model", bad_model, "--tokenizer", tokenizer_, "--prompts", prompts_,
-       "--workers", "1", "--set", "vocab_size=512", "--set", "progress=false"},
+      {binary_, "rollout", "--model", model_, "--tokenizer", tokenizer_, "--prompts", prompts_,
+       "--workers", "1", "--set", "width=64", "--set", "max_depth=8", "--set",
+       "segment_tokens=16", "--set", "progress=false"},
       log);
   ASSERT_TRUE(rollout.ok());
-  ASSERT_TRUE(rollout->Wait(25000)) << "still waiting for workers:\n" << ReadAll(log);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  pid_t worker = -1;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return (worker = testing::FindChild(rollout->pid(), {"worker"})) > 0; }, 10000))
+      << ReadAll(log);
+  ASSERT_TRUE(WaitForText(log, "rolling out", 10000)) << ReadAll(log);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  ASSERT_TRUE(rollout->Wait(25000)) << "still running without workers:\n" << ReadAll(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_EQ(rollout->exit_code(), 1);
   const std::string text = ReadAll(log);
-  EXPECT_NE(text.find("worker-1 exited (exit code 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("worker-1 exited (signal 9)"), std::string::npos) << text;
   EXPECT_NE(text.find("every worker process has exited"), std::string::npos) << text;
 }
 
