@@ -26,10 +26,13 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/child_process.h"
+#include "common/testing/paths.h"
 #include "common/tree/tree_record.h"
 #include "protocols/codec.h"
 #include "protocols/curve_keys.h"
 #include "protocols/transport.h"
+#include "tests/e2e_chaos/e2e_util.h"
 
 namespace treepo {
 namespace {
@@ -37,69 +40,19 @@ namespace {
 namespace fs = std::filesystem;
 namespace pr = protocols;
 using Clock = std::chrono::steady_clock;
+using cluster::ChildProcess;
+using testing::ReadAll;
+using testing::WaitForText;
 
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
+// Starts `argv` with stdout and stderr in `log` (killed, if still running, when it goes).
+ChildProcess Start(const std::vector<std::string>& argv, const std::string& log) {
+  Result<ChildProcess> c = ChildProcess::Spawn(argv, log);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : ChildProcess();
 }
 
-// A child process with stdout and stderr in `log`; SIGKILLed when still running at the end.
-class Proc {
- public:
-  Proc(const std::vector<std::string>& argv, const std::string& log) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Proc() {
-    if (exit_code_ < 0 && pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // The exit code (128 + signal when killed), or -1 when still running after `ms`.
-  int Wait(int ms) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-    while (exit_code_ < 0) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        break;
-      }
-      if (Clock::now() > deadline) return -1;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll the exit, bounded
-    }
-    return exit_code_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int exit_code_ = -1;
-};
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool WaitForText(const std::string& path, const std::string& needle, int ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-  while (Clock::now() < deadline) {
-    if (ReadAll(path).find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
+// The exit code (128 + signal when killed), or -1 when still running after `ms`.
+int WaitExit(ChildProcess& c, int ms) { return c.Wait(ms) ? c.exit_code() : -1; }
 
 std::vector<uint8_t> Frame(pr::Payload payload, uint32_t sender = 0, uint64_t epoch = 0) {
   pr::Message m;
@@ -144,18 +97,14 @@ void WriteRawTcp(const std::string& endpoint, const std::vector<uint8_t>& bytes)
 class SecurityE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string source = Env("TREEPO_SOURCE_DIR", ".");
-    const fs::path shared = Env("TREEPO_SHARED_DIR", source + "/../shared");
-    binary_ = Env("TREEPO_BINARY_DIR", "") + "/cluster/treepo";
+    const fs::path shared = testing::SharedDir();
+    binary_ = testing::TreepoBinary();
     model_ = (shared / "models/stories260K/stories260K.bin").string();
     tokenizer_ = (shared / "models/stories260K/tok512.bin").string();
     if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
     if (!fs::exists(model_)) GTEST_SKIP() << "needs " << model_;
-    dir_ = fs::temp_directory_path() /
-           ("treepo_security_e2e_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTempDir(std::string("security_e2e_") +
+                                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
     prompts_ = (dir_ / "prompts.jsonl").string();
     std::ofstream p(prompts_);
     const char* texts[] = {"Once upon a time", "The little dog", "One day, a cat"};
@@ -190,14 +139,14 @@ class SecurityE2eTest : public ::testing::Test {
   }
 
   // Starts `treepo scheduler`; returns its endpoint, or "" (and the log in *log) on failure.
-  std::string StartScheduler(const std::string& config, std::unique_ptr<Proc>* proc) {
+  std::string StartScheduler(const std::string& config, std::unique_ptr<ChildProcess>* proc) {
     std::ofstream(Path("scheduler.toml")) << config;
     const std::string ep = Path("endpoint");
     fs::remove(ep);
-    *proc = std::make_unique<Proc>(
-        std::vector<std::string>{binary_, "scheduler", "--config", Path("scheduler.toml"),
-                                 "--endpoint-file", ep},
-        Path("scheduler.log"));
+    *proc = std::make_unique<ChildProcess>(
+        Start(std::vector<std::string>{binary_, "scheduler", "--config", Path("scheduler.toml"),
+                                       "--endpoint-file", ep},
+              Path("scheduler.log")));
     if (!WaitForText(ep, "tcp://", 20000)) return "";
     std::string s = ReadAll(ep);
     s.erase(s.find_last_not_of("\n") + 1);
@@ -206,8 +155,9 @@ class SecurityE2eTest : public ::testing::Test {
 
   // `treepo keys --out DIR --role NAME`; its exit code.
   int MakeKeys(const std::string& dir, const std::string& role) {
-    Proc p({binary_, "keys", "--out", dir, "--role", role}, Path("keys-" + role + ".log"));
-    return p.Wait(20000);
+    ChildProcess p =
+        Start({binary_, "keys", "--out", dir, "--role", role}, Path("keys-" + role + ".log"));
+    return WaitExit(p, 20000);
   }
 
   void ExpectTrees(size_t queries, int width) {
@@ -225,7 +175,7 @@ class SecurityE2eTest : public ::testing::Test {
 };
 
 TEST_F(SecurityE2eTest, StrayMultipartGarbageAndRawTcpDoNotEndARollout) {
-  std::unique_ptr<Proc> sched;
+  std::unique_ptr<ChildProcess> sched;
   const std::string ep = StartScheduler(Config(1, ""), &sched);
   ASSERT_FALSE(ep.empty()) << ReadAll(Path("scheduler.log"));
 
@@ -255,10 +205,10 @@ TEST_F(SecurityE2eTest, StrayMultipartGarbageAndRawTcpDoNotEndARollout) {
     WriteRawTcp(ep, junk);
   }
   // Still serving: a worker joins and the rollout completes while the stray keeps sending.
-  Proc w({binary_, "worker", "--scheduler", ep, "--model", model_}, Path("w.log"));
+  ChildProcess w = Start({binary_, "worker", "--scheduler", ep, "--model", model_}, Path("w.log"));
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(stray->SendParts({good, {9}}).ok());
-  ASSERT_EQ(sched->Wait(60000), 0) << ReadAll(Path("scheduler.log"));
-  EXPECT_EQ(w.Wait(10000), 0) << ReadAll(Path("w.log"));
+  ASSERT_EQ(WaitExit(*sched, 60000), 0) << ReadAll(Path("scheduler.log"));
+  EXPECT_EQ(WaitExit(w, 10000), 0) << ReadAll(Path("w.log"));
   ExpectTrees(3, 4);
   const std::string log = ReadAll(Path("scheduler.log"));
   EXPECT_NE(log.find("(multipart)"), std::string::npos) << log;
@@ -273,7 +223,7 @@ TEST_F(SecurityE2eTest, StrayMultipartGarbageAndRawTcpDoNotEndARollout) {
 }
 
 TEST_F(SecurityE2eTest, NonUtf8WorkerNameIsRejectedAndTheSummaryIsWritten) {
-  std::unique_ptr<Proc> sched;
+  std::unique_ptr<ChildProcess> sched;
   const std::string ep = StartScheduler(Config(1, ""), &sched);
   ASSERT_FALSE(ep.empty()) << ReadAll(Path("scheduler.log"));
   pr::Context ctx;
@@ -298,15 +248,16 @@ TEST_F(SecurityE2eTest, NonUtf8WorkerNameIsRejectedAndTheSummaryIsWritten) {
   EXPECT_NE(reply->get_if<pr::ErrorReply>()->message.find("another model"), std::string::npos);
 
   // `treepo worker --name` refuses such a name itself, with a clear error.
-  Proc bad({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w\xff"},
-           Path("bad.log"));
-  EXPECT_EQ(bad.Wait(30000), 1);
+  ChildProcess bad =
+      Start({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w\xff"},
+            Path("bad.log"));
+  EXPECT_EQ(WaitExit(bad, 30000), 1);
   EXPECT_NE(ReadAll(Path("bad.log")).find("not valid UTF-8"), std::string::npos)
       << ReadAll(Path("bad.log"));
 
-  Proc w({binary_, "worker", "--scheduler", ep, "--model", model_}, Path("w.log"));
-  ASSERT_EQ(sched->Wait(60000), 0) << ReadAll(Path("scheduler.log"));
-  EXPECT_EQ(w.Wait(10000), 0);
+  ChildProcess w = Start({binary_, "worker", "--scheduler", ep, "--model", model_}, Path("w.log"));
+  ASSERT_EQ(WaitExit(*sched, 60000), 0) << ReadAll(Path("scheduler.log"));
+  EXPECT_EQ(WaitExit(w, 10000), 0);
   ExpectTrees(3, 4);
   const nlohmann::json summary = nlohmann::json::parse(ReadAll(Path("summary.json")), nullptr,
                                                        /*allow_exceptions=*/false);
@@ -340,7 +291,7 @@ TEST_F(SecurityE2eTest, KeyedSchedulerAdmitsOnlyItsKeysInTheirRoles) {
   }
   fs::create_directories(Path("workers"));
   fs::copy_file(keys + "/worker-1.pub", Path("workers/worker-1.pub"));
-  std::unique_ptr<Proc> sched;
+  std::unique_ptr<ChildProcess> sched;
   const std::string ep =
       StartScheduler(Config(1,
                             "key = \"" + keys + "/scheduler.key\"\nworker_keys = \"" +
@@ -412,34 +363,37 @@ TEST_F(SecurityE2eTest, KeyedSchedulerAdmitsOnlyItsKeysInTheirRoles) {
 
 TEST_F(SecurityE2eTest, NonLoopbackBindNeedsKeysOrInsecure) {
   std::ofstream(Path("open.toml")) << Config(1, "bind = \"tcp://0.0.0.0:*\"\n");
-  Proc refused({binary_, "scheduler", "--config", Path("open.toml")}, Path("refused.log"));
-  EXPECT_EQ(refused.Wait(30000), 1);
+  ChildProcess refused =
+      Start({binary_, "scheduler", "--config", Path("open.toml")}, Path("refused.log"));
+  EXPECT_EQ(WaitExit(refused, 30000), 1);
   EXPECT_NE(ReadAll(Path("refused.log")).find("reachable from the network"), std::string::npos)
       << ReadAll(Path("refused.log"));
 
   std::ofstream(Path("insecure.toml"))
       << Config(1, "bind = \"tcp://0.0.0.0:*\"\ninsecure = true\nwait_workers_timeout_ms = 500\n");
-  Proc warned({binary_, "scheduler", "--config", Path("insecure.toml")}, Path("insecure.log"));
-  warned.Wait(30000);  // it gives up waiting for workers
+  ChildProcess warned =
+      Start({binary_, "scheduler", "--config", Path("insecure.toml")}, Path("insecure.log"));
+  WaitExit(warned, 30000);  // it gives up waiting for workers
   EXPECT_NE(ReadAll(Path("insecure.log")).find("INSECURE"), std::string::npos)
       << ReadAll(Path("insecure.log"));
 
   // A worker will not talk to a scheduler off loopback without keys either.
-  Proc worker({binary_, "worker", "--scheduler", "tcp://192.0.2.1:5555", "--model", model_},
-              Path("worker.log"));
-  EXPECT_EQ(worker.Wait(30000), 1);
+  ChildProcess worker =
+      Start({binary_, "worker", "--scheduler", "tcp://0.0.0.0:5555", "--model", model_},
+            Path("worker.log"));
+  EXPECT_EQ(WaitExit(worker, 30000), 1);
   EXPECT_NE(ReadAll(Path("worker.log")).find("not on loopback"), std::string::npos)
       << ReadAll(Path("worker.log"));
 }
 
 TEST_F(SecurityE2eTest, RolloutWithCurveKeysWorksEndToEnd) {
-  Proc p({binary_,     "rollout",     "--model", model_,  "--tokenizer",
-          tokenizer_,  "--prompts",   prompts_,  "--out", Path("trees.jsonl"),
-          "--workers", "2",           "--width", "4",     "--segment-tokens",
-          "8",         "--max-depth", "3",       "--set", "progress=false",
-          "--set",     "curve=true"},
-         Path("rollout.log"));
-  ASSERT_EQ(p.Wait(60000), 0) << ReadAll(Path("rollout.log"));
+  ChildProcess p = Start({binary_,     "rollout",     "--model", model_,  "--tokenizer",
+                          tokenizer_,  "--prompts",   prompts_,  "--out", Path("trees.jsonl"),
+                          "--workers", "2",           "--width", "4",     "--segment-tokens",
+                          "8",         "--max-depth", "3",       "--set", "progress=false",
+                          "--set",     "curve=true"},
+                         Path("rollout.log"));
+  ASSERT_EQ(WaitExit(p, 60000), 0) << ReadAll(Path("rollout.log"));
   EXPECT_NE(ReadAll(Path("rollout.log")).find("CURVE on: 1 worker and 1 learner keys"),
             std::string::npos)
       << ReadAll(Path("rollout.log"));
@@ -448,30 +402,30 @@ TEST_F(SecurityE2eTest, RolloutWithCurveKeysWorksEndToEnd) {
 
 TEST_F(SecurityE2eTest, TrainWithCurveKeysRunsSteps) {
   const std::string base = Path("base");
-  Proc pretrain(
+  ChildProcess pretrain = Start(
       {binary_,      "pretrain", "--out",         base,  "--steps",  "10",  "--batch",         "8",
        "--dim",      "32",       "--hidden",      "64",  "--layers", "1",   "--heads",         "2",
        "--kv-heads", "2",        "--max-seq-len", "128", "--corpus", "100", "--eval-problems", "0",
        "--threads",  "1"},
       Path("pretrain.log"));
-  ASSERT_EQ(pretrain.Wait(120000), 0) << ReadAll(Path("pretrain.log"));
+  ASSERT_EQ(WaitExit(pretrain, 120000), 0) << ReadAll(Path("pretrain.log"));
   const std::string out = Path("run");
-  Proc train({binary_, "train",
-              "--set", "model.base=" + base,
-              "--set", "out_dir=" + out,
-              "--set", "steps=2",
-              "--set", "rollout.queries_per_step=2",
-              "--set", "rollout.width=2",
-              "--set", "rollout.segment_tokens=8",
-              "--set", "rollout.max_depth=2",
-              "--set", "task.train_problems=20",
-              "--set", "eval.before=false",
-              "--set", "eval.after=false",
-              "--set", "output.progress=false",
-              "--set", "cluster.worker_pages=256",
-              "--set", "scheduler.curve=true"},
-             Path("train.log"));
-  ASSERT_EQ(train.Wait(180000), 0) << ReadAll(Path("train.log"));
+  ChildProcess train = Start({binary_, "train",
+                              "--set", "model.base=" + base,
+                              "--set", "out_dir=" + out,
+                              "--set", "steps=2",
+                              "--set", "rollout.queries_per_step=2",
+                              "--set", "rollout.width=2",
+                              "--set", "rollout.segment_tokens=8",
+                              "--set", "rollout.max_depth=2",
+                              "--set", "task.train_problems=20",
+                              "--set", "eval.before=false",
+                              "--set", "eval.after=false",
+                              "--set", "output.progress=false",
+                              "--set", "cluster.worker_pages=256",
+                              "--set", "scheduler.curve=true"},
+                             Path("train.log"));
+  ASSERT_EQ(WaitExit(train, 180000), 0) << ReadAll(Path("train.log"));
   EXPECT_NE(ReadAll(Path("train.log")).find("CURVE on: 1 worker and 1 learner keys"),
             std::string::npos)
       << ReadAll(Path("train.log"));
