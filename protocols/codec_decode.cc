@@ -43,8 +43,8 @@ Result<FinishReason> ReadTreeFinish(wire::TreeFinish f) {
 }
 
 Result<RegisterWorker> Read(wire::RegisterWorker::Reader r) {
-  return RegisterWorker{Str(r.getWorkerName()), r.getThreads(), r.getPageCapacity(),
-                        r.getPageSize(), r.getModelFingerprint()};
+  return RegisterWorker{Str(r.getWorkerName()), r.getThreads(),          r.getPageCapacity(),
+                        r.getPageSize(),        r.getModelFingerprint(), r.getRegistrationId()};
 }
 
 Result<RegisterAck> Read(wire::RegisterAck::Reader r) {

@@ -30,6 +30,7 @@ void Put(const RegisterWorker& m, wire::Envelope::Payload::Builder p) {
   b.setPageCapacity(m.page_capacity);
   b.setPageSize(m.page_size);
   b.setModelFingerprint(m.model_fingerprint);
+  b.setRegistrationId(m.registration_id);
 }
 
 void Put(const RegisterAck& m, wire::Envelope::Payload::Builder p) {

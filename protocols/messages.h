@@ -49,6 +49,10 @@ struct RegisterWorker {
   uint32_t page_capacity = 0;  // KV pages the worker can hold, >= 1
   uint32_t page_size = 0;      // tokens per page, >= 1
   uint64_t model_fingerprint = 0;
+  // Names one registration attempt: a worker resends RegisterWorker until acknowledged, and
+  // the scheduler answers every resend of the same attempt with the first one's ack instead of
+  // registering the worker again (0: unnamed, every message is a new registration).
+  uint64_t registration_id = 0;
   bool operator==(const RegisterWorker&) const = default;
 };
 

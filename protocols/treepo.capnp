@@ -33,6 +33,7 @@ struct RegisterWorker {
   pageCapacity @2 :UInt32;
   pageSize @3 :UInt32;           # tokens per KV page
   modelFingerprint @4 :UInt64;
+  registrationId @5 :UInt64;     # one registration attempt; its resends get the same ack (0: none)
 }
 
 struct RegisterLearner {

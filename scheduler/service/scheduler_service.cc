@@ -280,12 +280,22 @@ void SchedulerService::HandleRegisterWorker(const pr::Router::Incoming& in,
         pr::MessageType::kRegisterWorker);
     return;
   }
+  const uint32_t interval = static_cast<uint32_t>(options_.heartbeat_interval_ms);
+  // A resend of the registration that is live on this connection (the worker resends until it
+  // hears an ack, and frames queue while the scheduler is not up yet) gets the same ack.
+  for (WorkerId id : registry_.LiveWorkers()) {
+    const WorkerEntry* e = registry_.Find(id);
+    if (reg.registration_id != 0 && e->peer == peer && e->registration_id == reg.registration_id) {
+      SendToPeer(peer, pr::RegisterAck{e->id.value(), e->epoch, interval, weight_version_})
+          .IgnoreError();
+      return;
+    }
+  }
   std::optional<WorkerId> replaced;
   const WorkerEntry& w = registry_.AddWorker(peer, reg, &replaced);
   if (replaced) OnWorkerDead(*replaced);
   spdlog::info("worker {} '{}' registered (epoch {}, {} pages of {})", w.id.value(),
                pr::EscapeBytes(w.name), w.epoch, w.page_capacity, w.page_size);
-  const uint32_t interval = static_cast<uint32_t>(options_.heartbeat_interval_ms);
   Status st = SendToPeer(peer, pr::RegisterAck{w.id.value(), w.epoch, interval, weight_version_});
   // A worker that cannot be answered is reaped by the heartbeat timeout.
   if (!st.ok()) spdlog::warn("RegisterAck to worker {}: {}", w.id.value(), st.ToString());

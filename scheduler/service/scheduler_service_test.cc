@@ -1,7 +1,7 @@
 // The scheduler's receive path against real DEALERs on loopback: every bad message is
 // answered, counted under its reason and survived; roles may send only their own types; a
 // second learner is refused while the first is connected; a worker of another model is
-// refused.
+// refused; resends of one registration are one registration.
 #include "scheduler/service/scheduler_service.h"
 
 #include <gtest/gtest.h>
@@ -146,6 +146,32 @@ TEST_F(SchedulerServiceTest, RolesMaySendOnlyTheirOwnMessages) {
   EXPECT_EQ(ErrorCode(Reply(l2)), StatusCode::kAlreadyExists);
   EXPECT_EQ(Bad("second_learner"), 1);
   EXPECT_EQ(service_->registry().learners().size(), 1u);
+}
+
+TEST_F(SchedulerServiceTest, ResendsOfOneRegistrationGetOneAck) {
+  // A worker started before its scheduler has resent RegisterWorker several times; the
+  // frames queue and arrive together. They are one registration, not several (each new one
+  // would fence the last and make the worker's first messages stale).
+  pr::Dealer w = Connect("w");
+  const pr::RegisterWorker reg{"w", 1, 64, 16, 77, /*registration_id=*/1234};
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(w.Send(Frame(reg)).ok());
+  std::vector<pr::RegisterAck> acks;
+  for (int i = 0; i < 5; ++i) {
+    const pr::Message m = Reply(w);
+    ASSERT_NE(m.get_if<pr::RegisterAck>(), nullptr);
+    acks.push_back(*m.get_if<pr::RegisterAck>());
+  }
+  for (const pr::RegisterAck& a : acks) EXPECT_EQ(a, acks.front());
+  EXPECT_EQ(service_->registry().live_count(), 1);
+  EXPECT_EQ(service_->counters().dead_workers, 0);
+  // A new attempt (a worker that dropped its state) is a new registration.
+  pr::RegisterWorker again = reg;
+  again.registration_id = 5678;
+  ASSERT_TRUE(w.Send(Frame(again)).ok());
+  const pr::Message m = Reply(w);
+  ASSERT_NE(m.get_if<pr::RegisterAck>(), nullptr);
+  EXPECT_NE(m.get_if<pr::RegisterAck>()->epoch, acks.front().epoch);
+  EXPECT_EQ(service_->registry().live_count(), 1);
 }
 
 TEST_F(SchedulerServiceTest, AWorkerOfAnotherModelIsRefused) {

@@ -24,6 +24,7 @@ const WorkerEntry& WorkerRegistry::AddWorker(const std::string& peer,
   e.peer = peer;
   e.name = reg.worker_name;
   e.epoch = next_epoch_++;
+  e.registration_id = reg.registration_id;
   e.page_capacity = reg.page_capacity;
   e.page_size = reg.page_size;
   e.registered_ms = e.last_seen_ms = clock_->NowMs();

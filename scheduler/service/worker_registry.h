@@ -38,6 +38,7 @@ struct WorkerEntry {
   std::string peer;  // Router identity
   std::string name;
   uint64_t epoch = 0;
+  uint64_t registration_id = 0;  // RegisterWorker::registration_id of this registration
   uint32_t page_capacity = 0;
   uint32_t page_size = 0;
   bool alive = true;

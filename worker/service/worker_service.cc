@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,8 @@ class WorkerLoop {
     reg.page_capacity = static_cast<uint32_t>(o_.engine.kv.num_pages);
     reg.page_size = static_cast<uint32_t>(o_.engine.kv.page_size);
     reg.model_fingerprint = pr::ModelFingerprint(weights_->config);
+    // One id per registration attempt: its resends are answered with the same ack.
+    reg.registration_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
     const int64_t deadline = NowMs() + o_.scheduler_timeout_ms;
     while (!Stopped()) {
       TREEPO_RETURN_IF_ERROR(Send(reg));
@@ -222,6 +225,9 @@ class WorkerLoop {
       if (err->code == StatusCode::kFailedPrecondition) return Reregister(err->message);
       spdlog::warn("{}: scheduler refused {}: {}", name_, pr::MessageTypeName(err->about),
                    err->message);
+    } else if (const auto* ack = m.get_if<pr::RegisterAck>();
+               ack != nullptr && ack->assigned_id == id_.value() && ack->epoch == epoch_) {
+      // The answer to a resend of the registration we hold: nothing to do.
     } else if (m.get_if<pr::Heartbeat>() == nullptr) {
       spdlog::warn("{}: unexpected {} from the scheduler", name_, pr::MessageTypeName(m.type()));
     }
