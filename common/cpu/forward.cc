@@ -58,12 +58,15 @@ inline float Dot(const float* a, const float* b, int n) {
 // Every row (a decode token or a row of a prefill chunk) goes through here, visiting
 // positions 0..pos in order, so a row's output depends on its own query and the KV of its
 // prefix alone: not on the chunk it came in, the batch, or the page size.
-// Compiled for AVX2 too (chosen at load time): the code pins the order of every sum (Dot's
-// eight partial sums, softmax, the value accumulation in t order) and floating-point
-// contraction is off, so both versions give the same bits; AVX2 only runs lanes wider.
-__attribute__((target_clones("avx2", "default"))) void AttendRow(
-    const model::ModelConfig& c, const KvView& kv, int layer, std::span<const int32_t> block_table,
-    int pos, const float* q, float* out, float* scores) {
+// Compiled for AVX2 too (AttendRow picks one on first use): the code pins the order of every
+// sum (Dot's eight partial sums, softmax, the value accumulation in t order) and
+// floating-point contraction is off, so both versions give the same bits; AVX2 only runs
+// lanes wider.
+__attribute__((always_inline)) inline void AttendRowBody(const model::ModelConfig& c,
+                                                         const KvView& kv, int layer,
+                                                         std::span<const int32_t> block_table,
+                                                         int pos, const float* q, float* out,
+                                                         float* scores) {
   const int hd = c.head_dim(), n_heads = c.n_heads, group = c.heads_per_kv();
   const int ctx = pos + 1, page_size = kv.page_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -98,6 +101,32 @@ __attribute__((target_clones("avx2", "default"))) void AttendRow(
         for (int d = 0; d < hd; ++d) oh[d] += p * vh[d];
       }
     }
+  }
+}
+
+__attribute__((target("avx2"))) void AttendRowAvx2(const model::ModelConfig& c, const KvView& kv,
+                                                   int layer, std::span<const int32_t> block_table,
+                                                   int pos, const float* q, float* out,
+                                                   float* scores) {
+  AttendRowBody(c, kv, layer, block_table, pos, q, out, scores);
+}
+
+void AttendRowPortable(const model::ModelConfig& c, const KvView& kv, int layer,
+                       std::span<const int32_t> block_table, int pos, const float* q, float* out,
+                       float* scores) {
+  AttendRowBody(c, kv, layer, block_table, pos, q, out, scores);
+}
+
+// Dispatch by a flag set on first use, not an ifunc (target_clones): an ifunc resolver runs
+// while the program is being relocated, before a sanitizer's runtime is up.
+void AttendRow(const model::ModelConfig& c, const KvView& kv, int layer,
+               std::span<const int32_t> block_table, int pos, const float* q, float* out,
+               float* scores) {
+  static const bool kAvx2 = __builtin_cpu_supports("avx2");
+  if (kAvx2) {
+    AttendRowAvx2(c, kv, layer, block_table, pos, q, out, scores);
+  } else {
+    AttendRowPortable(c, kv, layer, block_table, pos, q, out, scores);
   }
 }
 
