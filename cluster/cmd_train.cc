@@ -27,7 +27,9 @@
 #include "cluster/local_keys.h"
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
+#include "cluster/run_metrics.h"
 #include "common/config.h"
+#include "common/line_appender.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
@@ -195,9 +197,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
 }
 
 Status AppendLine(const std::string& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::app);
-  out << j.dump() << "\n";
-  return out ? OkStatus() : DataLoss("cannot append to " + path);
+  return AppendLineToFile(path, j.dump());
 }
 
 // An eval line of metrics.jsonl: {"step": N, "eval": <EvalReportJson>}.
@@ -267,8 +267,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   TREEPO_RETURN_IF_ERROR(LoadTrainOptions(config, &t));
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &rl));
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "learner.", &lo));
-  for (const char* derived :
-       {"model", "resume", "checkpoint_dir", "checkpoint_every", "blas_threads", "max_staleness"}) {
+  for (const char* derived : {"model", "resume", "checkpoint_dir", "checkpoint_every",
+                              "checkpoint_on_signal", "blas_threads", "max_staleness"}) {
     if (config.Has(std::string("learner.") + derived)) {
       return InvalidArgument(std::string("learner.") + derived +
                              " is set by `treepo train` from other keys (configs/default.toml)");
@@ -287,6 +287,9 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   if (rl.sync_mode == "async") lo.trainer.max_staleness = rl.max_staleness;
   lo.blas_threads = t.learner_threads;
   lo.checkpoint_every = t.checkpoint_every;
+  // The learner's last checkpoint comes on the scheduler's Shutdown, never on a signal: a
+  // killed `train` sends it SIGTERM before recording the step it trained.
+  lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
   spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
   TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir", t.out_dir));
@@ -318,7 +321,9 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     rl.start_step = st.step;
     lo.resume_dir = t.resume;
     start_model = t.resume;
-    spdlog::info("resuming from {} at step {}", t.resume, st.step);
+    TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m, ReconcileMetricsForResume(metrics, st.step));
+    spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped)", t.resume, st.step,
+                 m.kept_lines, metrics, m.dropped_lines);
   } else {
     fs::remove(metrics);
     lo.model_path = t.base;
