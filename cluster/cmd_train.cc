@@ -345,7 +345,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   Supervisor children;
-  rl.rollout.liveness_probe = [&children] { return children.Check(); };
+  rl.rollout.liveness_probe = SupervisorProbe(&children);
   auto spawn = [&](const std::string& endpoint) -> Status {
     TREEPO_RETURN_IF_ERROR(WriteSmallFile(fs::path(t.out_dir) / "endpoint", endpoint));
     for (int i = 0; i < t.workers; ++i) {
