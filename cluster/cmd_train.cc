@@ -329,6 +329,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     lo.model_path = t.base;
   }
   rl.metrics_path = metrics;
+  rl.max_seq_len = base_config.max_seq_len;
   if (t.write_trees) rl.trees_dir = (fs::path(t.out_dir) / "trees").string();
 
   nlohmann::json summary;
@@ -418,6 +419,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
   summary["steps"] = rl.steps;
   summary["steps_run"] = out->steps_done;
+  summary["prompts_skipped"] = out->prompts_skipped;
   summary["final_version"] = out->final_version;
   summary["worker_versions"] = out->worker_versions;
   summary["wall_s"] = out->wall_s;

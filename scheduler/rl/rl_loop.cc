@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
@@ -377,13 +376,30 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   TREEPO_RETURN_IF_ERROR(options.Validate());
   if (train.empty()) return InvalidArgument("RL: no train prompts");
   // Every prompt is tokenized once, here, so that the service loop never tokenizes.
-  train = AdmitPrompts(std::move(train), *tokenizer, std::numeric_limits<int64_t>::max()).records;
+  TREEPO_ASSIGN_OR_RETURN(
+      const int64_t max_prompt_tokens,
+      MaxPromptTokens(options.max_seq_len, static_cast<int64_t>(options.rollout.max_depth) *
+                                               options.rollout.segment_tokens));
+  const size_t loaded = train.size();
+  AdmittedPrompts admitted = AdmitPrompts(std::move(train), *tokenizer, max_prompt_tokens);
+  if (admitted.records.empty()) {
+    return InvalidArgument("all " + std::to_string(loaded) + " train prompts are longer than the " +
+                           std::to_string(max_prompt_tokens) +
+                           " tokens that leave room for the response in the model's context");
+  }
+  const int64_t skipped = static_cast<int64_t>(admitted.skipped.size());
+  if (skipped > 0) {
+    spdlog::warn("RL: {} of {} train prompts skipped: longer than {} tokens", skipped, loaded,
+                 max_prompt_tokens);
+  }
+  train = std::move(admitted.records);
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(options.rollout.service));
   Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);
   service->set_liveness_probe(options.rollout.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   Result<RlSummary> out = loop.Run();
+  if (out.ok()) out->prompts_skipped = skipped;
   service->set_liveness_probe(nullptr);  // the children exit on Shutdown now
   if (!out.ok()) loop.RecordArrived();
   loop.Shutdown(out.ok() ? "training complete" : "training failed");

@@ -273,6 +273,30 @@ TEST_F(TrainE2eTest, SigkillOfTrainThenResumeRecordsEveryStepExactlyOnce) {
   for (int64_t s = 0; s < steps; ++s) EXPECT_EQ(lines[s]["step"].get<int64_t>(), s);
 }
 
+// A train prompt too long for the model's context (128 tokens here) is skipped with a warning
+// and counted in summary.json, as `treepo rollout` does, instead of failing a worker's task.
+TEST_F(TrainE2eTest, AnOverLongTrainPromptIsSkippedAndCounted) {
+  const fs::path out = root_ / "long_prompt";
+  const fs::path prompts = root_ / "long_prompts.jsonl";
+  {
+    std::ofstream p(prompts);
+    p << "{\"prompt\": \"3+4=\", \"answer\": \"7\"}\n";
+    p << "{\"prompt\": \"" << std::string(3000, '7') << "\", \"answer\": \"1\"}\n";
+    p << "{\"prompt\": \"2+5=\", \"answer\": \"7\"}\n";
+  }
+  ASSERT_EQ(Train(out,
+                  "--set steps=1 --set eval.before=false --set eval.after=false"
+                  " --set task.prompts=" +
+                      prompts.string()),
+            0)
+      << ReadAll(out.string() + ".log");
+  const std::string log = ReadAll(out.string() + ".log");
+  EXPECT_NE(log.find("1 of 3 train prompts skipped"), std::string::npos) << log;
+  const nlohmann::json s = nlohmann::json::parse(ReadAll(out / "summary.json"));
+  EXPECT_EQ(s["prompts_skipped"], 1) << s.dump();
+  EXPECT_EQ(StepLines(out / "metrics.jsonl").size(), 1u);
+}
+
 TEST_F(TrainE2eTest, AnOutDirThatCannotBeWrittenIsRefusedBeforeAnyWork) {
   // A path under a regular file can never be a directory, whoever runs the test (root too).
   const fs::path file = root_ / "a_file";
