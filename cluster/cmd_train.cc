@@ -7,12 +7,10 @@
 // checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
 // report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
 // Logs and a status line per step go to stderr; the summary JSON to stdout.
-#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -28,7 +26,9 @@
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
 #include "cluster/run_metrics.h"
+#include "common/atomic_file.h"
 #include "common/config.h"
+#include "common/file_io.h"
 #include "common/line_appender.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -113,45 +113,6 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   if (o->learner_exit_timeout_ms < 1) {
     return InvalidArgument("cluster.learner_exit_timeout_ms must be >= 1");
   }
-  return OkStatus();
-}
-
-// Creates `dir` if needed and checks that a file can be written in it, so that a bad output
-// directory fails at once rather than after pretraining or hours of training.
-Status CheckWritableDir(const std::string& key, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return InvalidArgument(key + " '" + dir + "' cannot be created: " + ec.message());
-  if (!fs::is_directory(dir, ec)) {
-    return InvalidArgument(key + " '" + dir + "' is not a directory");
-  }
-  const fs::path probe = fs::path(dir) / (".write_test." + std::to_string(::getpid()));
-  {
-    std::ofstream out(probe, std::ios::trunc);
-    out << "ok\n";
-    out.close();
-    if (!out) {
-      fs::remove(probe, ec);
-      return InvalidArgument(key + " '" + dir + "' is not writable");
-    }
-  }
-  fs::remove(probe, ec);
-  return OkStatus();
-}
-
-// Writes `text` to `path` through a temporary file and a rename, so a reader never sees a
-// partial line (the scheduler's endpoint, for tools that talk to a running train).
-Status WriteSmallFile(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << "\n";
-    out.close();
-    if (!out) return DataLoss("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return DataLoss("cannot rename " + tmp.string() + ": " + ec.message());
   return OkStatus();
 }
 
@@ -292,12 +253,12 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
   spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
-  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir", t.out_dir));
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.out_dir, "out_dir"));
 
   // Base model.
   if (!fs::exists(fs::path(t.base) / "config.json")) {
     if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
-    TREEPO_RETURN_IF_ERROR(CheckWritableDir("model.base", t.base));
+    TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.base, "model.base"));
     spdlog::info("no base model at {}: pretraining one", t.base);
     PretrainOptions p;
     p.out_dir = t.base;
@@ -342,13 +303,15 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
 
   const fs::path logs = fs::path(t.out_dir) / "logs";
-  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir/logs", logs.string()));
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(logs.string(), "out_dir/logs"));
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   Supervisor children;
   rl.rollout.liveness_probe = SupervisorProbe(&children);
   auto spawn = [&](const std::string& endpoint) -> Status {
-    TREEPO_RETURN_IF_ERROR(WriteSmallFile(fs::path(t.out_dir) / "endpoint", endpoint));
+    // Whole or absent, for tools that talk to a running train.
+    TREEPO_RETURN_IF_ERROR(
+        WriteFileAtomically((fs::path(t.out_dir) / "endpoint").string(), endpoint + "\n"));
     for (int i = 0; i < t.workers; ++i) {
       const std::string name = "worker-" + std::to_string(i + 1);
       std::vector<std::string> wargv = {SelfExecutable(), "worker",
@@ -434,10 +397,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     summary["accuracy_after"] = r.accuracy;
     spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
   }
-  {
-    std::ofstream s(fs::path(t.out_dir) / "summary.json", std::ios::trunc);
-    s << summary.dump(2) << "\n";
-  }
+  TREEPO_RETURN_IF_ERROR(
+      WriteFileAtomically((fs::path(t.out_dir) / "summary.json").string(), summary.dump(2) + "\n"));
   if (t.report) TREEPO_RETURN_IF_ERROR(WriteReport(t.out_dir));
   std::cout << summary.dump(2) << std::endl;
   return OkStatus();
