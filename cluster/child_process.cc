@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 
@@ -167,6 +168,7 @@ Status Supervisor::Check() {
     const std::string msg = ExitMessage(w);
     if (!w.essential) {
       spdlog::warn("{}", msg);
+      exited_workers_.push_back(w.name);
     } else if (error_.ok()) {
       error_ = Unavailable(msg);  // the caller reports it as the run's error
     }
@@ -175,6 +177,18 @@ Status Supervisor::Check() {
     error_ = Unavailable("every worker process has exited (" + std::to_string(workers) + ")");
   }
   return error_;
+}
+
+std::vector<std::string> Supervisor::TakeExitedWorkers() {
+  return std::exchange(exited_workers_, {});
+}
+
+scheduler::LivenessProbe SupervisorProbe(Supervisor* children) {
+  return [children](scheduler::SchedulerService& service) {
+    const Status st = children->Check();
+    for (const std::string& name : children->TakeExitedWorkers()) service.WorkerGone(name);
+    return st;
+  };
 }
 
 void Supervisor::WaitOrTerminate(const std::string& name, int timeout_ms, int grace_ms) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "scheduler/service/scheduler_service.h"
 
 namespace treepo::cluster {
 
@@ -75,6 +76,9 @@ class Supervisor {
   void WaitOrTerminate(const std::string& name, int timeout_ms, int grace_ms = 1000);
   // The same for every child, each with its own timeout.
   void WaitOrTerminateAll(int timeout_ms, int grace_ms = 1000);
+  // The names of the non-essential children (workers) whose exit Check() has reported since
+  // the last call.
+  std::vector<std::string> TakeExitedWorkers();
   // The exit description of child `name` with its log tail, for a final report.
   std::string Describe(const std::string& name);
   // The child `name`, or null.
@@ -91,8 +95,14 @@ class Supervisor {
   std::string ExitMessage(Watched& w);
 
   std::vector<Watched> children_;
+  std::vector<std::string> exited_workers_;  // reported, not yet taken
   Status error_;  // sticky once an essential child (or the last worker) has gone
 };
+
+// The scheduler's liveness probe for a launcher's children: Check(), and every worker that
+// exited is declared dead at once (SchedulerService::WorkerGone), so its tasks are
+// re-dispatched without waiting for the heartbeat timeout. `children` outlives the probe.
+scheduler::LivenessProbe SupervisorProbe(Supervisor* children);
 
 // The path of the running executable (/proc/self/exe), for launching `treepo` subcommands.
 std::string SelfExecutable();

@@ -113,7 +113,7 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   TREEPO_RETURN_IF_ERROR(CheckWorkersFitMemory(job.model_path, workers, worker_pages, page_size));
 
   Supervisor children;  // a worker that exits is reported at once; the last one ends the run
-  job.liveness_probe = [&children] { return children.Check(); };
+  job.liveness_probe = SupervisorProbe(&children);
   auto spawn = [&](const std::string& endpoint) -> Status {
     for (int i = 0; i < workers; ++i) {
       std::vector<std::string> argv = {SelfExecutable(), "worker",

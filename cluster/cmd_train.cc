@@ -7,12 +7,10 @@
 // checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
 // report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
 // Logs and a status line per step go to stderr; the summary JSON to stdout.
-#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -27,7 +25,11 @@
 #include "cluster/local_keys.h"
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
+#include "cluster/run_metrics.h"
+#include "common/atomic_file.h"
 #include "common/config.h"
+#include "common/file_io.h"
+#include "common/line_appender.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/model/tokenizer.h"
@@ -114,45 +116,6 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   return OkStatus();
 }
 
-// Creates `dir` if needed and checks that a file can be written in it, so that a bad output
-// directory fails at once rather than after pretraining or hours of training.
-Status CheckWritableDir(const std::string& key, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return InvalidArgument(key + " '" + dir + "' cannot be created: " + ec.message());
-  if (!fs::is_directory(dir, ec)) {
-    return InvalidArgument(key + " '" + dir + "' is not a directory");
-  }
-  const fs::path probe = fs::path(dir) / (".write_test." + std::to_string(::getpid()));
-  {
-    std::ofstream out(probe, std::ios::trunc);
-    out << "ok\n";
-    out.close();
-    if (!out) {
-      fs::remove(probe, ec);
-      return InvalidArgument(key + " '" + dir + "' is not writable");
-    }
-  }
-  fs::remove(probe, ec);
-  return OkStatus();
-}
-
-// Writes `text` to `path` through a temporary file and a rename, so a reader never sees a
-// partial line (the scheduler's endpoint, for tools that talk to a running train).
-Status WriteSmallFile(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << "\n";
-    out.close();
-    if (!out) return DataLoss("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return DataLoss("cannot rename " + tmp.string() + ": " + ec.message());
-  return OkStatus();
-}
-
 // Every effective setting, "key = value", for the log at start.
 std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r,
                             const learner::LearnerOptions& l) {
@@ -195,9 +158,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
 }
 
 Status AppendLine(const std::string& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::app);
-  out << j.dump() << "\n";
-  return out ? OkStatus() : DataLoss("cannot append to " + path);
+  return AppendLineToFile(path, j.dump());
 }
 
 // An eval line of metrics.jsonl: {"step": N, "eval": <EvalReportJson>}.
@@ -267,8 +228,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   TREEPO_RETURN_IF_ERROR(LoadTrainOptions(config, &t));
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &rl));
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "learner.", &lo));
-  for (const char* derived :
-       {"model", "resume", "checkpoint_dir", "checkpoint_every", "blas_threads", "max_staleness"}) {
+  for (const char* derived : {"model", "resume", "checkpoint_dir", "checkpoint_every",
+                              "checkpoint_on_signal", "blas_threads", "max_staleness"}) {
     if (config.Has(std::string("learner.") + derived)) {
       return InvalidArgument(std::string("learner.") + derived +
                              " is set by `treepo train` from other keys (configs/default.toml)");
@@ -287,14 +248,17 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   if (rl.sync_mode == "async") lo.trainer.max_staleness = rl.max_staleness;
   lo.blas_threads = t.learner_threads;
   lo.checkpoint_every = t.checkpoint_every;
+  // The learner's last checkpoint comes on the scheduler's Shutdown, never on a signal: a
+  // killed `train` sends it SIGTERM before recording the step it trained.
+  lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
   spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
-  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir", t.out_dir));
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.out_dir, "out_dir"));
 
   // Base model.
   if (!fs::exists(fs::path(t.base) / "config.json")) {
     if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
-    TREEPO_RETURN_IF_ERROR(CheckWritableDir("model.base", t.base));
+    TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.base, "model.base"));
     spdlog::info("no base model at {}: pretraining one", t.base);
     PretrainOptions p;
     p.out_dir = t.base;
@@ -318,12 +282,15 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     rl.start_step = st.step;
     lo.resume_dir = t.resume;
     start_model = t.resume;
-    spdlog::info("resuming from {} at step {}", t.resume, st.step);
+    TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m, ReconcileMetricsForResume(metrics, st.step));
+    spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped)", t.resume, st.step,
+                 m.kept_lines, metrics, m.dropped_lines);
   } else {
     fs::remove(metrics);
     lo.model_path = t.base;
   }
   rl.metrics_path = metrics;
+  rl.max_seq_len = base_config.max_seq_len;
   if (t.write_trees) rl.trees_dir = (fs::path(t.out_dir) / "trees").string();
 
   nlohmann::json summary;
@@ -336,13 +303,15 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
 
   const fs::path logs = fs::path(t.out_dir) / "logs";
-  TREEPO_RETURN_IF_ERROR(CheckWritableDir("out_dir/logs", logs.string()));
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(logs.string(), "out_dir/logs"));
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   Supervisor children;
-  rl.rollout.liveness_probe = [&children] { return children.Check(); };
+  rl.rollout.liveness_probe = SupervisorProbe(&children);
   auto spawn = [&](const std::string& endpoint) -> Status {
-    TREEPO_RETURN_IF_ERROR(WriteSmallFile(fs::path(t.out_dir) / "endpoint", endpoint));
+    // Whole or absent, for tools that talk to a running train.
+    TREEPO_RETURN_IF_ERROR(
+        WriteFileAtomically((fs::path(t.out_dir) / "endpoint").string(), endpoint + "\n"));
     for (int i = 0; i < t.workers; ++i) {
       const std::string name = "worker-" + std::to_string(i + 1);
       std::vector<std::string> wargv = {SelfExecutable(), "worker",
@@ -413,6 +382,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
   summary["steps"] = rl.steps;
   summary["steps_run"] = out->steps_done;
+  summary["prompts_skipped"] = out->prompts_skipped;
   summary["final_version"] = out->final_version;
   summary["worker_versions"] = out->worker_versions;
   summary["wall_s"] = out->wall_s;
@@ -427,10 +397,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     summary["accuracy_after"] = r.accuracy;
     spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
   }
-  {
-    std::ofstream s(fs::path(t.out_dir) / "summary.json", std::ios::trunc);
-    s << summary.dump(2) << "\n";
-  }
+  TREEPO_RETURN_IF_ERROR(
+      WriteFileAtomically((fs::path(t.out_dir) / "summary.json").string(), summary.dump(2) + "\n"));
   if (t.report) TREEPO_RETURN_IF_ERROR(WriteReport(t.out_dir));
   std::cout << summary.dump(2) << std::endl;
   return OkStatus();

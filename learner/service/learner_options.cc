@@ -16,6 +16,7 @@ void ForEachKey(O& o, F&& f) {
   f("resume", &o.resume_dir);
   f("checkpoint_dir", &o.checkpoint_dir);
   f("checkpoint_every", &o.checkpoint_every);
+  f("checkpoint_on_signal", &o.checkpoint_on_signal);
   f("estimator", &o.estimator);
   f("weight_chunk_bytes", &o.weight_chunk_bytes);
   f("blas_threads", &o.blas_threads);

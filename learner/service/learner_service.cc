@@ -163,9 +163,16 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
     return OkStatus();
   };
 
+  // A checkpoint checkpoint_every asked for, written on the scheduler's next message (the
+  // header says why).
+  bool checkpoint_due = false;
   while (stop == nullptr || !stop->load()) {
     TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m, conn.Recv(200));
     if (!m) continue;
+    if (checkpoint_due && (m->get_if<pr::TreeBatch>() || m->get_if<pr::Shutdown>())) {
+      checkpoint_due = false;
+      TREEPO_RETURN_IF_ERROR(checkpoint());
+    }
     if (const auto* tb = m->get_if<pr::TreeBatch>()) {
       if (static_cast<int64_t>(tb->step) != step) {
         spdlog::warn("{}: TreeBatch for step {} while at step {}", name, tb->step, step);
@@ -192,12 +199,10 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
           name, tb->step, trainer->version().value(), metrics->loss, metrics->clip_fraction,
           metrics->ratio_max, metrics->grad_norm, metrics->logp_mismatch, metrics->tokens,
           metrics->train_s);
-      if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
-        TREEPO_RETURN_IF_ERROR(checkpoint());
-      }
+      if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) checkpoint_due = true;
     } else if (const auto* sd = m->get_if<pr::Shutdown>()) {
       spdlog::info("{}: shutdown ({})", name, sd->reason);
-      break;
+      return checkpoint();
     } else if (const auto* err = m->get_if<pr::ErrorReply>()) {
       if (err->code == StatusCode::kFailedPrecondition) {
         return FailedPrecondition("scheduler fenced this learner: " + err->message);
@@ -205,6 +210,13 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
       spdlog::warn("{}: scheduler refused {}: {}", name, pr::MessageTypeName(err->about),
                    err->message);
     }
+  }
+  if (!o.checkpoint_on_signal) {
+    if (saved_step != step) {
+      spdlog::warn("{}: stopped by a signal at step {}: no final checkpoint (newest is step {})",
+                   name, step, saved_step);
+    }
+    return OkStatus();
   }
   return checkpoint();
 }

@@ -3,8 +3,15 @@
 // current weights once (so every worker starts from the learner's version, e.g. after a
 // resume), then for each TreeBatch: advantages (estimator by name), training step, publish
 // version v+1 (WeightVersionNotice + WeightChunks, relayed by the scheduler to every worker),
-// TrainDone {step, v+1, metrics}, and a checkpoint every checkpoint_every steps. Shutdown, or
-// *stop, ends it after a final checkpoint of any step not yet saved.
+// TrainDone {step, v+1, metrics}. Shutdown, or *stop, ends it after a final checkpoint of any
+// step not yet saved (on *stop only with checkpoint_on_signal).
+//
+// Checkpoints follow the scheduler's record of the run: the checkpoint of step S (the state
+// after training batch S-1) that checkpoint_every asks for is written when the next message
+// from the scheduler arrives (TreeBatch S or Shutdown), not when TrainDone S-1 leaves. The
+// scheduler of `treepo train` sends those only after it has appended step S-1's metrics line
+// (sync mode), so a `train` killed at any moment leaves no checkpoint ahead of its
+// metrics.jsonl, and a resume continues the file without a gap.
 #pragma once
 
 #include <atomic>
@@ -23,13 +30,17 @@ namespace treepo::learner {
 // Config keys are the names in the comments (LoadLearnerOptions; `treepo train` reads them
 // under "learner.").
 struct LearnerOptions {
-  std::string scheduler_endpoint;    // "tcp://HOST:PORT" (the --scheduler flag)
-  std::string name;                  // name: "" = "learner-<pid>"
-  std::string model_path;            // model: initial weights (HF dir or llama2.c .bin)
-  std::string resume_dir;            // resume: a checkpoint dir; overrides model, restores step
-  std::string checkpoint_dir;        // checkpoint_dir: root of step_N dirs; "" = no checkpoints
-  int checkpoint_every = 0;          // checkpoint_every: steps between checkpoints (0 = end only)
-  std::string estimator = "treepo";  // estimator: advantage estimator name
+  std::string scheduler_endpoint;  // "tcp://HOST:PORT" (the --scheduler flag)
+  std::string name;                // name: "" = "learner-<pid>"
+  std::string model_path;          // model: initial weights (HF dir or llama2.c .bin)
+  std::string resume_dir;          // resume: a checkpoint dir; overrides model, restores step
+  std::string checkpoint_dir;      // checkpoint_dir: root of step_N dirs; "" = no checkpoints
+  int checkpoint_every = 0;        // checkpoint_every: steps between checkpoints (0 = end only)
+  // checkpoint_on_signal: a stop by SIGINT/SIGTERM (*stop) writes a final checkpoint. `treepo
+  // train` sets it false: there the learner gets SIGTERM when `train` dies (the scheduler has
+  // then not recorded the last step) and a Ctrl-C reaches it too; `train` ends it by Shutdown.
+  bool checkpoint_on_signal = true;
+  std::string estimator = "treepo";      // estimator: advantage estimator name
   int64_t weight_chunk_bytes = 1 << 20;  // weight_chunk_bytes: bytes per WeightChunk
   int blas_threads = 0;                  // blas_threads: 0 = leave OpenBLAS's setting
   int rank = 0;                          // rank

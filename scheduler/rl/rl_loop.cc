@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
 
+#include "common/line_appender.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
@@ -82,8 +82,7 @@ class Loop {
     // A resumed run continues the prompt order where the saved run stopped.
     for (int64_t i = 0; i < o_.start_step * o_.queries_per_step; ++i) cursor_.Next();
     if (!o_.metrics_path.empty()) {
-      metrics_.open(o_.metrics_path, std::ios::app);
-      if (!metrics_) return InvalidArgument("cannot open " + o_.metrics_path);
+      TREEPO_ASSIGN_OR_RETURN(metrics_, LineAppender::Open(o_.metrics_path));
     }
     if (!o_.trees_dir.empty()) std::filesystem::create_directories(o_.trees_dir);
 
@@ -130,6 +129,22 @@ class Loop {
     summary_.final_version = relay_.newest()->value();
     summary_.worker_versions = relay_.WorkerVersions();
     return summary_;
+  }
+
+  // After a failed or stopped run: writes the lines of the steps whose TrainDone has arrived
+  // (whatever the workers' acks), so the learner's final checkpoint on Shutdown is not ahead
+  // of the metrics file.
+  void RecordArrived() {
+    for (int i = 0; i < 3 && !pending_.empty(); ++i) service_->Pump(10).IgnoreError();
+    while (!pending_.empty()) {
+      const int64_t step = pending_.begin()->first;
+      std::optional<pr::TrainDone> done = relay_.TakeTrainDone(static_cast<uint64_t>(step));
+      if (!done) {
+        spdlog::warn("RL: step {} has no TrainDone: not recorded", step);
+        return;
+      }
+      WriteLine(step, *done, Clock::now()).IgnoreError();
+    }
   }
 
   // Tells the learner and the workers to stop, and gives the frames time to leave.
@@ -259,20 +274,23 @@ class Loop {
 
   // Waits for the step's TrainDone and, in sync mode, every worker's ack of its version;
   // then writes the step's metrics line.
+  // A step whose TrainDone arrived is recorded even when a later wait fails: the learner has
+  // trained it, and its checkpoint must not be ahead of the metrics file.
   Status FinishStep(int64_t step) {
     std::optional<pr::TrainDone> done;
-    TREEPO_RETURN_IF_ERROR(PumpUntil(
+    Status st = PumpUntil(
         [&] {
           if (!done) done = relay_.TakeTrainDone(static_cast<uint64_t>(step));
           return done && relay_.newest() && *relay_.newest() >= done->new_version;
         },
-        o_.train_timeout_ms, "TrainDone of step " + std::to_string(step)));
+        o_.train_timeout_ms, "TrainDone of step " + std::to_string(step));
     const auto trained = Clock::now();
-    if (o_.sync_mode == "sync") {
-      TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.AllWorkersAtLeast(done->new_version); },
-                                       o_.train_timeout_ms, "every worker's WeightAck"));
+    if (st.ok() && o_.sync_mode == "sync") {
+      st = PumpUntil([&] { return relay_.AllWorkersAtLeast(done->new_version); },
+                     o_.train_timeout_ms, "every worker's WeightAck");
     }
-    return WriteLine(step, *done, trained);
+    if (done) TREEPO_RETURN_IF_ERROR(WriteLine(step, *done, trained));
+    return st;
   }
 
   // Async mode: finishes the oldest pending steps whose TrainDone has arrived.
@@ -307,10 +325,7 @@ class Loop {
     j["step_s"] = Since(p.step_start);
     j["wall_s"] = Since(run_start_);
     j["worker_versions"] = relay_.WorkerVersions();
-    if (metrics_.is_open()) {
-      metrics_ << j.dump() << "\n";
-      metrics_.flush();
-    }
+    if (metrics_.is_open()) TREEPO_RETURN_IF_ERROR(metrics_.Append(j.dump()));
     const double acc = j["accuracy"].get<double>(), reward = j["reward_mean"].get<double>();
     if (step == o_.start_step) {
       summary_.first_accuracy = acc;
@@ -345,7 +360,7 @@ class Loop {
   DatasetCursor cursor_;
   uint64_t base_version_ = 0;
   std::map<int64_t, Pending> pending_;
-  std::ofstream metrics_;
+  LineAppender metrics_;
   ProgressBar* bar_ = nullptr;
   Clock::time_point run_start_;
   int64_t finished_ = 0;
@@ -361,14 +376,32 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   TREEPO_RETURN_IF_ERROR(options.Validate());
   if (train.empty()) return InvalidArgument("RL: no train prompts");
   // Every prompt is tokenized once, here, so that the service loop never tokenizes.
-  train = AdmitPrompts(std::move(train), *tokenizer, std::numeric_limits<int64_t>::max()).records;
+  TREEPO_ASSIGN_OR_RETURN(
+      const int64_t max_prompt_tokens,
+      MaxPromptTokens(options.max_seq_len, static_cast<int64_t>(options.rollout.max_depth) *
+                                               options.rollout.segment_tokens));
+  const size_t loaded = train.size();
+  AdmittedPrompts admitted = AdmitPrompts(std::move(train), *tokenizer, max_prompt_tokens);
+  if (admitted.records.empty()) {
+    return InvalidArgument("all " + std::to_string(loaded) + " train prompts are longer than the " +
+                           std::to_string(max_prompt_tokens) +
+                           " tokens that leave room for the response in the model's context");
+  }
+  const int64_t skipped = static_cast<int64_t>(admitted.skipped.size());
+  if (skipped > 0) {
+    spdlog::warn("RL: {} of {} train prompts skipped: longer than {} tokens", skipped, loaded,
+                 max_prompt_tokens);
+  }
+  train = std::move(admitted.records);
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(options.rollout.service));
   Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);
   service->set_liveness_probe(options.rollout.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   Result<RlSummary> out = loop.Run();
+  if (out.ok()) out->prompts_skipped = skipped;
   service->set_liveness_probe(nullptr);  // the children exit on Shutdown now
+  if (!out.ok()) loop.RecordArrived();
   loop.Shutdown(out.ok() ? "training complete" : "training failed");
   return out;
 }

@@ -57,6 +57,10 @@ struct RlOptions {
   std::string metrics_path;              // metrics JSON lines (appended); "" = none
   std::string trees_dir;                 // per-step tree files; "" = none
   bool progress = true;                  // progress bar and a status line per step on stderr
+  // The model's context in tokens (the launcher sets it from the model's config): a prompt
+  // that leaves no room for max_depth x segment_tokens response tokens is skipped with a
+  // warning, as `treepo rollout` does. 0 = unknown, no limit.
+  int64_t max_seq_len = 0;
 
   Status Validate() const;
 };
@@ -72,9 +76,11 @@ struct RlSummary {
   double mean_step_s = 0.0;
   double first_reward_mean = 0.0, last_reward_mean = 0.0;
   double first_accuracy = 0.0, last_accuracy = 0.0;
+  int64_t prompts_skipped = 0;  // train prompts too long for the context (RlOptions)
 };
 
-// Runs steps [start_step, steps). `train` are the prompts (with answers) to sample from;
+// Runs steps [start_step, steps). `train` are the prompts (with answers) to sample from,
+// those too long for max_seq_len skipped (kInvalidArgument when that is all of them);
 // `tokenizer` encodes prompts and decodes responses for the reward. `on_bound(endpoint)` runs
 // once the scheduler is bound (start workers and the learner there). At the end the learner
 // and every worker are sent Shutdown. `stop` may be null.

@@ -49,7 +49,7 @@ struct RolloutJobOptions {
                              // the deadline keys (LoadDeadlineKeys)
   // Not a config key: the launcher's check of its child processes, run by every Pump of the
   // scheduler (SchedulerService::set_liveness_probe). Empty: none.
-  std::function<Status()> liveness_probe;
+  LivenessProbe liveness_probe;
 
   Status Validate() const;
 };

@@ -66,7 +66,7 @@ Status SchedulerService::Pump(int timeout_ms) {
   }
   ExpireLateTasks();
   if (liveness_probe_) {
-    Status st = liveness_probe_();
+    Status st = liveness_probe_(*this);
     if (!st.ok()) return st;
   }
   TREEPO_RETURN_IF_ERROR(Dispatch());
@@ -406,6 +406,19 @@ void SchedulerService::OnWorkerDead(WorkerId id) {
   const int n = dispatcher_.WorkerDied(id);
   counters_.redispatched_tasks += n;
   spdlog::warn("worker {} gone: {} in-flight tasks requeued, its KV forgotten", id.value(), n);
+}
+
+int SchedulerService::WorkerGone(const std::string& name) {
+  int n = 0;
+  for (WorkerId id : registry_.LiveWorkers()) {
+    const WorkerEntry* w = registry_.Find(id);
+    if (w == nullptr || w->name != name) continue;
+    spdlog::warn("worker {} '{}': its process exited: declared dead", id.value(),
+                 pr::EscapeBytes(name));
+    OnWorkerDead(id);
+    ++n;
+  }
+  return n;
 }
 
 Status SchedulerService::Dispatch() {

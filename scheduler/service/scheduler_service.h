@@ -71,6 +71,10 @@ class LearnerHandler {
   virtual void OnWorkerWeightAck(WorkerId worker, const protocols::WeightAck& ack) = 0;
 };
 
+class SchedulerService;
+// The launcher's check of its child processes (SchedulerService::set_liveness_probe).
+using LivenessProbe = std::function<Status(SchedulerService&)>;
+
 class SchedulerService {
  public:
   // Binds the Router. `clock` null: the steady clock.
@@ -108,10 +112,15 @@ class SchedulerService {
   // timeout_ms passes.
   Status ShutdownWorkers(const std::string& reason);
 
+  // Declares dead now every live worker registered under `name`, as the heartbeat reaper does
+  // after heartbeat_timeout_ms: its in-flight tasks are re-dispatched to the others and its
+  // KV forgotten. For a launcher that saw the worker's process exit. Returns how many.
+  int WorkerGone(const std::string& name);
+
   // Called by every Pump() before it dispatches (on the loop thread, so it must not block): the
-  // launcher checks its child processes there. An error it returns ends the Pump with that
-  // error. Empty: none.
-  void set_liveness_probe(std::function<Status()> probe) { liveness_probe_ = std::move(probe); }
+  // launcher checks its child processes there and calls WorkerGone for a worker that exited.
+  // An error it returns ends the Pump with that error. Empty: none.
+  void set_liveness_probe(LivenessProbe probe) { liveness_probe_ = std::move(probe); }
   void set_result_sink(ResultSink* sink) { sink_ = sink; }
   void set_learner_handler(LearnerHandler* handler) { learner_handler_ = handler; }
   // The weight version stamped on tasks and told to registering workers.
@@ -167,7 +176,7 @@ class SchedulerService {
   Dispatcher dispatcher_;
   ResultSink* sink_ = nullptr;
   LearnerHandler* learner_handler_ = nullptr;
-  std::function<Status()> liveness_probe_;
+  LivenessProbe liveness_probe_;
   WeightVersion weight_version_;
   Status fatal_;
   uint64_t next_task_id_ = 1;

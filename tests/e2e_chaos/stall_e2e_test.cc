@@ -3,7 +3,8 @@
 // stop too), one takes tasks and never answers them while it keeps heartbeating
 // (--debug-drop-tasks). The rollout still completes on the third, with every query's w
 // leaves, and the silent worker's tasks are taken back at their deadline. And `treepo rollout`
-// whose only worker process is killed mid-run ends at once with the worker's exit status.
+// whose only worker process is killed mid-run ends at once with the worker's exit status; one
+// of two killed workers has its tasks re-dispatched at once, not at the heartbeat timeout.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -112,11 +113,11 @@ TEST_F(StallE2eTest, APausedWorkerAndOneThatNeverAnswersDoNotStallTheRollout) {
 TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
   // A rollout long enough to be running when its only worker process is SIGKILLed.
   const std::string log = dir_ + "/rollout.log";
-  auto rollout = ChildProcess::Spawn(
-      {binary_, "rollout", "--model", model_, "--tokenizer", tokenizer_, "--prompts", prompts_,
-       "--workers", "1", "--set", "width=64", "--set", "max_depth=8", "--set",
-       "segment_tokens=16", "--set", "progress=false"},
-      log);
+  auto rollout =
+      ChildProcess::Spawn({binary_, "rollout", "--model", model_, "--tokenizer", tokenizer_,
+                           "--prompts", prompts_, "--workers", "1", "--set", "width=64", "--set",
+                           "max_depth=8", "--set", "segment_tokens=16", "--set", "progress=false"},
+                          log);
   ASSERT_TRUE(rollout.ok());
   pid_t worker = -1;
   ASSERT_TRUE(testing::WaitFor(
@@ -131,6 +132,51 @@ TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
   const std::string text = ReadAll(log);
   EXPECT_NE(text.find("worker-1 exited (signal 9)"), std::string::npos) << text;
   EXPECT_NE(text.find("every worker process has exited"), std::string::npos) << text;
+}
+
+// A worker process the launcher sees exit is declared dead at once: with no task deadlines
+// and a 10-minute heartbeat timeout, only that path can hand its tasks to the other worker
+// in time.
+TEST_F(StallE2eTest, AKilledWorkersTasksAreRedispatchedAtOnceNotAtTheHeartbeatTimeout) {
+  const std::string log = dir_ + "/rollout_gone.log", out = dir_ + "/gone.jsonl";
+  auto rollout = ChildProcess::Spawn({binary_,       "rollout",
+                                      "--model",     model_,
+                                      "--tokenizer", tokenizer_,
+                                      "--prompts",   prompts_,
+                                      "--workers",   "2",
+                                      "--out",       out,
+                                      "--set",       "width=64",
+                                      "--set",       "max_depth=8",
+                                      "--set",       "segment_tokens=16",
+                                      "--set",       "progress=false",
+                                      "--set",       "heartbeat_timeout_ms=600000",
+                                      "--set",       "task_deadline_floor_ms=0"},
+                                     log);
+  ASSERT_TRUE(rollout.ok());
+  pid_t worker = -1;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return (worker = testing::FindChild(rollout->pid(), {"worker-1"})) > 0; }, 10000))
+      << ReadAll(log);
+  // The first finished tree is streamed out: both workers are busy with the others by then.
+  ASSERT_TRUE(WaitForText(out + ".partial", "\n", 60000)) << ReadAll(log);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rollout->Wait(60000)) << "the killed worker's tasks were not re-dispatched:\n"
+                                    << ReadAll(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(30));
+  EXPECT_EQ(rollout->exit_code(), 0) << ReadAll(log);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("worker-1 exited (signal 9)"), std::string::npos) << text;
+  EXPECT_NE(text.find("its process exited: declared dead"), std::string::npos) << text;
+  EXPECT_EQ(text.find("missed heartbeats"), std::string::npos) << text;
+  // It held tasks when it died: only the new path could hand them to worker-2.
+  const size_t gone = text.find(" gone: ");
+  ASSERT_NE(gone, std::string::npos) << text;
+  EXPECT_GT(std::stoi(text.substr(gone + 7)), 0) << text;
+  auto trees = ReadTreeFile(out);
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  ASSERT_EQ(trees->size(), 6u);
+  for (const TreeRecord& t : *trees) EXPECT_EQ(t.leaves.size(), 64u) << t.query_id;
 }
 
 }  // namespace
