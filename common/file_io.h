@@ -31,8 +31,4 @@ Status EnsureWritableDir(const std::string& dir, std::string_view what);
 // created when missing and writable (EnsureWritableDir). Does not create `path` itself.
 Status CheckWritableFile(const std::string& path, std::string_view what);
 
-// Offset of the first byte that does not belong to a well-formed UTF-8 sequence (overlong
-// forms, surrogates and code points above U+10FFFF are not well formed), or npos.
-size_t FindInvalidUtf8(std::string_view text);
-
 }  // namespace treepo

@@ -8,6 +8,7 @@
 #include "common/atomic_file.h"
 #include "common/json_file.h"
 #include "common/testing/paths.h"
+#include "common/utf8.h"
 
 namespace treepo {
 namespace {

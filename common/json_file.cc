@@ -1,6 +1,7 @@
 #include "common/json_file.h"
 
 #include "common/file_io.h"
+#include "common/utf8.h"
 
 namespace treepo {
 

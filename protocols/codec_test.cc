@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "common/utf8.h"
 #include "protocols/sample_messages.h"
 
 namespace treepo::protocols {

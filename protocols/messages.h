@@ -254,7 +254,6 @@ Status Validate(const Message& message, const CodecOptions& options = {});
 inline constexpr uint64_t kFnv64Offset = 0xcbf29ce484222325ULL;
 // True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
 // U+10FFFF). Names that reach JSON and logs are checked with it.
-bool IsValidUtf8(std::string_view s);
 
 uint64_t Fnv1a64(std::span<const uint8_t> bytes, uint64_t seed = kFnv64Offset);
 

@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdint>
 
-#include "common/model/hf_utf8.h"
+#include "common/utf8.h"
 
 namespace treepo::model::hf {
 namespace {

@@ -2,7 +2,7 @@
 
 #include "common/model/hf_byte_level.h"
 #include "common/model/hf_regex.h"
-#include "common/model/hf_utf8.h"
+#include "common/utf8.h"
 
 namespace treepo::model::hf {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/model/hf_regex.h"
-#include "common/model/hf_utf8.h"
+#include "common/utf8.h"
 
 namespace treepo::model::hf {
 namespace {

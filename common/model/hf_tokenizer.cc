@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/model/hf_utf8.h"
+#include "common/utf8.h"
 
 namespace treepo::model {
 
@@ -60,8 +60,8 @@ Result<HfTokenizer> HfTokenizer::FromJson(const nlohmann::json& spec) {
 
 std::vector<int32_t> HfTokenizer::Encode(std::string_view text, bool add_special_tokens) const {
   std::string owned;
-  if (!hf::IsValidUtf8(text)) {
-    owned = hf::Utf8Lossy(text);
+  if (!treepo::IsValidUtf8(text)) {
+    owned = treepo::Utf8Lossy(text);
     text = owned;
   }
   std::vector<int32_t> ids;
@@ -97,7 +97,7 @@ std::string HfTokenizer::Decode(const std::vector<int32_t>& ids, bool skip_speci
   if (decoder_) decoder_->DecodeChain(&tokens);
   std::string out;
   for (const std::string& t : tokens) out += t;
-  return hf::IsValidUtf8(out) ? out : hf::Utf8Lossy(out);
+  return treepo::IsValidUtf8(out) ? out : treepo::Utf8Lossy(out);
 }
 
 std::optional<int32_t> HfTokenizer::TokenToId(std::string_view token) const {

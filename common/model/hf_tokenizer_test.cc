@@ -9,9 +9,9 @@
 
 #include "common/model/hf_byte_level.h"
 #include "common/model/hf_tokenizer_testing.h"
-#include "common/model/hf_utf8.h"
 #include "common/model/text_tokenizer.h"
 #include "common/testing/paths.h"
+#include "common/utf8.h"
 
 namespace treepo::model {
 namespace {
@@ -36,14 +36,15 @@ std::string Hex(std::string_view s) {
 }
 
 TEST(HfUtf8, LossyReplacesMaximalSubparts) {
-  EXPECT_EQ(hf::Utf8Lossy("abc"), "abc");
-  EXPECT_EQ(hf::Utf8Lossy("a\xC3"), "a\xEF\xBF\xBD");
-  EXPECT_EQ(hf::Utf8Lossy("\xE4\xB8"), "\xEF\xBF\xBD");  // one truncated 3-byte character
-  EXPECT_EQ(hf::Utf8Lossy("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");
-  EXPECT_EQ(hf::Utf8Lossy("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong
-  EXPECT_EQ(hf::Utf8Lossy("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
-  EXPECT_EQ(hf::Utf8Lossy("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
-  EXPECT_FALSE(hf::IsValidUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_EQ(treepo::Utf8Lossy("abc"), "abc");
+  EXPECT_EQ(treepo::Utf8Lossy("a\xC3"), "a\xEF\xBF\xBD");
+  EXPECT_EQ(treepo::Utf8Lossy("\xE4\xB8"), "\xEF\xBF\xBD");  // one truncated 3-byte character
+  EXPECT_EQ(treepo::Utf8Lossy("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(treepo::Utf8Lossy("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong
+  EXPECT_EQ(treepo::Utf8Lossy("\xED\xA0\x80"),
+            "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  EXPECT_EQ(treepo::Utf8Lossy("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
+  EXPECT_FALSE(treepo::IsValidUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
 }
 
 TEST(HfByteLevel, EveryByteRoundTrips) {
@@ -160,7 +161,7 @@ TEST(HfTokenizer, ByteFallbackRoundTripsRandomBytes) {
       const int r = static_cast<int>(rng() % 4);
       s.push_back(r == 0 ? 'a' : r == 1 ? ' ' : static_cast<char>(0x80 + rng() % 0x80));
     }
-    EXPECT_EQ(t->Decode(t->Encode(s, true), true), hf::Utf8Lossy(s)) << Hex(s);
+    EXPECT_EQ(t->Decode(t->Encode(s, true), true), treepo::Utf8Lossy(s)) << Hex(s);
   }
 }
 

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
+#include "common/utf8.h"
 #include "protocols/codec.h"
 #include "protocols/curve_keys.h"
 #include "protocols/model_fingerprint.h"
@@ -321,7 +322,7 @@ Status WorkerOptions::Validate() const {
   if (heartbeat_interval_ms < 0) return InvalidArgument("worker: heartbeat_interval_ms < 0");
   if (scheduler_timeout_ms < 1) return InvalidArgument("worker: scheduler_timeout_ms < 1");
   if (register_retry_ms < 1) return InvalidArgument("worker: register_retry_ms < 1");
-  if (!pr::IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
+  if (!IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
   return engine.Validate();
 }
 

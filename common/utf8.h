@@ -1,7 +1,7 @@
-// UTF-8 helpers shared by the tokenizer.json implementation: walking code points, encoding
-// one, and the lossy conversion that replaces invalid bytes with U+FFFD the way Rust's
-// String::from_utf8_lossy and the WHATWG decoder do (one replacement per maximal invalid
-// subpart).
+// UTF-8 helpers for every text that comes from outside (files, peers, models): validation,
+// walking code points, encoding one, and the lossy conversion that replaces invalid bytes
+// with U+FFFD the way Rust's String::from_utf8_lossy and the WHATWG decoder do (one
+// replacement per maximal invalid subpart).
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace treepo::model::hf {
+namespace treepo {
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";
 
@@ -19,6 +19,10 @@ size_t ValidUtf8SequenceLength(std::string_view s);
 
 // True when all of `s` is valid UTF-8.
 bool IsValidUtf8(std::string_view s);
+
+// Offset of the first byte that does not belong to a well-formed UTF-8 sequence (overlong
+// forms, surrogates and code points above U+10FFFF are not well formed), or npos.
+size_t FindInvalidUtf8(std::string_view text);
 
 // `s` with every maximal invalid subpart replaced by U+FFFD.
 std::string Utf8Lossy(std::string_view s);
@@ -38,4 +42,4 @@ inline size_t Utf8CharLength(unsigned char lead) {
   return 1;
 }
 
-}  // namespace treepo::model::hf
+}  // namespace treepo

@@ -1,6 +1,6 @@
-#include "common/model/hf_utf8.h"
+#include "common/utf8.h"
 
-namespace treepo::model::hf {
+namespace treepo {
 
 size_t ValidUtf8SequenceLength(std::string_view s) {
   if (s.empty()) return 0;
@@ -121,4 +121,13 @@ uint32_t NextCodepoint(std::string_view s, size_t* pos) {
   return cp;
 }
 
-}  // namespace treepo::model::hf
+size_t FindInvalidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = ValidUtf8SequenceLength(s.substr(i));
+    if (len == 0) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace treepo
