@@ -158,12 +158,14 @@ TEST_F(StallE2eTest, AKilledWorkersTasksAreRedispatchedAtOnceNotAtTheHeartbeatTi
       [&] { return (worker = testing::FindChild(rollout->pid(), {"worker-1"})) > 0; }, 10000))
       << ReadAll(log);
   // The first finished tree is streamed out: both workers are busy with the others by then.
-  ASSERT_TRUE(WaitForText(out + ".partial", "\n", 60000)) << ReadAll(log);
+  // Bounds are generous for sanitizer builds on a loaded machine; what matters is that they
+  // are far below the 600 s heartbeat timeout.
+  ASSERT_TRUE(WaitForText(out + ".partial", "\n", 240000)) << ReadAll(log);
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
   const auto killed = std::chrono::steady_clock::now();
-  ASSERT_TRUE(rollout->Wait(60000)) << "the killed worker's tasks were not re-dispatched:\n"
-                                    << ReadAll(log);
-  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(30));
+  ASSERT_TRUE(rollout->Wait(240000)) << "the killed worker's tasks were not re-dispatched:\n"
+                                     << ReadAll(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(240));
   EXPECT_EQ(rollout->exit_code(), 0) << ReadAll(log);
   const std::string text = ReadAll(log);
   EXPECT_NE(text.find("worker-1 exited (signal 9)"), std::string::npos) << text;
