@@ -12,8 +12,8 @@
 #include "common/model/tokenizer.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
-#include "scheduler/dataset/prompt_admission.h"
 #include "protocols/model_fingerprint.h"
+#include "scheduler/dataset/prompt_admission.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/tree_driver.h"
 
