@@ -4,8 +4,10 @@
 //
 // Settings come from --config FILE (TOML), then the flags below, then --set key=value; keys
 // are the flag names with '_' for '-' (scheduler/service/rollout_job.h, plus workers,
-// worker_threads, worker_pages, page_size, and curve = true for ephemeral CURVE keys between
-// the scheduler and its workers, docs/security.md). An unknown key is an error.
+// worker_threads, worker_pages, page_size, curve = true for ephemeral CURVE keys between
+// the scheduler and its workers (docs/security.md), and debug_slow_worker_step_ms: worker-1
+// sleeps this long after each engine step, for placement benchmarks). An unknown key is an
+// error.
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -97,6 +99,10 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   TREEPO_RETURN_IF_ERROR(config.Get("page_size", &page_size));
   bool curve = false;  // ephemeral CURVE keys for the scheduler and its workers
   TREEPO_RETURN_IF_ERROR(config.Get("curve", &curve));
+  // Benchmarks and tests: worker-1 sleeps this long after every engine step (a slow worker).
+  int slow_step_ms = 0;
+  TREEPO_RETURN_IF_ERROR(config.Get("debug_slow_worker_step_ms", &slow_step_ms));
+  if (slow_step_ms < 0) return InvalidArgument("debug_slow_worker_step_ms must be >= 0");
   if (workers < 1 || workers > 1024) return InvalidArgument("workers must be in [1, 1024]");
   if (worker_threads < 1 || worker_threads > 1024) {
     return InvalidArgument("worker_threads must be in [1, 1024]");
@@ -125,6 +131,10 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
                                        "--name",         "worker-" + std::to_string(i + 1)};
       if (keys) {
         for (const std::string& f : keys->WorkerFlags()) argv.push_back(f);
+      }
+      if (i == 0 && slow_step_ms > 0) {
+        argv.push_back("--debug-step-sleep-ms");
+        argv.push_back(std::to_string(slow_step_ms));
       }
       TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(argv));
       children.Add("worker-" + std::to_string(i + 1), std::move(c), "", false);

@@ -42,6 +42,12 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_flag("--debug-drop-tasks", opts->debug_drop_tasks,
                 "testing: never run or answer tasks (heartbeats go on)");
+  cmd->add_option("--peer-bind", opts->peer_bind,
+                  "endpoint for KV pages from other workers (subtree migration); '' = none")
+      ->capture_default_str();
+  cmd->add_option("--debug-step-sleep-ms", opts->debug_step_sleep_ms,
+                  "testing/benchmarks: sleep this long after every engine step (a slow worker)")
+      ->capture_default_str();
   cmd->add_option("--scheduler-key", opts->keys.scheduler_key_file,
                   "the scheduler's CURVE public key file (NAME.pub; docs/security.md)");
   cmd->add_option("--key", opts->keys.key_file, "this worker's CURVE key file (NAME.key)");

@@ -43,8 +43,9 @@ Result<FinishReason> ReadTreeFinish(wire::TreeFinish f) {
 }
 
 Result<RegisterWorker> Read(wire::RegisterWorker::Reader r) {
-  return RegisterWorker{Str(r.getWorkerName()), r.getThreads(),          r.getPageCapacity(),
-                        r.getPageSize(),        r.getModelFingerprint(), r.getRegistrationId()};
+  return RegisterWorker{Str(r.getWorkerName()),   r.getThreads(),          r.getPageCapacity(),
+                        r.getPageSize(),          r.getModelFingerprint(), r.getRegistrationId(),
+                        Str(r.getPeerEndpoint()), r.getPageBytes()};
 }
 
 Result<RegisterAck> Read(wire::RegisterAck::Reader r) {
@@ -61,7 +62,8 @@ Result<Heartbeat> Read(wire::Heartbeat::Reader r) {
   return Heartbeat{WorkerId(r.getWorkerId()), r.getEpoch(),
                    r.getRunningSequences(),   r.getQueuedTokens(),
                    r.getFreePages(),          r.getUsedPages(),
-                   r.getDecodedTokensTotal(), WeightVersion(r.getWeightVersion())};
+                   r.getDecodedTokensTotal(), WeightVersion(r.getWeightVersion()),
+                   r.getTotalPages(),         r.getBatchesSeen()};
 }
 
 Result<SegmentTaskBatch> Read(wire::SegmentTaskBatch::Reader r) {
@@ -88,6 +90,9 @@ Result<SegmentTaskBatch> Read(wire::SegmentTaskBatch::Reader r) {
 
 Result<SegmentResultBatch> Read(wire::SegmentResultBatch::Reader r) {
   SegmentResultBatch m;
+  m.free_pages = r.getFreePages();
+  m.total_pages = r.getTotalPages();
+  m.batches_seen = r.getBatchesSeen();
   m.results.reserve(r.getResults().size());
   for (auto res : r.getResults()) {
     SegmentResult out;
@@ -212,6 +217,45 @@ Result<ErrorReply> Read(wire::ErrorReply::Reader r) {
                     static_cast<MessageType>(r.getAbout())};
 }
 
+Result<KvMigrate> Read(wire::KvMigrate::Reader r) {
+  return KvMigrate{r.getTransferId(), Ids<NodeId>(r.getNodeIds()), r.getSend(),
+                   WorkerId(r.getPeerWorker()), Str(r.getDestEndpoint())};
+}
+
+Result<KvChunk> ReadKvChunk(wire::KvChunk::Reader r, const CodecOptions& options) {
+  auto data = r.getData();
+  // Checked before the copy so an oversized chunk costs nothing.
+  if (data.size() > options.max_weight_chunk_bytes) {
+    return ResourceExhausted("KvChunk: " + std::to_string(data.size()) +
+                             " bytes exceeds the chunk limit of " +
+                             std::to_string(options.max_weight_chunk_bytes));
+  }
+  KvChunk m;
+  m.transfer_id = r.getTransferId();
+  m.source_worker = WorkerId(r.getSourceWorker());
+  m.index = r.getIndex();
+  m.count = r.getCount();
+  m.nodes.reserve(r.getNodes().size());
+  for (auto n : r.getNodes()) {
+    m.nodes.push_back(KvNode{NodeId(n.getNodeId()), n.getLength(), n.getLastToken(),
+                             WeightVersion(n.getWeightVersion()), Scalars<uint32_t>(n.getPages())});
+  }
+  m.page_begin = r.getPageBegin();
+  m.page_count = r.getPageCount();
+  m.total_pages = r.getTotalPages();
+  m.n_layers = r.getNLayers();
+  m.page_size = r.getPageSize();
+  m.kv_dim = r.getKvDim();
+  m.data.assign(data.begin(), data.end());
+  m.checksum = r.getChecksum();
+  return m;
+}
+
+Result<KvMigrated> Read(wire::KvMigrated::Reader r) {
+  return KvMigrated{r.getTransferId(), r.getOk(), Str(r.getMessage()), Ids<NodeId>(r.getNodeIds()),
+                    r.getBytes()};
+}
+
 template <typename T>
 Result<Payload> Lift(Result<T> r) {
   if (!r.ok()) return r.status();
@@ -251,6 +295,12 @@ Result<Payload> ReadPayload(PayloadReader p, const CodecOptions& options) {
       return Lift(Read(p.getShutdown()));
     case W::ERROR_REPLY:
       return Lift(Read(p.getErrorReply()));
+    case W::KV_MIGRATE:
+      return Lift(Read(p.getKvMigrate()));
+    case W::KV_CHUNK:
+      return Lift(ReadKvChunk(p.getKvChunk(), options));
+    case W::KV_MIGRATED:
+      return Lift(Read(p.getKvMigrated()));
     case W::NONE:
       break;
   }

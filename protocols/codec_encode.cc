@@ -31,6 +31,8 @@ void Put(const RegisterWorker& m, wire::Envelope::Payload::Builder p) {
   b.setPageSize(m.page_size);
   b.setModelFingerprint(m.model_fingerprint);
   b.setRegistrationId(m.registration_id);
+  b.setPeerEndpoint(Str(m.peer_endpoint));
+  b.setPageBytes(m.page_bytes);
 }
 
 void Put(const RegisterAck& m, wire::Envelope::Payload::Builder p) {
@@ -59,6 +61,8 @@ void Put(const Heartbeat& m, wire::Envelope::Payload::Builder p) {
   b.setUsedPages(m.used_pages);
   b.setDecodedTokensTotal(m.decoded_tokens_total);
   b.setWeightVersion(m.weight_version.value());
+  b.setTotalPages(m.total_pages);
+  b.setBatchesSeen(m.batches_seen);
 }
 
 void Put(const SegmentTaskBatch& m, wire::Envelope::Payload::Builder p) {
@@ -82,7 +86,11 @@ void Put(const SegmentTaskBatch& m, wire::Envelope::Payload::Builder p) {
 }
 
 void Put(const SegmentResultBatch& m, wire::Envelope::Payload::Builder p) {
-  auto results = p.initSegmentResultBatch().initResults(m.results.size());
+  auto batch = p.initSegmentResultBatch();
+  batch.setFreePages(m.free_pages);
+  batch.setTotalPages(m.total_pages);
+  batch.setBatchesSeen(m.batches_seen);
+  auto results = batch.initResults(m.results.size());
   for (size_t i = 0; i < m.results.size(); ++i) {
     const SegmentResult& r = m.results[i];
     auto b = results[i];
@@ -199,6 +207,49 @@ void Put(const ErrorReply& m, wire::Envelope::Payload::Builder p) {
   b.setCode(static_cast<uint16_t>(m.code));
   b.setMessage(Str(m.message));
   b.setAbout(static_cast<wire::MessageType>(m.about));
+}
+
+void Put(const KvMigrate& m, wire::Envelope::Payload::Builder p) {
+  auto b = p.initKvMigrate();
+  b.setTransferId(m.transfer_id);
+  FillIds(b.initNodeIds(m.node_ids.size()), m.node_ids);
+  b.setSend(m.send);
+  b.setPeerWorker(m.peer_worker.value());
+  b.setDestEndpoint(Str(m.dest_endpoint));
+}
+
+void Put(const KvChunk& m, wire::Envelope::Payload::Builder p) {
+  auto b = p.initKvChunk();
+  b.setTransferId(m.transfer_id);
+  b.setSourceWorker(m.source_worker.value());
+  b.setIndex(m.index);
+  b.setCount(m.count);
+  auto nodes = b.initNodes(m.nodes.size());
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    const KvNode& n = m.nodes[i];
+    nodes[i].setNodeId(n.node_id.value());
+    nodes[i].setLength(n.length);
+    nodes[i].setLastToken(n.last_token);
+    nodes[i].setWeightVersion(n.weight_version.value());
+    FillScalars(nodes[i].initPages(n.pages.size()), n.pages);
+  }
+  b.setPageBegin(m.page_begin);
+  b.setPageCount(m.page_count);
+  b.setTotalPages(m.total_pages);
+  b.setNLayers(m.n_layers);
+  b.setPageSize(m.page_size);
+  b.setKvDim(m.kv_dim);
+  b.setData(kj::arrayPtr(m.data.data(), m.data.size()));
+  b.setChecksum(m.checksum);
+}
+
+void Put(const KvMigrated& m, wire::Envelope::Payload::Builder p) {
+  auto b = p.initKvMigrated();
+  b.setTransferId(m.transfer_id);
+  b.setOk(m.ok);
+  b.setMessage(Str(m.message));
+  FillIds(b.initNodeIds(m.node_ids.size()), m.node_ids);
+  b.setBytes(m.bytes);
 }
 
 }  // namespace

@@ -57,6 +57,46 @@ TEST(CodecTest, EveryMessageTypeRoundTrips) {
   }
 }
 
+TEST(CodecTest, PageReportsAndPeerEndpointRoundTrip) {
+  Message hb;
+  hb.payload =
+      Heartbeat{WorkerId(3), 11, 12, 3456, 1000, 3096, 987654321, WeightVersion(7), 4096, 5};
+  Result<Message> back = Decode(Encode(hb));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == hb);
+  EXPECT_EQ(back->get_if<Heartbeat>()->total_pages, 4096u);
+  EXPECT_EQ(back->get_if<Heartbeat>()->batches_seen, 5u);
+
+  Message rb = SampleMessages()[static_cast<size_t>(MessageType::kSegmentResultBatch) - 1];
+  std::get<SegmentResultBatch>(rb.payload).free_pages = 17;
+  std::get<SegmentResultBatch>(rb.payload).total_pages = 64;
+  std::get<SegmentResultBatch>(rb.payload).batches_seen = 9;
+  back = Decode(Encode(rb));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == rb);
+
+  Message reg = SampleMessages()[0];
+  std::get<RegisterWorker>(reg.payload).peer_endpoint = "tcp://10.0.0.2:5601";
+  back = Decode(Encode(reg));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->get_if<RegisterWorker>()->peer_endpoint, "tcp://10.0.0.2:5601");
+}
+
+TEST(CodecTest, KvChunkWithBadChecksumOrSizeIsRefused) {
+  Message m = SampleMessages()[static_cast<size_t>(MessageType::kKvChunk) - 1];
+  auto& chunk = std::get<KvChunk>(m.payload);
+  chunk.data[3] ^= 1;  // checksum no longer matches
+  ExpectRejected(Encode(m), StatusCode::kDataLoss, "checksum");
+  m = SampleMessages()[static_cast<size_t>(MessageType::kKvChunk) - 1];
+  auto& chunk2 = std::get<KvChunk>(m.payload);
+  chunk2.data.pop_back();
+  chunk2.checksum = Fnv1a64(chunk2.data);
+  ExpectRejected(Encode(m), StatusCode::kInvalidArgument, "bytes for");
+  m = SampleMessages()[static_cast<size_t>(MessageType::kKvChunk) - 1];
+  std::get<KvChunk>(m.payload).nodes[0].pages = {5};  // past total_pages
+  ExpectRejected(Encode(m), StatusCode::kInvalidArgument, "page index");
+}
+
 TEST(CodecTest, DecodesUnalignedFrames) {
   const Message m = SampleMessages()[static_cast<size_t>(MessageType::kSegmentResultBatch) - 1];
   std::vector<uint8_t> frame = Encode(m);

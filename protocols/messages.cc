@@ -15,7 +15,7 @@ constexpr size_t kMaxNameBytes = 256;
 // Each alternative's index + 1 is its wire MessageType.
 static_assert(std::variant_size_v<Payload> == kMaxMessageType);
 static_assert(std::is_same_v<std::variant_alternative_t<0, Payload>, RegisterWorker>);
-static_assert(std::is_same_v<std::variant_alternative_t<kMaxMessageType - 1, Payload>, ErrorReply>);
+static_assert(std::is_same_v<std::variant_alternative_t<kMaxMessageType - 1, Payload>, KvMigrated>);
 
 Status Invalid(std::string_view what, const std::string& detail) {
   return InvalidArgument(std::string(what) + ": " + detail);
@@ -45,6 +45,9 @@ Status CheckPayload(const RegisterWorker& m, const CodecOptions&) {
   if (m.threads == 0) return Invalid("RegisterWorker", "threads is 0");
   if (m.page_capacity == 0) return Invalid("RegisterWorker", "page_capacity is 0");
   if (m.page_size == 0) return Invalid("RegisterWorker", "page_size is 0");
+  if (m.peer_endpoint.size() > 1024 || !IsValidUtf8(m.peer_endpoint)) {
+    return Invalid("RegisterWorker", "peer endpoint is not valid UTF-8 of <= 1024 bytes");
+  }
   return OkStatus();
 }
 
@@ -244,6 +247,61 @@ bool SameTree(const TreeRecord& a, const TreeRecord& b) {
          std::equal(a.leaves.begin(), a.leaves.end(), b.leaves.begin(), b.leaves.end(), SameLeaf);
 }
 
+Status CheckPayload(const KvMigrate& m, const CodecOptions&) {
+  if (m.transfer_id == 0) return Invalid("KvMigrate", "transfer_id is 0");
+  if (m.node_ids.empty()) return Invalid("KvMigrate", "no node ids");
+  for (NodeId n : m.node_ids) {
+    if (n.value() == 0) return Invalid("KvMigrate", "node id 0");
+  }
+  if (m.send && m.dest_endpoint.empty()) return Invalid("KvMigrate", "no destination endpoint");
+  if (!IsValidUtf8(m.dest_endpoint)) return Invalid("KvMigrate", "endpoint is not valid UTF-8");
+  return OkStatus();
+}
+
+Status CheckPayload(const KvChunk& m, const CodecOptions& o) {
+  if (m.transfer_id == 0) return Invalid("KvChunk", "transfer_id is 0");
+  if (m.count == 0 || m.index >= m.count) {
+    return Invalid("KvChunk",
+                   "chunk index " + std::to_string(m.index) + " of " + std::to_string(m.count));
+  }
+  if (m.n_layers == 0 || m.page_size == 0 || m.kv_dim == 0) {
+    return Invalid("KvChunk", "zero layers, page size or kv_dim");
+  }
+  if (static_cast<uint64_t>(m.page_begin) + m.page_count > m.total_pages) {
+    return Invalid("KvChunk", "pages past the transfer's page count");
+  }
+  const uint64_t page_bytes = uint64_t{m.n_layers} * 2 * m.page_size * m.kv_dim * sizeof(float);
+  if (page_bytes > o.max_weight_chunk_bytes || m.data.size() != page_bytes * m.page_count) {
+    return Invalid("KvChunk", std::to_string(m.data.size()) + " bytes for " +
+                                  std::to_string(m.page_count) + " pages");
+  }
+  if ((m.index == 0) == m.nodes.empty()) {
+    return Invalid("KvChunk", "node list belongs in chunk 0 (and only there)");
+  }
+  for (const KvNode& n : m.nodes) {
+    if (n.node_id.value() == 0) return Invalid("KvChunk", "node id 0");
+    if (n.length == 0) return Invalid("KvChunk", "node of length 0");
+    if (uint64_t{n.pages.size()} * m.page_size < n.length) {
+      return Invalid("KvChunk", "node " + std::to_string(n.node_id.value()) +
+                                    " has too few pages for its length");
+    }
+    for (uint32_t p : n.pages) {
+      if (p >= m.total_pages) return Invalid("KvChunk", "page index past the page count");
+    }
+  }
+  if (Fnv1a64(m.data) != m.checksum) {
+    return DataLoss("KvChunk: checksum mismatch on chunk " + std::to_string(m.index) +
+                    " of transfer " + std::to_string(m.transfer_id));
+  }
+  return OkStatus();
+}
+
+Status CheckPayload(const KvMigrated& m, const CodecOptions&) {
+  if (m.transfer_id == 0) return Invalid("KvMigrated", "transfer_id is 0");
+  if (!IsValidUtf8(m.message)) return Invalid("KvMigrated", "message is not valid UTF-8");
+  return OkStatus();
+}
+
 }  // namespace
 
 std::string_view MessageTypeName(MessageType type) {
@@ -280,6 +338,12 @@ std::string_view MessageTypeName(MessageType type) {
       return "Shutdown";
     case MessageType::kErrorReply:
       return "ErrorReply";
+    case MessageType::kKvMigrate:
+      return "KvMigrate";
+    case MessageType::kKvChunk:
+      return "KvChunk";
+    case MessageType::kKvMigrated:
+      return "KvMigrated";
   }
   return "Unknown";
 }

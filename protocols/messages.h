@@ -37,8 +37,11 @@ enum class MessageType : uint16_t {
   kTrainDone = 13,
   kShutdown = 14,
   kErrorReply = 15,
+  kKvMigrate = 16,
+  kKvChunk = 17,
+  kKvMigrated = 18,
 };
-inline constexpr uint16_t kMaxMessageType = 15;
+inline constexpr uint16_t kMaxMessageType = 18;
 std::string_view MessageTypeName(
     MessageType type);  // "SegmentTaskBatch"; "Unknown" if out of range
 
@@ -53,6 +56,9 @@ struct RegisterWorker {
   // the scheduler answers every resend of the same attempt with the first one's ack instead of
   // registering the worker again (0: unnamed, every message is a new registration).
   uint64_t registration_id = 0;
+  // Where other workers send this one KV pages (KvChunk); empty: it takes no migrations.
+  std::string peer_endpoint;
+  uint64_t page_bytes = 0;  // bytes of one KV page over all layers (0: not reported)
   bool operator==(const RegisterWorker&) const = default;
 };
 
@@ -85,6 +91,8 @@ struct Heartbeat {
   uint32_t used_pages = 0;
   uint64_t decoded_tokens_total = 0;
   WeightVersion weight_version;
+  uint32_t total_pages = 0;   // 0: pages not reported (free/used_pages mean nothing)
+  uint64_t batches_seen = 0;  // SegmentTaskBatch messages received so far
   bool operator==(const Heartbeat&) const = default;
 };
 
@@ -136,6 +144,12 @@ struct SegmentResult {
 // worker -> scheduler.
 struct SegmentResultBatch {
   std::vector<SegmentResult> results;  // non-empty
+  // The sender's KV pool after these results: free pages of total_pages (0: not reported),
+  // and the SegmentTaskBatch messages it had received, so the scheduler knows which of the
+  // tasks it sent these figures already count.
+  uint32_t free_pages = 0;
+  uint32_t total_pages = 0;
+  uint64_t batches_seen = 0;
   bool operator==(const SegmentResultBatch&) const = default;
 };
 
@@ -217,11 +231,62 @@ struct ErrorReply {
   bool operator==(const ErrorReply&) const = default;
 };
 
+// scheduler -> worker: move the KV of `node_ids` from one worker to another. Sent to both:
+// the source (send) exports them in KvChunks straight to the destination's peer endpoint; the
+// destination (!send) expects the transfer and answers KvMigrated when it is imported.
+struct KvMigrate {
+  uint64_t transfer_id = 0;      // non-zero
+  std::vector<NodeId> node_ids;  // non-empty, non-zero
+  bool send = false;
+  WorkerId peer_worker;       // the other side
+  std::string dest_endpoint;  // send: where to send the chunks (non-empty)
+  bool operator==(const KvMigrate&) const = default;
+};
+
+// One migrated node: its positions and its block table as indices into the transfer's pages.
+struct KvNode {
+  NodeId node_id;
+  uint32_t length = 0;
+  int32_t last_token = 0;
+  WeightVersion weight_version;
+  std::vector<uint32_t> pages;  // < KvChunk::total_pages each
+  bool operator==(const KvNode&) const = default;
+};
+
+// worker -> worker: pages [page_begin, page_begin + page_count) of a transfer's page list;
+// each page is all layers' K rows then V rows (n_layers * 2 * page_size * kv_dim floats).
+struct KvChunk {
+  uint64_t transfer_id = 0;  // non-zero
+  WorkerId source_worker;
+  uint32_t index = 0;         // < count
+  uint32_t count = 0;         // >= 1
+  std::vector<KvNode> nodes;  // chunk 0 only (non-empty there)
+  uint32_t page_begin = 0;
+  uint32_t page_count = 0;
+  uint32_t total_pages = 0;
+  uint32_t n_layers = 0;
+  uint32_t page_size = 0;
+  uint32_t kv_dim = 0;
+  std::vector<uint8_t> data;  // page_count pages of floats
+  uint64_t checksum = 0;      // Fnv1a64(data); checked on decode
+  bool operator==(const KvChunk&) const = default;
+};
+
+// worker -> scheduler: a transfer ended on this side.
+struct KvMigrated {
+  uint64_t transfer_id = 0;  // non-zero
+  bool ok = false;
+  std::string message;
+  std::vector<NodeId> node_ids;
+  uint64_t bytes = 0;
+  bool operator==(const KvMigrated&) const = default;
+};
+
 // Alternatives are in MessageType order (index + 1 == wire type).
-using Payload =
-    std::variant<RegisterWorker, RegisterAck, RegisterLearner, Heartbeat, SegmentTaskBatch,
-                 SegmentResultBatch, TaskRejected, ReleaseNodes, WeightVersionNotice, WeightChunk,
-                 WeightAck, TreeBatch, TrainDone, Shutdown, ErrorReply>;
+using Payload = std::variant<RegisterWorker, RegisterAck, RegisterLearner, Heartbeat,
+                             SegmentTaskBatch, SegmentResultBatch, TaskRejected, ReleaseNodes,
+                             WeightVersionNotice, WeightChunk, WeightAck, TreeBatch, TrainDone,
+                             Shutdown, ErrorReply, KvMigrate, KvChunk, KvMigrated>;
 
 // One frame: envelope fields plus one payload.
 struct Message {

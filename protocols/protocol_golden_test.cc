@@ -20,6 +20,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// v1's golden frames are the first kV1Messages samples; messages appended since (KvMigrate,
+// ...) are checked by codec_test's round trips. Appended fields of v1 messages are zero in
+// the samples, so the old frames still decode to them.
+constexpr size_t kV1Messages = 15;
+
 fs::path DataDir() { return fs::path(treepo::testing::SourceDir()) / "tests" / "data"; }
 
 void WriteFile(const fs::path& path, const std::vector<uint8_t>& bytes) {
@@ -32,11 +37,15 @@ void WriteFile(const fs::path& path, const std::vector<uint8_t>& bytes) {
 void Regenerate(const fs::path& dir) {
   std::vector<uint8_t> golden;
   fs::create_directories(dir / "fuzz_corpus");
-  for (const Message& m : SampleMessages()) {
+  const std::vector<Message> samples = SampleMessages();
+  for (size_t k = 0; k < samples.size(); ++k) {
+    const Message& m = samples[k];
     const std::vector<uint8_t> frame = Encode(m);
     const auto n = static_cast<uint32_t>(frame.size());
-    for (int i = 0; i < 4; ++i) golden.push_back(static_cast<uint8_t>(n >> (8 * i)));
-    golden.insert(golden.end(), frame.begin(), frame.end());
+    if (k < kV1Messages) {
+      for (int i = 0; i < 4; ++i) golden.push_back(static_cast<uint8_t>(n >> (8 * i)));
+      golden.insert(golden.end(), frame.begin(), frame.end());
+    }
     WriteFile(dir / "fuzz_corpus" / (std::string(MessageTypeName(m.type())) + ".bin"), frame);
   }
   WriteFile(dir / "protocol_v1_golden.bin", golden);
@@ -64,7 +73,8 @@ TEST(ProtocolGoldenTest, V1FramesStillDecode) {
     at += n;
   }
 
-  const std::vector<Message> expected = SampleMessages();
+  const std::vector<Message> all = SampleMessages();
+  const std::vector<Message> expected(all.begin(), all.begin() + kV1Messages);
   ASSERT_EQ(decoded.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_TRUE(decoded[i] == expected[i])

@@ -92,6 +92,26 @@ std::vector<Message> SampleMessages() {
   out.push_back(Wrap(
       ErrorReply{StatusCode::kFailedPrecondition, "stale epoch", MessageType::kSegmentResultBatch},
       0, 0));
+  // Appended after protocol v1's golden frames (tests/data/protocol_v1_golden.bin).
+  out.push_back(Wrap(
+      KvMigrate{77, {NodeId(101), NodeId(102)}, true, WorkerId(4), "tcp://127.0.0.1:40999"}, 0, 0));
+  std::vector<uint8_t> page(1 * 2 * 2 * 3 * sizeof(float));
+  for (size_t i = 0; i < page.size(); ++i) page[i] = static_cast<uint8_t>(i * 7);
+  out.push_back(Wrap(KvChunk{77,
+                             WorkerId(3),
+                             0,
+                             1,
+                             {KvNode{NodeId(101), 2, 17, WeightVersion(8), {0}}},
+                             0,
+                             1,
+                             1,
+                             1,
+                             2,
+                             3,
+                             page,
+                             Fnv1a64(page)},
+                     3, 11));
+  out.push_back(Wrap(KvMigrated{77, true, "", {NodeId(101)}, page.size()}, 4, 12));
   return out;
 }
 

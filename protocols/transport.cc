@@ -448,6 +448,19 @@ Status Dealer::SendParts(const std::vector<std::vector<uint8_t>>& parts) {
   return OkStatus();
 }
 
+Result<PairPoll> PollBoth(Dealer& dealer, Router& router, int timeout_ms) {
+  zmq_pollitem_t items[2] = {{dealer.impl_->socket.handle(), 0, ZMQ_POLLIN, 0},
+                             {router.impl_->socket.handle(), 0, ZMQ_POLLIN, 0}};
+  PairPoll result;
+  if (zmq_poll(items, 2, timeout_ms) < 0) {
+    if (zmq_errno() == EINTR) return result;  // a signal: the caller's loop polls again
+    return ZmqStatus("zmq poll", zmq_errno());
+  }
+  result.dealer = (items[0].revents & ZMQ_POLLIN) != 0;
+  result.router = (items[1].revents & ZMQ_POLLIN) != 0;
+  return result;
+}
+
 bool IsLoopbackEndpoint(std::string_view endpoint) {
   if (endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://")) return true;
   constexpr std::string_view kTcp = "tcp://";

@@ -106,6 +106,17 @@ struct PollResult {
   bool woken = false;     // the Waker fired (and was reset)
 };
 
+class Router;
+class Dealer;
+// What PollBoth found waiting.
+struct PairPoll {
+  bool dealer = false;
+  bool router = false;
+};
+// Waits up to timeout_ms (-1 = forever) for a message on either socket (a worker's scheduler
+// connection and its peer endpoint).
+Result<PairPoll> PollBoth(Dealer& dealer, Router& router, int timeout_ms);
+
 class Router {
  public:
   struct Incoming {
@@ -141,6 +152,7 @@ class Router {
   Status SendParts(std::string_view peer, const std::vector<std::vector<uint8_t>>& parts);
 
  private:
+  friend Result<PairPoll> PollBoth(Dealer& dealer, Router& router, int timeout_ms);
   struct Impl;
   explicit Router(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -169,6 +181,7 @@ class Dealer {
   Status SendParts(const std::vector<std::vector<uint8_t>>& parts);
 
  private:
+  friend Result<PairPoll> PollBoth(Dealer& dealer, Router& router, int timeout_ms);
   struct Impl;
   explicit Dealer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -25,6 +25,9 @@ enum MessageType {
   trainDone @13;
   shutdown @14;
   errorReply @15;
+  kvMigrate @16;
+  kvChunk @17;
+  kvMigrated @18;
 }
 
 struct RegisterWorker {
@@ -34,6 +37,8 @@ struct RegisterWorker {
   pageSize @3 :UInt32;           # tokens per KV page
   modelFingerprint @4 :UInt64;
   registrationId @5 :UInt64;     # one registration attempt; its resends get the same ack (0: none)
+  peerEndpoint @6 :Text;         # where other workers send it KV pages (KvChunk); empty: none
+  pageBytes @7 :UInt64;          # bytes of one KV page over all layers (0: not reported)
 }
 
 struct RegisterLearner {
@@ -59,6 +64,8 @@ struct Heartbeat {
   usedPages @5 :UInt32;
   decodedTokensTotal @6 :UInt64;
   weightVersion @7 :UInt64;
+  totalPages @8 :UInt32;         # 0: the sender does not report pages
+  batchesSeen @9 :UInt64;        # SegmentTaskBatch messages received so far
 }
 
 struct SegmentTask {
@@ -105,6 +112,9 @@ struct SegmentResult {
 
 struct SegmentResultBatch {
   results @0 :List(SegmentResult);
+  freePages @1 :UInt32;          # the sender's KV pages after these results (see totalPages)
+  totalPages @2 :UInt32;         # 0: the sender does not report pages
+  batchesSeen @3 :UInt64;        # SegmentTaskBatch messages received so far
 }
 
 struct TaskRejected {
@@ -204,6 +214,52 @@ struct ErrorReply {
   about @2 :MessageType;
 }
 
+# scheduler -> worker: move the KV of `nodeIds` between two workers. The source (send = true)
+# exports them to destEndpoint in KvChunks; the destination (send = false) expects them and
+# answers KvMigrated once they are imported.
+struct KvMigrate {
+  transferId @0 :UInt64;
+  nodeIds @1 :List(UInt64);
+  send @2 :Bool;
+  peerWorker @3 :UInt32;         # the other side's worker id
+  destEndpoint @4 :Text;         # send = true: the destination's peer endpoint
+}
+
+struct KvNode {
+  nodeId @0 :UInt64;
+  length @1 :UInt32;             # positions held
+  lastToken @2 :Int32;           # the pending token (fed to the first child row)
+  weightVersion @3 :UInt64;
+  pages @4 :List(UInt32);        # indices into the transfer's page list, in position order
+}
+
+# worker -> worker: pages [pageBegin, pageBegin + pageCount) of a transfer's page list, each
+# page all layers' K then V rows (nLayers * 2 * pageSize * kvDim floats, little-endian).
+struct KvChunk {
+  transferId @0 :UInt64;
+  sourceWorker @1 :UInt32;
+  index @2 :UInt32;              # < count
+  count @3 :UInt32;
+  nodes @4 :List(KvNode);        # chunk 0 only
+  pageBegin @5 :UInt32;
+  pageCount @6 :UInt32;
+  totalPages @7 :UInt32;
+  nLayers @8 :UInt32;
+  pageSize @9 :UInt32;
+  kvDim @10 :UInt32;
+  data @11 :Data;
+  checksum @12 :UInt64;          # Fnv1a64(data)
+}
+
+# worker -> scheduler: a transfer ended on this side (ok: imported; else why not).
+struct KvMigrated {
+  transferId @0 :UInt64;
+  ok @1 :Bool;
+  message @2 :Text;
+  nodeIds @3 :List(UInt64);
+  bytes @4 :UInt64;
+}
+
 struct Envelope {
   version @0 :UInt16;
   type @1 :MessageType;          # must name the payload union member
@@ -226,5 +282,8 @@ struct Envelope {
     trainDone @17 :TrainDone;
     shutdown @18 :Shutdown;
     errorReply @19 :ErrorReply;
+    kvMigrate @20 :KvMigrate;
+    kvChunk @21 :KvChunk;
+    kvMigrated @22 :KvMigrated;
   }
 }

@@ -45,6 +45,9 @@ struct StepRollout {
   int64_t leaves = 0;
   int64_t tokens_decoded = 0;
   int64_t tokens_prefilled = 0;
+  int64_t tokens_unique = 0;
+  int64_t tokens_recomputed = 0, kv_migrations = 0, kv_bytes_migrated = 0, kv_evictions = 0;
+  int64_t tasks_waited = 0;
   double rollout_s = 0.0;
   double reward_sum = 0.0;
   int64_t correct = 0;
@@ -198,6 +201,12 @@ class Loop {
       ++r.rounds;
       r.tokens_decoded += out.stats.tokens_decoded;
       r.tokens_prefilled += out.stats.tokens_prefilled;
+      r.tokens_unique += out.stats.tokens_unique;
+      r.tokens_recomputed += out.stats.tokens_recomputed;
+      r.kv_migrations += out.stats.kv_migrations;
+      r.kv_bytes_migrated += out.stats.kv_bytes_migrated;
+      r.kv_evictions += out.stats.kv_evictions;
+      r.tasks_waited += out.stats.tasks_waited;
       for (TreeRecord& t : out.trees) {
         for (const TreeLeafRecord& l : t.leaves) {
           ++r.leaves;
@@ -265,6 +274,17 @@ class Loop {
     // sampled token. Tree sampling shares prefixes, so it computes fewer for the same leaves.
     j["tokens_prefilled"] = r.tokens_prefilled;
     j["tokens_computed"] = r.tokens_prefilled + r.tokens_decoded;
+    j["tokens_decoded"] = r.tokens_decoded;
+    j["tokens_unique"] = r.tokens_unique;
+    j["computed_over_unique"] = r.tokens_unique > 0
+                                    ? static_cast<double>(r.tokens_prefilled + r.tokens_decoded) /
+                                          static_cast<double>(r.tokens_unique)
+                                    : 0.0;
+    j["tokens_recomputed"] = r.tokens_recomputed;
+    j["kv_migrations"] = r.kv_migrations;
+    j["kv_bytes_migrated"] = r.kv_bytes_migrated;
+    j["kv_evictions"] = r.kv_evictions;
+    j["tasks_waited"] = r.tasks_waited;
     j["rollout_version_min"] = r.version_min == UINT64_MAX ? 0 : r.version_min;
     j["rollout_version_max"] = r.version_max;
     j["newest_version_at_rollout_end"] = relay_.newest() ? relay_.newest()->value() : 0;

@@ -37,7 +37,7 @@ struct RlOptions {
   // rollout.{mode, width, segment_tokens, max_depth, branch, init_divergence,
   // max_init_divergence, temperature, top_p, top_k, reward, max_concurrent_queries}; seed;
   // scheduler.{heartbeat_interval_ms, heartbeat_timeout_ms, max_task_attempts,
-  // max_tasks_per_worker, max_sequences_per_worker, wait_workers_timeout_ms} and the deadline
+  // wait_workers_timeout_ms} and the placement and deadline
   // keys (LoadDeadlineKeys); sync.{wait_learner_timeout_ms, train_timeout_ms}. A learner or
   // worker process that exits is noticed at once by the launcher's probe
   // (rollout.liveness_probe); the timeouts bound live processes that stop answering. The path

@@ -51,9 +51,7 @@ Status LoadRlOptions(const Config& c, RlOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.heartbeat_interval_ms", &s.heartbeat_interval_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.heartbeat_timeout_ms", &s.heartbeat_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.max_task_attempts", &s.max_task_attempts));
-  TREEPO_RETURN_IF_ERROR(c.Get("scheduler.max_tasks_per_worker", &s.dispatch.max_tasks_per_worker));
-  TREEPO_RETURN_IF_ERROR(
-      c.Get("scheduler.max_sequences_per_worker", &s.dispatch.max_sequences_per_worker));
+  TREEPO_RETURN_IF_ERROR(LoadPlacementKeys(c, "scheduler.", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(LoadDeadlineKeys(c, "scheduler.", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.wait_workers_timeout_ms", &r.wait_workers_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("sync.wait_learner_timeout_ms", &o->wait_learner_timeout_ms));

@@ -108,6 +108,7 @@ class DispatcherTest : public ::testing::Test {
 
 TEST_F(DispatcherTest, RootTaskCarriesPromptAndChildrenStayOnTheirHolder) {
   DispatchLimits limits;
+  limits.move_min_gain_ms = 100000;  // no move pays here
   Dispatcher d(&reg_, limits);
   d.Enqueue(Spec(1, 0, {10, 11}));
   auto batches = d.Assign();
@@ -128,51 +129,190 @@ TEST_F(DispatcherTest, RootTaskCarriesPromptAndChildrenStayOnTheirHolder) {
   for (const auto& t : batches.begin()->second.tasks) EXPECT_TRUE(t.prefix_tokens.empty());
 }
 
-TEST_F(DispatcherTest, HolderAtCapacityFallsBackToLeastLoadedWithPrefix) {
-  DispatchLimits limits;
-  limits.max_tasks_per_worker = 1;
-  Dispatcher d(&reg_, limits);
-  d.holders().Add(NodeId(10), QueryId(1), w1_);
-  d.holders().Add(NodeId(11), QueryId(1), w1_);
-  d.Enqueue(Spec(2, 10, {20}));
-  d.Enqueue(Spec(3, 11, {21}));
-  d.Enqueue(Spec(4, 11, {22}));
-  auto batches = d.Assign();
-  ASSERT_EQ(batches.size(), 2u);
-  ASSERT_EQ(batches[w1_].tasks.size(), 1u);
-  EXPECT_TRUE(batches[w1_].tasks[0].prefix_tokens.empty());
-  ASSERT_EQ(batches[w2_].tasks.size(), 1u);
-  EXPECT_EQ(batches[w2_].tasks[0].task_id, TaskId(3));
-  EXPECT_EQ(batches[w2_].tasks[0].prefix_tokens, (std::vector<int32_t>{1, 5, 6, 7}));
-  EXPECT_EQ(d.queued(), 1u);  // task 4 waits for room
-  // w2 prefilled node 11: it holds it now too.
-  ASSERT_TRUE(d.Complete(TaskId(3), w2_));
-  EXPECT_EQ(d.holders().Holders(NodeId(11)), (std::vector<WorkerId>{w1_, w2_}));
-  batches = d.Assign();
-  ASSERT_EQ(batches.size(), 1u);
-  EXPECT_TRUE(batches[w2_].tasks[0].prefix_tokens.empty());
+// A page report: `worker` has `free` of `total` pages after `seen` task batches.
+void Report(Dispatcher* d, WorkerId worker, uint32_t total, uint32_t free, uint64_t seen) {
+  d->OnPageReport(worker, total, free, seen);
 }
 
-TEST_F(DispatcherTest, SequenceLimitAndHeartbeatPagesSteerNewPrefixes) {
-  DispatchLimits limits;
-  limits.max_sequences_per_worker = 4;
-  limits.min_free_pages = 8;
-  Dispatcher d(&reg_, limits);
-  protocols::Heartbeat hb;
-  hb.worker_id = w2_;
-  hb.free_pages = 2;
-  reg_.RecordHeartbeat(reg_.Find(w2_), hb);
+TEST_F(DispatcherTest, TasksWaitForPagesInsteadOfBouncingBetweenFullWorkers) {
+  Dispatcher d(&reg_, DispatchLimits{});
+  // A root task of 3 children over a 3-position prompt, L = 4, 16-token pages: 1 page for the
+  // prompt, 1 per child.
+  EXPECT_EQ(Dispatcher::TaskPages(3, 3, 4, 16, true), 4);
+  EXPECT_EQ(Dispatcher::TaskPages(15, 2, 4, 16, false), 4);  // each child crosses a page
+  Report(&d, w1_, 100, 5, 0);
+  Report(&d, w2_, 100, 2, 0);
   d.Enqueue(Spec(1, 0, {10, 11, 12}));
   d.Enqueue(Spec(2, 0, {13, 14, 15}));
   auto batches = d.Assign();
-  // w2 is short of pages, w1 has room for one task of 3.
   ASSERT_EQ(batches.size(), 1u);
-  EXPECT_EQ(batches[w1_].tasks.size(), 1u);
+  ASSERT_EQ(batches[w1_].tasks.size(), 1u);  // 4 of w1's 5 pages; w2 has 2
   EXPECT_EQ(d.queued(), 1u);
+  EXPECT_EQ(d.FreePages(w1_), 1);
+  EXPECT_EQ(d.placement().tasks_waited, 1);
+  // Nothing new: the task keeps waiting (counted once).
+  EXPECT_TRUE(d.Assign().empty());
+  EXPECT_EQ(d.placement().tasks_waited, 1);
+  // w1 reports after its batch: the pages it took are in the report now, and more are free.
+  Report(&d, w1_, 100, 50, 1);
+  EXPECT_EQ(d.FreePages(w1_), 50);
+  batches = d.Assign();
+  ASSERT_EQ(batches[w1_].tasks.size(), 1u);
+  EXPECT_EQ(d.queued(), 0u);
+}
+
+TEST_F(DispatcherTest, BusyHolderKeepsItsWorkUnlessAnotherWorkerIsSoonerByEnough) {
+  for (const std::string policy : {"wait", "cost"}) {
+    SCOPED_TRACE(policy);
+    DispatchLimits limits;
+    limits.policy = policy;
+    limits.assumed_tokens_per_s = 20.0;  // 4 tokens in flight on w1: 200 ms to wait
+    Dispatcher d(&reg_, limits);
+    d.holders().Add(NodeId(10), QueryId(1), w1_, 3);
+    d.holders().Add(NodeId(11), QueryId(1), w1_, 3);
+    d.Enqueue(Spec(2, 10, {20}));
+    d.Enqueue(Spec(3, 11, {21}));
+    auto batches = d.Assign();
+    // Task 2 stays (nothing to wait for). Task 3: waiting 200 ms for w1 vs recomputing 3
+    // positions on idle w2 (at 8 x 20 tokens/s: 19 ms) saves more than 50 ms and 25%.
+    ASSERT_EQ(batches[w1_].tasks.size(), policy == "wait" ? 2u : 1u);
+    EXPECT_TRUE(batches[w1_].tasks[0].prefix_tokens.empty());
+    if (policy == "cost") {
+      ASSERT_EQ(batches[w2_].tasks.size(), 1u);
+      EXPECT_EQ(batches[w2_].tasks[0].prefix_tokens, (std::vector<int32_t>{1, 5, 6, 7}));
+      EXPECT_EQ(d.placement().decided_recompute, 1);
+      // w2 computed node 11 again; it holds it now too.
+      ASSERT_TRUE(d.Complete(TaskId(3), w2_));
+      EXPECT_EQ(d.holders().Holders(NodeId(11)), (std::vector<WorkerId>{w1_, w2_}));
+    }
+  }
+}
+
+TEST_F(DispatcherTest, MigrationWaitsForTheAckThenTheTaskFollowsItsParent) {
+  protocols::RegisterWorker r1 = Reg("m1"), r2 = Reg("m2");
+  r1.peer_endpoint = "tcp://127.0.0.1:1";
+  r2.peer_endpoint = "tcp://127.0.0.1:2";
+  r1.page_bytes = r2.page_bytes = 4096;
+  std::optional<WorkerId> replaced;
+  const WorkerId m1 = reg_.AddWorker("pm1", r1, &replaced).id;
+  const WorkerId m2 = reg_.AddWorker("pm2", r2, &replaced).id;
+  reg_.MarkDead(w1_);
+  reg_.MarkDead(w2_);
+  DispatchLimits limits;
+  limits.policy = "migrate";
+  limits.assumed_tokens_per_s = 20.0;
+  Dispatcher d(&reg_, limits);
+  d.holders().Add(NodeId(10), QueryId(1), m1, 3);
+  d.holders().Add(NodeId(11), QueryId(1), m1, 3);
+  d.Enqueue(Spec(2, 10, {20}));
+  d.Enqueue(Spec(3, 11, {21}));
+  auto batches = d.Assign();
+  ASSERT_EQ(batches[m1].tasks.size(), 1u);
+  EXPECT_EQ(batches.count(m2), 0u);  // task 3 waits for its parent's pages to move
+  std::vector<MigrationOrder> moves = d.TakeMigrations();
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].nodes, std::vector<NodeId>{NodeId(11)});
+  EXPECT_EQ(moves[0].from, m1);
+  EXPECT_EQ(moves[0].to, m2);
+  EXPECT_TRUE(d.Assign().empty());  // still moving
+  EXPECT_EQ(d.holders().Holders(NodeId(11)), std::vector<WorkerId>{m1});
+  d.MigrationDone(moves[0].transfer_id, true, 4096);
+  EXPECT_EQ(d.holders().Holders(NodeId(11)), std::vector<WorkerId>{m2});
+  EXPECT_EQ(d.TakeReleases()[m1], std::vector<NodeId>{NodeId(11)});  // the source copy goes
+  batches = d.Assign();
+  ASSERT_EQ(batches[m2].tasks.size(), 1u);
+  EXPECT_TRUE(batches[m2].tasks[0].prefix_tokens.empty());
+  EXPECT_EQ(d.placement().kv_migrations, 1);
+  EXPECT_EQ(d.placement().kv_bytes_migrated, 4096);
+
+  // A failed transfer leaves the holder map alone and the task is placed again.
+  d.Enqueue(Spec(4, 10, {22}));
+  d.Enqueue(Spec(5, 10, {23}));
+  d.Assign();
+  moves = d.TakeMigrations();
+  if (!moves.empty()) {
+    d.MigrationDone(moves[0].transfer_id, false, 0);
+    EXPECT_EQ(d.placement().kv_migrations_failed, 1);
+    EXPECT_FALSE(d.holders().Holders(NodeId(moves[0].nodes[0].value())).empty());
+  }
+}
+
+TEST_F(DispatcherTest, EvictsIdleNodesWhenNothingInFlightCanFreePages) {
+  Dispatcher d(&reg_, DispatchLimits{});
+  d.holders().Add(NodeId(30), QueryId(2), w1_, 3);  // no queued task forks these
+  d.holders().Add(NodeId(31), QueryId(2), w1_, 3);
+  d.holders().Add(NodeId(10), QueryId(1), w1_, 3);
+  Report(&d, w1_, 10, 0, 0);
+  Report(&d, w2_, 10, 0, 0);
+  d.Enqueue(Spec(2, 10, {20}));  // one page
+  EXPECT_TRUE(d.Assign().empty());
+  // Both workers are full and nothing runs: w1 evicts the nodes no queued task forks (oldest
+  // first) and keeps the parent the task needs.
+  std::map<WorkerId, std::vector<NodeId>> releases = d.TakeReleases();
+  EXPECT_EQ(releases[w1_], (std::vector<NodeId>{NodeId(30), NodeId(31)}));
+  EXPECT_EQ(d.placement().kv_evictions, 2);
+  EXPECT_TRUE(d.holders().Holders(NodeId(30)).empty());
+  EXPECT_EQ(d.holders().Holders(NodeId(10)), std::vector<WorkerId>{w1_});
+  // No second eviction before w1 reports what the first freed.
+  d.Assign();
+  EXPECT_TRUE(d.TakeReleases().empty());
+  Report(&d, w1_, 10, 1, 0);
+  Report(&d, w1_, 10, 1, 0);
+  auto batches = d.Assign();
+  ASSERT_EQ(batches[w1_].tasks.size(), 1u);
+  EXPECT_TRUE(batches[w1_].tasks[0].prefix_tokens.empty());
+}
+
+TEST_F(DispatcherTest, ATaskWhoseChildrenFitNoPoolAtOnceIsSplit) {
+  Dispatcher d(&reg_, DispatchLimits{});
+  uint64_t next = 100;
+  d.set_task_ids([&] { return TaskId(next++); });
+  Report(&d, w1_, 3, 3, 0);
+  Report(&d, w2_, 3, 3, 0);
+  d.Enqueue(Spec(1, 0, {10, 11, 12, 13}));  // 1 + 4 pages: more than a whole pool
+  auto batches = d.Assign();
+  std::vector<TaskId> ids;
+  size_t children = 0;
+  for (const auto& [w, b] : batches) {
+    for (const auto& t : b.tasks) {
+      ids.push_back(t.task_id);
+      children += t.child_node_ids.size();
+      EXPECT_LE(t.child_node_ids.size(), 2u);
+    }
+  }
+  // Two parts of 2 children (1 + 2 pages each), one on each worker.
+  EXPECT_EQ(batches.size(), 2u);
+  EXPECT_EQ(children, 4u);
+  EXPECT_EQ(d.queued(), 0u);
+  EXPECT_EQ(ids, (std::vector<TaskId>{TaskId(1), TaskId(100)}));
+  EXPECT_FALSE(d.hopeless().has_value());
+  ASSERT_FALSE(ids.empty());
+  std::optional<InFlightTask> done = d.Complete(ids[0], batches.begin()->first);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->spec.origin, TaskId(1));
+}
+
+TEST_F(DispatcherTest, ATaskTooLargeForEveryWorkerIsHopeless) {
+  Dispatcher d(&reg_, DispatchLimits{});
+  Report(&d, w1_, 2, 2, 0);
+  Report(&d, w2_, 2, 2, 0);
+  TaskSpec one = Spec(1, 0, {10});
+  one.task.max_new_tokens = 40;  // 1 + 3 pages for one child: one path does not fit
+  d.Enqueue(one);
+  EXPECT_TRUE(d.Assign().empty());
+  ASSERT_TRUE(d.hopeless().has_value());
+  EXPECT_NE(d.hopeless()->find("more than any live worker has"), std::string::npos);
+}
+
+// Limits under which no move pays: tasks stay with their parent's holder while it has pages.
+DispatchLimits Sticky() {
+  DispatchLimits l;
+  l.move_min_gain_ms = 100000;
+  return l;
 }
 
 TEST_F(DispatcherTest, RejectionRetriesElsewhereAndLateResultsAreFenced) {
-  Dispatcher d(&reg_, DispatchLimits{});
+  Dispatcher d(&reg_, Sticky());
   d.holders().Add(NodeId(10), QueryId(1), w1_);
   d.Enqueue(Spec(2, 10, {20}));
   d.Enqueue(Spec(5, 10, {25}));
@@ -189,7 +329,7 @@ TEST_F(DispatcherTest, RejectionRetriesElsewhereAndLateResultsAreFenced) {
 }
 
 TEST_F(DispatcherTest, DeadWorkersTasksAreRequeuedWithPrefixAndItsNodesForgotten) {
-  Dispatcher d(&reg_, DispatchLimits{});
+  Dispatcher d(&reg_, Sticky());
   d.holders().Add(NodeId(10), QueryId(1), w1_);
   d.holders().Add(NodeId(11), QueryId(1), w1_);
   d.Enqueue(Spec(2, 10, {20}));

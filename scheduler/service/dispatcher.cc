@@ -3,15 +3,32 @@
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <unordered_map>
+
+#include "common/log.h"
 
 namespace treepo::scheduler {
 
 Status DispatchLimits::Validate() const {
-  if (max_tasks_per_worker < 1) return InvalidArgument("max_tasks_per_worker must be >= 1");
-  if (max_sequences_per_worker < 1) {
-    return InvalidArgument("max_sequences_per_worker must be >= 1");
+  if (policy != "cost" && policy != "wait" && policy != "recompute" && policy != "migrate") {
+    return InvalidArgument("placement_policy must be cost, wait, recompute or migrate, not '" +
+                           policy + "'");
   }
-  if (min_free_pages < 0) return InvalidArgument("min_free_pages must be >= 0");
+  if (move_min_gain_ms < 0) return InvalidArgument("move_min_gain_ms must be >= 0");
+  if (!(move_min_gain_fraction >= 0) || !std::isfinite(move_min_gain_fraction)) {
+    return InvalidArgument("move_min_gain_fraction must be a finite number >= 0");
+  }
+  if (!(assumed_link_bytes_per_s > 0) || !std::isfinite(assumed_link_bytes_per_s)) {
+    return InvalidArgument("assumed_link_mb_per_s must be a finite number > 0");
+  }
+  if (!(link_latency_ms >= 0) || !std::isfinite(link_latency_ms)) {
+    return InvalidArgument("link_latency_ms must be a finite number >= 0");
+  }
+  if (!(assumed_prefill_factor > 0) || !std::isfinite(assumed_prefill_factor)) {
+    return InvalidArgument("assumed_prefill_factor must be a finite number > 0");
+  }
+  if (transfer_timeout_ms < 1) return InvalidArgument("transfer_timeout_ms must be >= 1");
+  if (debug_migrate_every < 0) return InvalidArgument("debug_migrate_every must be >= 0");
   if (deadline_floor_ms < 0) return InvalidArgument("task_deadline_floor_ms must be >= 0");
   if (!(deadline_multiplier > 0) || !std::isfinite(deadline_multiplier)) {
     return InvalidArgument("task_deadline_multiplier must be a finite number > 0");
@@ -27,6 +44,19 @@ Status DispatchLimits::Validate() const {
   return OkStatus();
 }
 
+Status LoadPlacementKeys(const Config& c, const std::string& prefix, DispatchLimits* l) {
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "placement_policy", &l->policy));
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "move_min_gain_ms", &l->move_min_gain_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "move_min_gain_fraction", &l->move_min_gain_fraction));
+  double mb = l->assumed_link_bytes_per_s / 1e6;
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "assumed_link_mb_per_s", &mb));
+  l->assumed_link_bytes_per_s = mb * 1e6;
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "link_latency_ms", &l->link_latency_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "assumed_prefill_factor", &l->assumed_prefill_factor));
+  TREEPO_RETURN_IF_ERROR(c.Get(prefix + "transfer_timeout_ms", &l->transfer_timeout_ms));
+  return c.Get(prefix + "debug_migrate_every", &l->debug_migrate_every);
+}
+
 Status LoadDeadlineKeys(const Config& c, const std::string& prefix, DispatchLimits* l) {
   TREEPO_RETURN_IF_ERROR(c.Get(prefix + "task_deadline_floor_ms", &l->deadline_floor_ms));
   TREEPO_RETURN_IF_ERROR(c.Get(prefix + "task_deadline_multiplier", &l->deadline_multiplier));
@@ -35,9 +65,12 @@ Status LoadDeadlineKeys(const Config& c, const std::string& prefix, DispatchLimi
   return c.Get(prefix + "max_task_deadline_misses", &l->max_task_deadline_misses);
 }
 
-void HolderMap::Add(NodeId node, QueryId query, WorkerId worker) {
-  Entry& e = nodes_[node];
+void HolderMap::Add(NodeId node, QueryId query, WorkerId worker, int64_t positions) {
+  auto [it, added] = nodes_.try_emplace(node);
+  Entry& e = it->second;
+  if (added) e.order = next_order_++;
   e.query = query;
+  if (positions > 0) e.positions = positions;
   if (std::find(e.workers.begin(), e.workers.end(), worker) == e.workers.end()) {
     e.workers.push_back(worker);
   }
@@ -46,6 +79,37 @@ void HolderMap::Add(NodeId node, QueryId query, WorkerId worker) {
 std::vector<WorkerId> HolderMap::Holders(NodeId node) const {
   auto it = nodes_.find(node);
   return it == nodes_.end() ? std::vector<WorkerId>{} : it->second.workers;
+}
+
+int64_t HolderMap::Positions(NodeId node) const {
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? 0 : it->second.positions;
+}
+
+QueryId HolderMap::QueryOf(NodeId node) const {
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? QueryId(0) : it->second.query;
+}
+
+void HolderMap::RemoveHolder(NodeId node, WorkerId worker) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  auto& ws = it->second.workers;
+  ws.erase(std::remove(ws.begin(), ws.end(), worker), ws.end());
+  if (ws.empty()) nodes_.erase(it);
+}
+
+std::vector<NodeId> HolderMap::HeldBy(WorkerId worker) const {
+  std::vector<std::pair<uint64_t, NodeId>> held;
+  for (const auto& [node, e] : nodes_) {
+    if (std::find(e.workers.begin(), e.workers.end(), worker) != e.workers.end()) {
+      held.emplace_back(e.order, node);
+    }
+  }
+  std::sort(held.begin(), held.end());
+  std::vector<NodeId> out;
+  for (const auto& [order, node] : held) out.push_back(node);
+  return out;
 }
 
 std::vector<WorkerId> HolderMap::Remove(NodeId node) {
@@ -85,51 +149,245 @@ void Dispatcher::Enqueue(TaskSpec spec, int attempts) {
   queue_.push_back(Queued{std::move(spec), attempts, 0});
 }
 
-bool Dispatcher::HasRoom(const WorkerEntry& w, int sequences, bool new_prefix) const {
-  if (!w.alive || w.in_flight_tasks >= limits_.max_tasks_per_worker) return false;
-  if (w.in_flight_sequences > 0 &&
-      w.in_flight_sequences + sequences > limits_.max_sequences_per_worker) {
-    return false;
-  }
-  if (new_prefix && limits_.min_free_pages > 0 && w.load &&
-      static_cast<int>(w.load->free_pages) < limits_.min_free_pages) {
-    return false;
-  }
-  return true;
+int64_t Dispatcher::TaskPages(int64_t positions, int children, int64_t max_new_tokens,
+                              int page_size, bool with_parent) {
+  if (page_size < 1) return 0;
+  const int64_t p = page_size;
+  const int64_t parent = with_parent ? (positions + p - 1) / p : 0;
+  const int64_t per_child = (positions + max_new_tokens + p - 1) / p - positions / p;
+  return parent + static_cast<int64_t>(children) * per_child;
 }
 
-std::optional<Dispatcher::Placement> Dispatcher::Place(NodeId parent, int sequences,
-                                                       std::optional<WorkerId> avoid) const {
-  std::vector<WorkerId> avoided;
-  if (avoid) avoided.push_back(*avoid);
-  return PlaceAvoiding(parent, sequences, avoided);
+int64_t Dispatcher::NeedOn(const TaskSpec& spec, WorkerId worker, bool with_parent) const {
+  const WorkerEntry* w = registry_->Find(worker);
+  if (w == nullptr) return 0;
+  const int64_t positions =
+      std::max<int64_t>(0, static_cast<int64_t>(spec.parent_tokens.size()) - 1);
+  return TaskPages(positions, static_cast<int>(spec.task.child_node_ids.size()),
+                   spec.task.max_new_tokens, static_cast<int>(w->page_size), with_parent);
 }
 
-std::optional<Dispatcher::Placement> Dispatcher::PlaceAvoiding(
-    NodeId parent, int sequences, const std::vector<WorkerId>& avoid) const {
+Dispatcher::PageBook& Dispatcher::Book(WorkerId worker) {
+  auto [it, added] = pages_.try_emplace(worker);
+  if (added) {
+    // Until its first report: the pool it registered with, all free.
+    const WorkerEntry* w = registry_->Find(worker);
+    it->second.total = it->second.reported_free = w != nullptr ? w->page_capacity : 0;
+  }
+  return it->second;
+}
+
+std::optional<int64_t> Dispatcher::FreePages(WorkerId worker) const {
+  auto it = pages_.find(worker);
+  if (it == pages_.end()) {
+    const WorkerEntry* w = registry_->Find(worker);
+    if (w == nullptr || w->page_capacity == 0) return std::nullopt;
+    return static_cast<int64_t>(w->page_capacity);  // nothing sent, nothing reported yet
+  }
+  const PageBook& b = it->second;
+  if (b.total == 0) return std::nullopt;
+  int64_t free = b.reported_free - b.pending - b.reserved_imports;
+  for (const auto& [batch, pages] : b.unseen) free -= pages;
+  return free;
+}
+
+bool Dispatcher::Fits(WorkerId worker, int64_t pages) const {
+  const std::optional<int64_t> free = FreePages(worker);
+  return !free || pages <= *free;
+}
+
+void Dispatcher::OnPageReport(WorkerId worker, uint32_t total, uint32_t free,
+                              uint64_t batches_seen) {
+  if (total == 0) return;  // a peer that does not report pages: the registration figure rules
+  PageBook& b = Book(worker);
+  b.total = total;
+  if (batches_seen < b.batches_seen) return;  // an older report overtaken by a newer one
+  b.batches_seen = batches_seen;
+  b.reported_free = std::min<int64_t>(free, total);
+  while (!b.unseen.empty() && b.unseen.front().first <= batches_seen) b.unseen.pop_front();
+  if (b.reports_to_wait > 0) --b.reports_to_wait;
+  int64_t& peak = peak_pages_[worker];
+  peak = std::max<int64_t>(peak, static_cast<int64_t>(total) - b.reported_free);
+}
+
+double Dispatcher::WaitMs(WorkerId worker) const {
+  auto it = in_flight_tokens_.find(worker);
+  const int64_t tokens = it == in_flight_tokens_.end() ? 0 : it->second;
+  return static_cast<double>(std::max<int64_t>(0, tokens)) * 1000.0 / TokensPerSecond(worker);
+}
+
+void Dispatcher::RecordPrefill(WorkerId worker, int64_t tokens, double ms) {
+  if (tokens <= 0 || !(ms > 0) || !std::isfinite(ms)) return;
+  auto& p = prefill_[worker];
+  p.first += tokens;
+  p.second += ms;
+}
+
+double Dispatcher::PrefillTokensPerSecond(WorkerId worker) const {
+  auto it = prefill_.find(worker);
+  if (it != prefill_.end() && it->second.first >= 256 && it->second.second > 0) {
+    return static_cast<double>(it->second.first) * 1000.0 / it->second.second;
+  }
+  return TokensPerSecond(worker) * limits_.assumed_prefill_factor;
+}
+
+double Dispatcher::LinkBytesPerSecond() const {
+  if (link_.first >= (int64_t{1} << 16) && link_.second > 0) {
+    return static_cast<double>(link_.first) * 1000.0 / link_.second;
+  }
+  return limits_.assumed_link_bytes_per_s;
+}
+
+int64_t Dispatcher::KvBytes(NodeId node, WorkerId holder) const {
+  const WorkerEntry* w = registry_->Find(holder);
+  if (w == nullptr || w->page_size == 0) return 0;
+  const int64_t positions = holders_.Positions(node);
+  return (positions + w->page_size - 1) / w->page_size * static_cast<int64_t>(w->page_bytes);
+}
+
+void Dispatcher::LiveWorkersInto(std::vector<const WorkerEntry*>* out) const {
+  for (const auto& [id, w] : registry_->workers()) {
+    if (w.alive) out->push_back(&w);
+  }
+}
+
+std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
+                                                           const std::vector<WorkerId>& avoid) {
   auto avoided = [&](WorkerId id) {
     return std::find(avoid.begin(), avoid.end(), id) != avoid.end();
   };
-  // Least loaded first: in-flight children, then the worker's own running count, then id.
-  auto load_key = [](const WorkerEntry& w) {
-    const uint32_t running = w.load ? w.load->running_sequences : 0;
-    return std::make_tuple(w.in_flight_sequences, running, w.id);
-  };
-  const WorkerEntry* best = nullptr;
+  const NodeId parent = q.spec.task.parent_node_id;
+  if (parent.value() != 0 && arriving_.count(parent) > 0) return std::nullopt;  // coming
+  const double positions =
+      static_cast<double>(std::max<size_t>(1, q.spec.parent_tokens.size()) - 1);
+  std::vector<const WorkerEntry*> live;
+  LiveWorkersInto(&live);
+
+  // The live holders of the parent, fastest first.
+  const WorkerEntry* holder = nullptr;
+  std::vector<WorkerId> holding;
   if (parent.value() != 0) {
     for (WorkerId id : holders_.Holders(parent)) {
       const WorkerEntry* w = registry_->Find(id);
-      if (w == nullptr || avoided(id) || !HasRoom(*w, sequences, false)) continue;
-      if (best == nullptr || load_key(*w) < load_key(*best)) best = w;
+      if (w == nullptr || !w->alive || avoided(id)) continue;
+      holding.push_back(id);
+      const bool fits = Fits(id, NeedOn(q.spec, id, false));
+      const bool best_fits =
+          holder != nullptr && Fits(holder->id, NeedOn(q.spec, holder->id, false));
+      if (holder == nullptr || (fits && !best_fits) ||
+          (fits == best_fits && WaitMs(id) < WaitMs(holder->id))) {
+        holder = w;
+      }
     }
-    if (best != nullptr) return Placement{best->id, false};
   }
-  for (const auto& [id, w] : registry_->workers()) {
-    if (avoided(id) || !HasRoom(w, sequences, true)) continue;
-    if (best == nullptr || load_key(w) < load_key(*best)) best = &w;
+  auto holds = [&](WorkerId id) {
+    return std::find(holding.begin(), holding.end(), id) != holding.end();
+  };
+
+  if (holder != nullptr) {
+    const bool local_fits = Fits(holder->id, NeedOn(q.spec, holder->id, false));
+    const double local_ms = WaitMs(holder->id);
+    // The cheapest move to another worker, if the policy allows one.
+    struct Alt {
+      const WorkerEntry* w = nullptr;
+      double ms = 0;
+    } migrate, recompute;
+    const uint64_t task_id = q.spec.task.task_id.value();
+    const bool forced = limits_.debug_migrate_every > 0 && forced_.count(task_id) == 0 &&
+                        ++placed_held_ % static_cast<uint64_t>(limits_.debug_migrate_every) == 0;
+    for (const WorkerEntry* w : live) {
+      if (holds(w->id) || avoided(w->id)) continue;
+      const double wait = WaitMs(w->id);
+      const bool can_migrate =
+          !holder->peer_endpoint.empty() && !w->peer_endpoint.empty() && holder->page_bytes > 0;
+      if (can_migrate && (forced || limits_.policy == "cost" || limits_.policy == "migrate") &&
+          Fits(w->id, NeedOn(q.spec, w->id, true))) {
+        const double ms =
+            wait + limits_.link_latency_ms +
+            static_cast<double>(KvBytes(parent, holder->id)) * 1000.0 / LinkBytesPerSecond();
+        if (migrate.w == nullptr || ms < migrate.ms) migrate = Alt{w, ms};
+      }
+      if (!forced && (limits_.policy == "cost" || limits_.policy == "recompute") &&
+          Fits(w->id, NeedOn(q.spec, w->id, true))) {
+        const double ms = wait + positions * 1000.0 / PrefillTokensPerSecond(w->id);
+        if (recompute.w == nullptr || ms < recompute.ms) recompute = Alt{w, ms};
+      }
+    }
+    // Moving the pages computes nothing again: recomputing is chosen over a migration only
+    // when it saves move_min_gain_ms more.
+    bool use_migrate = migrate.w != nullptr;
+    if (use_migrate && recompute.w != nullptr &&
+        recompute.ms + limits_.move_min_gain_ms < migrate.ms) {
+      use_migrate = false;
+    }
+    struct {
+      const WorkerEntry* w = nullptr;
+      bool migrate = false;
+      double ms = 0;
+    } alt;
+    if (use_migrate) {
+      alt = {migrate.w, true, migrate.ms};
+    } else if (recompute.w != nullptr) {
+      alt = {recompute.w, false, recompute.ms};
+    }
+    bool move = false;
+    if (forced && alt.w != nullptr && alt.migrate) {
+      move = true;
+    } else if (alt.w != nullptr) {
+      const double gain = local_ms - alt.ms;
+      // Out of pages on the holder, a move only has to beat waiting for in-flight work.
+      const double need = local_fits ? std::max<double>(limits_.move_min_gain_ms,
+                                                        limits_.move_min_gain_fraction * local_ms)
+                                     : 0.0;
+      move = gain > need || (!local_fits && holder->in_flight_tasks == 0);
+    }
+    if (!move) {
+      if (!local_fits) return std::nullopt;  // wait for pages to free on the holder
+      ++placement_.decided_wait;
+      spdlog::debug("task {}: stays with the holder of node {} on worker {} (wait {:.1f} ms)",
+                    q.spec.task.task_id.value(), parent.value(), holder->id.value(), local_ms);
+      return Placement{holder->id, false, std::nullopt};
+    }
+    if (alt.migrate) {
+      ++placement_.decided_migrate;
+      if (forced) forced_.insert(task_id);
+      spdlog::debug(
+          "task {}: migrate node {} from worker {} to {} ({:.1f} ms vs waiting {:.1f} ms{})",
+          q.spec.task.task_id.value(), parent.value(), holder->id.value(), alt.w->id.value(),
+          alt.ms, local_ms, forced ? ", forced" : "");
+      return Placement{alt.w->id, false, holder->id};
+    }
+    ++placement_.decided_recompute;
+    spdlog::debug("task {}: recompute node {} on worker {} ({:.1f} ms vs waiting {:.1f} ms)",
+                  q.spec.task.task_id.value(), parent.value(), alt.w->id.value(), alt.ms, local_ms);
+    return Placement{alt.w->id, true, std::nullopt};
+  }
+
+  // No live holder: the worker that would be done first, with the parent's path to prefill.
+  const WorkerEntry* best = nullptr;
+  double best_ms = 0;
+  bool fits_anywhere_empty = live.empty();
+  for (const WorkerEntry* w : live) {
+    const int64_t need = NeedOn(q.spec, w->id, true);
+    auto book = pages_.find(w->id);
+    const int64_t total = book != pages_.end() && book->second.total > 0
+                              ? book->second.total
+                              : static_cast<int64_t>(w->page_capacity);
+    if (total == 0 || need <= total) fits_anywhere_empty = true;
+    if (avoided(w->id) || !Fits(w->id, need)) continue;
+    const double ms = WaitMs(w->id) + positions * 1000.0 / PrefillTokensPerSecond(w->id);
+    if (best == nullptr || ms < best_ms) {
+      best = w;
+      best_ms = ms;
+    }
+  }
+  if (!fits_anywhere_empty && !hopeless_) {
+    hopeless_ = "task " + std::to_string(q.spec.task.task_id.value()) + " needs " +
+                std::to_string(NeedOn(q.spec, live.front()->id, true)) +
+                " KV pages, more than any live worker has in all";
   }
   if (best == nullptr) return std::nullopt;
-  return Placement{best->id, true};
+  return Placement{best->id, true, std::nullopt};
 }
 
 std::optional<double> Dispatcher::MeasuredTokensPerSecond(WorkerId worker) const {
@@ -198,36 +456,239 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
     if (auto l = late_.find(id); l != late_.end()) {
       for (const auto& [worker, late] : l->second) avoid.push_back(worker);
     }
-    const int sequences = static_cast<int>(q.spec.task.child_node_ids.size());
-    std::optional<Placement> p = PlaceAvoiding(q.spec.task.parent_node_id, sequences, avoid);
+    if (SplitIfTooLarge(&q)) continue;
+    std::optional<Placement> p = PlaceTask(q, avoid);
+    if (p && p->migrate_from) {
+      // Order the move; the task waits for the destination's acknowledgement.
+      const NodeId parent = q.spec.task.parent_node_id;
+      const WorkerEntry* to = registry_->Find(p->worker);
+      Transfer t;
+      t.nodes = {parent};
+      t.from = *p->migrate_from;
+      t.to = p->worker;
+      t.pages = static_cast<int>(
+          TaskPages(holders_.Positions(parent), 0, 0, static_cast<int>(to->page_size), true));
+      t.started_ms = now;
+      t.bytes_estimate = KvBytes(parent, t.from);
+      const uint64_t transfer = next_transfer_++;
+      Book(p->worker).reserved_imports += t.pages;
+      migrations_.push_back(MigrationOrder{transfer, t.nodes, t.from, t.to});
+      transfers_[transfer] = std::move(t);
+      arriving_[parent] = p->worker;
+      p.reset();
+    }
     if (!p) {
+      if (!q.waited) {
+        q.waited = true;
+        ++placement_.tasks_waited;
+      }
       waiting.push_back(std::move(q));
       continue;
     }
     avoid_.erase(id);
+    const int sequences = static_cast<int>(q.spec.task.child_node_ids.size());
     protocols::SegmentTask task = q.spec.task;
     task.prefix_tokens.clear();
-    if (p->needs_prefix) task.prefix_tokens = q.spec.parent_tokens;
+    const NodeId parent = task.parent_node_id;
+    if (p->needs_prefix) {
+      task.prefix_tokens = q.spec.parent_tokens;
+      if (parent.value() != 0) {
+        arriving_[parent] = p->worker;
+        if (computed_.count(parent) > 0) {
+          placement_.tokens_recomputed +=
+              std::max<int64_t>(0, static_cast<int64_t>(q.spec.parent_tokens.size()) - 1);
+        }
+      }
+    }
+    const int64_t pages = NeedOn(q.spec, p->worker, p->needs_prefix);
+    Book(p->worker).pending += pages;
     const int64_t tokens = static_cast<int64_t>(task.prefix_tokens.size()) +
                            static_cast<int64_t>(sequences) * task.max_new_tokens;
     registry_->AddInFlight(registry_->Find(p->worker), 1, sequences);
     out[p->worker].tasks.push_back(std::move(task));
-    InFlightTask t{std::move(q.spec),
-                   p->worker,
-                   p->needs_prefix,
-                   q.attempts + 1,
-                   q.missed_deadlines,
-                   tokens,
-                   0};
+    InFlightTask t{std::move(q.spec), p->worker,          p->needs_prefix, static_cast<int>(pages),
+                   q.attempts + 1,    q.missed_deadlines, tokens,          0};
     t.deadline_ms = DeadlineFor(p->worker, tokens, q.missed_deadlines, now);
     in_flight_tokens_[p->worker] += tokens;
     in_flight_[id] = std::move(t);
   }
   queue_ = std::move(waiting);
+  // Every batch returned is sent in this turn: its pages count until a report has seen it.
+  for (auto& [worker, book] : pages_) {
+    if (book.pending == 0 && out.count(worker) == 0) continue;
+    if (out.count(worker) > 0) book.unseen.emplace_back(++book.batches_sent, book.pending);
+    book.pending = 0;
+  }
+  if (!queue_.empty()) MaybeEvict(queue_);
   return out;
 }
 
-std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker) {
+bool Dispatcher::SplitIfTooLarge(Queued* q) {
+  const size_t children = q->spec.task.child_node_ids.size();
+  if (children < 2 || !next_task_id_) return false;
+  bool fits_one = false;
+  for (const auto& [id, w] : registry_->workers()) {
+    if (!w.alive) continue;
+    auto book = pages_.find(id);
+    const int64_t total = book != pages_.end() ? book->second.total : w.page_capacity;
+    if (NeedOn(q->spec, id, true) <= total) return false;
+    fits_one = true;
+  }
+  if (!fits_one) return false;  // no live worker: nothing to size against
+  Queued second = *q;
+  const size_t half = children / 2;
+  auto& a = q->spec.task;
+  auto& b = second.spec.task;
+  a.child_node_ids.resize(half);
+  a.child_seeds.resize(half);
+  b.child_node_ids.erase(b.child_node_ids.begin(), b.child_node_ids.begin() + half);
+  b.child_seeds.erase(b.child_seeds.begin(), b.child_seeds.begin() + half);
+  if (q->spec.origin.value() == 0) q->spec.origin = a.task_id;
+  second.spec.origin = q->spec.origin;
+  b.task_id = next_task_id_();
+  spdlog::debug("task {}: {} children fit no worker at once: split into tasks {} and {}",
+                q->spec.origin.value(), children, a.task_id.value(), b.task_id.value());
+  queue_.push_front(std::move(second));
+  queue_.push_front(std::move(*q));
+  return true;
+}
+
+void Dispatcher::MaybeEvict(const std::deque<Queued>& waiting) {
+  if (!transfers_.empty()) return;  // a move under way will change the picture
+  // Parents the queued tasks fork, and the newest query each worker holds nodes for.
+  std::unordered_map<NodeId, int> wanted;
+  for (const Queued& q : waiting) ++wanted[q.spec.task.parent_node_id];
+  for (const auto& [id, w] : registry_->workers()) {
+    if (!w.alive || w.in_flight_tasks > 0 || w.page_size == 0) continue;
+    auto book = pages_.find(id);
+    if (book == pages_.end() || book->second.total == 0 || book->second.reports_to_wait > 0) {
+      continue;
+    }
+    // The smallest need of a task waiting for this worker's nodes (or for any worker).
+    std::optional<int64_t> need;
+    int64_t segment = 1;
+    for (const Queued& q : waiting) {
+      const NodeId parent = q.spec.task.parent_node_id;
+      if (arriving_.count(parent) > 0) continue;
+      const std::vector<WorkerId> hs = holders_.Holders(parent);
+      const bool here = std::find(hs.begin(), hs.end(), id) != hs.end();
+      if (!here && !hs.empty()) continue;
+      const int64_t n = NeedOn(q.spec, id, !here);
+      if (!need || n < *need) {
+        need = n;
+        segment = q.spec.task.max_new_tokens;
+      }
+    }
+    const std::optional<int64_t> free = FreePages(id);
+    if (!need || !free || *need <= *free) continue;
+    // Least recently useful first: nodes no queued task forks (oldest first), then the parents
+    // of the newest queries' tasks.
+    std::vector<NodeId> idle, parents;
+    for (NodeId n : holders_.HeldBy(id)) {
+      if (arriving_.count(n) > 0) continue;
+      (wanted.count(n) > 0 ? parents : idle).push_back(n);
+    }
+    std::stable_sort(parents.begin(), parents.end(), [&](NodeId a, NodeId b) {
+      return holders_.QueryOf(a).value() > holders_.QueryOf(b).value();
+    });
+    // Nodes no queued task forks all go (what they free is known only from the next report);
+    // parents of queued tasks only as many as the need asks for.
+    std::vector<NodeId> evict = idle;
+    if (evict.empty()) {
+      const int64_t per_node = (segment + w.page_size - 1) / w.page_size + 1;
+      for (size_t i = 0; i < parents.size() && static_cast<int64_t>(i) * per_node < *need - *free;
+           ++i) {
+        evict.push_back(parents[i]);
+      }
+    }
+    std::vector<NodeId>& release = releases_[id];
+    for (NodeId n : evict) {
+      holders_.RemoveHolder(n, id);
+      release.push_back(n);
+      ++placement_.kv_evictions;
+    }
+    const int64_t freed = static_cast<int64_t>(evict.size());
+    if (freed > 0) {
+      spdlog::debug("worker {}: evicting {} nodes for a task of {} pages ({} free)", id.value(),
+                    freed, *need, *free);
+      book->second.reports_to_wait = 2;
+    }
+  }
+}
+
+std::vector<MigrationOrder> Dispatcher::TakeMigrations() {
+  std::vector<MigrationOrder> out;
+  out.swap(migrations_);
+  return out;
+}
+
+void Dispatcher::MigrationDone(uint64_t transfer_id, bool ok, uint64_t bytes) {
+  auto it = transfers_.find(transfer_id);
+  if (it == transfers_.end()) return;
+  Transfer t = std::move(it->second);
+  transfers_.erase(it);
+  if (auto b = pages_.find(t.to); b != pages_.end()) b->second.reserved_imports -= t.pages;
+  for (NodeId n : t.nodes) arriving_.erase(n);
+  const WorkerEntry* to = registry_->Find(t.to);
+  if (!ok || to == nullptr || !to->alive) {
+    ++placement_.kv_migrations_failed;
+    spdlog::debug("transfer {} of {} nodes from worker {} to {} failed", transfer_id,
+                  t.nodes.size(), t.from.value(), t.to.value());
+    return;
+  }
+  for (NodeId n : t.nodes) {
+    const QueryId q = holders_.QueryOf(n);
+    const int64_t positions = holders_.Positions(n);
+    if (q.value() == 0) {
+      // Released while it moved (its query ended): free the new copy too.
+      releases_[t.to].push_back(n);
+      continue;
+    }
+    holders_.Add(n, q, t.to, positions);
+    holders_.RemoveHolder(n, t.from);  // a move: the source copy goes
+    releases_[t.from].push_back(n);
+  }
+  ++placement_.kv_migrations;
+  placement_.kv_bytes_migrated += static_cast<int64_t>(bytes);
+  link_.first += static_cast<int64_t>(bytes);
+  link_.second +=
+      static_cast<double>(std::max<int64_t>(1, registry_->clock().NowMs() - t.started_ms));
+}
+
+void Dispatcher::ExpireTransfers(int64_t now_ms) {
+  std::vector<uint64_t> late;
+  for (const auto& [id, t] : transfers_) {
+    if (now_ms - t.started_ms >= limits_.transfer_timeout_ms) late.push_back(id);
+  }
+  for (uint64_t id : late) {
+    spdlog::warn("transfer {} not acknowledged within {} ms: abandoned", id,
+                 limits_.transfer_timeout_ms);
+    MigrationDone(id, false, 0);
+  }
+}
+
+bool Dispatcher::CanAdmit(int64_t positions, int paths, int64_t segment_tokens) const {
+  int64_t free = 0;
+  int page_size = 0;
+  for (const auto& [id, w] : registry_->workers()) {
+    if (!w.alive) continue;
+    const std::optional<int64_t> f = FreePages(id);
+    if (!f) return true;  // a worker that reports no pages: no page-based admission
+    free += *f;
+    page_size = page_size == 0 ? static_cast<int>(w.page_size)
+                               : std::min(page_size, static_cast<int>(w.page_size));
+  }
+  if (page_size == 0) return true;
+  for (const Queued& q : queue_) {
+    const int64_t pos = std::max<int64_t>(0, static_cast<int64_t>(q.spec.parent_tokens.size()) - 1);
+    free -= TaskPages(pos, static_cast<int>(q.spec.task.child_node_ids.size()),
+                      q.spec.task.max_new_tokens, page_size, false);
+  }
+  return TaskPages(positions, paths, segment_tokens, page_size, true) <= free;
+}
+
+std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker,
+                                                 const protocols::SegmentResult* result) {
   std::optional<InFlightTask> done;
   if (auto it = in_flight_.find(task); it != in_flight_.end() && it->second.worker == worker) {
     done = std::move(it->second);
@@ -244,6 +705,7 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker) {
     done = InFlightTask{std::move(q->spec),
                         worker,
                         l->second[worker].sent_prefix,
+                        0,
                         q->attempts,
                         q->missed_deadlines,
                         0,
@@ -256,12 +718,31 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker) {
   }
   const InFlightTask& t = *done;
   const WorkerEntry* w = registry_->Find(worker);
-  if (w != nullptr && w->alive) {
-    for (NodeId child : t.spec.task.child_node_ids) holders_.Add(child, t.spec.query, worker);
-    if (t.sent_prefix && t.spec.task.parent_node_id.value() != 0) {
-      holders_.Add(t.spec.task.parent_node_id, t.spec.query, worker);
+  const NodeId parent = t.spec.task.parent_node_id;
+  const int64_t parent_positions =
+      std::max<int64_t>(0, static_cast<int64_t>(t.spec.parent_tokens.size()) - 1);
+  if (t.sent_prefix && parent.value() != 0) {
+    if (auto a = arriving_.find(parent); a != arriving_.end() && a->second == worker) {
+      arriving_.erase(a);
     }
   }
+  if (w != nullptr && w->alive) {
+    const auto& children = t.spec.task.child_node_ids;
+    for (size_t i = 0; i < children.size(); ++i) {
+      int64_t positions = parent_positions + t.spec.task.max_new_tokens;
+      if (result != nullptr && i < result->children.size()) {
+        positions = parent_positions + static_cast<int64_t>(result->children[i].tokens.size());
+      }
+      holders_.Add(children[i], t.spec.query, worker, positions);
+      computed_[children[i]] = positions;
+    }
+    if (t.sent_prefix && parent.value() != 0) {
+      holders_.Add(parent, t.spec.query, worker, parent_positions);
+      computed_[parent] = parent_positions;
+    }
+  }
+  if (result != nullptr) RecordPrefill(worker, result->prefilled_tokens, result->prefill_ms);
+  forced_.erase(task.value());
   tokens_done_[worker] += t.tokens;
   missed_in_a_row_[worker] = 0;
   last_answer_ms_[worker] = registry_->clock().NowMs();
@@ -280,6 +761,7 @@ bool Dispatcher::Reject(TaskId task, WorkerId worker) {
   InFlightTask t = std::move(it->second);
   in_flight_.erase(it);
   TakeOff(t);
+  ForgetArrival(t);
   avoid_[task] = worker;
   queue_.push_front(Queued{std::move(t.spec), t.attempts, t.missed_deadlines});
   return true;
@@ -315,7 +797,22 @@ std::set<WorkerId> Dispatcher::SilentWorkers(int64_t now_ms) const {
   return out;
 }
 
+void Dispatcher::ForgetArrival(const InFlightTask& t) {
+  const NodeId parent = t.spec.task.parent_node_id;
+  if (!t.sent_prefix || parent.value() == 0) return;
+  if (auto a = arriving_.find(parent); a != arriving_.end() && a->second == t.worker) {
+    arriving_.erase(a);
+  }
+}
+
+void Dispatcher::ForgetQuery(QueryId query) {
+  for (auto it = computed_.begin(); it != computed_.end();) {
+    it = (it->first.value() >> 32) == query.value() ? computed_.erase(it) : std::next(it);
+  }
+}
+
 Expiry Dispatcher::ExpireLate(int64_t now_ms) {
+  ExpireTransfers(now_ms);
   Expiry out;
   std::vector<Queued> requeue;
   const std::set<WorkerId> silent = SilentWorkers(now_ms);
@@ -327,6 +824,7 @@ Expiry Dispatcher::ExpireLate(int64_t now_ms) {
       continue;
     }
     TakeOff(t);
+    ForgetArrival(t);
     out.late.emplace_back(it->first, t.worker);
     late_[it->first][t.worker] =
         Late{t.sent_prefix, t.spec.task.parent_node_id, t.spec.task.child_node_ids};
@@ -372,6 +870,15 @@ std::map<WorkerId, std::vector<NodeId>> Dispatcher::TakeReleases() {
 
 int Dispatcher::WorkerDied(WorkerId worker) {
   holders_.ForgetWorker(worker);
+  for (auto a = arriving_.begin(); a != arriving_.end();) {
+    a = a->second == worker ? arriving_.erase(a) : std::next(a);
+  }
+  std::vector<uint64_t> broken;
+  for (const auto& [id, t] : transfers_) {
+    if (t.from == worker || t.to == worker) broken.push_back(id);
+  }
+  for (uint64_t id : broken) MigrationDone(id, false, 0);
+  pages_.erase(worker);
   std::vector<Queued> lost;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     if (it->second.worker != worker) {

@@ -65,9 +65,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_interval_ms", &s.heartbeat_interval_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("heartbeat_timeout_ms", &s.heartbeat_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("max_task_attempts", &s.max_task_attempts));
-  TREEPO_RETURN_IF_ERROR(c.Get("max_tasks_per_worker", &s.dispatch.max_tasks_per_worker));
-  TREEPO_RETURN_IF_ERROR(c.Get("max_sequences_per_worker", &s.dispatch.max_sequences_per_worker));
-  TREEPO_RETURN_IF_ERROR(c.Get("min_free_pages", &s.dispatch.min_free_pages));
+  TREEPO_RETURN_IF_ERROR(LoadPlacementKeys(c, "", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(LoadDeadlineKeys(c, "", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(c.CheckAllConsumed());
   return o->Validate();
@@ -85,6 +83,19 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
   j["tokens_decoded"] = s.tokens_decoded;
   j["tokens_prefilled"] = s.tokens_prefilled;
   j["unique_tree_tokens"] = s.unique_tree_tokens;
+  j["tokens_unique"] = s.tokens_unique;
+  j["computed_over_unique"] = s.tokens_unique > 0
+                                  ? static_cast<double>(s.tokens_prefilled + s.tokens_decoded) /
+                                        static_cast<double>(s.tokens_unique)
+                                  : 0.0;
+  j["tokens_recomputed"] = s.tokens_recomputed;
+  j["kv_migrations"] = s.kv_migrations;
+  j["kv_bytes_migrated"] = s.kv_bytes_migrated;
+  j["kv_migrations_failed"] = s.kv_migrations_failed;
+  j["kv_evictions"] = s.kv_evictions;
+  j["tasks_waited"] = s.tasks_waited;
+  j["placement_decisions"] = {
+      {"wait", s.decided_wait}, {"recompute", s.decided_recompute}, {"migrate", s.decided_migrate}};
   j["segments"] = s.segments;
   j["tasks"] = s.tasks;
   j["redispatched_tasks"] = s.redispatched_tasks;
@@ -106,7 +117,8 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
     workers.push_back({{"id", w.worker.value()},
                        {"name", w.name},
                        {"segments", w.segments},
-                       {"busy_fraction", w.busy_fraction}});
+                       {"busy_fraction", w.busy_fraction},
+                       {"peak_pages", w.peak_pages}});
   }
   j["worker_utilisation"] = util;
   j["workers"] = workers;

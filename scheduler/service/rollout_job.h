@@ -45,8 +45,8 @@ struct RolloutJobOptions {
   std::string summary_path;             // summary_out: summary JSON; "" = none
   bool progress = true;                 // progress: progress bar on stderr
   SchedulerOptions service;             // bind, heartbeat_interval_ms, heartbeat_timeout_ms,
-                             // max_tasks_per_worker, max_sequences_per_worker, min_free_pages,
-                             // the deadline keys (LoadDeadlineKeys)
+                                        // the placement keys (LoadPlacementKeys),
+                                        // the deadline keys (LoadDeadlineKeys)
   // Not a config key: the launcher's check of its child processes, run by every Pump of the
   // scheduler (SchedulerService::set_liveness_probe). Empty: none.
   LivenessProbe liveness_probe;

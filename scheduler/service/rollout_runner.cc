@@ -18,10 +18,12 @@ class Runner final : public ResultSink {
   }
 
   void OnSegmentResult(const InFlightTask& task, const protocols::SegmentResult& result) override {
-    auto it = task_query_.find(task.spec.task.task_id);
+    // A task the dispatcher split answers under its parts' ids; it was submitted as `origin`.
+    const TaskId submitted =
+        task.spec.origin.value() != 0 ? task.spec.origin : task.spec.task.task_id;
+    auto it = task_query_.find(submitted);
     if (it == task_query_.end()) return;
     const size_t q = it->second;
-    task_query_.erase(it);
     RolloutStats& s = output_.stats;
     ++s.tasks;
     s.tokens_prefilled += result.prefilled_tokens;
@@ -64,7 +66,19 @@ class Runner final : public ResultSink {
     for (const TreeRecord& t : output_.trees) {
       s.leaves += static_cast<int64_t>(t.leaves.size());
       for (const TreeNodeRecord& node : t.nodes) s.unique_tree_tokens += node.tokens.size();
+      s.tokens_unique += static_cast<int64_t>(t.prompt_tokens.size());
     }
+    s.tokens_unique += s.unique_tree_tokens;
+    const PlacementCounters& p = service_->dispatcher().placement();
+    s.tokens_recomputed = p.tokens_recomputed - placement_before_.tokens_recomputed;
+    s.kv_migrations = p.kv_migrations - placement_before_.kv_migrations;
+    s.kv_bytes_migrated = p.kv_bytes_migrated - placement_before_.kv_bytes_migrated;
+    s.kv_migrations_failed = p.kv_migrations_failed - placement_before_.kv_migrations_failed;
+    s.kv_evictions = p.kv_evictions - placement_before_.kv_evictions;
+    s.tasks_waited = p.tasks_waited - placement_before_.tasks_waited;
+    s.decided_wait = p.decided_wait - placement_before_.decided_wait;
+    s.decided_recompute = p.decided_recompute - placement_before_.decided_recompute;
+    s.decided_migrate = p.decided_migrate - placement_before_.decided_migrate;
     const double wall_ms = std::max(1.0, s.wall_s * 1000.0);
     for (const auto& [id, w] : service_->registry().workers()) {
       WorkerUsage u;
@@ -73,6 +87,10 @@ class Runner final : public ResultSink {
       u.segments = segments_by_worker_[id];
       u.busy_fraction =
           std::min(1.0, (service_->registry().BusyMs(id) - busy_before_[id]) / wall_ms);
+      if (auto pk = service_->dispatcher().peak_pages().find(id);
+          pk != service_->dispatcher().peak_pages().end()) {
+        u.peak_pages = pk->second;
+      }
       s.workers.push_back(std::move(u));
     }
     return std::move(output_);
@@ -82,14 +100,24 @@ class Runner final : public ResultSink {
     for (const auto& [id, w] : service_->registry().workers()) {
       busy_before_[id] = service_->registry().BusyMs(id);
     }
+    placement_before_ = service_->dispatcher().placement();
   }
 
  private:
+  // Opens queries while fewer than max_concurrent_queries are open and the workers' free KV
+  // pages can take the next one's prompt and first segments (one query is always open).
   Status Admit() {
     while (next_ < n_ && open_.size() < static_cast<size_t>(options_.max_concurrent_queries)) {
+      if (!next_driver_) {
+        TREEPO_ASSIGN_OR_RETURN(next_driver_, make_driver_(next_));
+      }
+      const QueryDriver::Footprint f = next_driver_->footprint();
+      if (!open_.empty() &&
+          !service_->dispatcher().CanAdmit(f.prompt_positions, f.paths, f.segment_tokens)) {
+        break;  // not enough KV now: admitted when pages free up
+      }
       const size_t q = next_++;
-      TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<QueryDriver> d, make_driver_(q));
-      open_.emplace(q, std::move(d));
+      open_.emplace(q, std::move(next_driver_));
       touched_.push_back(q);
     }
     return OkStatus();
@@ -118,6 +146,9 @@ class Runner final : public ResultSink {
       if (options_.scorer) TREEPO_RETURN_IF_ERROR(options_.scorer(&tree));
       if (options_.on_tree) TREEPO_RETURN_IF_ERROR(options_.on_tree(q, tree));
       service_->ReleaseQuery(QueryId(q + 1));  // whatever the workers still hold of it
+      for (auto t = task_query_.begin(); t != task_query_.end();) {
+        t = t->second == q ? task_query_.erase(t) : std::next(t);
+      }
       output_.trees[q] = std::move(tree);
       open_.erase(it);
       ++finished_;
@@ -138,6 +169,8 @@ class Runner final : public ResultSink {
   std::vector<size_t> touched_;
   std::map<WorkerId, int64_t> segments_by_worker_;
   std::map<WorkerId, double> busy_before_;
+  PlacementCounters placement_before_;
+  std::unique_ptr<QueryDriver> next_driver_;  // made, not admitted yet
   size_t next_ = 0;
   size_t finished_ = 0;
   Status error_;

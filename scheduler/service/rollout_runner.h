@@ -36,6 +36,14 @@ class QueryDriver {
   virtual bool Done() const = 0;
   // The finished tree (leaves not yet scored). Precondition: Done().
   virtual Result<TreeRecord> TakeTree() = 0;
+  // What the query needs in KV to start, for admission: its prompt's positions, the live
+  // paths it will run at once and the tokens of one segment.
+  struct Footprint {
+    int64_t prompt_positions = 0;
+    int paths = 1;
+    int64_t segment_tokens = 0;
+  };
+  virtual Footprint footprint() const { return {}; }
 };
 
 // Makes the driver of query `index` (0-based, in the rollout's query order); its tasks carry
@@ -62,6 +70,7 @@ struct WorkerUsage {
   std::string name;
   int64_t segments = 0;      // child results accepted from it
   double busy_fraction = 0;  // wall time with tasks in flight on it / rollout wall time
+  int64_t peak_pages = 0;    // most KV pages in use it reported (during the service's life)
 };
 
 struct RolloutStats {
@@ -71,6 +80,15 @@ struct RolloutStats {
   int64_t tokens_decoded = 0;      // tokens of every accepted child result
   int64_t tokens_prefilled = 0;    // prefix positions workers computed for accepted tasks
   int64_t unique_tree_tokens = 0;  // tokens over every node of every tree
+  int64_t tokens_unique = 0;       // unique_tree_tokens plus each prompt once
+  // Placement (Dispatcher's PlacementCounters over this rollout).
+  int64_t tokens_recomputed = 0;
+  int64_t kv_migrations = 0;
+  int64_t kv_bytes_migrated = 0;
+  int64_t kv_migrations_failed = 0;
+  int64_t kv_evictions = 0;
+  int64_t tasks_waited = 0;
+  int64_t decided_wait = 0, decided_recompute = 0, decided_migrate = 0;
   int64_t segments = 0;            // accepted child results (tree nodes computed)
   int64_t tasks = 0;               // accepted task results
   int64_t redispatched_tasks = 0;  // after a worker died or refused

@@ -24,7 +24,9 @@ SchedulerService::SchedulerService(const SchedulerOptions& options, std::unique_
     : options_(options),
       clock_(std::move(clock)),
       registry_(clock_.get(), options.heartbeat_timeout_ms),
-      dispatcher_(&registry_, options.dispatch) {}
+      dispatcher_(&registry_, options.dispatch) {
+  dispatcher_.set_task_ids([this] { return NextTaskId(); });
+}
 
 SchedulerService::~SchedulerService() = default;
 
@@ -126,6 +128,7 @@ void SchedulerService::Release(const std::vector<NodeId>& nodes) {
 }
 
 void SchedulerService::ReleaseQuery(QueryId query) {
+  dispatcher_.ForgetQuery(query);
   for (auto& [w, nodes] : dispatcher_.holders().RemoveQuery(query)) {
     const WorkerEntry* e = registry_.Find(w);
     if (e != nullptr && e->alive) SendToWorker(w, pr::ReleaseNodes{std::move(nodes)}).IgnoreError();
@@ -342,6 +345,7 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
   const WorkerId id = worker->id;
   if (const auto* hb = m.get_if<pr::Heartbeat>()) {
     registry_.RecordHeartbeat(worker, *hb);
+    dispatcher_.OnPageReport(id, hb->total_pages, hb->free_pages, hb->batches_seen);
     // The echo tells the worker we are alive; a lost one is noticed by its timeout.
     SendToPeer(worker->peer, *hb).IgnoreError();
     return;
@@ -349,7 +353,7 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
   if (const auto* batch = m.get_if<pr::SegmentResultBatch>()) {
     for (const pr::SegmentResult& r : batch->results) {
       std::optional<InFlightTask> t =
-          r.worker_id == id ? dispatcher_.Complete(r.task_id, id) : std::nullopt;
+          r.worker_id == id ? dispatcher_.Complete(r.task_id, id, &r) : std::nullopt;
       if (!t) {
         ++counters_.stale_messages;
         spdlog::debug("dropping result of task {} from worker {}: not in flight there",
@@ -363,6 +367,15 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
       }
       if (sink_ != nullptr) sink_->OnSegmentResult(*t, r);
     }
+    dispatcher_.OnPageReport(id, batch->total_pages, batch->free_pages, batch->batches_seen);
+    return;
+  }
+  if (const auto* moved = m.get_if<pr::KvMigrated>()) {
+    if (!moved->ok) {
+      spdlog::info("worker {}: KV transfer {} failed: {}", id.value(), moved->transfer_id,
+                   moved->message);
+    }
+    dispatcher_.MigrationDone(moved->transfer_id, moved->ok, moved->bytes);
     return;
   }
   if (const auto* rej = m.get_if<pr::TaskRejected>()) {
@@ -373,11 +386,15 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
                    why.ToString());
     }
     if (dispatcher_.Reject(rej->task_id, id)) {
-      // Only "try later" codes are worth retrying without limit; anything else is a bug.
+      // Only "try later" codes are worth retrying; anything else is a bug. Lack of pages never
+      // fails the run (the task waits for room; a task that fits no worker at all is reported
+      // by the dispatcher).
       const bool transient = rej->code == StatusCode::kResourceExhausted ||
                              rej->code == StatusCode::kUnavailable ||
                              rej->code == StatusCode::kFailedPrecondition;
-      if (!transient || dispatcher_.Attempts(rej->task_id) >= options_.max_task_attempts) {
+      const bool out_of_pages = rej->code == StatusCode::kResourceExhausted;
+      if (!transient ||
+          (!out_of_pages && dispatcher_.Attempts(rej->task_id) >= options_.max_task_attempts)) {
         fatal_ = why.WithContext("task " + std::to_string(rej->task_id.value()) +
                                  " refused by worker " + std::to_string(id.value()));
       }
@@ -431,6 +448,21 @@ Status SchedulerService::Dispatch() {
     Status st = SendToWorker(w, std::move(batch));
     // A send that failed is noticed by the heartbeat timeout: the tasks are requeued then.
     if (!st.ok()) spdlog::warn("could not send {} tasks to worker {}", n, w.value());
+  }
+  // Migrations: the destination hears first (it buffers early chunks anyway), then the source.
+  for (const MigrationOrder& o : dispatcher_.TakeMigrations()) {
+    const WorkerEntry* to = registry_.Find(o.to);
+    Status st = to != nullptr && to->alive
+                    ? SendToWorker(o.to, pr::KvMigrate{o.transfer_id, o.nodes, false, o.from, ""})
+                    : NotFound("destination gone");
+    if (st.ok()) {
+      st = SendToWorker(o.from,
+                        pr::KvMigrate{o.transfer_id, o.nodes, true, o.to, to->peer_endpoint});
+    }
+    if (!st.ok()) dispatcher_.MigrationDone(o.transfer_id, false, 0);
+  }
+  if (dispatcher_.hopeless() && fatal_.ok()) {
+    fatal_ = ResourceExhausted(*dispatcher_.hopeless());
   }
   return OkStatus();
 }

@@ -1,5 +1,6 @@
 #include "scheduler/service/tree_driver.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/sampling_check.h"
@@ -10,6 +11,10 @@ namespace treepo::scheduler {
 namespace {
 
 constexpr uint64_t kLocalMask = 0xffffffffULL;
+// Children per segment task: a request for more (sequential mode's w first samples, a wide
+// initial divergence) goes out as several tasks forking the same parent, so that no single
+// task needs more KV than a worker has.
+constexpr size_t kMaxChildrenPerTask = 8;
 
 class TreeQueryDriver final : public QueryDriver {
  public:
@@ -17,6 +22,10 @@ class TreeQueryDriver final : public QueryDriver {
       : query_(query), temperature_(job.temperature), top_p_(job.top_p), top_k_(job.top_k) {}
 
   Status Init(SamplerQuery q, const SamplerOptions& options, Detokenizer detok) {
+    footprint_.prompt_positions =
+        std::max<int64_t>(0, static_cast<int64_t>(q.prompt_tokens.size()) - 1);
+    footprint_.paths = options.sequential ? options.width : std::max(1, options.branch_factor);
+    footprint_.segment_tokens = options.segment_tokens;
     TREEPO_ASSIGN_OR_RETURN(sampler_,
                             TreeSampler::Create(std::move(q), options, std::move(detok), &ids_));
     return OkStatus();
@@ -25,19 +34,25 @@ class TreeQueryDriver final : public QueryDriver {
   Result<std::vector<TaskSpec>> TakeTasks() override {
     std::vector<TaskSpec> out;
     for (SegmentRequest& r : sampler_->TakeRequests()) {
-      TaskSpec s;
-      s.query = query_;
-      s.task.query_id = query_;
-      s.task.parent_node_id = r.parent ? Wire(*r.parent) : NodeId(0);
-      for (NodeId c : r.children) s.task.child_node_ids.push_back(Wire(c));
-      s.task.child_seeds = std::move(r.seeds);
-      s.task.max_new_tokens = static_cast<uint32_t>(r.max_new_tokens);
-      s.task.temperature = temperature_;
-      s.task.top_p = top_p_;
-      s.task.top_k = static_cast<uint32_t>(top_k_);
-      s.task.stop_at_eos = true;
-      s.parent_tokens = std::move(r.prefix_tokens);
-      out.push_back(std::move(s));
+      for (size_t first = 0; first < r.children.size(); first += kMaxChildrenPerTask) {
+        const size_t last = std::min(r.children.size(), first + kMaxChildrenPerTask);
+        TaskSpec s;
+        s.query = query_;
+        s.task.query_id = query_;
+        // A root segment forks the query's prompt node, held on a worker once prefilled.
+        s.task.parent_node_id = r.parent ? Wire(*r.parent) : PromptNode();
+        for (size_t i = first; i < last; ++i) {
+          s.task.child_node_ids.push_back(Wire(r.children[i]));
+          s.task.child_seeds.push_back(r.seeds[i]);
+        }
+        s.task.max_new_tokens = static_cast<uint32_t>(r.max_new_tokens);
+        s.task.temperature = temperature_;
+        s.task.top_p = top_p_;
+        s.task.top_k = static_cast<uint32_t>(top_k_);
+        s.task.stop_at_eos = true;
+        s.parent_tokens = r.prefix_tokens;
+        out.push_back(std::move(s));
+      }
     }
     return out;
   }
@@ -68,6 +83,7 @@ class TreeQueryDriver final : public QueryDriver {
   }
 
   bool Done() const override { return sampler_->Done(); }
+  Footprint footprint() const override { return footprint_; }
 
   Result<TreeRecord> TakeTree() override {
     TreeRecord t = sampler_->TakeTree();
@@ -81,11 +97,14 @@ class TreeQueryDriver final : public QueryDriver {
 
  private:
   NodeId Wire(NodeId local) const { return NodeId((query_.value() << 32) | local.value()); }
+  // The query's prompt node: local id 0 (the sampler numbers its nodes from 1).
+  NodeId PromptNode() const { return Wire(NodeId(0)); }
 
   QueryId query_;
   float temperature_, top_p_;
   int top_k_;
   NodeIdAllocator ids_;
+  Footprint footprint_;
   std::unique_ptr<TreeSampler> sampler_;
 };
 

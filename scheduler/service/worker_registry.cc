@@ -27,6 +27,8 @@ const WorkerEntry& WorkerRegistry::AddWorker(const std::string& peer,
   e.registration_id = reg.registration_id;
   e.page_capacity = reg.page_capacity;
   e.page_size = reg.page_size;
+  e.peer_endpoint = reg.peer_endpoint;
+  e.page_bytes = reg.page_bytes;
   e.registered_ms = e.last_seen_ms = clock_->NowMs();
   return workers_[e.id] = std::move(e);
 }

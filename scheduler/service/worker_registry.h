@@ -41,6 +41,8 @@ struct WorkerEntry {
   uint64_t registration_id = 0;  // RegisterWorker::registration_id of this registration
   uint32_t page_capacity = 0;
   uint32_t page_size = 0;
+  std::string peer_endpoint;  // where other workers send it KV pages; empty: no migrations
+  uint64_t page_bytes = 0;    // bytes of one KV page (0: unknown)
   bool alive = true;
   int64_t registered_ms = 0;
   int64_t last_seen_ms = 0;                  // any valid message counts as a sign of life

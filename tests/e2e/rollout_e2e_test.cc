@@ -125,17 +125,27 @@ class RolloutE2eTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Runs `treepo rollout` with `extra` flags; returns its exit code; trees in *trees.
+  // Runs `treepo rollout` with `extra` flags; returns its exit code; trees in *trees and
+  // the summary in summary_.
   int Rollout(const std::vector<std::string>& extra, std::vector<TreeRecord>* trees) {
     const std::string out = (dir_ / "trees.jsonl").string();
+    std::string summary = (dir_ / "summary.json").string();
     fs::remove(out);
     std::vector<std::string> argv = {binary_,       "rollout",  "--model",   model_,
                                      "--tokenizer", tokenizer_, "--prompts", prompts_,
                                      "--out",       out,        "--set",     "progress=false"};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    auto given = std::find(extra.begin(), extra.end(), "--summary-out");
+    if (given != extra.end() && given + 1 != extra.end()) {
+      summary = *(given + 1);
+    } else {
+      argv.insert(argv.end(), {"--summary-out", summary});
+    }
+    fs::remove(summary);
     Proc p(argv, (dir_ / "rollout.log").string());
     const int rc = p.Wait(60000);
     if (rc == 0) {
+      summary_ = nlohmann::json::parse(ReadAll(summary), nullptr, false);
       auto t = ReadTreeFile(out);
       EXPECT_TRUE(t.ok()) << t.status().ToString();
       if (t.ok()) *trees = std::move(*t);
@@ -151,6 +161,7 @@ class RolloutE2eTest : public ::testing::Test {
 
   fs::path dir_;
   std::string binary_, model_, tokenizer_, prompts_;
+  nlohmann::json summary_;
 };
 
 // Every query has exactly `width` leaves and every path is consistent.
@@ -250,27 +261,58 @@ TEST_F(RolloutE2eTest, SameSeedSameTreesBitwiseWithOneTwoOrThreeWorkers) {
   const std::vector<std::string> base = {
       "--width", "16", "--segment-tokens",         "8", "--max-depth", "4",
       "--seed",  "5",  "--max-concurrent-queries", "6"};
-  const std::vector<std::vector<std::string>> variants = {
-      {"--workers", "1"},
-      {"--workers", "2", "--set", "page_size=4"},
-      {"--workers", "3", "--set", "worker_threads=2"},
+  // Each variant: its flags, and the placement counter it must have moved (if any).
+  const std::vector<std::pair<std::vector<std::string>, std::string>> variants = {
+      {{"--workers", "1"}, ""},
+      {{"--workers", "2", "--set", "page_size=4"}, ""},
+      {{"--workers", "3", "--set", "worker_threads=2"}, ""},
+      // Every 2nd task's parent migrates to another worker with its KV pages.
+      {{"--workers", "2", "--set", "debug_migrate_every=2"}, "kv_migrations"},
+      // KV pools so small that tasks wait for pages and idle nodes are evicted and recomputed.
+      {{"--workers", "2", "--worker-pages", "16"}, "tasks_waited"},
   };
   for (const std::string mode : {"tree", "sequential"}) {
     std::vector<TreeRecord> first;
     for (size_t v = 0; v < variants.size(); ++v) {
+      const auto& [flags, counter] = variants[v];
+      std::string name;
+      for (const std::string& f : flags) name += f + " ";
       std::vector<std::string> args = base;
       args.insert(args.end(), {"--mode", mode});
-      args.insert(args.end(), variants[v].begin(), variants[v].end());
+      args.insert(args.end(), flags.begin(), flags.end());
       std::vector<TreeRecord> trees;
-      ASSERT_EQ(Rollout(args, &trees), 0) << mode << " " << variants[v][1] << " workers";
+      ASSERT_EQ(Rollout(args, &trees), 0) << mode << " " << name;
       CheckTrees(trees, 6, 16);
+      if (!counter.empty()) {
+        EXPECT_GT(summary_.value(counter, int64_t{0}), 0) << mode << " " << name << summary_;
+      }
       if (v == 0) {
         first = std::move(trees);
         continue;
       }
       EXPECT_TRUE(Canon(first) == Canon(trees))
-          << mode << ", 1 vs " << variants[v][1] << " workers: " << FirstDifference(first, trees);
+          << mode << ", 1 worker vs " << name << ": " << FirstDifference(first, trees);
     }
+  }
+}
+
+// The prompt is a node: prefilled once per query on one worker and forked by every root task
+// and refill, so with one worker each prompt is computed once, and with several the tokens
+// computed stay within 2% of the unique tokens (every node's tokens plus each prompt once).
+TEST_F(RolloutE2eTest, EachPromptIsPrefilledOnceAndComputedStaysNearUnique) {
+  const std::vector<std::string> base = {"--width",     "16",  "--segment-tokens", "8",
+                                         "--max-depth", "4",   "--seed",           "5",
+                                         "--mode",      "tree"};
+  for (const std::string workers : {"1", "2"}) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), {"--workers", workers});
+    std::vector<TreeRecord> trees;
+    ASSERT_EQ(Rollout(args, &trees), 0);
+    int64_t prompt_positions = 0;
+    for (const TreeRecord& t : trees) prompt_positions += t.prompt_tokens.size() - 1;
+    if (workers == "1") EXPECT_EQ(summary_["tokens_prefilled"], prompt_positions) << summary_;
+    EXPECT_LE(summary_["computed_over_unique"].get<double>(), 1.02) << summary_;
+    EXPECT_EQ(summary_["tokens_recomputed"], 0) << summary_;
   }
 }
 
@@ -382,6 +424,33 @@ TEST_F(RolloutE2eTest, SigkillOfAWorkerMidRolloutStillCompletes) {
   EXPECT_EQ(w2.Wait(10000), 0);
   // Re-dispatched tasks were prefilled from the scheduler's tokens on the survivor: the trees
   // are still those of an undisturbed one-worker run.
+  ExpectTreesOfAnUndisturbedRun(out);
+}
+
+// Migrations forced on every task while a worker is killed mid-run: transfers to or from it
+// are abandoned, their nodes recomputed from the scheduler's tokens, and the trees are those
+// of an undisturbed run.
+TEST_F(RolloutE2eTest, AWorkerKilledDuringMigrationsLosesNothing) {
+  const std::string out = (dir_ / "trees.jsonl").string();
+  std::unique_ptr<Proc> sched;
+  const std::string ep = StartScheduler(
+      dir_, binary_, Config(model_, tokenizer_, prompts_, out, 3) + "debug_migrate_every = 1\n",
+      &sched);
+  ASSERT_FALSE(ep.empty()) << ReadAll((dir_ / "scheduler.log").string());
+  Proc w1({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "victim"},
+          (dir_ / "w1.log").string());
+  ASSERT_TRUE(WaitForText((dir_ / "w1.log").string(), "registered as worker", 20000));
+  Proc w2({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w2"},
+          (dir_ / "w2.log").string());
+  Proc w3({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w3"},
+          (dir_ / "w3.log").string());
+  ASSERT_TRUE(WaitForText((dir_ / "scheduler.log").string(), "worker 1 delivered its first results",
+                          20000));
+  w1.Kill();
+  EXPECT_EQ(w1.Wait(5000), 128 + SIGKILL);
+  ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
+  EXPECT_EQ(w2.Wait(10000), 0);
+  EXPECT_EQ(w3.Wait(10000), 0);
   ExpectTreesOfAnUndisturbedRun(out);
 }
 

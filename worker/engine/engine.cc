@@ -208,6 +208,85 @@ bool Engine::Holds(NodeId node) const {
   return it != s_->nodes.end() && !it->second.busy && !it->second.anonymous;
 }
 
+Result<KvExport> Engine::ExportNodes(std::span<const NodeId> nodes) const {
+  for (NodeId n : nodes) {
+    if (!Holds(n)) return NotFound("node " + Id(n) + " is not held idle here");
+  }
+  const KvCache& kv = s_->kv;
+  const KvCache::ExportPlan plan = kv.PlanExport(nodes);
+  KvExport out;
+  out.n_pages = static_cast<int>(plan.pages.size());
+  out.n_layers = kv.n_layers();
+  out.page_size = kv.page_size();
+  out.kv_dim = kv.kv_dim();
+  out.data.resize(plan.pages.size() * kv.PageFloats());
+  for (size_t i = 0; i < plan.pages.size(); ++i) {
+    kv.ReadPage(plan.pages[i], out.data.data() + i * kv.PageFloats());
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const HeldNode& h = s_->nodes.at(nodes[i]);
+    out.nodes.push_back(
+        KvExport::Node{nodes[i], kv.Length(nodes[i]), h.last_token, h.version, plan.tables[i]});
+  }
+  return out;
+}
+
+Status Engine::ImportNodes(const KvExport& e) {
+  KvCache& kv = s_->kv;
+  if (e.n_layers != kv.n_layers() || e.page_size != kv.page_size() || e.kv_dim != kv.kv_dim()) {
+    return InvalidArgument("KV of " + std::to_string(e.n_layers) + " layers, page size " +
+                           std::to_string(e.page_size) + ", kv_dim " + std::to_string(e.kv_dim) +
+                           " does not fit this engine's (" + std::to_string(kv.n_layers()) + ", " +
+                           std::to_string(kv.page_size()) + ", " + std::to_string(kv.kv_dim()) +
+                           ")");
+  }
+  if (e.n_pages < 0 || e.data.size() != static_cast<size_t>(e.n_pages) * kv.PageFloats()) {
+    return InvalidArgument("KV export holds " + std::to_string(e.data.size()) + " floats for " +
+                           std::to_string(e.n_pages) + " pages");
+  }
+  std::vector<NodeId> ids;
+  std::vector<int> lengths;
+  std::vector<std::vector<uint32_t>> tables;
+  std::unordered_set<NodeId> seen;
+  const int vocab = s_->weights->config.vocab_size;
+  for (const KvExport::Node& n : e.nodes) {
+    if (n.node.value() == 0 || (n.node.value() & kReservedBit)) {
+      return InvalidArgument("node id " + Id(n.node) + " reserved");
+    }
+    if (!seen.insert(n.node).second) return InvalidArgument("node " + Id(n.node) + " repeated");
+    if (kv.Contains(n.node)) return AlreadyExists("node " + Id(n.node) + " is already held");
+    if (n.length < 1 || n.length >= s_->weights->config.max_seq_len) {
+      return InvalidArgument("node " + Id(n.node) + " has length " + std::to_string(n.length));
+    }
+    if (n.last_token < 0 || n.last_token >= vocab) {
+      return InvalidArgument("node " + Id(n.node) + " pending token outside the vocabulary");
+    }
+    if (static_cast<int>(n.pages.size()) != kv.PagesToCreate(n.length)) {
+      return InvalidArgument("node " + Id(n.node) + " has " + std::to_string(n.pages.size()) +
+                             " pages for " + std::to_string(n.length) + " positions");
+    }
+    for (uint32_t p : n.pages) {
+      if (p >= static_cast<uint32_t>(e.n_pages)) {
+        return InvalidArgument("node " + Id(n.node) + " names page " + std::to_string(p) + " of " +
+                               std::to_string(e.n_pages));
+      }
+    }
+    ids.push_back(n.node);
+    lengths.push_back(n.length);
+    tables.push_back(n.pages);
+  }
+  if (!kv.HasFreePages(e.n_pages)) {
+    return ResourceExhausted("importing " + std::to_string(ids.size()) + " nodes needs " +
+                             std::to_string(e.n_pages) + " KV pages, " +
+                             std::to_string(kv.pool().num_free()) + " free");
+  }
+  kv.Import(ids, lengths, tables, e.n_pages, e.data.data());
+  for (const KvExport::Node& n : e.nodes) {
+    s_->nodes[n.node] = HeldNode{n.last_token, n.version, false, false};
+  }
+  return OkStatus();
+}
+
 Status Engine::SwapWeights(std::shared_ptr<const model::ModelWeights> weights,
                            WeightVersion version) {
   if (weights == nullptr) return InvalidArgument("no weights");

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "common/ids.h"
@@ -100,6 +101,21 @@ struct SegmentResult {
   std::vector<float> prefix_logits;
 };
 
+// Held nodes' KV in a form another engine can import (subtree migration, docs/placement.md).
+struct KvExport {
+  struct Node {
+    NodeId node;
+    int length = 0;          // positions in the KV
+    int32_t last_token = 0;  // the pending token
+    WeightVersion version;
+    std::vector<uint32_t> pages;  // indices into the export's pages
+  };
+  std::vector<Node> nodes;
+  int n_pages = 0;
+  int n_layers = 0, page_size = 0, kv_dim = 0;
+  std::vector<float> data;  // n_pages pages of KvCache::PageFloats() floats
+};
+
 struct EngineLoad {
   int tasks = 0;                      // submitted and not finished
   int running_sequences = 0;          // children still decoding (or waiting for their parent)
@@ -139,6 +155,17 @@ class Engine {
   Status Release(NodeId node);
   // True when `node` is held and idle (can be forked or released).
   bool Holds(NodeId node) const;
+
+  // The KV of held, idle nodes (pages they share are exported once). kNotFound when one is
+  // not held or is running.
+  Result<KvExport> ExportNodes(std::span<const NodeId> nodes) const;
+  // Holds the exported nodes as if computed here. Nothing changes on error:
+  //   kInvalidArgument    another page size / layer count / kv_dim, or a malformed export
+  //   kAlreadyExists      a node is already held (or running)
+  //   kResourceExhausted  not enough free pages
+  Status ImportNodes(const KvExport& kv);
+  // Pages ImportNodes(kv) takes.
+  int PagesToImport(const KvExport& kv) const { return kv.n_pages; }
 
   // Replaces the weights between segments. kFailedPrecondition while any task is in flight;
   // kInvalidArgument if the shape differs. Held nodes keep their old version tag.

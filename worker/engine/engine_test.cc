@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 namespace treepo::worker {
@@ -319,6 +320,77 @@ TEST(SamplerTest, TruncationAndLogprobs) {
   double z2 = 0;
   for (float l : logits) z2 += std::exp((l - 3.0) / 2.0);
   EXPECT_NEAR(t.logprob, (logits[t.token] - 3.0) / 2.0 - std::log(z2), 1e-5);
+}
+
+}  // namespace
+}  // namespace treepo::worker
+
+namespace treepo::worker {
+namespace {
+
+// Subtree migration: nodes exported from one engine and imported into another continue
+// bitwise as they would have where they were computed, pages they share stay shared, and a
+// bad import changes nothing.
+TEST(EngineMigrationTest, ImportedNodesContinueBitwiseAndKeepTheirSharing) {
+  auto w = RandomWeights();
+  auto src = MakeEngine(w, 64, 4);
+  auto dst = MakeEngine(w, 64, 4);
+  // A prompt node of 9 positions (prefilled) with two children of 6 tokens each: the children
+  // share the prompt's two full pages.
+  ASSERT_TRUE(
+      src->Submit(Request(1, NodeId(5), RandomTokens(10, 3), {NodeId(6), NodeId(7)}, 6, 1.0f))
+          .ok());
+  src->RunUntilIdle();
+  const int free_before = dst->kv_cache().pool().num_free();
+  Result<KvExport> kv = src->ExportNodes(std::vector<NodeId>{NodeId(5), NodeId(6), NodeId(7)});
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  // 9 positions: 3 pages; each child (15 positions): 2 shared + 2 of its own.
+  EXPECT_EQ(kv->n_pages, 3 + 2 + 2);
+  ASSERT_TRUE(dst->ImportNodes(*kv).ok());
+  EXPECT_EQ(dst->kv_cache().pool().num_free(), free_before - 7);
+  EXPECT_TRUE(dst->Holds(NodeId(6)));
+  EXPECT_EQ(dst->kv_cache().Length(NodeId(6)), src->kv_cache().Length(NodeId(6)));
+  // Importing again: the nodes are held already; nothing changes.
+  EXPECT_EQ(dst->ImportNodes(*kv).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(dst->kv_cache().pool().num_free(), free_before - 7);
+
+  // The same continuation on both engines: bitwise equal tokens and log-probs.
+  for (Engine* e : {src.get(), dst.get()}) {
+    SegmentRequest r = Request(2, NodeId(6), {}, {NodeId(10), NodeId(11)}, 8, 1.0f);
+    r.return_logits = true;
+    ASSERT_TRUE(e->Submit(r).ok());
+    ASSERT_TRUE(e->Submit(Request(3, NodeId(5), {}, {NodeId(12)}, 8, 1.0f)).ok());
+  }
+  const auto a = src->RunUntilIdle();
+  const auto b = dst->RunUntilIdle();
+  for (uint64_t task : {2, 3}) {
+    const SegmentResult &x = Find(a, task), &y = Find(b, task);
+    ASSERT_EQ(x.children.size(), y.children.size());
+    for (size_t i = 0; i < x.children.size(); ++i) {
+      EXPECT_EQ(x.children[i].tokens, y.children[i].tokens);
+      EXPECT_EQ(0, std::memcmp(x.children[i].logprobs.data(), y.children[i].logprobs.data(),
+                               x.children[i].logprobs.size() * sizeof(float)));
+      EXPECT_EQ(x.children[i].logits, y.children[i].logits);
+    }
+  }
+
+  // Malformed exports are refused before anything is taken.
+  const int free_now = dst->kv_cache().pool().num_free();
+  KvExport bad = *kv;
+  for (auto& n : bad.nodes) n.node = NodeId(n.node.value() + 100);
+  bad.nodes[0].pages.push_back(99);
+  EXPECT_EQ(dst->ImportNodes(bad).code(), StatusCode::kInvalidArgument);
+  bad = *kv;
+  bad.page_size = 16;
+  EXPECT_EQ(dst->ImportNodes(bad).code(), StatusCode::kInvalidArgument);
+  bad = *kv;
+  for (auto& n : bad.nodes) n.node = NodeId(n.node.value() + 100);
+  auto tiny = MakeEngine(w, 4, 4);
+  EXPECT_EQ(tiny->ImportNodes(bad).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(dst->kv_cache().pool().num_free(), free_now);
+  // Only idle held nodes can be exported.
+  EXPECT_EQ(src->ExportNodes(std::vector<NodeId>{NodeId(77)}).status().code(),
+            StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "common/check.h"
 
@@ -122,6 +123,61 @@ void KvCache::Release(NodeId node) {
   TREEPO_CHECK(it != nodes_.end()) << "node " << node << " not in the KV cache";
   for (int32_t page : it->second.pages) pool_.Release(page);
   nodes_.erase(it);
+}
+
+KvCache::ExportPlan KvCache::PlanExport(std::span<const NodeId> nodes) const {
+  ExportPlan plan;
+  std::unordered_map<int32_t, uint32_t> index;
+  for (NodeId node : nodes) {
+    const Node& n = Get(node);
+    std::vector<uint32_t>& table = plan.tables.emplace_back();
+    for (int i = 0; i < PagesFor(n.length); ++i) {
+      auto [it, added] = index.try_emplace(n.pages[i], static_cast<uint32_t>(plan.pages.size()));
+      if (added) plan.pages.push_back(n.pages[i]);
+      table.push_back(it->second);
+    }
+  }
+  return plan;
+}
+
+void KvCache::ReadPage(int32_t page, float* out) const {
+  TREEPO_CHECK(page >= 0 && page < pool_.num_pages());
+  const size_t rows = static_cast<size_t>(page_size_) * kv_dim_;
+  for (int l = 0; l < n_layers_; ++l) {
+    std::memcpy(out + l * rows, KPage(l, page), rows * sizeof(float));
+    std::memcpy(out + (n_layers_ + l) * rows, VPage(l, page), rows * sizeof(float));
+  }
+}
+
+void KvCache::Import(std::span<const NodeId> nodes, std::span<const int> lengths,
+                     std::span<const std::vector<uint32_t>> tables, int n_pages,
+                     const float* data) {
+  TREEPO_CHECK(nodes.size() == lengths.size() && nodes.size() == tables.size());
+  TREEPO_CHECK(HasFreePages(n_pages));
+  std::vector<int32_t> pages;
+  pool_.Allocate(n_pages, &pages);
+  const size_t rows = static_cast<size_t>(page_size_) * kv_dim_;
+  for (int i = 0; i < n_pages; ++i) {
+    const float* src = data + i * PageFloats();
+    for (int l = 0; l < n_layers_; ++l) {
+      std::memcpy(k_[l].data() + pages[i] * rows, src + l * rows, rows * sizeof(float));
+      std::memcpy(v_[l].data() + pages[i] * rows, src + (n_layers_ + l) * rows,
+                  rows * sizeof(float));
+    }
+  }
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    TREEPO_CHECK(!Contains(nodes[k])) << "node " << nodes[k] << " exists";
+    TREEPO_CHECK_EQ(static_cast<int>(tables[k].size()), PagesFor(lengths[k]));
+    Node n;
+    n.length = lengths[k];
+    for (uint32_t i : tables[k]) {
+      TREEPO_CHECK_LT(static_cast<int>(i), n_pages);
+      n.pages.push_back(pages[i]);
+      pool_.AddRef(pages[i]);
+    }
+    nodes_.emplace(nodes[k], std::move(n));
+  }
+  for (int32_t page : pages) pool_.Release(page);  // the allocation's own reference
 }
 
 cpu::KvView KvCache::View() const {

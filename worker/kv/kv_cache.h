@@ -75,6 +75,26 @@ class KvCache {
   // Drops the node; its pages' counts go down and pages at zero return to the pool.
   void Release(NodeId node);
 
+  // Migration between workers (docs/placement.md). PlanExport lists the distinct pages that
+  // hold [0, Length) of each node (all Contains), in first-use order, and each node's block
+  // table as indices into that list: nodes that share pages here share them in the list, so
+  // an import keeps the sharing.
+  struct ExportPlan {
+    std::vector<int32_t> pages;
+    std::vector<std::vector<uint32_t>> tables;  // per node, in the order given
+  };
+  ExportPlan PlanExport(std::span<const NodeId> nodes) const;
+  // Floats of one page over every layer: K rows of layers 0..n-1, then V rows of each.
+  size_t PageFloats() const { return size_t{2} * n_layers_ * page_size_ * kv_dim_; }
+  // Copies `page` into out[0, PageFloats()).
+  void ReadPage(int32_t page, float* out) const;
+  // Takes `n_pages` free pages (planned: HasFreePages(n_pages)), fills them from
+  // data[n_pages * PageFloats()], and makes each node (absent) of `lengths[i]` positions over
+  // the pages `tables[i]` names (indices < n_pages, PagesFor(length) of them). Pages no table
+  // names return to the pool.
+  void Import(std::span<const NodeId> nodes, std::span<const int> lengths,
+              std::span<const std::vector<uint32_t>> tables, int n_pages, const float* data);
+
   // The storage for the forward pass (valid while this cache lives).
   cpu::KvView View() const;
   // [page_size, kv_dim] of K or V of `page` in `layer` (tests and page copies).

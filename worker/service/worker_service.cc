@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -81,6 +84,15 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
                             pr::Dealer::Connect(ctx_, o_.scheduler_endpoint, dopt));
     dealer_.emplace(std::move(dealer));
+    if (!o_.peer_bind.empty() && !dopt.curve) {
+      pr::RouterOptions ro;
+      ro.socket.max_message_bytes = static_cast<int64_t>(codec_.max_frame_bytes) + 4096;
+      TREEPO_ASSIGN_OR_RETURN(pr::Router peer, pr::Router::Bind(ctx_, o_.peer_bind, ro));
+      peer_.emplace(std::move(peer));
+      spdlog::info("{}: KV peer endpoint {}", name_, peer_->endpoint());
+    } else if (!o_.peer_bind.empty()) {
+      spdlog::info("{}: CURVE keys in use: this worker takes part in no KV migration", name_);
+    }
     TREEPO_RETURN_IF_ERROR(Register());
     return Serve();
   }
@@ -109,6 +121,8 @@ class WorkerLoop {
     reg.page_capacity = static_cast<uint32_t>(o_.engine.kv.num_pages);
     reg.page_size = static_cast<uint32_t>(o_.engine.kv.page_size);
     reg.model_fingerprint = pr::ModelFingerprint(weights_->config);
+    if (peer_) reg.peer_endpoint = peer_->endpoint();
+    reg.page_bytes = engine_->kv_cache().PageFloats() * sizeof(float);
     // One id per registration attempt: its resends are answered with the same ack.
     reg.registration_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
     const int64_t deadline = NowMs() + o_.scheduler_timeout_ms;
@@ -132,6 +146,7 @@ class WorkerLoop {
         if (const auto* ack = m->get_if<pr::RegisterAck>()) {
           id_ = WorkerId(ack->assigned_id);
           epoch_ = ack->epoch;
+          batches_seen_ = 0;  // the scheduler counts the batches it sends per registration
           heartbeat_ms_ = o_.heartbeat_interval_ms > 0
                               ? o_.heartbeat_interval_ms
                               : static_cast<int>(ack->heartbeat_interval_ms);
@@ -163,9 +178,21 @@ class WorkerLoop {
       }
       const int timeout =
           engine_->Idle() ? static_cast<int>(std::max<int64_t>(0, next_heartbeat - NowMs())) : 0;
-      TREEPO_ASSIGN_OR_RETURN(pr::PollResult polled, dealer_->Poll(timeout));
-      if (polled.readable) TREEPO_RETURN_IF_ERROR(DrainSocket());
-      if (!engine_->Idle()) TREEPO_RETURN_IF_ERROR(SendResults(engine_->Step()));
+      if (peer_) {
+        TREEPO_ASSIGN_OR_RETURN(pr::PairPoll polled, pr::PollBoth(*dealer_, *peer_, timeout));
+        if (polled.dealer) TREEPO_RETURN_IF_ERROR(DrainSocket());
+        if (polled.router) TREEPO_RETURN_IF_ERROR(DrainPeers());
+        ExpireTransfers();
+      } else {
+        TREEPO_ASSIGN_OR_RETURN(pr::PollResult polled, dealer_->Poll(timeout));
+        if (polled.readable) TREEPO_RETURN_IF_ERROR(DrainSocket());
+      }
+      if (!engine_->Idle()) {
+        TREEPO_RETURN_IF_ERROR(SendResults(engine_->Step()));
+        if (o_.debug_step_sleep_ms > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(o_.debug_step_sleep_ms));
+        }
+      }
       TREEPO_RETURN_IF_ERROR(MaybeSwapWeights());
     }
     if (shutdown_) {
@@ -195,6 +222,7 @@ class WorkerLoop {
 
   Status Handle(const pr::Message& m) {
     if (const auto* batch = m.get_if<pr::SegmentTaskBatch>()) {
+      ++batches_seen_;
       if (o_.debug_drop_tasks) {
         spdlog::warn("{}: dropping {} tasks unanswered (--debug-drop-tasks)", name_,
                      batch->tasks.size());
@@ -219,6 +247,8 @@ class WorkerLoop {
         pending_weights_ = std::move(*w);
         pending_version_ = v;
       }
+    } else if (const auto* mig = m.get_if<pr::KvMigrate>()) {
+      return mig->send ? SendKv(*mig) : ExpectKv(*mig);
     } else if (const auto* sd = m.get_if<pr::Shutdown>()) {
       spdlog::info("{}: shutdown requested ({})", name_, sd->reason);
       shutdown_ = true;
@@ -246,6 +276,9 @@ class WorkerLoop {
         name_, id_.value(), epoch_, why);
     const WeightVersion version = engine_->Load().weight_version;
     engine_.reset();  // frees the KV pool before the new one is allocated
+    incoming_.clear();
+    early_.clear();
+    early_bytes_ = 0;
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, version, o_.engine));
     pending_weights_.reset();
     intake_ = WeightIntake();
@@ -261,9 +294,201 @@ class WorkerLoop {
     return Send(pr::TaskRejected{t.task_id, st.code(), st.message()});
   }
 
+  // ---- KV migration (docs/placement.md) ----
+
+  // Source side: export the nodes and send them to the destination in chunks.
+  Status SendKv(const pr::KvMigrate& m) {
+    Result<KvExport> kv = engine_->ExportNodes(m.node_ids);
+    if (!kv.ok()) {
+      return Send(
+          pr::KvMigrated{m.transfer_id, false, "source: " + kv.status().message(), m.node_ids, 0});
+    }
+    Result<pr::Dealer*> to = PeerDealer(m.dest_endpoint);
+    if (!to.ok()) {
+      return Send(
+          pr::KvMigrated{m.transfer_id, false, "source: " + to.status().message(), m.node_ids, 0});
+    }
+    const size_t page_floats = kv->data.size() / std::max(1, kv->n_pages);
+    const size_t page_bytes = std::max<size_t>(1, page_floats * sizeof(float));
+    const uint32_t per_chunk =
+        static_cast<uint32_t>(std::max<size_t>(1, kKvChunkBytes / page_bytes));
+    const uint32_t total = static_cast<uint32_t>(kv->n_pages);
+    const uint32_t count = std::max<uint32_t>(1, (total + per_chunk - 1) / per_chunk);
+    for (uint32_t i = 0; i < count; ++i) {
+      pr::KvChunk c;
+      c.transfer_id = m.transfer_id;
+      c.source_worker = id_;
+      c.index = i;
+      c.count = count;
+      if (i == 0) {
+        for (const KvExport::Node& n : kv->nodes) {
+          c.nodes.push_back(pr::KvNode{n.node, static_cast<uint32_t>(n.length), n.last_token,
+                                       n.version, n.pages});
+        }
+      }
+      c.page_begin = std::min(total, i * per_chunk);
+      c.page_count = std::min(per_chunk, total - c.page_begin);
+      c.total_pages = total;
+      c.n_layers = static_cast<uint32_t>(kv->n_layers);
+      c.page_size = static_cast<uint32_t>(kv->page_size);
+      c.kv_dim = static_cast<uint32_t>(kv->kv_dim);
+      const auto* begin = reinterpret_cast<const uint8_t*>(kv->data.data()) +
+                          static_cast<size_t>(c.page_begin) * page_bytes;
+      c.data.assign(begin, begin + static_cast<size_t>(c.page_count) * page_bytes);
+      c.checksum = pr::Fnv1a64(c.data);
+      pr::Message msg;
+      msg.sender = id_.value();
+      msg.epoch = epoch_;
+      msg.payload = std::move(c);
+      const Status st = (*to)->Send(pr::Encode(msg));
+      if (!st.ok()) {
+        return Send(pr::KvMigrated{m.transfer_id, false, "source: " + st.message(), m.node_ids, 0});
+      }
+    }
+    spdlog::debug("{}: sent {} nodes ({} pages in {} chunks) of transfer {} to {}", name_,
+                  kv->nodes.size(), total, count, m.transfer_id, m.dest_endpoint);
+    return OkStatus();
+  }
+
+  // A Dealer to another worker's peer endpoint, made on first use.
+  Result<pr::Dealer*> PeerDealer(const std::string& endpoint) {
+    auto it = peer_dealers_.find(endpoint);
+    if (it != peer_dealers_.end()) return &it->second;
+    if (peer_dealers_.size() >= 64) peer_dealers_.clear();  // bounded: reconnect on demand
+    pr::DealerOptions d;
+    d.identity = name_ + "#kv" + std::to_string(id_.value());
+    d.socket.send_timeout_ms = 2000;
+    TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer, pr::Dealer::Connect(ctx_, endpoint, d));
+    return &peer_dealers_.emplace(endpoint, std::move(dealer)).first->second;
+  }
+
+  // Destination side: a transfer the scheduler announced; chunks of any other are dropped.
+  Status ExpectKv(const pr::KvMigrate& m) {
+    Incoming in;
+    in.nodes = m.node_ids;
+    in.deadline_ms = NowMs() + kTransferTimeoutMs;
+    incoming_[m.transfer_id] = std::move(in);
+    // Chunks that came in before this order (the two sides hear the scheduler separately).
+    auto early = early_.find(m.transfer_id);
+    if (early == early_.end()) return OkStatus();
+    std::vector<pr::KvChunk> chunks = std::move(early->second.chunks);
+    early_bytes_ -= early->second.bytes;
+    early_.erase(early);
+    for (const pr::KvChunk& c : chunks) TREEPO_RETURN_IF_ERROR(TakeChunk(c));
+    return OkStatus();
+  }
+
+  Status DrainPeers() {
+    while (true) {
+      TREEPO_ASSIGN_OR_RETURN(auto in, peer_->Recv(0));
+      if (!in) return OkStatus();
+      Result<pr::Message> m =
+          in->malformed.ok() ? pr::Decode(in->frame, codec_) : Result<pr::Message>(in->malformed);
+      const pr::KvChunk* chunk = m.ok() ? m->get_if<pr::KvChunk>() : nullptr;
+      if (chunk == nullptr) {
+        if (++bad_peer_frames_ == 1 || bad_peer_frames_ % 100 == 0) {
+          spdlog::warn("{}: dropping bad frame on the KV peer socket ({} so far): {}", name_,
+                       bad_peer_frames_, m.ok() ? "not a KvChunk" : m.status().ToString());
+        }
+        continue;
+      }
+      TREEPO_RETURN_IF_ERROR(TakeChunk(*chunk));
+    }
+  }
+
+  Status TakeChunk(const pr::KvChunk& c) {
+    auto it = incoming_.find(c.transfer_id);
+    if (it == incoming_.end()) {
+      // Kept a while (bounded) in case the scheduler's order is still on its way.
+      if (early_bytes_ + c.data.size() > kEarlyBytes) {
+        spdlog::debug("{}: chunk of unexpected transfer {} dropped", name_, c.transfer_id);
+        return OkStatus();
+      }
+      Early& e = early_[c.transfer_id];
+      if (e.chunks.empty()) e.deadline_ms = NowMs() + kEarlyTimeoutMs;
+      e.bytes += c.data.size();
+      early_bytes_ += c.data.size();
+      e.chunks.push_back(c);
+      return OkStatus();
+    }
+    Incoming& in = it->second;
+    if (in.chunks_seen.empty()) {
+      in.chunks_seen.assign(c.count, false);
+      in.kv.n_pages = static_cast<int>(c.total_pages);
+      in.kv.n_layers = static_cast<int>(c.n_layers);
+      in.kv.page_size = static_cast<int>(c.page_size);
+      in.kv.kv_dim = static_cast<int>(c.kv_dim);
+      const KvCache& kv = engine_->kv_cache();
+      if (in.kv.n_layers != kv.n_layers() || in.kv.page_size != kv.page_size() ||
+          in.kv.kv_dim != kv.kv_dim() ||
+          c.total_pages > static_cast<uint32_t>(kv.pool().num_pages())) {
+        return FailTransfer(c.transfer_id, "destination: KV shape or size does not fit");
+      }
+      in.kv.data.assign(static_cast<size_t>(c.total_pages) * kv.PageFloats(), 0.0f);
+    }
+    if (c.count != in.chunks_seen.size() || c.total_pages != static_cast<uint32_t>(in.kv.n_pages) ||
+        c.n_layers != static_cast<uint32_t>(in.kv.n_layers) || in.chunks_seen[c.index]) {
+      return FailTransfer(c.transfer_id, "destination: inconsistent or repeated chunk");
+    }
+    in.chunks_seen[c.index] = true;
+    ++in.chunks_in;
+    const size_t page_floats = engine_->kv_cache().PageFloats();
+    std::memcpy(in.kv.data.data() + static_cast<size_t>(c.page_begin) * page_floats, c.data.data(),
+                c.data.size());
+    in.bytes += c.data.size();
+    for (const pr::KvNode& n : c.nodes) {
+      in.kv.nodes.push_back(KvExport::Node{n.node_id, static_cast<int>(n.length), n.last_token,
+                                           n.weight_version, n.pages});
+    }
+    if (in.chunks_in < in.chunks_seen.size()) return OkStatus();
+    std::vector<NodeId> got;
+    for (const KvExport::Node& n : in.kv.nodes) got.push_back(n.node);
+    if (got != in.nodes)
+      return FailTransfer(c.transfer_id, "destination: other nodes than ordered");
+    const Status st = engine_->ImportNodes(in.kv);
+    const uint64_t bytes = in.bytes;
+    incoming_.erase(it);
+    if (!st.ok())
+      return Send(pr::KvMigrated{c.transfer_id, false, "destination: " + st.message(), got, bytes});
+    spdlog::debug("{}: imported {} nodes ({} bytes) of transfer {}", name_, got.size(), bytes,
+                  c.transfer_id);
+    return Send(pr::KvMigrated{c.transfer_id, true, "", std::move(got), bytes});
+  }
+
+  Status FailTransfer(uint64_t transfer, const std::string& why) {
+    auto it = incoming_.find(transfer);
+    std::vector<NodeId> nodes;
+    if (it != incoming_.end()) {
+      nodes = it->second.nodes;
+      incoming_.erase(it);
+    }
+    spdlog::warn("{}: transfer {} failed: {}", name_, transfer, why);
+    return Send(pr::KvMigrated{transfer, false, why, std::move(nodes), 0});
+  }
+
+  // Transfers whose chunks stopped coming are dropped (the scheduler times them out too).
+  void ExpireTransfers() {
+    const int64_t now = NowMs();
+    for (auto it = incoming_.begin(); it != incoming_.end();) {
+      it = it->second.deadline_ms <= now ? incoming_.erase(it) : std::next(it);
+    }
+    for (auto it = early_.begin(); it != early_.end();) {
+      if (it->second.deadline_ms > now) {
+        ++it;
+        continue;
+      }
+      early_bytes_ -= it->second.bytes;
+      it = early_.erase(it);
+    }
+  }
+
   Status SendResults(const std::vector<SegmentResult>& done) {
     if (done.empty()) return OkStatus();
     pr::SegmentResultBatch batch;
+    const PageStats pages = engine_->Load().pages;
+    batch.free_pages = static_cast<uint32_t>(pages.free);
+    batch.total_pages = static_cast<uint32_t>(pages.total);
+    batch.batches_seen = batches_seen_;
     for (const SegmentResult& r : done) {
       for (const ChildResult& c : r.children) decoded_total_ += c.tokens.size();
       batch.results.push_back(ToWire(r, id_));
@@ -282,6 +507,8 @@ class WorkerLoop {
     hb.used_pages = static_cast<uint32_t>(load.pages.used);
     hb.decoded_tokens_total = decoded_total_;
     hb.weight_version = load.weight_version;
+    hb.total_pages = static_cast<uint32_t>(load.pages.total);
+    hb.batches_seen = batches_seen_;
     return Send(hb);
   }
 
@@ -295,11 +522,39 @@ class WorkerLoop {
     return Send(pr::WeightAck{pending_version_, st.ok(), st.ok() ? "" : st.message()});
   }
 
+  // A transfer this worker is to receive.
+  struct Incoming {
+    std::vector<NodeId> nodes;  // as ordered
+    int64_t deadline_ms = 0;
+    std::vector<bool> chunks_seen;
+    size_t chunks_in = 0;
+    uint64_t bytes = 0;
+    KvExport kv;
+  };
+  // Chunks of a transfer not announced yet.
+  struct Early {
+    std::vector<pr::KvChunk> chunks;
+    size_t bytes = 0;
+    int64_t deadline_ms = 0;
+  };
+  static constexpr size_t kKvChunkBytes = size_t{1} << 20;
+  static constexpr size_t kEarlyBytes = size_t{64} << 20;
+  static constexpr int64_t kEarlyTimeoutMs = 5000;
+  static constexpr int64_t kTransferTimeoutMs = 60000;
+
   const WorkerOptions& o_;
   const std::string name_;
   std::atomic<bool>* stop_;
   pr::Context ctx_;
   std::optional<pr::Dealer> dealer_;
+  std::optional<pr::Router> peer_;  // KV chunks from other workers
+  std::map<std::string, pr::Dealer> peer_dealers_;
+  std::map<uint64_t, Incoming> incoming_;
+  std::map<uint64_t, Early> early_;
+  size_t early_bytes_ = 0;
+  pr::CodecOptions codec_;
+  uint64_t batches_seen_ = 0;
+  int64_t bad_peer_frames_ = 0;
   std::shared_ptr<const model::ModelWeights> weights_;
   std::unique_ptr<Engine> engine_;
   WeightIntake intake_;
@@ -322,6 +577,7 @@ Status WorkerOptions::Validate() const {
   if (heartbeat_interval_ms < 0) return InvalidArgument("worker: heartbeat_interval_ms < 0");
   if (scheduler_timeout_ms < 1) return InvalidArgument("worker: scheduler_timeout_ms < 1");
   if (register_retry_ms < 1) return InvalidArgument("worker: register_retry_ms < 1");
+  if (debug_step_sleep_ms < 0) return InvalidArgument("worker: debug_step_sleep_ms < 0");
   if (!IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
   return engine.Validate();
 }

@@ -12,6 +12,12 @@
 // An ErrorReply with kInvalidArgument to RegisterWorker (a key of another role, another model)
 // ends the worker with that error. Whatever else arrives (frames that do not decode, multipart
 // messages, unexpected types) is logged with a bound and dropped.
+//
+// Heartbeats and result batches report the KV pool (total and free pages) and how many task
+// batches arrived, for the scheduler's page accounting. Migration: KvMigrate(send) exports
+// held nodes and sends them in checksummed KvChunks straight to the destination worker's
+// peer endpoint; KvMigrate(expect) arms the destination, which imports the pages once every
+// chunk is in and answers the scheduler with KvMigrated (either side answers a failure).
 #pragma once
 
 #include <atomic>
@@ -37,6 +43,13 @@ struct WorkerOptions {
   // Testing only: take task batches and never run or answer them (heartbeats go on), the
   // way a wedged engine would; the scheduler's task deadlines must recover from it.
   bool debug_drop_tasks = false;
+  // Where other workers send this one KV pages for subtree migration (KvChunk; the scheduler
+  // orders moves with KvMigrate, docs/placement.md). "tcp://HOST:*" picks a free port; empty:
+  // this worker takes part in no migration. With CURVE keys migrations are off (the peer
+  // socket has no keys of its own yet).
+  std::string peer_bind = "tcp://127.0.0.1:*";
+  // Testing and benchmarks only: sleep this long after every engine step (a slow worker).
+  int debug_step_sleep_ms = 0;
   // CURVE keys (docs/security.md): required when the scheduler is not on loopback.
   protocols::ClientKeyOptions keys;
 
