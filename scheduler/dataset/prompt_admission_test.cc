@@ -65,7 +65,7 @@ TEST(PromptAdmissionTest, TheDriverUsesTheLoadTimeTokens) {
   auto tasks = (*driver)->TakeTasks();
   ASSERT_TRUE(tasks.ok());
   ASSERT_FALSE(tasks->empty());
-  EXPECT_EQ((*tasks)[0].parent_tokens, r.prompt_tokens);
+  EXPECT_EQ((*tasks)[0].prefix_tokens, r.prompt_tokens);
 }
 
 }  // namespace

@@ -28,18 +28,18 @@ protocols::RegisterWorker Reg(const std::string& name) {
   return r;
 }
 
-TaskSpec Spec(uint64_t task, uint64_t parent, std::vector<uint64_t> children) {
-  TaskSpec s;
-  s.task.task_id = TaskId(task);
-  s.task.query_id = QueryId(1);
-  s.task.parent_node_id = NodeId(parent);
+// A task of query 1 whose parent's whole path is {1, 5, 6, 7} (3 KV positions).
+protocols::SegmentTask Spec(uint64_t task, uint64_t parent, std::vector<uint64_t> children) {
+  protocols::SegmentTask s;
+  s.task_id = TaskId(task);
+  s.query_id = QueryId(1);
+  s.parent_node_id = NodeId(parent);
   for (uint64_t c : children) {
-    s.task.child_node_ids.push_back(NodeId(c));
-    s.task.child_seeds.push_back(c);
+    s.child_node_ids.push_back(NodeId(c));
+    s.child_seeds.push_back(c);
   }
-  s.task.max_new_tokens = 4;
-  s.query = QueryId(1);
-  s.parent_tokens = {1, 5, 6, 7};
+  s.max_new_tokens = 4;
+  s.prefix_tokens = {1, 5, 6, 7};
   return s;
 }
 
@@ -289,15 +289,15 @@ TEST_F(DispatcherTest, ATaskWhoseChildrenFitNoPoolAtOnceIsSplit) {
   ASSERT_FALSE(ids.empty());
   std::optional<InFlightTask> done = d.Complete(ids[0], batches.begin()->first);
   ASSERT_TRUE(done);
-  EXPECT_EQ(done->spec.origin, TaskId(1));
+  EXPECT_EQ(done->origin, TaskId(1));
 }
 
 TEST_F(DispatcherTest, ATaskTooLargeForEveryWorkerIsHopeless) {
   Dispatcher d(&reg_, DispatchLimits{});
   Report(&d, w1_, 2, 2, 0);
   Report(&d, w2_, 2, 2, 0);
-  TaskSpec one = Spec(1, 0, {10});
-  one.task.max_new_tokens = 40;  // 1 + 3 pages for one child: one path does not fit
+  protocols::SegmentTask one = Spec(1, 0, {10});
+  one.max_new_tokens = 40;  // 1 + 3 pages for one child: one path does not fit
   d.Enqueue(one);
   EXPECT_TRUE(d.Assign().empty());
   ASSERT_TRUE(d.hopeless().has_value());
@@ -452,8 +452,8 @@ TEST_F(DispatcherTest, DeadlineFollowsTaskSizeMeasuredSpeedAndDoublesPerMiss) {
   limits.deadline_floor_ms = 100;
   limits.assumed_tokens_per_s = 100.0;
   Dispatcher d(&reg_, limits);
-  TaskSpec big = Spec(1, 0, {10, 11, 12, 13});
-  big.task.max_new_tokens = 50;  // 4 x 50 + a 4-token prompt = 204 tokens
+  protocols::SegmentTask big = Spec(1, 0, {10, 11, 12, 13});
+  big.max_new_tokens = 50;  // 4 x 50 + a 4-token prompt = 204 tokens
   d.Enqueue(big);
   ASSERT_EQ(d.Assign()[w1_].tasks.size(), 1u);
   EXPECT_DOUBLE_EQ(d.TokensPerSecond(w1_), 100.0);  // not measured yet
@@ -471,8 +471,8 @@ TEST_F(DispatcherTest, DeadlineFollowsTaskSizeMeasuredSpeedAndDoublesPerMiss) {
   EXPECT_NEAR(d.TokensPerSecond(w2_), 204.0 * 1000.0 / 8159.0, 1e-9);
   // w1 answered nothing: it is given the slowest measured speed of the live workers.
   EXPECT_DOUBLE_EQ(d.TokensPerSecond(w1_), d.TokensPerSecond(w2_));
-  TaskSpec next = Spec(2, 10, {20});
-  next.task.max_new_tokens = 50;  // 50 tokens (no prefix: w2 holds node 10)
+  protocols::SegmentTask next = Spec(2, 10, {20});
+  next.max_new_tokens = 50;  // 50 tokens (no prefix: w2 holds node 10)
   d.Enqueue(next);
   ASSERT_EQ(d.Assign()[w2_].tasks.size(), 1u);
   const int64_t budget = static_cast<int64_t>(2.0 * 50.0 * 1000.0 / d.TokensPerSecond(w2_));

@@ -145,8 +145,11 @@ std::map<WorkerId, std::vector<NodeId>> HolderMap::RemoveQuery(QueryId query) {
 Dispatcher::Dispatcher(WorkerRegistry* registry, const DispatchLimits& limits)
     : registry_(registry), limits_(limits) {}
 
-void Dispatcher::Enqueue(TaskSpec spec, int attempts) {
-  queue_.push_back(Queued{std::move(spec), attempts, 0});
+void Dispatcher::Enqueue(protocols::SegmentTask task, int attempts) {
+  Queued q;
+  q.task = std::move(task);
+  q.attempts = attempts;
+  queue_.push_back(std::move(q));
 }
 
 int64_t Dispatcher::TaskPages(int64_t positions, int children, int64_t max_new_tokens,
@@ -158,13 +161,14 @@ int64_t Dispatcher::TaskPages(int64_t positions, int children, int64_t max_new_t
   return parent + static_cast<int64_t>(children) * per_child;
 }
 
-int64_t Dispatcher::NeedOn(const TaskSpec& spec, WorkerId worker, bool with_parent) const {
+int64_t Dispatcher::NeedOn(const protocols::SegmentTask& task, WorkerId worker,
+                           bool with_parent) const {
   const WorkerEntry* w = registry_->Find(worker);
   if (w == nullptr) return 0;
   const int64_t positions =
-      std::max<int64_t>(0, static_cast<int64_t>(spec.parent_tokens.size()) - 1);
-  return TaskPages(positions, static_cast<int>(spec.task.child_node_ids.size()),
-                   spec.task.max_new_tokens, static_cast<int>(w->page_size), with_parent);
+      std::max<int64_t>(0, static_cast<int64_t>(task.prefix_tokens.size()) - 1);
+  return TaskPages(positions, static_cast<int>(task.child_node_ids.size()), task.max_new_tokens,
+                   static_cast<int>(w->page_size), with_parent);
 }
 
 Dispatcher::PageBook& Dispatcher::Book(WorkerId worker) {
@@ -256,10 +260,10 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
   auto avoided = [&](WorkerId id) {
     return std::find(avoid.begin(), avoid.end(), id) != avoid.end();
   };
-  const NodeId parent = q.spec.task.parent_node_id;
+  const NodeId parent = q.task.parent_node_id;
   if (parent.value() != 0 && arriving_.count(parent) > 0) return std::nullopt;  // coming
   const double positions =
-      static_cast<double>(std::max<size_t>(1, q.spec.parent_tokens.size()) - 1);
+      static_cast<double>(std::max<size_t>(1, q.task.prefix_tokens.size()) - 1);
   std::vector<const WorkerEntry*> live;
   LiveWorkersInto(&live);
 
@@ -271,9 +275,9 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       const WorkerEntry* w = registry_->Find(id);
       if (w == nullptr || !w->alive || avoided(id)) continue;
       holding.push_back(id);
-      const bool fits = Fits(id, NeedOn(q.spec, id, false));
+      const bool fits = Fits(id, NeedOn(q.task, id, false));
       const bool best_fits =
-          holder != nullptr && Fits(holder->id, NeedOn(q.spec, holder->id, false));
+          holder != nullptr && Fits(holder->id, NeedOn(q.task, holder->id, false));
       if (holder == nullptr || (fits && !best_fits) ||
           (fits == best_fits && WaitMs(id) < WaitMs(holder->id))) {
         holder = w;
@@ -285,14 +289,14 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
   };
 
   if (holder != nullptr) {
-    const bool local_fits = Fits(holder->id, NeedOn(q.spec, holder->id, false));
+    const bool local_fits = Fits(holder->id, NeedOn(q.task, holder->id, false));
     const double local_ms = WaitMs(holder->id);
     // The cheapest move to another worker, if the policy allows one.
     struct Alt {
       const WorkerEntry* w = nullptr;
       double ms = 0;
     } migrate, recompute;
-    const uint64_t task_id = q.spec.task.task_id.value();
+    const uint64_t task_id = q.task.task_id.value();
     const bool forced = limits_.debug_migrate_every > 0 && forced_.count(task_id) == 0 &&
                         ++placed_held_ % static_cast<uint64_t>(limits_.debug_migrate_every) == 0;
     for (const WorkerEntry* w : live) {
@@ -301,14 +305,14 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       const bool can_migrate =
           !holder->peer_endpoint.empty() && !w->peer_endpoint.empty() && holder->page_bytes > 0;
       if (can_migrate && (forced || limits_.policy == "cost" || limits_.policy == "migrate") &&
-          Fits(w->id, NeedOn(q.spec, w->id, true))) {
+          Fits(w->id, NeedOn(q.task, w->id, true))) {
         const double ms =
             wait + limits_.link_latency_ms +
             static_cast<double>(KvBytes(parent, holder->id)) * 1000.0 / LinkBytesPerSecond();
         if (migrate.w == nullptr || ms < migrate.ms) migrate = Alt{w, ms};
       }
       if (!forced && (limits_.policy == "cost" || limits_.policy == "recompute") &&
-          Fits(w->id, NeedOn(q.spec, w->id, true))) {
+          Fits(w->id, NeedOn(q.task, w->id, true))) {
         const double ms = wait + positions * 1000.0 / PrefillTokensPerSecond(w->id);
         if (recompute.w == nullptr || ms < recompute.ms) recompute = Alt{w, ms};
       }
@@ -345,7 +349,7 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       if (!local_fits) return std::nullopt;  // wait for pages to free on the holder
       ++placement_.decided_wait;
       spdlog::debug("task {}: stays with the holder of node {} on worker {} (wait {:.1f} ms)",
-                    q.spec.task.task_id.value(), parent.value(), holder->id.value(), local_ms);
+                    q.task.task_id.value(), parent.value(), holder->id.value(), local_ms);
       return Placement{holder->id, false, std::nullopt};
     }
     if (alt.migrate) {
@@ -353,13 +357,13 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       if (forced) forced_.insert(task_id);
       spdlog::debug(
           "task {}: migrate node {} from worker {} to {} ({:.1f} ms vs waiting {:.1f} ms{})",
-          q.spec.task.task_id.value(), parent.value(), holder->id.value(), alt.w->id.value(),
-          alt.ms, local_ms, forced ? ", forced" : "");
+          q.task.task_id.value(), parent.value(), holder->id.value(), alt.w->id.value(), alt.ms,
+          local_ms, forced ? ", forced" : "");
       return Placement{alt.w->id, false, holder->id};
     }
     ++placement_.decided_recompute;
     spdlog::debug("task {}: recompute node {} on worker {} ({:.1f} ms vs waiting {:.1f} ms)",
-                  q.spec.task.task_id.value(), parent.value(), alt.w->id.value(), alt.ms, local_ms);
+                  q.task.task_id.value(), parent.value(), alt.w->id.value(), alt.ms, local_ms);
     return Placement{alt.w->id, true, std::nullopt};
   }
 
@@ -368,7 +372,7 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
   double best_ms = 0;
   bool fits_anywhere_empty = live.empty();
   for (const WorkerEntry* w : live) {
-    const int64_t need = NeedOn(q.spec, w->id, true);
+    const int64_t need = NeedOn(q.task, w->id, true);
     auto book = pages_.find(w->id);
     const int64_t total = book != pages_.end() && book->second.total > 0
                               ? book->second.total
@@ -382,8 +386,8 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
     }
   }
   if (!fits_anywhere_empty && !hopeless_) {
-    hopeless_ = "task " + std::to_string(q.spec.task.task_id.value()) + " needs " +
-                std::to_string(NeedOn(q.spec, live.front()->id, true)) +
+    hopeless_ = "task " + std::to_string(q.task.task_id.value()) + " needs " +
+                std::to_string(NeedOn(q.task, live.front()->id, true)) +
                 " KV pages, more than any live worker has in all";
   }
   if (best == nullptr) return std::nullopt;
@@ -434,7 +438,7 @@ void Dispatcher::TakeOff(const InFlightTask& t) {
   in_flight_tokens_[t.worker] -= t.tokens;
   WorkerEntry* w = registry_->Find(t.worker);
   if (w != nullptr && w->alive) {
-    registry_->AddInFlight(w, -1, -static_cast<int>(t.spec.task.child_node_ids.size()));
+    registry_->AddInFlight(w, -1, -static_cast<int>(t.task.child_node_ids.size()));
   }
 }
 
@@ -445,7 +449,7 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
   while (!queue_.empty()) {
     Queued q = std::move(queue_.front());
     queue_.pop_front();
-    const TaskId id = q.spec.task.task_id;
+    const TaskId id = q.task.task_id;
     std::vector<WorkerId> avoid;
     if (auto a = avoid_.find(id); a != avoid_.end()) {
       const WorkerEntry* w = registry_->Find(a->second);
@@ -460,7 +464,7 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
     std::optional<Placement> p = PlaceTask(q, avoid);
     if (p && p->migrate_from) {
       // Order the move; the task waits for the destination's acknowledgement.
-      const NodeId parent = q.spec.task.parent_node_id;
+      const NodeId parent = q.task.parent_node_id;
       const WorkerEntry* to = registry_->Find(p->worker);
       Transfer t;
       t.nodes = {parent};
@@ -486,28 +490,29 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
       continue;
     }
     avoid_.erase(id);
-    const int sequences = static_cast<int>(q.spec.task.child_node_ids.size());
-    protocols::SegmentTask task = q.spec.task;
+    const int sequences = static_cast<int>(q.task.child_node_ids.size());
+    protocols::SegmentTask task = q.task;
     task.prefix_tokens.clear();
     const NodeId parent = task.parent_node_id;
     if (p->needs_prefix) {
-      task.prefix_tokens = q.spec.parent_tokens;
+      task.prefix_tokens = q.task.prefix_tokens;
       if (parent.value() != 0) {
         arriving_[parent] = p->worker;
         if (computed_.count(parent) > 0) {
           placement_.tokens_recomputed +=
-              std::max<int64_t>(0, static_cast<int64_t>(q.spec.parent_tokens.size()) - 1);
+              std::max<int64_t>(0, static_cast<int64_t>(q.task.prefix_tokens.size()) - 1);
         }
       }
     }
-    const int64_t pages = NeedOn(q.spec, p->worker, p->needs_prefix);
+    const int64_t pages = NeedOn(q.task, p->worker, p->needs_prefix);
     Book(p->worker).pending += pages;
     const int64_t tokens = static_cast<int64_t>(task.prefix_tokens.size()) +
                            static_cast<int64_t>(sequences) * task.max_new_tokens;
     registry_->AddInFlight(registry_->Find(p->worker), 1, sequences);
     out[p->worker].tasks.push_back(std::move(task));
-    InFlightTask t{std::move(q.spec), p->worker,          p->needs_prefix, static_cast<int>(pages),
-                   q.attempts + 1,    q.missed_deadlines, tokens,          0};
+    InFlightTask t{std::move(q.task), p->worker,          p->needs_prefix, static_cast<int>(pages),
+                   q.attempts + 1,    q.missed_deadlines, tokens,          0,
+                   q.origin};
     t.deadline_ms = DeadlineFor(p->worker, tokens, q.missed_deadlines, now);
     in_flight_tokens_[p->worker] += tokens;
     in_flight_[id] = std::move(t);
@@ -524,30 +529,30 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
 }
 
 bool Dispatcher::SplitIfTooLarge(Queued* q) {
-  const size_t children = q->spec.task.child_node_ids.size();
+  const size_t children = q->task.child_node_ids.size();
   if (children < 2 || !next_task_id_) return false;
   bool fits_one = false;
   for (const auto& [id, w] : registry_->workers()) {
     if (!w.alive) continue;
     auto book = pages_.find(id);
     const int64_t total = book != pages_.end() ? book->second.total : w.page_capacity;
-    if (NeedOn(q->spec, id, true) <= total) return false;
+    if (NeedOn(q->task, id, true) <= total) return false;
     fits_one = true;
   }
   if (!fits_one) return false;  // no live worker: nothing to size against
   Queued second = *q;
   const size_t half = children / 2;
-  auto& a = q->spec.task;
-  auto& b = second.spec.task;
+  auto& a = q->task;
+  auto& b = second.task;
   a.child_node_ids.resize(half);
   a.child_seeds.resize(half);
   b.child_node_ids.erase(b.child_node_ids.begin(), b.child_node_ids.begin() + half);
   b.child_seeds.erase(b.child_seeds.begin(), b.child_seeds.begin() + half);
-  if (q->spec.origin.value() == 0) q->spec.origin = a.task_id;
-  second.spec.origin = q->spec.origin;
+  if (q->origin.value() == 0) q->origin = a.task_id;
+  second.origin = q->origin;
   b.task_id = next_task_id_();
   spdlog::debug("task {}: {} children fit no worker at once: split into tasks {} and {}",
-                q->spec.origin.value(), children, a.task_id.value(), b.task_id.value());
+                q->origin.value(), children, a.task_id.value(), b.task_id.value());
   queue_.push_front(std::move(second));
   queue_.push_front(std::move(*q));
   return true;
@@ -557,7 +562,7 @@ void Dispatcher::MaybeEvict(const std::deque<Queued>& waiting) {
   if (!transfers_.empty()) return;  // a move under way will change the picture
   // Parents the queued tasks fork, and the newest query each worker holds nodes for.
   std::unordered_map<NodeId, int> wanted;
-  for (const Queued& q : waiting) ++wanted[q.spec.task.parent_node_id];
+  for (const Queued& q : waiting) ++wanted[q.task.parent_node_id];
   for (const auto& [id, w] : registry_->workers()) {
     if (!w.alive || w.in_flight_tasks > 0 || w.page_size == 0) continue;
     auto book = pages_.find(id);
@@ -568,15 +573,15 @@ void Dispatcher::MaybeEvict(const std::deque<Queued>& waiting) {
     std::optional<int64_t> need;
     int64_t segment = 1;
     for (const Queued& q : waiting) {
-      const NodeId parent = q.spec.task.parent_node_id;
+      const NodeId parent = q.task.parent_node_id;
       if (arriving_.count(parent) > 0) continue;
       const std::vector<WorkerId> hs = holders_.Holders(parent);
       const bool here = std::find(hs.begin(), hs.end(), id) != hs.end();
       if (!here && !hs.empty()) continue;
-      const int64_t n = NeedOn(q.spec, id, !here);
+      const int64_t n = NeedOn(q.task, id, !here);
       if (!need || n < *need) {
         need = n;
-        segment = q.spec.task.max_new_tokens;
+        segment = q.task.max_new_tokens;
       }
     }
     const std::optional<int64_t> free = FreePages(id);
@@ -680,9 +685,9 @@ bool Dispatcher::CanAdmit(int64_t positions, int paths, int64_t segment_tokens) 
   }
   if (page_size == 0) return true;
   for (const Queued& q : queue_) {
-    const int64_t pos = std::max<int64_t>(0, static_cast<int64_t>(q.spec.parent_tokens.size()) - 1);
-    free -= TaskPages(pos, static_cast<int>(q.spec.task.child_node_ids.size()),
-                      q.spec.task.max_new_tokens, page_size, false);
+    const int64_t pos = std::max<int64_t>(0, static_cast<int64_t>(q.task.prefix_tokens.size()) - 1);
+    free -= TaskPages(pos, static_cast<int>(q.task.child_node_ids.size()), q.task.max_new_tokens,
+                      page_size, false);
   }
   return TaskPages(positions, paths, segment_tokens, page_size, true) <= free;
 }
@@ -697,19 +702,20 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker,
   } else if (auto l = late_.find(task); l != late_.end() && l->second.count(worker) > 0) {
     // Taken back from this worker, but not placed elsewhere yet: the late answer still counts.
     auto q = std::find_if(queue_.begin(), queue_.end(),
-                          [&](const Queued& e) { return e.spec.task.task_id == task; });
+                          [&](const Queued& e) { return e.task.task_id == task; });
     if (q == queue_.end()) {
       DropLate(task, worker);
       return std::nullopt;
     }
-    done = InFlightTask{std::move(q->spec),
+    done = InFlightTask{std::move(q->task),
                         worker,
                         l->second[worker].sent_prefix,
                         0,
                         q->attempts,
                         q->missed_deadlines,
                         0,
-                        0};
+                        0,
+                        q->origin};
     queue_.erase(q);
     l->second.erase(worker);  // other late workers still get their nodes released
     if (l->second.empty()) late_.erase(l);
@@ -718,26 +724,26 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker,
   }
   const InFlightTask& t = *done;
   const WorkerEntry* w = registry_->Find(worker);
-  const NodeId parent = t.spec.task.parent_node_id;
+  const NodeId parent = t.task.parent_node_id;
   const int64_t parent_positions =
-      std::max<int64_t>(0, static_cast<int64_t>(t.spec.parent_tokens.size()) - 1);
+      std::max<int64_t>(0, static_cast<int64_t>(t.task.prefix_tokens.size()) - 1);
   if (t.sent_prefix && parent.value() != 0) {
     if (auto a = arriving_.find(parent); a != arriving_.end() && a->second == worker) {
       arriving_.erase(a);
     }
   }
   if (w != nullptr && w->alive) {
-    const auto& children = t.spec.task.child_node_ids;
+    const auto& children = t.task.child_node_ids;
     for (size_t i = 0; i < children.size(); ++i) {
-      int64_t positions = parent_positions + t.spec.task.max_new_tokens;
+      int64_t positions = parent_positions + t.task.max_new_tokens;
       if (result != nullptr && i < result->children.size()) {
         positions = parent_positions + static_cast<int64_t>(result->children[i].tokens.size());
       }
-      holders_.Add(children[i], t.spec.query, worker, positions);
+      holders_.Add(children[i], t.task.query_id, worker, positions);
       computed_[children[i]] = positions;
     }
     if (t.sent_prefix && parent.value() != 0) {
-      holders_.Add(parent, t.spec.query, worker, parent_positions);
+      holders_.Add(parent, t.task.query_id, worker, parent_positions);
       computed_[parent] = parent_positions;
     }
   }
@@ -763,14 +769,14 @@ bool Dispatcher::Reject(TaskId task, WorkerId worker) {
   TakeOff(t);
   ForgetArrival(t);
   avoid_[task] = worker;
-  queue_.push_front(Queued{std::move(t.spec), t.attempts, t.missed_deadlines});
+  queue_.push_front(Queued{std::move(t.task), t.attempts, t.missed_deadlines, false, t.origin});
   return true;
 }
 
 int Dispatcher::Attempts(TaskId task) const {
   if (auto it = in_flight_.find(task); it != in_flight_.end()) return it->second.attempts;
   for (const Queued& q : queue_) {
-    if (q.spec.task.task_id == task) return q.attempts;
+    if (q.task.task_id == task) return q.attempts;
   }
   return 0;
 }
@@ -798,7 +804,7 @@ std::set<WorkerId> Dispatcher::SilentWorkers(int64_t now_ms) const {
 }
 
 void Dispatcher::ForgetArrival(const InFlightTask& t) {
-  const NodeId parent = t.spec.task.parent_node_id;
+  const NodeId parent = t.task.parent_node_id;
   if (!t.sent_prefix || parent.value() == 0) return;
   if (auto a = arriving_.find(parent); a != arriving_.end() && a->second == t.worker) {
     arriving_.erase(a);
@@ -826,15 +832,14 @@ Expiry Dispatcher::ExpireLate(int64_t now_ms) {
     TakeOff(t);
     ForgetArrival(t);
     out.late.emplace_back(it->first, t.worker);
-    late_[it->first][t.worker] =
-        Late{t.sent_prefix, t.spec.task.parent_node_id, t.spec.task.child_node_ids};
+    late_[it->first][t.worker] = Late{t.sent_prefix, t.task.parent_node_id, t.task.child_node_ids};
     const int misses = t.missed_deadlines + 1;
     if (misses >= limits_.max_task_deadline_misses && !out.hopeless) out.hopeless = it->first;
     if (++missed_in_a_row_[t.worker] >= limits_.max_missed_deadlines &&
         std::find(out.fence.begin(), out.fence.end(), t.worker) == out.fence.end()) {
       out.fence.push_back(t.worker);
     }
-    requeue.push_back(Queued{std::move(t.spec), t.attempts, misses});
+    requeue.push_back(Queued{std::move(t.task), t.attempts, misses, false, t.origin});
     it = in_flight_.erase(it);
   }
   // in_flight_ is ordered by task id, so the requeued tasks keep that order at the front.
@@ -885,8 +890,8 @@ int Dispatcher::WorkerDied(WorkerId worker) {
       ++it;
       continue;
     }
-    lost.push_back(
-        Queued{std::move(it->second.spec), it->second.attempts, it->second.missed_deadlines});
+    lost.push_back(Queued{std::move(it->second.task), it->second.attempts,
+                          it->second.missed_deadlines, false, it->second.origin});
     it = in_flight_.erase(it);
   }
   // in_flight_ is ordered by task id, so the requeued tasks keep that order at the front.

@@ -103,17 +103,6 @@ Status LoadPlacementKeys(const Config& config, const std::string& prefix, Dispat
 // max_task_deadline_misses. Absent keys keep their value.
 Status LoadDeadlineKeys(const Config& config, const std::string& prefix, DispatchLimits* limits);
 
-// A segment task as the rollout wants it run.
-struct TaskSpec {
-  protocols::SegmentTask task;  // prefix_tokens left empty; the dispatcher fills it when needed
-  QueryId query;
-  // The parent's whole token path (prompt + response so far); for a root task the prompt.
-  std::vector<int32_t> parent_tokens;
-  // A part of a task the dispatcher split (its children did not fit any worker at once): the
-  // id the task was submitted with. 0: the task is whole.
-  TaskId origin;
-};
-
 // Node -> workers holding its KV.
 class HolderMap {
  public:
@@ -148,8 +137,12 @@ class HolderMap {
   uint64_t next_order_ = 0;
 };
 
+// The scheduler's one segment-task type is protocols::SegmentTask. The tasks the dispatcher
+// takes (Enqueue) carry the parent's whole token path (prompt + response so far) in
+// prefix_tokens; the copy sent to a worker keeps it only when that worker must prefill the
+// parent. Node ids are the run's wire ids, (query << 32) | k, k = 0 for the prompt node.
 struct InFlightTask {
-  TaskSpec spec;
+  protocols::SegmentTask task;  // as enqueued (prefix_tokens: the parent's whole path)
   WorkerId worker;
   bool sent_prefix = false;
   int pages = 0;             // pages reserved for it on the worker
@@ -157,6 +150,9 @@ struct InFlightTask {
   int missed_deadlines = 0;  // deadlines this task missed before this dispatch
   int64_t tokens = 0;        // prefix tokens to prefill + children x max_new_tokens
   int64_t deadline_ms = 0;   // on the registry's clock; 0 = none
+  // A part of a task the dispatcher split (its children did not fit any worker at once): the
+  // id the task was enqueued with. 0: the task is whole.
+  TaskId origin;
 };
 
 // What ExpireLate() took back.
@@ -192,7 +188,8 @@ class Dispatcher {
   // `registry` outlives the dispatcher.
   Dispatcher(WorkerRegistry* registry, const DispatchLimits& limits);
 
-  void Enqueue(TaskSpec spec, int attempts = 0);
+  // `task.prefix_tokens`: the parent's whole token path (see InFlightTask).
+  void Enqueue(protocols::SegmentTask task, int attempts = 0);
   // Where split tasks get their new ids (the service's task ids). Unset: tasks are not split.
   void set_task_ids(std::function<TaskId()> next) { next_task_id_ = std::move(next); }
   // Places queued tasks in FIFO order; a task that fits on no live worker stays queued (and so
@@ -266,10 +263,11 @@ class Dispatcher {
 
  private:
   struct Queued {
-    TaskSpec spec;
+    protocols::SegmentTask task;
     int attempts = 0;          // dispatches so far
     int missed_deadlines = 0;  // deadlines missed so far
     bool waited = false;       // counted in tasks_waited
+    TaskId origin;             // see InFlightTask::origin
   };
   // Where one task goes, and how.
   struct Placement {
@@ -302,8 +300,8 @@ class Dispatcher {
 
   // `worker`'s page book, made from its registration on first use.
   PageBook& Book(WorkerId worker);
-  // Pages `spec` needs on `worker`.
-  int64_t NeedOn(const TaskSpec& spec, WorkerId worker, bool with_parent) const;
+  // Pages `task` needs on `worker`.
+  int64_t NeedOn(const protocols::SegmentTask& task, WorkerId worker, bool with_parent) const;
   bool Fits(WorkerId worker, int64_t pages) const;
   // Expected ms until `worker` has done its in-flight work.
   double WaitMs(WorkerId worker) const;

@@ -19,8 +19,7 @@ class Runner final : public ResultSink {
 
   void OnSegmentResult(const InFlightTask& task, const protocols::SegmentResult& result) override {
     // A task the dispatcher split answers under its parts' ids; it was submitted as `origin`.
-    const TaskId submitted =
-        task.spec.origin.value() != 0 ? task.spec.origin : task.spec.task.task_id;
+    const TaskId submitted = task.origin.value() != 0 ? task.origin : task.task.task_id;
     auto it = task_query_.find(submitted);
     if (it == task_query_.end()) return;
     const size_t q = it->second;
@@ -34,7 +33,7 @@ class Runner final : public ResultSink {
     segments_by_worker_[result.worker_id] += static_cast<int64_t>(result.children.size());
     auto d = open_.find(q);
     if (d == open_.end()) return;
-    Status st = d->second->OnResult(task.spec, result);
+    Status st = d->second->OnResult(task.task, result);
     if (!st.ok() && error_.ok()) error_ = st.WithContext("query " + std::to_string(q));
     touched_.push_back(q);
   }
@@ -133,10 +132,10 @@ class Runner final : public ResultSink {
       auto it = open_.find(q);
       if (it == open_.end()) continue;
       QueryDriver& d = *it->second;
-      TREEPO_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks, d.TakeTasks());
-      for (TaskSpec& t : tasks) {
-        t.task.task_id = service_->NextTaskId();
-        task_query_[t.task.task_id] = q;
+      TREEPO_ASSIGN_OR_RETURN(std::vector<protocols::SegmentTask> tasks, d.TakeTasks());
+      for (protocols::SegmentTask& t : tasks) {
+        t.task_id = service_->NextTaskId();
+        task_query_[t.task_id] = q;
         service_->Submit(std::move(t));
       }
       const std::vector<NodeId> release = d.TakeReleasable();

@@ -26,11 +26,12 @@ class QueryDriver {
  public:
   virtual ~QueryDriver() = default;
   // Segment tasks ready to run. Each names its query, parent, children, seeds and sampling;
-  // task ids are left 0 (the runner assigns them); parent_tokens holds the parent's whole
-  // token path (the prompt for a root task).
-  virtual Result<std::vector<TaskSpec>> TakeTasks() = 0;
+  // task ids are left 0 (the runner assigns them); prefix_tokens holds the parent's whole
+  // token path (the prompt for a root task, whose parent is the query's prompt node).
+  virtual Result<std::vector<protocols::SegmentTask>> TakeTasks() = 0;
   // The result of one of this query's tasks (results arrive in any order).
-  virtual Status OnResult(const TaskSpec& spec, const protocols::SegmentResult& result) = 0;
+  virtual Status OnResult(const protocols::SegmentTask& task,
+                          const protocols::SegmentResult& result) = 0;
   // Nodes whose KV no future task of this query can use.
   virtual std::vector<NodeId> TakeReleasable() = 0;
   virtual bool Done() const = 0;

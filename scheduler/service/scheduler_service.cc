@@ -111,9 +111,9 @@ Status SchedulerService::WaitForWorkers(int count, int timeout_ms, const std::at
   return OkStatus();
 }
 
-void SchedulerService::Submit(TaskSpec spec) {
-  spec.task.weight_version = weight_version_;
-  dispatcher_.Enqueue(std::move(spec));
+void SchedulerService::Submit(protocols::SegmentTask task) {
+  task.weight_version = weight_version_;
+  dispatcher_.Enqueue(std::move(task));
 }
 
 void SchedulerService::Release(const std::vector<NodeId>& nodes) {

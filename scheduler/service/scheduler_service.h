@@ -97,8 +97,9 @@ class SchedulerService {
 
   // A task id not used before in this service's life.
   TaskId NextTaskId() { return TaskId(next_task_id_++); }
-  // Queues a task for dispatch (task ids from NextTaskId()).
-  void Submit(TaskSpec spec);
+  // Queues a task for dispatch (task ids from NextTaskId(); prefix_tokens: the parent's
+  // whole token path, see Dispatcher).
+  void Submit(protocols::SegmentTask task);
   // Tells every worker holding one of `nodes` to free it, and forgets them.
   void Release(const std::vector<NodeId>& nodes);
   // Frees every node of `query` still held anywhere.

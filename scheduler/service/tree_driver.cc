@@ -10,7 +10,6 @@
 namespace treepo::scheduler {
 namespace {
 
-constexpr uint64_t kLocalMask = 0xffffffffULL;
 // Children per segment task: a request for more (sequential mode's w first samples, a wide
 // initial divergence) goes out as several tasks forking the same parent, so that no single
 // task needs more KV than a worker has.
@@ -19,7 +18,11 @@ constexpr size_t kMaxChildrenPerTask = 8;
 class TreeQueryDriver final : public QueryDriver {
  public:
   TreeQueryDriver(QueryId query, const RolloutJobOptions& job)
-      : query_(query), temperature_(job.temperature), top_p_(job.top_p), top_k_(job.top_k) {}
+      : query_(query),
+        temperature_(job.temperature),
+        top_p_(job.top_p),
+        top_k_(job.top_k),
+        ids_(PromptNode(query).value() + 1) {}
 
   Status Init(SamplerQuery q, const SamplerOptions& options, Detokenizer detok) {
     footprint_.prompt_positions =
@@ -31,79 +34,52 @@ class TreeQueryDriver final : public QueryDriver {
     return OkStatus();
   }
 
-  Result<std::vector<TaskSpec>> TakeTasks() override {
-    std::vector<TaskSpec> out;
-    for (SegmentRequest& r : sampler_->TakeRequests()) {
-      for (size_t first = 0; first < r.children.size(); first += kMaxChildrenPerTask) {
-        const size_t last = std::min(r.children.size(), first + kMaxChildrenPerTask);
-        TaskSpec s;
-        s.query = query_;
-        s.task.query_id = query_;
-        // A root segment forks the query's prompt node, held on a worker once prefilled.
-        s.task.parent_node_id = r.parent ? Wire(*r.parent) : PromptNode();
-        for (size_t i = first; i < last; ++i) {
-          s.task.child_node_ids.push_back(Wire(r.children[i]));
-          s.task.child_seeds.push_back(r.seeds[i]);
-        }
-        s.task.max_new_tokens = static_cast<uint32_t>(r.max_new_tokens);
-        s.task.temperature = temperature_;
-        s.task.top_p = top_p_;
-        s.task.top_k = static_cast<uint32_t>(top_k_);
-        s.task.stop_at_eos = true;
-        s.parent_tokens = r.prefix_tokens;
-        out.push_back(std::move(s));
+  Result<std::vector<protocols::SegmentTask>> TakeTasks() override {
+    std::vector<protocols::SegmentTask> out;
+    for (protocols::SegmentTask& r : sampler_->TakeRequests()) {
+      r.temperature = temperature_;
+      r.top_p = top_p_;
+      r.top_k = static_cast<uint32_t>(top_k_);
+      r.stop_at_eos = true;
+      if (r.child_node_ids.size() <= kMaxChildrenPerTask) {
+        out.push_back(std::move(r));
+        continue;
+      }
+      for (size_t first = 0; first < r.child_node_ids.size(); first += kMaxChildrenPerTask) {
+        const size_t last = std::min(r.child_node_ids.size(), first + kMaxChildrenPerTask);
+        protocols::SegmentTask part = r;
+        part.child_node_ids.assign(r.child_node_ids.begin() + first,
+                                   r.child_node_ids.begin() + last);
+        part.child_seeds.assign(r.child_seeds.begin() + first, r.child_seeds.begin() + last);
+        out.push_back(std::move(part));
       }
     }
     return out;
   }
 
-  Status OnResult(const TaskSpec&, const protocols::SegmentResult& result) override {
+  Status OnResult(const protocols::SegmentTask&, const protocols::SegmentResult& result) override {
     for (const protocols::ChildResult& c : result.children) {
       if ((c.node_id.value() >> 32) != query_.value()) {
         return InvalidArgument("result names node " + std::to_string(c.node_id.value()) +
                                " of another query");
       }
-      SegmentOutput o;
-      o.node = NodeId(c.node_id.value() & kLocalMask);
-      o.tokens = c.tokens;
-      o.logprobs = c.logprobs;
-      o.worker = result.worker_id;
-      o.weight_version = c.weight_version;
-      o.finish =
-          c.finish == protocols::SegmentFinish::kEos ? EngineFinish::kEos : EngineFinish::kLength;
-      TREEPO_RETURN_IF_ERROR(sampler_->OnResult(o));
+      TREEPO_RETURN_IF_ERROR(sampler_->OnResult(c, result.worker_id));
     }
     return OkStatus();
   }
 
-  std::vector<NodeId> TakeReleasable() override {
-    std::vector<NodeId> out;
-    for (NodeId n : sampler_->TakeReleasable()) out.push_back(Wire(n));
-    return out;
-  }
+  std::vector<NodeId> TakeReleasable() override { return sampler_->TakeReleasable(); }
 
   bool Done() const override { return sampler_->Done(); }
   Footprint footprint() const override { return footprint_; }
 
-  Result<TreeRecord> TakeTree() override {
-    TreeRecord t = sampler_->TakeTree();
-    for (TreeNodeRecord& n : t.nodes) {
-      n.id = Wire(NodeId(n.id)).value();
-      if (n.parent) n.parent = Wire(NodeId(*n.parent)).value();
-    }
-    for (TreeLeafRecord& l : t.leaves) l.node = Wire(NodeId(l.node)).value();
-    return t;
-  }
+  Result<TreeRecord> TakeTree() override { return sampler_->TakeTree(); }
 
  private:
-  NodeId Wire(NodeId local) const { return NodeId((query_.value() << 32) | local.value()); }
-  // The query's prompt node: local id 0 (the sampler numbers its nodes from 1).
-  NodeId PromptNode() const { return Wire(NodeId(0)); }
-
   QueryId query_;
   float temperature_, top_p_;
   int top_k_;
-  NodeIdAllocator ids_;
+  NodeIdAllocator ids_;  // this query's node ids: (query << 32) | 1, 2, ...
   Footprint footprint_;
   std::unique_ptr<TreeSampler> sampler_;
 };

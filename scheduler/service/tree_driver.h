@@ -1,11 +1,11 @@
 // The QueryDriver of a rollout job: one TreeSampler per query (tree or sequential mode), the
 // prompt tokenised with the job's tokenizer, leaves scored with the named reward function.
 //
-// Node ids: each query's sampler numbers its nodes 1, 2, ... with its own allocator, and the
-// driver puts them on the wire as (query id << 32) | local id. Ids are thus unique in the run
-// and, unlike ids from one allocator shared by all queries, do not depend on how queries
+// Node ids: each query's sampler numbers its nodes (query id << 32) | 1, 2, ... with its own
+// allocator (PromptNode(query) = query << 32 is the prompt's KV). Ids are thus unique in the
+// run and, unlike ids from one allocator shared by all queries, do not depend on how queries
 // interleave, so a node's sampling stream NodeRng(seed, id) is the same whatever the number
-// of workers. Tree records carry the wire ids.
+// of workers. The same ids are on the wire and in the tree records.
 #pragma once
 
 #include <memory>

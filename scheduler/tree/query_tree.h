@@ -14,16 +14,23 @@
 
 #include "common/ids.h"
 #include "common/tree/tree_record.h"
+#include "protocols/messages.h"
 
 namespace treepo::scheduler {
 
-// Hands out run-unique node ids 1, 2, 3, ... Not thread-safe: owned by the scheduler loop.
+// The run's node ids: query q's nodes are (q << 32) | k, k = 0 for its prompt node (the KV of
+// the prompt, held on a worker for the query's life) and k = 1, 2, ... for its segments.
+inline NodeId PromptNode(QueryId query) { return NodeId(query.value() << 32); }
+
+// Hands out node ids first, first + 1, ... Not thread-safe: owned by the scheduler loop. A
+// rollout gives each query its own, starting at PromptNode(query) + 1.
 class NodeIdAllocator {
  public:
+  explicit NodeIdAllocator(uint64_t first = 1) : next_(first) {}
   NodeId Next() { return NodeId(next_++); }
 
  private:
-  uint64_t next_ = 1;
+  uint64_t next_;
 };
 
 struct TreeNode {
@@ -38,7 +45,7 @@ struct TreeNode {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::string text;
-  bool has_eos = false;
+  protocols::SegmentFinish segment_finish = protocols::SegmentFinish::kLength;  // the engine's
   FinishReason finish = FinishReason::kNone;  // set when this node ended a path
   WorkerId worker;
   WeightVersion weight_version;

@@ -38,13 +38,12 @@ struct FakeEngineOptions {
 };
 
 // Decodes one child's segment deterministically from its seed.
-inline SegmentOutput FakeDecode(NodeId node, uint64_t seed, int max_new_tokens,
-                                const FakeEngineOptions& o, WorkerId worker) {
+inline protocols::ChildResult FakeDecode(NodeId node, uint64_t seed, int max_new_tokens,
+                                         const FakeEngineOptions& o) {
   SplitMixRng rng(seed);
   auto uniform = [&] { return static_cast<double>(rng.Next() >> 11) * 0x1.0p-53; };
-  SegmentOutput out;
-  out.node = node;
-  out.worker = worker;
+  protocols::ChildResult out;
+  out.node_id = node;
   out.weight_version = WeightVersion(3);
   const bool repeat = uniform() < o.p_repeat;
   for (int i = 0; i < max_new_tokens; ++i) {
@@ -59,7 +58,7 @@ inline SegmentOutput FakeDecode(NodeId node, uint64_t seed, int max_new_tokens,
     out.tokens.push_back(t);
     out.logprobs.push_back(-static_cast<float>(uniform() * 3.0));
     if (t == kEos) {
-      out.finish = EngineFinish::kEos;
+      out.finish = protocols::SegmentFinish::kEos;
       break;
     }
   }
@@ -78,20 +77,23 @@ inline void RunSim(std::vector<TreeSampler*> samplers, const FakeEngineOptions& 
                    uint64_t arrival_seed, int num_workers, SimStats* stats) {
   struct Pending {
     TreeSampler* sampler;
-    SegmentOutput out;
+    protocols::ChildResult out;
+    WorkerId worker;
   };
   SplitMixRng rng(arrival_seed);
   std::vector<Pending> in_flight;
   std::vector<NodeId> released;
   auto collect = [&](TreeSampler* s) {
-    for (const SegmentRequest& r : s->TakeRequests()) {
-      if (r.parent && std::find(released.begin(), released.end(), *r.parent) != released.end()) {
-        stats->parents_after_release.push_back(*r.parent);
+    for (const protocols::SegmentTask& r : s->TakeRequests()) {
+      if (std::find(released.begin(), released.end(), r.parent_node_id) != released.end()) {
+        stats->parents_after_release.push_back(r.parent_node_id);
       }
       const WorkerId w(static_cast<uint32_t>(rng.UniformInt(1, num_workers)));
-      for (size_t i = 0; i < r.children.size(); ++i) {
-        in_flight.push_back(
-            {s, FakeDecode(r.children[i], r.seeds[i], r.max_new_tokens, engine, w)});
+      for (size_t i = 0; i < r.child_node_ids.size(); ++i) {
+        in_flight.push_back({s,
+                             FakeDecode(r.child_node_ids[i], r.child_seeds[i],
+                                        static_cast<int>(r.max_new_tokens), engine),
+                             w});
       }
     }
     for (NodeId n : s->TakeReleasable()) released.push_back(n);
@@ -102,7 +104,7 @@ inline void RunSim(std::vector<TreeSampler*> samplers, const FakeEngineOptions& 
     const size_t k = rng.UniformInt(0, static_cast<int64_t>(in_flight.size()) - 1);
     Pending p = std::move(in_flight[k]);
     in_flight.erase(in_flight.begin() + static_cast<int64_t>(k));
-    TREEPO_CHECK_OK(p.sampler->OnResult(p.out));
+    TREEPO_CHECK_OK(p.sampler->OnResult(p.out, p.worker));
     collect(p.sampler);
   }
   stats->released.insert(stats->released.end(), released.begin(), released.end());

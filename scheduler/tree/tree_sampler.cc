@@ -105,21 +105,23 @@ NodeId TreeSampler::SequentialId(std::optional<NodeId> parent, int index) {
 
 uint64_t TreeSampler::QuerySeed() const { return MixSeed(options_.seed, query_.id.value()); }
 
-std::vector<SegmentRequest> TreeSampler::TakeRequests() { return std::exchange(requests_, {}); }
+std::vector<protocols::SegmentTask> TreeSampler::TakeRequests() {
+  return std::exchange(requests_, {});
+}
 
 std::vector<NodeId> TreeSampler::TakeReleasable() { return std::exchange(releasable_, {}); }
 
 void TreeSampler::Spawn(std::optional<NodeId> parent, int copies) {
   TREEPO_CHECK(copies >= 1);
-  SegmentRequest r;
-  r.query = query_.id;
-  r.parent = parent;
+  protocols::SegmentTask r;
+  r.query_id = query_.id;
+  r.parent_node_id = parent ? *parent : PromptNode(query_.id);
   r.prefix_tokens = query_.prompt_tokens;
   const std::vector<int32_t> response = tree_.ResponseTokens(parent);
   r.prefix_tokens.insert(r.prefix_tokens.end(), response.begin(), response.end());
-  r.max_new_tokens = options_.sequential_single_segment
-                         ? options_.segment_tokens * options_.max_depth
-                         : options_.segment_tokens;
+  r.max_new_tokens = static_cast<uint32_t>(options_.sequential_single_segment
+                                               ? options_.segment_tokens * options_.max_depth
+                                               : options_.segment_tokens);
   // Seeds from the parent's seed and the child's index under it: independent of arrival
   // order and of node ids.
   const uint64_t parent_seed = parent ? tree_.at(*parent).seed : QuerySeed();
@@ -127,25 +129,25 @@ void TreeSampler::Spawn(std::optional<NodeId> parent, int copies) {
   for (int i = 0; i < copies; ++i) {
     const NodeId id = options_.sequential ? SequentialId(parent, index) : ids_->Next();
     const uint64_t seed = MixSeed(parent_seed, static_cast<uint64_t>(index++));
-    tree_.Add(id, parent, seed, r.max_new_tokens);
+    tree_.Add(id, parent, seed, static_cast<int>(r.max_new_tokens));
     released_.push_back(false);
     pending_.push_back(id);
-    r.children.push_back(id);
-    r.seeds.push_back(seed);
+    r.child_node_ids.push_back(id);
+    r.child_seeds.push_back(seed);
   }
   (parent ? tree_.at(*parent).child_count : prompt_child_count_) = index;
   requests_.push_back(std::move(r));
 }
 
-Status TreeSampler::OnResult(const SegmentOutput& out) {
-  auto it = std::find(pending_.begin(), pending_.end(), out.node);
+Status TreeSampler::OnResult(const protocols::ChildResult& out, WorkerId worker) {
+  auto it = std::find(pending_.begin(), pending_.end(), out.node_id);
   if (it == pending_.end()) {
-    return FailedPrecondition("node " + std::to_string(out.node.value()) +
+    return FailedPrecondition("node " + std::to_string(out.node_id.value()) +
                               " is not a pending node of query " +
                               std::to_string(query_.id.value()));
   }
-  TreeNode& n = tree_.at(out.node);
-  const std::string where = "node " + std::to_string(out.node.value()) + ": ";
+  TreeNode& n = tree_.at(out.node_id);
+  const std::string where = "node " + std::to_string(out.node_id.value()) + ": ";
   if (out.logprobs.size() != out.tokens.size()) {
     return InvalidArgument(where + std::to_string(out.tokens.size()) + " tokens but " +
                            std::to_string(out.logprobs.size()) + " logprobs");
@@ -155,15 +157,15 @@ Status TreeSampler::OnResult(const SegmentOutput& out) {
     return InvalidArgument(where + std::to_string(out.tokens.size()) + " tokens, asked for " +
                            std::to_string(want));
   }
-  if (out.finish == EngineFinish::kLength && out.tokens.size() != want) {
+  if (out.finish == protocols::SegmentFinish::kLength && out.tokens.size() != want) {
     return InvalidArgument(where + "segment of " + std::to_string(out.tokens.size()) +
                            " tokens without EOS (segments are exactly " + std::to_string(want) +
                            " tokens unless EOS)");
   }
   n.tokens = out.tokens;
   n.logprobs = out.logprobs;
-  n.has_eos = out.finish == EngineFinish::kEos;
-  n.worker = out.worker;
+  n.segment_finish = out.finish;
+  n.worker = worker;
   n.weight_version = out.weight_version;
   n.reported = true;
   const int cap = options_.segment_tokens * options_.max_depth;
@@ -182,7 +184,7 @@ Status TreeSampler::OnResult(const SegmentOutput& out) {
   n.cum_logprob = parent_logprob;
   for (float lp : n.logprobs) n.cum_logprob += lp;
   pending_.erase(it);
-  reported_.push_back(out.node);
+  reported_.push_back(out.node_id);
   if (options_.sequential || pending_.empty()) Step(std::exchange(reported_, {}));
   return OkStatus();
 }
@@ -198,7 +200,7 @@ void TreeSampler::Step(const std::vector<NodeId>& reported_in) {
     TreeNode& n = tree_.at(id);
     SegmentView v;
     v.text = n.text;
-    v.has_eos = n.has_eos;
+    v.has_eos = n.segment_finish == protocols::SegmentFinish::kEos;
     v.response_tokens = n.response_tokens;
     v.depth = n.depth;
     v.max_depth = options_.max_depth;

@@ -4,8 +4,8 @@
 // API summary
 //   auto s = TreeSampler::Create(query, options, detokenize, &ids);   // Result<unique_ptr>
 //   loop:
-//     for (SegmentRequest& r : s->TakeRequests()) dispatch(r);        // new work, if any
-//     s->OnResult(result);                       // one child's segment, any order
+//     for (protocols::SegmentTask& t : s->TakeRequests()) dispatch(t);  // new work, if any
+//     s->OnResult(child, worker);                // one child's segment, any order
 //     for (NodeId n : s->TakeReleasable()) free_kv(n);                // KV no longer needed
 //   until s->Done();  then TreeRecord t = s->TakeTree();              // leaves unscored
 //
@@ -78,28 +78,6 @@ struct SamplerQuery {
   std::vector<int32_t> prompt_tokens;
 };
 
-// Work for a worker: decode one segment for each child, continuing `parent`.
-struct SegmentRequest {
-  QueryId query;
-  std::optional<NodeId> parent;        // nullopt: continue the prompt
-  std::vector<NodeId> children;        // new node ids
-  std::vector<uint64_t> seeds;         // one sampling seed per child
-  std::vector<int32_t> prefix_tokens;  // prompt + parent's response: for a worker without it
-  int max_new_tokens = 0;              // decode exactly this many unless EOS
-};
-
-enum class EngineFinish { kLength, kEos };
-
-// One child's segment as the worker produced it.
-struct SegmentOutput {
-  NodeId node;
-  std::vector<int32_t> tokens;  // == max_new_tokens unless finish is kEos
-  std::vector<float> logprobs;  // one per token
-  WorkerId worker;
-  WeightVersion weight_version;
-  EngineFinish finish = EngineFinish::kLength;
-};
-
 class TreeSampler {
  public:
   // `ids` is shared by every sampler of the run and must outlive this one.
@@ -107,12 +85,16 @@ class TreeSampler {
                                                      const SamplerOptions& options,
                                                      Detokenizer detokenize, NodeIdAllocator* ids);
 
-  // Requests made since the last call (the first call returns the initial step).
-  std::vector<SegmentRequest> TakeRequests();
-  // Consumes one pending node's segment. InvalidArgument for a malformed output (wrong
-  // length, log-prob count); FailedPrecondition for an unknown or already reported node.
-  // On error nothing changes.
-  Status OnResult(const SegmentOutput& output);
+  // Segment tasks made since the last call (the first call returns the initial step): query
+  // id, parent (PromptNode(query) for a segment that continues the prompt), children, seeds,
+  // max_new_tokens (decode exactly this many unless EOS) and prefix_tokens = the parent's
+  // whole token path (prompt + response). Task id and sampling parameters are the caller's.
+  std::vector<protocols::SegmentTask> TakeRequests();
+  // Consumes one pending node's segment, computed by `worker` (tokens == max_new_tokens
+  // unless it ended with EOS). InvalidArgument for a malformed output (wrong length, log-prob
+  // count); FailedPrecondition for an unknown or already reported node. On error nothing
+  // changes.
+  Status OnResult(const protocols::ChildResult& output, WorkerId worker);
   // Nodes whose KV is no longer needed, each reported once.
   std::vector<NodeId> TakeReleasable();
   bool Done() const { return done_; }
@@ -151,7 +133,7 @@ class TreeSampler {
   std::vector<NodeId> pending_;   // requested, not reported (creation order)
   std::vector<NodeId> reported_;  // reported in the current step
   std::vector<NodeId> leaves_;    // leaf nodes in the order they ended
-  std::vector<SegmentRequest> requests_;
+  std::vector<protocols::SegmentTask> requests_;
   std::vector<NodeId> releasable_;
   std::vector<bool> released_;  // by node ordinal
   int prompt_child_count_ = 0;  // children spawned under the prompt so far

@@ -40,23 +40,25 @@ std::unique_ptr<TreeSampler> Make(const SamplerOptions& o, NodeIdAllocator* ids,
   return std::move(s).value();
 }
 
+const WorkerId kWorker(1);
+
 // A segment of `n` letter tokens, then EOS when `eos`.
-SegmentOutput Seg(NodeId node, int n, bool eos, bool box = false) {
-  SegmentOutput o;
-  o.node = node;
-  o.worker = WorkerId(1);
+protocols::ChildResult Seg(NodeId node, int n, bool eos, bool box = false) {
+  protocols::ChildResult o;
+  o.node_id = node;
   for (int i = 0; i < n; ++i) o.tokens.push_back(box && i == 0 ? kBox : 2 + i % 10);
   if (eos) {
     o.tokens.push_back(kEos);
-    o.finish = EngineFinish::kEos;
+    o.finish = protocols::SegmentFinish::kEos;
   }
   o.logprobs.assign(o.tokens.size(), -0.5f);
   return o;
 }
 
-std::vector<NodeId> AllChildren(const std::vector<SegmentRequest>& reqs) {
+std::vector<NodeId> AllChildren(const std::vector<protocols::SegmentTask>& reqs) {
   std::vector<NodeId> out;
-  for (const auto& r : reqs) out.insert(out.end(), r.children.begin(), r.children.end());
+  for (const auto& r : reqs)
+    out.insert(out.end(), r.child_node_ids.begin(), r.child_node_ids.end());
   return out;
 }
 
@@ -67,7 +69,7 @@ TEST(TreeSamplerTest, BudgetDoublesUntilWidthThenPathsContinue) {
   for (int step = 0; step < 5; ++step) {
     const auto nodes = AllChildren(s->TakeRequests());
     live_per_step.push_back(nodes.size());
-    for (NodeId n : nodes) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+    for (NodeId n : nodes) ASSERT_TRUE(s->OnResult(Seg(n, 4, false), kWorker).ok());
   }
   EXPECT_EQ(live_per_step, (std::vector<size_t>{2, 4, 8, 8, 8}));
   ASSERT_TRUE(s->Done());
@@ -83,29 +85,31 @@ TEST(TreeSamplerTest, BudgetDoublesUntilWidthThenPathsContinue) {
 TEST(TreeSamplerTest, FinishedPathHandsItsBudgetToSurvivors) {
   NodeIdAllocator ids;
   auto s = Make(Opts(8, 2, 4, 6), &ids);
-  for (NodeId n : AllChildren(s->TakeRequests())) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+  for (NodeId n : AllChildren(s->TakeRequests()))
+    ASSERT_TRUE(s->OnResult(Seg(n, 4, false), kWorker).ok());
   const auto step2 = AllChildren(s->TakeRequests());
   ASSERT_EQ(step2.size(), 4u);
   // One path ends (EOS); A = 3, F = 1, leaves = 1: total = max(3, min(7, 8)) = 7 -> 2, 2, 3.
-  ASSERT_TRUE(s->OnResult(Seg(step2[1], 1, true)).ok());
-  for (NodeId n : {step2[3], step2[0], step2[2]}) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+  ASSERT_TRUE(s->OnResult(Seg(step2[1], 1, true), kWorker).ok());
+  for (NodeId n : {step2[3], step2[0], step2[2]})
+    ASSERT_TRUE(s->OnResult(Seg(n, 4, false), kWorker).ok());
   const auto reqs = s->TakeRequests();
   ASSERT_EQ(reqs.size(), 3u);
-  EXPECT_EQ(*reqs[0].parent, step2[0]);
-  EXPECT_EQ(reqs[0].children.size(), 2u);
-  EXPECT_EQ(*reqs[1].parent, step2[2]);
-  EXPECT_EQ(reqs[1].children.size(), 2u);
-  EXPECT_EQ(*reqs[2].parent, step2[3]);
-  EXPECT_EQ(reqs[2].children.size(), 3u);  // the remainder goes to the last path
+  EXPECT_EQ(reqs[0].parent_node_id, step2[0]);
+  EXPECT_EQ(reqs[0].child_node_ids.size(), 2u);
+  EXPECT_EQ(reqs[1].parent_node_id, step2[2]);
+  EXPECT_EQ(reqs[1].child_node_ids.size(), 2u);
+  EXPECT_EQ(reqs[2].parent_node_id, step2[3]);
+  EXPECT_EQ(reqs[2].child_node_ids.size(), 3u);  // the remainder goes to the last path
   EXPECT_EQ(s->leaves(), 1);
   // Next step: 7 live, 2 finish: A = 5, leaves = 3, total = max(5, min(5, 14)) = 5 -> 1 each.
   const auto step3 = AllChildren(reqs);
   for (size_t i = 0; i < step3.size(); ++i) {
-    ASSERT_TRUE(s->OnResult(Seg(step3[i], i < 2 ? 0 : 4, i < 2)).ok());
+    ASSERT_TRUE(s->OnResult(Seg(step3[i], i < 2 ? 0 : 4, i < 2), kWorker).ok());
   }
   const auto next = s->TakeRequests();
   EXPECT_EQ(AllChildren(next).size(), 5u);
-  for (const auto& r : next) EXPECT_EQ(r.children.size(), 1u);
+  for (const auto& r : next) EXPECT_EQ(r.child_node_ids.size(), 1u);
 }
 
 TEST(TreeSamplerTest, FallbackCutsAtSegmentBoundariesKeepingAncestorIds) {
@@ -116,22 +120,22 @@ TEST(TreeSamplerTest, FallbackCutsAtSegmentBoundariesKeepingAncestorIds) {
     o.seed = seed;
     auto s = Make(o, &ids);
     const auto step1 = AllChildren(s->TakeRequests());
-    for (NodeId n : step1) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+    for (NodeId n : step1) ASSERT_TRUE(s->OnResult(Seg(n, 4, false), kWorker).ok());
     const auto step2 = AllChildren(s->TakeRequests());
     ASSERT_EQ(step2.size(), 4u);
     // All four end by EOS at response length 4 + 2: n = 2 windows, j in {0, 1}.
-    for (NodeId n : step2) ASSERT_TRUE(s->OnResult(Seg(n, 1, true)).ok());
+    for (NodeId n : step2) ASSERT_TRUE(s->OnResult(Seg(n, 1, true), kWorker).ok());
     EXPECT_EQ(s->leaves(), 4);
     const auto fb = s->TakeRequests();
     int copies = 0;
-    for (const SegmentRequest& r : fb) {
-      copies += static_cast<int>(r.children.size());
-      EXPECT_EQ(r.children.size(), 2u);  // min(b, remaining)
-      if (r.parent) {
+    for (const protocols::SegmentTask& r : fb) {
+      copies += static_cast<int>(r.child_node_ids.size());
+      EXPECT_EQ(r.child_node_ids.size(), 2u);  // min(b, remaining)
+      if (r.parent_node_id != PromptNode(QueryId(1))) {
         // A true depth-1 ancestor of the EOS leaves; prefix = prompt + its 4 tokens.
-        EXPECT_TRUE(*r.parent == step1[0] || *r.parent == step1[1]);
+        EXPECT_TRUE(r.parent_node_id == step1[0] || r.parent_node_id == step1[1]);
         EXPECT_EQ(r.prefix_tokens.size(), 3u + 4u);
-        EXPECT_EQ(s->tree().at(r.children[0]).depth, 2);
+        EXPECT_EQ(s->tree().at(r.child_node_ids[0]).depth, 2);
         ++kept_depths[1];
       } else {
         EXPECT_EQ(r.prefix_tokens.size(), 3u);
@@ -150,23 +154,23 @@ TEST(TreeSamplerTest, FallbackWithoutFinishedLeavesRestartsFromPrompt) {
   SamplerOptions o = Opts(4, 2, 40, 3);
   auto s = Make(o, &ids);
   for (NodeId n : AllChildren(s->TakeRequests())) {
-    SegmentOutput out = Seg(n, 40, false);
+    protocols::ChildResult out = Seg(n, 40, false);
     std::fill(out.tokens.begin(), out.tokens.end(), 2);  // 40 x 'a': repetition
-    ASSERT_TRUE(s->OnResult(out).ok());
+    ASSERT_TRUE(s->OnResult(out, kWorker).ok());
   }
   EXPECT_EQ(s->leaves(), 2);
   const auto fb = s->TakeRequests();
   ASSERT_EQ(fb.size(), 1u);
-  EXPECT_FALSE(fb[0].parent.has_value());
-  EXPECT_EQ(fb[0].children.size(), 2u);
+  EXPECT_EQ(fb[0].parent_node_id, PromptNode(QueryId(1)));  // a refill forks the prompt node
+  EXPECT_EQ(fb[0].child_node_ids.size(), 2u);
 }
 
 TEST(TreeSamplerTest, BoxedAndEosFinishesBoxedAloneContinues) {
   NodeIdAllocator ids;
   auto s = Make(Opts(2, 2, 4, 4), &ids);
   const auto nodes = AllChildren(s->TakeRequests());
-  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 3, true, /*box=*/true)).ok());
-  ASSERT_TRUE(s->OnResult(Seg(nodes[1], 4, false, /*box=*/true)).ok());
+  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 3, true, /*box=*/true), kWorker).ok());
+  ASSERT_TRUE(s->OnResult(Seg(nodes[1], 4, false, /*box=*/true), kWorker).ok());
   EXPECT_EQ(s->tree().at(nodes[0]).finish, FinishReason::kFinished);
   EXPECT_EQ(s->tree().at(nodes[1]).finish, FinishReason::kNone);
   EXPECT_EQ(AllChildren(s->TakeRequests()).size(), 1u);
@@ -176,14 +180,15 @@ TEST(TreeSamplerTest, RejectsMalformedResults) {
   NodeIdAllocator ids;
   auto s = Make(Opts(2, 2, 4, 4), &ids);
   const auto nodes = AllChildren(s->TakeRequests());
-  EXPECT_EQ(s->OnResult(Seg(nodes[0], 3, false)).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(s->OnResult(Seg(nodes[0], 5, false)).code(), StatusCode::kInvalidArgument);
-  SegmentOutput bad = Seg(nodes[0], 4, false);
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 3, false), kWorker).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 5, false), kWorker).code(), StatusCode::kInvalidArgument);
+  protocols::ChildResult bad = Seg(nodes[0], 4, false);
   bad.logprobs.pop_back();
-  EXPECT_EQ(s->OnResult(bad).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(s->OnResult(Seg(NodeId(999), 4, false)).code(), StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 4, false)).ok());
-  EXPECT_EQ(s->OnResult(Seg(nodes[0], 4, false)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s->OnResult(bad, kWorker).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->OnResult(Seg(NodeId(999), 4, false), kWorker).code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(s->OnResult(Seg(nodes[0], 4, false), kWorker).ok());
+  EXPECT_EQ(s->OnResult(Seg(nodes[0], 4, false), kWorker).code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(TreeSamplerTest, MoreInitialDivergenceDrawsKInRange) {
@@ -196,7 +201,7 @@ TEST(TreeSamplerTest, MoreInitialDivergenceDrawsKInRange) {
     auto s = Make(o, &ids, q);
     const auto reqs = s->TakeRequests();
     ASSERT_EQ(reqs.size(), 1u);
-    seen.insert(reqs[0].children.size());
+    seen.insert(reqs[0].child_node_ids.size());
   }
   EXPECT_EQ(seen, (std::set<size_t>{2, 3, 4, 5, 6}));
   o.init_divergence_max = 9;
@@ -212,15 +217,15 @@ TEST(TreeSamplerTest, SequentialModeMakesIndependentChains) {
   auto s = Make(o, &ids);
   auto reqs = s->TakeRequests();
   ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0].children.size(), 4u);
-  const auto roots = reqs[0].children;
+  EXPECT_EQ(reqs[0].child_node_ids.size(), 4u);
+  const auto roots = reqs[0].child_node_ids;
   // Path 0 ends at once; path 1 goes on without waiting for the others.
-  ASSERT_TRUE(s->OnResult(Seg(roots[0], 1, true)).ok());
-  ASSERT_TRUE(s->OnResult(Seg(roots[1], 4, false)).ok());
+  ASSERT_TRUE(s->OnResult(Seg(roots[0], 1, true), kWorker).ok());
+  ASSERT_TRUE(s->OnResult(Seg(roots[1], 4, false), kWorker).ok());
   reqs = s->TakeRequests();
   ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(*reqs[0].parent, roots[1]);
-  EXPECT_EQ(reqs[0].children.size(), 1u);
+  EXPECT_EQ(reqs[0].parent_node_id, roots[1]);
+  EXPECT_EQ(reqs[0].child_node_ids.size(), 1u);
 
   SamplerOptions one = o;
   one.sequential_single_segment = true;
@@ -247,9 +252,9 @@ TEST(TreeSamplerTest, SequentialModeNodeIdsDoNotDependOnArrivalOrder) {
         const int i = sample.at(n);
         // Sample 0 ends with EOS at depth 2; the others run to the depth cap.
         const bool eos = i == 0 && s->tree().at(n).depth == 2;
-        ASSERT_TRUE(s->OnResult(Seg(n, eos ? 1 : 4, eos)).ok());
-        for (const SegmentRequest& r : s->TakeRequests()) {
-          for (NodeId c : r.children) {
+        ASSERT_TRUE(s->OnResult(Seg(n, eos ? 1 : 4, eos), kWorker).ok());
+        for (const protocols::SegmentTask& r : s->TakeRequests()) {
+          for (NodeId c : r.child_node_ids) {
             sample[c] = i;
             next.push_back(c);
           }
@@ -275,7 +280,8 @@ TEST(TreeSamplerTest, ReleasesEverythingWhenDone) {
   auto s = Make(Opts(2, 2, 4, 2), &ids);
   std::set<NodeId> released;
   for (int step = 0; step < 2; ++step) {
-    for (NodeId n : AllChildren(s->TakeRequests())) ASSERT_TRUE(s->OnResult(Seg(n, 4, false)).ok());
+    for (NodeId n : AllChildren(s->TakeRequests()))
+      ASSERT_TRUE(s->OnResult(Seg(n, 4, false), kWorker).ok());
     for (NodeId n : s->TakeReleasable()) EXPECT_TRUE(released.insert(n).second);
   }
   ASSERT_TRUE(s->Done());

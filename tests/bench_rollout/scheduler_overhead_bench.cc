@@ -53,7 +53,6 @@ using treepo::WorkerId;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr int32_t kFakeToken = 100;  // not EOS (2) in any llama2.c vocabulary
-constexpr uint64_t kLocalMask = 0xffffffffULL;
 
 int64_t NowMs() { return treepo::SteadyNowMs(); }
 
@@ -201,46 +200,22 @@ class BenchDriver final : public sch::QueryDriver {
     return std::unique_ptr<sch::QueryDriver>(std::move(d));
   }
 
-  Result<std::vector<sch::TaskSpec>> TakeTasks() override {
-    std::vector<sch::TaskSpec> out;
-    for (sch::SegmentRequest& r : sampler_->TakeRequests()) {
-      sch::TaskSpec s;
-      s.query = query_;
-      s.task.query_id = query_;
-      s.task.parent_node_id = r.parent ? Wire(*r.parent) : NodeId(0);
-      for (NodeId c : r.children) s.task.child_node_ids.push_back(Wire(c));
-      s.task.child_seeds = std::move(r.seeds);
-      s.task.max_new_tokens = static_cast<uint32_t>(r.max_new_tokens);
-      s.parent_tokens = std::move(r.prefix_tokens);
-      out.push_back(std::move(s));
-    }
-    return out;
-  }
+  Result<std::vector<pr::SegmentTask>> TakeTasks() override { return sampler_->TakeRequests(); }
 
-  Status OnResult(const sch::TaskSpec&, const pr::SegmentResult& result) override {
+  Status OnResult(const pr::SegmentTask&, const pr::SegmentResult& result) override {
     for (const pr::ChildResult& c : result.children) {
-      sch::SegmentOutput o;
-      o.node = NodeId(c.node_id.value() & kLocalMask);
-      o.tokens = c.tokens;
-      o.logprobs = c.logprobs;
-      o.worker = result.worker_id;
-      o.weight_version = c.weight_version;
-      TREEPO_RETURN_IF_ERROR(sampler_->OnResult(o));
+      TREEPO_RETURN_IF_ERROR(sampler_->OnResult(c, result.worker_id));
     }
     return treepo::OkStatus();
   }
 
-  std::vector<NodeId> TakeReleasable() override {
-    std::vector<NodeId> out;
-    for (NodeId n : sampler_->TakeReleasable()) out.push_back(Wire(n));
-    return out;
-  }
+  std::vector<NodeId> TakeReleasable() override { return sampler_->TakeReleasable(); }
   bool Done() const override { return sampler_->Done(); }
   Result<treepo::TreeRecord> TakeTree() override { return sampler_->TakeTree(); }
 
  private:
-  explicit BenchDriver(QueryId query) : query_(query) {}
-  NodeId Wire(NodeId local) const { return NodeId((query_.value() << 32) | local.value()); }
+  // Node ids as the rollout driver makes them: (query << 32) | 1, 2, ...
+  explicit BenchDriver(QueryId query) : query_(query), ids_(sch::PromptNode(query).value() + 1) {}
 
   QueryId query_;
   sch::NodeIdAllocator ids_;

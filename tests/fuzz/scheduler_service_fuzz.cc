@@ -178,15 +178,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 4: {
         sends = false;
         now->now_ms += 50 * (rec.bytes.empty() ? 1 : rec.bytes[0]);
-        sc::TaskSpec spec;
-        spec.task.task_id = (*service)->NextTaskId();
-        spec.task.query_id = QueryId(1 + next_node % 3);
-        spec.task.child_node_ids = {NodeId(next_node++)};
-        spec.task.child_seeds = {next_node};
-        spec.task.max_new_tokens = 4;
-        spec.query = spec.task.query_id;
-        spec.parent_tokens = {1, 2, 3};
-        (*service)->Submit(std::move(spec));
+        pr::SegmentTask task;
+        task.task_id = (*service)->NextTaskId();
+        task.query_id = QueryId(1 + next_node % 3);
+        task.child_node_ids = {NodeId(next_node++)};
+        task.child_seeds = {next_node};
+        task.max_new_tokens = 4;
+        task.prefix_tokens = {1, 2, 3};
+        (*service)->Submit(std::move(task));
         break;
       }
       default:
