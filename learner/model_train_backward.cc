@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "common/cpu/ops.h"
+#include "common/cpu/parallel_for.h"
 #include "learner/model_train.h"
 
 namespace treepo::learner {
@@ -118,6 +119,98 @@ void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, floa
   }
 }
 
+void TrainModel::TreeAttentionForward(int layer) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  float* out = ao_.data() + rd * layer;
+  float* att = att_.data() + att_per_layer_ * layer;
+  // Rows are independent: each writes its own output and probabilities.
+  cpu::ParallelFor(rows_, [&](int i) {
+    const int* anc = anc_.data() + anc_off_[i];
+    const int m = positions_[i] + 1;
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float* qh = q + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
+      const size_t kvo = static_cast<size_t>(h / hpk) * hd;
+      float* p = att + att_row_off_[i] + static_cast<size_t>(h) * m;
+      for (int a = 0; a < m; ++a) {
+        const float* kh = k + static_cast<size_t>(anc[a]) * kv + kvo;
+        float s = 0.0f;
+        for (int d = 0; d < hd; ++d) s += qh[d] * kh[d];
+        p[a] = scale * s;
+      }
+      cpu::SoftmaxInPlace(p, m);
+      float* oh = out + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
+      std::fill_n(oh, hd, 0.0f);
+      for (int a = 0; a < m; ++a) {
+        const float* vh = v + static_cast<size_t>(anc[a]) * kv + kvo;
+        const float pa = p[a];
+        for (int d = 0; d < hd; ++d) oh[d] += pa * vh[d];
+      }
+    }
+  });
+}
+
+void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, float* dk,
+                                       float* dv) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  const float* att = att_.data() + att_per_layer_ * layer;
+  std::fill_n(dk, rk, 0.0f);
+  std::fill_n(dv, rk, 0.0f);
+  // dk and dv of a row gather from every descendant, so this runs in one thread.
+  for (int i = 0; i < rows_; ++i) {
+    const int* anc = anc_.data() + anc_off_[i];
+    const int m = positions_[i] + 1;
+    Grow(&dp_, static_cast<size_t>(m));
+    float* ds = dp_.data();
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float* p = att + att_row_off_[i] + static_cast<size_t>(h) * m;
+      const size_t qo = static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
+      const size_t kvo = static_cast<size_t>(h / hpk) * hd;
+      const float* doh = dout + qo;
+      // dp_a = dout_i . v_a; dv_a += p_a dout_i.
+      float dot = 0.0f;
+      for (int a = 0; a < m; ++a) {
+        const size_t ao = static_cast<size_t>(anc[a]) * kv + kvo;
+        const float* vh = v + ao;
+        float* dvh = dv + ao;
+        const float pa = p[a];
+        float s = 0.0f;
+        for (int d = 0; d < hd; ++d) {
+          s += doh[d] * vh[d];
+          dvh[d] += pa * doh[d];
+        }
+        ds[a] = s;
+        dot += pa * s;
+      }
+      // ds_a = p_a (dp_a - sum p dp); dq_i = scale sum ds_a k_a; dk_a += scale ds_a q_i.
+      float* dqh = dq + qo;
+      std::fill_n(dqh, hd, 0.0f);
+      const float* qh = q + qo;
+      for (int a = 0; a < m; ++a) {
+        const size_t ao = static_cast<size_t>(anc[a]) * kv + kvo;
+        const float g = scale * p[a] * (ds[a] - dot);
+        const float* kh = k + ao;
+        float* dkh = dk + ao;
+        for (int d = 0; d < hd; ++d) {
+          dqh[d] += g * kh[d];
+          dkh[d] += g * qh[d];
+        }
+      }
+    }
+  }
+}
+
 void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> dentropy,
                           float* grad) {
   TREEPO_CHECK_GT(rows_, 0);
@@ -135,17 +228,17 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
 
   // dlogits, in place of the probabilities: for logp_t = z_t - lse, dz_j = g (1[j = t] - p_j);
   // for H = -sum p log p, dz_j = -gH p_j (log p_j + H).
+  // A row with several children (tree-packed) sums their contributions.
   float* dz = probs_.data();
-  int seq = 0;
   for (int r = 0; r < rows; ++r) {
-    while (r >= seq_starts_[seq] + seq_lens_[seq]) ++seq;
     float* pr = dz + static_cast<size_t>(r) * vocab;
-    if (r == seq_starts_[seq] + seq_lens_[seq] - 1) {
-      std::fill_n(pr, vocab, 0.0f);
-      continue;
+    const int c0 = child_off_[r], c1 = child_off_[r + 1];
+    float g = 0.0f, ge = 0.0f;
+    for (int ci = c0; ci < c1; ++ci) {
+      const size_t out = OutIndex(children_[ci]);
+      g += dlogp[out];
+      if (!dentropy.empty()) ge += dentropy[out];
     }
-    const float g = dlogp[r];
-    const float ge = dentropy.empty() ? 0.0f : dentropy[r];
     if (ge != 0.0f) {
       double h = 0.0;
       for (int j = 0; j < vocab; ++j) {
@@ -159,7 +252,7 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
     } else {
       for (int j = 0; j < vocab; ++j) pr[j] *= -g;
     }
-    pr[tokens_[r + 1]] += g;
+    for (int ci = c0; ci < c1; ++ci) pr[tokens_[children_[ci]]] += dlogp[OutIndex(children_[ci])];
   }
   cpu::MatMulTn(dz, xnf_.data(), grad + lay.lm_head(), rows, vocab, dim);
   float* dxnf = dxn_.data();
@@ -203,7 +296,11 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
     float* dq = dq_.data();
     float* dk = dk_.data();
     float* dv = dv_.data();
-    AttentionBackward(l, dao, dq, dk, dv);
+    if (tree_) {
+      TreeAttentionBackward(l, dao, dq, dk, dv);
+    } else {
+      AttentionBackward(l, dao, dq, dk, dv);
+    }
     // RoPE is a rotation: its backward is the inverse rotation.
     cpu::Rope(dq, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout,
               /*inverse=*/true);

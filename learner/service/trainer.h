@@ -38,9 +38,24 @@ struct TrainerOptions {
   // take logp_old from the training forward pass instead of a separate one: the same numbers,
   // one forward pass fewer. false always runs the separate pass.
   bool reuse_forward_for_old_logp = true;
+  // Train each tree as one packed sequence: every distinct token prefix of its leaves once,
+  // each token attending to its own path only (TrainModel's tree mode). The same loss and
+  // gradients as one sequence per leaf, with fewer rows; false trains one sequence per leaf.
+  bool tree_packing = true;
 
   Status Validate() const;
 };
+
+// The rows of a micro-batch (the sequences `seqs` of `batch`): one sequence per leaf,
+// concatenated, or (packed) per tree the leaves' token trie with parents (TrainBatch's tree
+// mode). out[k][j]: the logp/entropy index of response token j of sequence seqs[k].
+struct Rows {
+  std::vector<int32_t> tokens;
+  std::vector<int> seq_lens;
+  std::vector<int> parents;  // packed only
+  std::vector<std::vector<size_t>> out;
+};
+Rows BuildRows(const LearnerBatch& batch, const std::vector<size_t>& seqs, bool packed);
 
 // Metrics of one step (TrainDone carries them by these names; see ToMetrics).
 struct TrainStepMetrics {

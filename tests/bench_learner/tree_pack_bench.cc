@@ -1,0 +1,153 @@
+// tree_pack_bench: learner time per RL step, tree-packed vs one sequence per leaf, on real
+// rollout trees (a tree file written by `treepo rollout` or `treepo train`). Each side runs
+// the learner's whole step (Trainer::Step: forward, clipped policy loss, backward, AdamW) on
+// the same batch from the same weights; they alternate --rounds times and the best time of
+// each is kept. Also prints the rows each side runs (unique prefix tokens vs path tokens),
+// whose ratio is the speed-up to expect, and checks that both steps give the same loss.
+//
+// Usage: tree_pack_bench --model M --trees FILE [--name NAME] [--threads 2] [--rounds 3]
+//                        [--trees-per-step N] [--micro-batch-tokens 2048] [--json FILE]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/cpu/ops.h"
+#include "common/model/safetensors.h"
+#include "common/tree/tree_record.h"
+#include "learner/advantage/advantage.h"
+#include "learner/service/train_batch.h"
+#include "learner/service/trainer.h"
+
+namespace {
+
+using namespace treepo;  // NOLINT: a benchmark's main file
+
+struct Args {
+  std::string model, trees, name, json;
+  int threads = 2, rounds = 3, trees_per_step = 0, micro_batch_tokens = 2048;
+};
+
+[[noreturn]] void Usage(const char* why) {
+  std::fprintf(stderr,
+               "tree_pack_bench: %s\nusage: tree_pack_bench --model M --trees FILE [--name N] "
+               "[--threads 2] [--rounds 3] [--trees-per-step N] [--micro-batch-tokens 2048] "
+               "[--json FILE]\n",
+               why);
+  std::exit(2);
+}
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) Usage(("missing value for " + k).c_str());
+    const std::string v = argv[++i];
+    if (k == "--model") {
+      a.model = v;
+    } else if (k == "--trees") {
+      a.trees = v;
+    } else if (k == "--name") {
+      a.name = v;
+    } else if (k == "--json") {
+      a.json = v;
+    } else if (k == "--threads") {
+      a.threads = std::atoi(v.c_str());
+    } else if (k == "--rounds") {
+      a.rounds = std::atoi(v.c_str());
+    } else if (k == "--trees-per-step") {
+      a.trees_per_step = std::atoi(v.c_str());
+    } else if (k == "--micro-batch-tokens") {
+      a.micro_batch_tokens = std::atoi(v.c_str());
+    } else {
+      Usage(("unknown option " + k).c_str());
+    }
+  }
+  if (a.model.empty() || a.trees.empty()) Usage("--model and --trees are required");
+  if (a.threads < 1 || a.rounds < 1 || a.micro_batch_tokens < 1) Usage("bad number");
+  if (a.name.empty()) a.name = a.trees;
+  return a;
+}
+
+template <typename T>
+T OrDie(Result<T> r, const char* what) {
+  if (!r.ok()) {
+    std::fprintf(stderr, "tree_pack_bench: %s: %s\n", what, r.status().ToString().c_str());
+    std::exit(1);
+  }
+  return std::move(*r);
+}
+
+struct Side {
+  double best_s = 1e30;
+  double loss = 0.0;
+  size_t rows = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  cpu::SetBlasThreads(a.threads);
+  model::ModelWeights w = OrDie(model::LoadModel(a.model), "model");
+  std::vector<TreeRecord> trees = OrDie(ReadTreeFile(a.trees), "trees");
+  if (a.trees_per_step > 0 && static_cast<size_t>(a.trees_per_step) < trees.size()) {
+    trees.resize(a.trees_per_step);
+  }
+  auto estimator = OrDie(learner::MakeAdvantageEstimator("treepo"), "estimator");
+  const learner::LearnerBatch batch =
+      OrDie(learner::BuildLearnerBatch(trees, *estimator, w.config.max_seq_len), "batch");
+  std::vector<size_t> all(batch.sequences.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+
+  Side sides[2];  // 0: per leaf, 1: tree-packed
+  for (int p = 0; p < 2; ++p) sides[p].rows = learner::BuildRows(batch, all, p == 1).tokens.size();
+  for (int round = 0; round < a.rounds; ++round) {
+    for (int p = 0; p < 2; ++p) {
+      learner::TrainerOptions o;
+      o.adamw.lr = 1e-5f;
+      o.micro_batch_tokens = a.micro_batch_tokens;
+      o.tree_packing = p == 1;
+      auto trainer = OrDie(learner::Trainer::Create(w, o, WeightVersion(0)), "trainer");
+      const auto t0 = std::chrono::steady_clock::now();
+      const learner::TrainStepMetrics m = OrDie(trainer->Step(batch), "step");
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      sides[p].best_s = std::min(sides[p].best_s, s);
+      sides[p].loss = m.loss;
+    }
+  }
+  const double token_ratio = static_cast<double>(sides[0].rows) / sides[1].rows;
+  const double speedup = sides[0].best_s / sides[1].best_s;
+  const double loss_rel =
+      std::abs(sides[0].loss - sides[1].loss) / std::max(std::abs(sides[0].loss), 1e-12);
+  std::printf(
+      "| trees | model | trees | leaves | per-leaf rows | packed rows | token ratio | "
+      "per-leaf s/step | packed s/step | speed-up | loss rel. diff |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| %s | %s | %zu | %zu | %zu | %zu | %.2f | %.3f | %.3f | %.2f | %.1e |\n",
+              a.name.c_str(), w.config.ToString().c_str(), trees.size(), batch.sequences.size(),
+              sides[0].rows, sides[1].rows, token_ratio, sides[0].best_s, sides[1].best_s, speedup,
+              loss_rel);
+  if (!a.json.empty()) {
+    nlohmann::json j = {{"name", a.name},
+                        {"model", w.config.ToString()},
+                        {"trees", trees.size()},
+                        {"leaves", batch.sequences.size()},
+                        {"per_leaf_rows", sides[0].rows},
+                        {"packed_rows", sides[1].rows},
+                        {"token_ratio", token_ratio},
+                        {"per_leaf_s", sides[0].best_s},
+                        {"packed_s", sides[1].best_s},
+                        {"speedup", speedup},
+                        {"loss_rel_diff", loss_rel},
+                        {"threads", a.threads},
+                        {"rounds", a.rounds}};
+    std::ofstream(a.json) << j.dump(2) << "\n";
+  }
+  return loss_rel < 1e-4 ? 0 : 1;
+}
