@@ -17,6 +17,7 @@
 #include "cluster/child_process.h"
 #include "cluster/command.h"
 #include "cluster/local_keys.h"
+#include "cluster/plugins.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -90,6 +91,7 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   }
   for (const auto& [flag, value] : o.flags) config.SetValue(KeyOf(flag), value);
   for (const std::string& s : o.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  TREEPO_RETURN_IF_ERROR(LoadConfiguredPlugins(config).status());
   int workers = 2, worker_threads = 1, worker_pages = 4096, page_size = 16;
   TREEPO_RETURN_IF_ERROR(config.Get("workers", &workers));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));

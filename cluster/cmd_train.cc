@@ -23,6 +23,7 @@
 #include "cluster/command.h"
 #include "cluster/eval_job.h"
 #include "cluster/local_keys.h"
+#include "cluster/plugins.h"
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
 #include "cluster/run_metrics.h"
@@ -213,6 +214,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
   }
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  // Plug-ins first: the options below may name what they register.
+  TREEPO_ASSIGN_OR_RETURN(const std::vector<std::string> plugins, LoadConfiguredPlugins(config));
   TrainOptions t;
   scheduler::RlOptions rl;
   rl.steps = 60;
@@ -335,6 +338,10 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     for (const std::string& s : learner::LearnerOptionSets(lo)) {
       argv.push_back("--set");
       argv.push_back(s);
+    }
+    if (!plugins.empty()) {
+      argv.push_back("--set");
+      argv.push_back("plugins=" + JoinPluginList(plugins));
     }
     TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
                             ChildProcess::Spawn(argv, (logs / "learner.log").string()));
