@@ -91,7 +91,9 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   }
   for (const auto& [flag, value] : o.flags) config.SetValue(KeyOf(flag), value);
   for (const std::string& s : o.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
-  TREEPO_RETURN_IF_ERROR(LoadConfiguredPlugins(config).status());
+  TREEPO_ASSIGN_OR_RETURN(const std::vector<std::string> plugins, LoadConfiguredPlugins(config));
+  std::string worker_sampler = "default";  // token sampler of every worker
+  TREEPO_RETURN_IF_ERROR(config.Get("worker_sampler", &worker_sampler));
   int workers = 2, worker_threads = 1, worker_pages = 4096, page_size = 16;
   TREEPO_RETURN_IF_ERROR(config.Get("workers", &workers));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
@@ -127,6 +129,12 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
                                        "--name",         "worker-" + std::to_string(i + 1)};
       if (keys) {
         for (const std::string& f : keys->WorkerFlags()) argv.push_back(f);
+      }
+      argv.push_back("--sampler");
+      argv.push_back(worker_sampler);
+      for (const std::string& p : plugins) {
+        argv.push_back("--plugin");
+        argv.push_back(p);
       }
       TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(argv));
       children.Add("worker-" + std::to_string(i + 1), std::move(c), "", false);

@@ -7,6 +7,7 @@
 #include "scheduler/reward/reward_fn.h"
 #include "scheduler/tree/policies.h"
 #include "scheduler/tree/stop_rules.h"
+#include "worker/engine/sampler.h"
 
 namespace treepo::cluster {
 
@@ -16,6 +17,7 @@ Status LoadPluginFiles(const std::vector<std::string>& paths) {
   host.estimator = learner::RegisterEstimatorPlugin;
   host.stop_rule = scheduler::RegisterStopRulePlugin;
   host.branching = scheduler::RegisterBranchingPlugin;
+  host.sampler = worker::RegisterSamplerPlugin;
   return LoadPlugins(paths, host);
 }
 

@@ -55,6 +55,9 @@ int RegisterStopRule(void* h, const TreepoStopRulePlugin* d) {
 int RegisterBranching(void* h, const TreepoBranchingPlugin* d) {
   return Register(h, d, static_cast<InitContext*>(h)->host->branching, "branching policy");
 }
+int RegisterSampler(void* h, const TreepoSamplerPlugin* d) {
+  return Register(h, d, static_cast<InitContext*>(h)->host->sampler, "token sampler");
+}
 const char* LastError(void* h) { return static_cast<InitContext*>(h)->last_error.c_str(); }
 void Log(void* h, const char* message) {
   spdlog::info("plugin {}: {}", static_cast<InitContext*>(h)->library,
@@ -114,6 +117,7 @@ Status LoadOne(const std::string& path, const PluginHost& host) {
   api.register_estimator = &RegisterEstimator;
   api.register_stop_rule = &RegisterStopRule;
   api.register_branching = &RegisterBranching;
+  api.register_sampler = &RegisterSampler;
   api.last_error = &LastError;
   api.log = &Log;
   const int rc = init_fn(&api);

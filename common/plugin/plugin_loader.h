@@ -24,6 +24,7 @@ struct PluginHost {
   std::function<Status(const TreepoEstimatorPlugin&)> estimator;
   std::function<Status(const TreepoStopRulePlugin&)> stop_rule;
   std::function<Status(const TreepoBranchingPlugin&)> branching;
+  std::function<Status(const TreepoSamplerPlugin&)> sampler;
 };
 
 // A comma-separated list (how the config's `plugins = [...]` array reads) split into paths;

@@ -135,6 +135,32 @@ typedef struct TreepoBranchingPlugin {
   TreepoBranchSplitFn split;
 } TreepoBranchingPlugin;
 
+/* ---- token samplers (each worker, per decoded token) ---- */
+
+typedef struct TreepoSamplingParams {
+  float temperature; /* 0: greedy */
+  int32_t top_k;     /* 0: off */
+  float top_p;       /* 1: off */
+} TreepoSamplingParams;
+
+typedef struct TreepoSample {
+  int32_t token; /* in [0, vocab) */
+  float logprob; /* log p(token) under the distribution it was drawn from, finite */
+} TreepoSample;
+
+/* Draws one token from logits[0 .. vocab). `random`: 64 fresh bits from the node's own
+ * deterministic stream (one value per call; seed a generator from it to need more), so a
+ * node's tokens depend only on its seed. The host checks the result and stops the worker on
+ * a token outside the vocabulary or a non-finite log-prob. */
+typedef TreepoSample (*TreepoSamplerDrawFn)(void* state, const float* logits, int32_t vocab,
+                                            const TreepoSamplingParams* params, uint64_t random);
+
+typedef struct TreepoSamplerPlugin {
+  const char* name; /* the name the worker uses (cluster.worker_sampler, worker --sampler) */
+  void* state;
+  TreepoSamplerDrawFn draw;
+} TreepoSamplerPlugin;
+
 /* ---- the host's side ---- */
 
 typedef struct TreepoPluginApi {
@@ -144,6 +170,7 @@ typedef struct TreepoPluginApi {
   int (*register_estimator)(void* host, const TreepoEstimatorPlugin* plugin);
   int (*register_stop_rule)(void* host, const TreepoStopRulePlugin* plugin);
   int (*register_branching)(void* host, const TreepoBranchingPlugin* plugin);
+  int (*register_sampler)(void* host, const TreepoSamplerPlugin* plugin);
   /* The reason of the last refused registration ("" when none); valid until the next call. */
   const char* (*last_error)(void* host);
   /* Writes one line to the host's log at info level. */

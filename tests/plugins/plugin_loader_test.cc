@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
 #include <string>
 
 #include "cluster/plugins.h"
@@ -11,6 +14,8 @@
 #include "scheduler/reward/reward_fn.h"
 #include "scheduler/tree/policies.h"
 #include "scheduler/tree/stop_rules.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/sampler.h"
 
 namespace treepo {
 namespace {
@@ -149,6 +154,56 @@ TEST(PluginLoaderTest, StopRuleAndBranchingDescriptorsJoinTheirRegistries) {
   ASSERT_TRUE(policy.ok());
   std::vector<scheduler::BranchPath> paths(3);
   EXPECT_EQ((*policy)->Split(7, paths), (std::vector<int>{5, 1, 1}));
+}
+
+// A sampler plug-in that always takes the last token; its log-prob under softmax(logits).
+TreepoSample LastToken(void*, const float* logits, int32_t vocab, const TreepoSamplingParams*,
+                       uint64_t) {
+  double sum = 0.0;
+  for (int32_t i = 0; i < vocab; ++i) sum += std::exp(logits[i]);
+  return {vocab - 1, static_cast<float>(logits[vocab - 1] - std::log(sum))};
+}
+
+TEST(PluginLoaderTest, SamplerDescriptorDrivesTheEngine) {
+  ASSERT_TRUE(worker::RegisterSamplerPlugin({"last_token", nullptr, LastToken}).ok());
+  auto sampler = worker::TokenSamplers().Make("last_token");
+  ASSERT_TRUE(sampler.ok());
+  const float logits[] = {0.0f, 1.0f, std::log(2.0f)};
+  std::mt19937_64 rng(1);
+  const worker::Sample s = (*sampler)->Draw(logits, 3, {}, &rng);
+  EXPECT_EQ(s.token, 2);
+  EXPECT_NEAR(s.logprob, std::log(2.0 / (1.0 + std::exp(1.0) + 2.0)), 1e-6);
+  // An engine built with it decodes the last token every time; an unknown name is refused.
+  model::ModelConfig c;
+  c.dim = 16, c.hidden_dim = 24, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 2;
+  c.vocab_size = 9, c.max_seq_len = 32;
+  auto w = model::ModelWeights::Random(c, 3);
+  ASSERT_TRUE(w.ok());
+  auto weights = std::make_shared<const model::ModelWeights>(std::move(*w));
+  worker::EngineOptions eo;
+  eo.kv.page_size = 4;
+  eo.kv.num_pages = 16;
+  eo.sampler = "no_such_sampler";
+  auto bad = worker::Engine::Create(weights, WeightVersion(0), eo);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("last_token"), std::string::npos);
+  eo.sampler = "last_token";
+  auto engine = worker::Engine::Create(weights, WeightVersion(0), eo);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  worker::SegmentRequest req;
+  req.task = TaskId(1);
+  req.prefix_tokens = {1, 2, 3};
+  req.children = {NodeId(11)};
+  req.seeds = {5};
+  req.max_new_tokens = 4;
+  req.sampling.stop_at_eos = false;
+  req.keep_kv = false;
+  ASSERT_TRUE((*engine)->Submit(req).ok());
+  std::vector<int32_t> tokens;
+  for (const worker::SegmentResult& r : (*engine)->RunUntilIdle()) {
+    for (const worker::ChildResult& ch : r.children) tokens = ch.tokens;
+  }
+  EXPECT_EQ(tokens, (std::vector<int32_t>{8, 8, 8, 8}));
 }
 
 }  // namespace
