@@ -133,6 +133,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
       {"cluster.workers", std::to_string(t.workers)},
       {"cluster.learners", std::to_string(t.learners)},
       {"cluster.worker_threads", std::to_string(t.worker_threads)},
+      {"cluster.worker_sampler", t.worker_sampler},
       {"cluster.learner_threads", std::to_string(t.learner_threads)},
       {"eval.problems", std::to_string(t.eval_problems)},
       {"eval.samples", std::to_string(t.eval_samples)},

@@ -101,22 +101,23 @@ Status TrainModel::Plan(const TrainBatch& batch) {
     }
   }
   if (tree_) {
-    // Ancestors root-first then the row itself: the parent's list plus r.
-    anc_off_.assign(rows + 1, 0);
-    att_row_off_.resize(rows);
-    for (int r = 0; r < rows; ++r) {
-      anc_off_[r + 1] = anc_off_[r] + static_cast<size_t>(positions_[r]) + 1;
-      att_row_off_[r] = att_per_layer_;
-      att_per_layer_ += static_cast<size_t>(c.n_heads) * (positions_[r] + 1);
-    }
-    anc_.resize(anc_off_[rows]);
-    for (int r = 0; r < rows; ++r) {
-      int* dst = anc_.data() + anc_off_[r];
-      if (parent_[r] >= 0) {
-        const int p = parent_[r];
-        std::copy(anc_.begin() + anc_off_[p], anc_.begin() + anc_off_[p + 1], dst);
-      }
-      dst[positions_[r]] = r;
+    runs_.clear();
+    run_keys_.clear();
+    for (int r = 0; r < rows;) {
+      int e = r + 1;
+      while (e < rows && parent_[e] == e - 1) ++e;
+      TreeRun run;
+      run.start = r;
+      run.len = e - r;
+      run.keys = run_keys_.size();
+      for (int a = parent_[r]; a >= 0; a = parent_[a]) run_keys_.push_back(a);
+      std::reverse(run_keys_.begin() + static_cast<std::ptrdiff_t>(run.keys), run_keys_.end());
+      for (int i = r; i < e; ++i) run_keys_.push_back(i);
+      run.n_keys = static_cast<int>(run_keys_.size() - run.keys);
+      run.att = att_per_layer_;
+      att_per_layer_ += static_cast<size_t>(c.n_heads) * run.len * run.n_keys;
+      runs_.push_back(run);
+      r = e;
     }
   }
   rows_ = rows;

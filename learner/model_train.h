@@ -17,8 +17,10 @@
 // what the same path would as a plain sequence. A token may have several children, so the
 // outputs are indexed by the predicted token instead: logp[r] = log p(tokens[r] | ancestors of
 // r) and entropy[r] = entropy of the distribution that predicts r (the one at r's parent);
-// both are 0 for a sequence's root. Attention probabilities are kept per (token, ancestor):
-// heads x sum over tokens of (depth + 1) floats per layer, instead of heads x n^2.
+// both are 0 for a sequence's root. Attention runs per chain of consecutive tokens (a run; in a
+// trie of paths laid out path by path, each path's new suffix is one) as GEMMs per head over
+// the run's ancestors and itself, and keeps heads x len x (depth + len) probabilities per run
+// and layer, instead of heads x n^2 per sequence.
 //
 // Not thread-safe; one object per thread. The weights must outlive the object and must not
 // change between Forward and the matching Backward.
@@ -74,13 +76,22 @@ class TrainModel {
   std::vector<int> seq_lens_, seq_starts_;
   std::vector<size_t> att_offsets_;  // per sequence, into one layer's attention block
   size_t att_per_layer_ = 0;
-  bool tree_ = false;                // tree-packed batch
-  std::vector<int> parent_;          // [rows] global row before r on its path, -1 at a root
-  std::vector<int> child_off_;       // [rows + 1] CSR offsets into children_
-  std::vector<int> children_;        // rows predicted from each row
-  std::vector<size_t> anc_off_;      // tree: [rows + 1] offsets into anc_
-  std::vector<int> anc_;             // tree: per row its ancestors root-first, then itself
-  std::vector<size_t> att_row_off_;  // tree: [rows] offset of row r in one layer's block
+  bool tree_ = false;           // tree-packed batch
+  std::vector<int> parent_;     // [rows] global row before r on its path, -1 at a root
+  std::vector<int> child_off_;  // [rows + 1] CSR offsets into children_
+  std::vector<int> children_;   // rows predicted from each row
+  // Tree mode: maximal runs of rows that each continue the row before (parent = r - 1). All
+  // rows of a run share the ancestors of its first row, so a run is causal attention of its
+  // rows over a key list: those ancestors (root first), then the run's own rows.
+  struct TreeRun {
+    int start = 0, len = 0;  // rows [start, start + len)
+    size_t keys = 0;         // offset into run_keys_ of the run's n_keys key rows
+    int n_keys = 0;          // depth of the first row + len
+    size_t att = 0;          // offset in one layer's block: heads x len x n_keys floats
+  };
+  std::vector<TreeRun> runs_;
+  std::vector<int> run_keys_;
+  std::vector<float> kg_, vg_, dkg_, dvg_;  // one run's gathered keys/values and their grads
 
   // Saved activations; per-layer arrays hold all layers one after another.
   std::vector<float> x_;            // [layers + 1, rows, dim]: residual stream entering each layer

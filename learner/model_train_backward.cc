@@ -6,7 +6,6 @@
 
 #include "common/check.h"
 #include "common/cpu/ops.h"
-#include "common/cpu/parallel_for.h"
 #include "learner/model_train.h"
 
 namespace treepo::learner {
@@ -119,6 +118,17 @@ void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, floa
   }
 }
 
+namespace {
+
+// dst[i, :] = src[rows[i], :] for n rows of width w.
+void GatherRows(const float* src, const int* rows, int n, int w, float* dst) {
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(src + static_cast<size_t>(rows[i]) * w, w, dst + static_cast<size_t>(i) * w);
+  }
+}
+
+}  // namespace
+
 void TrainModel::TreeAttentionForward(int layer) {
   const model::ModelConfig& c = w_->config;
   const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
@@ -129,30 +139,29 @@ void TrainModel::TreeAttentionForward(int layer) {
   const float* v = v_.data() + rk * layer;
   float* out = ao_.data() + rd * layer;
   float* att = att_.data() + att_per_layer_ * layer;
-  // Rows are independent: each writes its own output and probabilities.
-  cpu::ParallelFor(rows_, [&](int i) {
-    const int* anc = anc_.data() + anc_off_[i];
-    const int m = positions_[i] + 1;
+  for (const TreeRun& run : runs_) {
+    const int n = run.len, m = run.n_keys, m0 = m - n;  // m0: ancestors before the run
+    Grow(&kg_, static_cast<size_t>(m) * kv);
+    Grow(&vg_, static_cast<size_t>(m) * kv);
+    GatherRows(k, run_keys_.data() + run.keys, m, kv, kg_.data());
+    GatherRows(v, run_keys_.data() + run.keys, m, kv, vg_.data());
+    const size_t r0 = static_cast<size_t>(run.start);
     for (int h = 0; h < c.n_heads; ++h) {
-      const float* qh = q + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
+      float* p = att + run.att + static_cast<size_t>(h) * n * m;
+      const float* qh = q + r0 * dim + static_cast<size_t>(h) * hd;
       const size_t kvo = static_cast<size_t>(h / hpk) * hd;
-      float* p = att + att_row_off_[i] + static_cast<size_t>(h) * m;
-      for (int a = 0; a < m; ++a) {
-        const float* kh = k + static_cast<size_t>(anc[a]) * kv + kvo;
-        float s = 0.0f;
-        for (int d = 0; d < hd; ++d) s += qh[d] * kh[d];
-        p[a] = scale * s;
+      // p[n, m] = scale * qh kg^T; row j sees the m0 ancestors and run rows 0..j.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, hd, scale, qh, dim,
+                  kg_.data() + kvo, kv, 0.0f, p, m);
+      for (int j = 0; j < n; ++j) {
+        float* row = p + static_cast<size_t>(j) * m;
+        cpu::SoftmaxInPlace(row, m0 + j + 1);
+        std::fill(row + m0 + j + 1, row + m, 0.0f);
       }
-      cpu::SoftmaxInPlace(p, m);
-      float* oh = out + static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
-      std::fill_n(oh, hd, 0.0f);
-      for (int a = 0; a < m; ++a) {
-        const float* vh = v + static_cast<size_t>(anc[a]) * kv + kvo;
-        const float pa = p[a];
-        for (int d = 0; d < hd; ++d) oh[d] += pa * vh[d];
-      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, 1.0f, p, m, vg_.data() + kvo,
+                  kv, 0.0f, out + r0 * dim + static_cast<size_t>(h) * hd, dim);
     }
-  });
+  }
 }
 
 void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, float* dk,
@@ -167,45 +176,52 @@ void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, 
   const float* att = att_.data() + att_per_layer_ * layer;
   std::fill_n(dk, rk, 0.0f);
   std::fill_n(dv, rk, 0.0f);
-  // dk and dv of a row gather from every descendant, so this runs in one thread.
-  for (int i = 0; i < rows_; ++i) {
-    const int* anc = anc_.data() + anc_off_[i];
-    const int m = positions_[i] + 1;
-    Grow(&dp_, static_cast<size_t>(m));
-    float* ds = dp_.data();
+  for (const TreeRun& run : runs_) {
+    const int n = run.len, m = run.n_keys, m0 = m - n;
+    const int* keys = run_keys_.data() + run.keys;
+    const size_t mk = static_cast<size_t>(m) * kv;
+    for (auto* b : {&kg_, &vg_, &dkg_, &dvg_}) Grow(b, mk);
+    GatherRows(k, keys, m, kv, kg_.data());
+    GatherRows(v, keys, m, kv, vg_.data());
+    std::fill_n(dkg_.data(), mk, 0.0f);
+    std::fill_n(dvg_.data(), mk, 0.0f);
+    Grow(&dp_, static_cast<size_t>(n) * m);
+    float* dp = dp_.data();
+    const size_t r0 = static_cast<size_t>(run.start);
     for (int h = 0; h < c.n_heads; ++h) {
-      const float* p = att + att_row_off_[i] + static_cast<size_t>(h) * m;
-      const size_t qo = static_cast<size_t>(i) * dim + static_cast<size_t>(h) * hd;
+      const float* p = att + run.att + static_cast<size_t>(h) * n * m;
+      const size_t qo = r0 * dim + static_cast<size_t>(h) * hd;
       const size_t kvo = static_cast<size_t>(h / hpk) * hd;
-      const float* doh = dout + qo;
-      // dp_a = dout_i . v_a; dv_a += p_a dout_i.
-      float dot = 0.0f;
-      for (int a = 0; a < m; ++a) {
-        const size_t ao = static_cast<size_t>(anc[a]) * kv + kvo;
-        const float* vh = v + ao;
-        float* dvh = dv + ao;
-        const float pa = p[a];
-        float s = 0.0f;
-        for (int d = 0; d < hd; ++d) {
-          s += doh[d] * vh[d];
-          dvh[d] += pa * doh[d];
-        }
-        ds[a] = s;
-        dot += pa * s;
+      // dp = dout_h vg_h^T; dvg_h += p^T dout_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, hd, 1.0f, dout + qo, dim,
+                  vg_.data() + kvo, kv, 0.0f, dp, m);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hd, n, 1.0f, p, m, dout + qo, dim,
+                  1.0f, dvg_.data() + kvo, kv);
+      // ds = p * (dp - rowsum(p * dp)) over each row's visible keys; the rest stays 0.
+      for (int j = 0; j < n; ++j) {
+        const int visible = m0 + j + 1;
+        const float* pr = p + static_cast<size_t>(j) * m;
+        float* dr = dp + static_cast<size_t>(j) * m;
+        float dot = 0.0f;
+        for (int a = 0; a < visible; ++a) dot += pr[a] * dr[a];
+        for (int a = 0; a < visible; ++a) dr[a] = pr[a] * (dr[a] - dot);
+        std::fill(dr + visible, dr + m, 0.0f);
       }
-      // ds_a = p_a (dp_a - sum p dp); dq_i = scale sum ds_a k_a; dk_a += scale ds_a q_i.
-      float* dqh = dq + qo;
-      std::fill_n(dqh, hd, 0.0f);
-      const float* qh = q + qo;
-      for (int a = 0; a < m; ++a) {
-        const size_t ao = static_cast<size_t>(anc[a]) * kv + kvo;
-        const float g = scale * p[a] * (ds[a] - dot);
-        const float* kh = k + ao;
-        float* dkh = dk + ao;
-        for (int d = 0; d < hd; ++d) {
-          dqh[d] += g * kh[d];
-          dkh[d] += g * qh[d];
-        }
+      // dq_h = scale * ds kg_h; dkg_h += scale * ds^T q_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, scale, dp, m,
+                  kg_.data() + kvo, kv, 0.0f, dq + qo, dim);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hd, n, scale, dp, m, q + qo, dim,
+                  1.0f, dkg_.data() + kvo, kv);
+    }
+    // Scatter the run's key and value gradients back to their rows.
+    for (int a = 0; a < m; ++a) {
+      float* dkr = dk + static_cast<size_t>(keys[a]) * kv;
+      float* dvr = dv + static_cast<size_t>(keys[a]) * kv;
+      const float* gk = dkg_.data() + static_cast<size_t>(a) * kv;
+      const float* gv = dvg_.data() + static_cast<size_t>(a) * kv;
+      for (int i = 0; i < kv; ++i) {
+        dkr[i] += gk[i];
+        dvr[i] += gv[i];
       }
     }
   }

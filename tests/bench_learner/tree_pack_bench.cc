@@ -100,6 +100,18 @@ int main(int argc, char** argv) {
   if (a.trees_per_step > 0 && static_cast<size_t>(a.trees_per_step) < trees.size()) {
     trees.resize(a.trees_per_step);
   }
+  // Trees without a reward signal (all leaves equal, e.g. stories without answers) get
+  // alternating +1/-1 rewards, so that the advantages and the update are not all zero.
+  bool all_equal = true;
+  for (const TreeRecord& t : trees) {
+    for (const TreeLeafRecord& l : t.leaves)
+      all_equal = all_equal && l.reward == trees[0].leaves[0].reward;
+  }
+  if (all_equal) {
+    for (TreeRecord& t : trees) {
+      for (size_t i = 0; i < t.leaves.size(); ++i) t.leaves[i].reward = i % 2 == 0 ? 1.0f : -1.0f;
+    }
+  }
   auto estimator = OrDie(learner::MakeAdvantageEstimator("treepo"), "estimator");
   const learner::LearnerBatch batch =
       OrDie(learner::BuildLearnerBatch(trees, *estimator, w.config.max_seq_len), "batch");
@@ -114,7 +126,11 @@ int main(int argc, char** argv) {
       o.adamw.lr = 1e-5f;
       o.micro_batch_tokens = a.micro_batch_tokens;
       o.tree_packing = p == 1;
-      auto trainer = OrDie(learner::Trainer::Create(w, o, WeightVersion(0)), "trainer");
+      // The batch's sampling version (one per step in sync mode) is the trainer's.
+      const WeightVersion version(batch.sequences.empty() || batch.sequences[0].versions.empty()
+                                      ? 0
+                                      : batch.sequences[0].versions[0]);
+      auto trainer = OrDie(learner::Trainer::Create(w, o, version), "trainer");
       const auto t0 = std::chrono::steady_clock::now();
       const learner::TrainStepMetrics m = OrDie(trainer->Step(batch), "step");
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
