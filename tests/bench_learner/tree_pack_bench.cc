@@ -3,8 +3,10 @@
 // the learner's whole step (Trainer::Step: forward, clipped policy loss, backward, AdamW) on
 // the same batch from the same weights; they alternate --rounds times and the best time of
 // each is kept. Also prints the rows each side runs (unique prefix tokens vs path tokens),
-// whose ratio is the speed-up to expect, and checks that both steps give the same update
-// (the gradient's global norm agrees to 1e-4).
+// whose ratio is the speed-up to expect where the linear layers dominate, and the attention
+// keys each side's rows attend to (sum of depth + 1), whose ratio bounds the attention's
+// speed-up (packing removes the shallow shared tokens, not the deep ones), and checks that both
+// steps give the same update (the gradient's global norm agrees to 1e-4).
 //
 // Usage: tree_pack_bench --model M --trees FILE [--name NAME] [--threads 2] [--rounds 3]
 //                        [--trees-per-step N] [--micro-batch-tokens 2048] [--json FILE]
@@ -88,7 +90,23 @@ struct Side {
   double best_s = 1e30;
   double grad_norm = 0.0;
   size_t rows = 0;
+  double attention_keys = 0;  // sum over rows of the keys each attends to (its depth + 1)
 };
+
+// Rows and attention keys of one side's micro-batch layout of the whole batch.
+void CountWork(const learner::Rows& r, Side* side) {
+  side->rows = r.tokens.size();
+  size_t start = 0;
+  for (int n : r.seq_lens) {
+    std::vector<int> depth(n, 0);
+    for (int i = 0; i < n; ++i) {
+      const int p = r.parents.empty() ? i - 1 : r.parents[start + i];
+      depth[i] = p < 0 ? 0 : depth[p] + 1;
+      side->attention_keys += depth[i] + 1;
+    }
+    start += n;
+  }
+}
 
 }  // namespace
 
@@ -119,7 +137,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
 
   Side sides[2];  // 0: per leaf, 1: tree-packed
-  for (int p = 0; p < 2; ++p) sides[p].rows = learner::BuildRows(batch, all, p == 1).tokens.size();
+  for (int p = 0; p < 2; ++p) CountWork(learner::BuildRows(batch, all, p == 1), &sides[p]);
   for (int round = 0; round < a.rounds; ++round) {
     for (int p = 0; p < 2; ++p) {
       learner::TrainerOptions o;
@@ -139,17 +157,19 @@ int main(int argc, char** argv) {
     }
   }
   const double token_ratio = static_cast<double>(sides[0].rows) / sides[1].rows;
+  const double key_ratio = sides[0].attention_keys / sides[1].attention_keys;
   const double speedup = sides[0].best_s / sides[1].best_s;
   const double norm_rel =
       std::abs(sides[0].grad_norm - sides[1].grad_norm) / std::max(sides[0].grad_norm, 1e-30);
   std::printf(
       "| trees | model | trees | leaves | per-leaf rows | packed rows | token ratio | "
-      "per-leaf s/step | packed s/step | speed-up | grad-norm rel. diff |\n");
-  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  std::printf("| %s | %s | %zu | %zu | %zu | %zu | %.2f | %.3f | %.3f | %.2f | %.1e |\n",
+      "attention-key ratio | per-leaf s/step | packed s/step | speed-up | grad-norm rel. diff "
+      "|\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| %s | %s | %zu | %zu | %zu | %zu | %.2f | %.2f | %.3f | %.3f | %.2f | %.1e |\n",
               a.name.c_str(), w.config.ToString().c_str(), trees.size(), batch.sequences.size(),
-              sides[0].rows, sides[1].rows, token_ratio, sides[0].best_s, sides[1].best_s, speedup,
-              norm_rel);
+              sides[0].rows, sides[1].rows, token_ratio, key_ratio, sides[0].best_s,
+              sides[1].best_s, speedup, norm_rel);
   if (!a.json.empty()) {
     nlohmann::json j = {{"name", a.name},
                         {"model", w.config.ToString()},
@@ -158,6 +178,7 @@ int main(int argc, char** argv) {
                         {"per_leaf_rows", sides[0].rows},
                         {"packed_rows", sides[1].rows},
                         {"token_ratio", token_ratio},
+                        {"attention_key_ratio", key_ratio},
                         {"per_leaf_s", sides[0].best_s},
                         {"packed_s", sides[1].best_s},
                         {"speedup", speedup},
