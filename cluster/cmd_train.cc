@@ -49,33 +49,34 @@ void OnTrainSignal(int) { g_train_stop.store(true); }
 
 // The launcher's own keys (the RL loop's and the learner's are read by their components).
 struct TrainOptions {
-  std::string out_dir = "runs/default";    // out_dir
-  std::string resume;                      // resume: checkpoint dir to continue from
-  std::string base = "runs/base";          // model.base: base model dir (made if missing)
-  bool make_base = true;                   // model.make_if_missing
-  int pretrain_steps = 0;                  // model.pretrain_steps (0: the pretrain default)
-  std::string prompts;                     // task.prompts: JSONL prompt file ("" = built-in task)
-  std::string prompt_field = "prompt";     // task.prompt_field
-  std::string answer_field = "answer";     // task.answer_field
-  int train_problems = 4000;               // task.train_problems: built-in task train set size
-  int workers = 2;                         // cluster.workers
-  int learners = 1;                        // cluster.learners (only 1 is supported)
-  int worker_threads = 1;                  // cluster.worker_threads
+  std::string out_dir = "runs/default";  // out_dir
+  std::string resume;                    // resume: checkpoint dir to continue from
+  std::string base = "runs/base";        // model.base: base model dir (made if missing)
+  bool make_base = true;                 // model.make_if_missing
+  int pretrain_steps = 0;                // model.pretrain_steps (0: the pretrain default)
+  std::string prompts;                   // task.prompts: JSONL prompt file ("" = built-in task)
+  std::string prompt_field = "prompt";   // task.prompt_field
+  std::string answer_field = "answer";   // task.answer_field
+  int train_problems = 4000;             // task.train_problems: built-in task train set size
+  int workers = 2;                       // cluster.workers
+  int learners = 1;                      // cluster.learners (only 1 is supported)
+  int worker_threads = 1;                // cluster.worker_threads
+  int worker_pages = 2048;               // cluster.worker_pages
+  int page_size = 16;                    // cluster.page_size
+  int learner_threads = 2;               // cluster.learner_threads
+  int learner_exit_timeout_ms = 120000;  // cluster.learner_exit_timeout_ms: final checkpoint
+  bool eval_before = true;               // eval.before
+  bool eval_after = true;                // eval.after
+  bool eval_checkpoints = true;          // eval.checkpoints: every intermediate checkpoint too
+  int eval_problems = 200;               // eval.problems
+  int eval_samples = 8;                  // eval.samples (k for Maj@k / pass@k)
+  int eval_max_new_tokens = 96;          // eval.max_new_tokens
+  int checkpoint_every = 10;             // output.checkpoint_every (0: at the end only)
+  bool write_trees = true;               // output.trees
+  bool report = true;                    // output.report
+  bool progress = true;                  // output.progress
+
   std::string worker_sampler = "default";  // cluster.worker_sampler: token sampler name
-  int worker_pages = 2048;                 // cluster.worker_pages
-  int page_size = 16;                      // cluster.page_size
-  int learner_threads = 2;                 // cluster.learner_threads
-  int learner_exit_timeout_ms = 120000;    // cluster.learner_exit_timeout_ms: final checkpoint
-  bool eval_before = true;                 // eval.before
-  bool eval_after = true;                  // eval.after
-  bool eval_checkpoints = true;            // eval.checkpoints: every intermediate checkpoint too
-  int eval_problems = 200;                 // eval.problems
-  int eval_samples = 8;                    // eval.samples (k for Maj@k / pass@k)
-  int eval_max_new_tokens = 96;            // eval.max_new_tokens
-  int checkpoint_every = 10;               // output.checkpoint_every (0: at the end only)
-  bool write_trees = true;                 // output.trees
-  bool report = true;                      // output.report
-  bool progress = true;                    // output.progress
 };
 
 Status LoadTrainOptions(const Config& c, TrainOptions* o) {
