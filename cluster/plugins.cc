@@ -25,7 +25,7 @@ Result<std::vector<std::string>> LoadConfiguredPlugins(const Config& config) {
   std::string list;
   TREEPO_RETURN_IF_ERROR(config.Get("plugins", &list));
   std::vector<std::string> paths;
-  for (const std::string& p : SplitPluginList(list)) {
+  for (const std::string& p : SplitCommaList(list)) {
     std::error_code ec;
     const std::filesystem::path abs = std::filesystem::absolute(p, ec);
     paths.push_back(ec ? p : abs.lexically_normal().string());

@@ -136,7 +136,7 @@ Status LoadOne(const std::string& path, const PluginHost& host) {
 
 }  // namespace
 
-std::vector<std::string> SplitPluginList(std::string_view list) {
+std::vector<std::string> SplitCommaList(std::string_view list) {
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= list.size()) {

@@ -27,9 +27,9 @@ struct PluginHost {
   std::function<Status(const TreepoSamplerPlugin&)> sampler;
 };
 
-// A comma-separated list (how the config's `plugins = [...]` array reads) split into paths;
-// empty entries dropped.
-std::vector<std::string> SplitPluginList(std::string_view list);
+// A comma-separated config value (how a TOML array such as `plugins = [...]` reads) split
+// into its items, spaces around them trimmed, empty ones dropped.
+std::vector<std::string> SplitCommaList(std::string_view list);
 
 // Loads each library in order: kNotFound for a missing file, kFailedPrecondition for a file
 // that dlopen refuses, lacks treepo_plugin_abi_version / treepo_plugin_init, or was built for

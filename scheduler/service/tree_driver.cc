@@ -100,7 +100,7 @@ Result<SamplerOptions> TreeDriverOptionsFrom(const RolloutJobOptions& job) {
   s.max_depth = job.max_depth;
   s.branch_factor = job.branch;
   s.branching.policy = job.branching;
-  for (std::string& name : SplitPluginList(job.extra_stop_rules)) {
+  for (std::string& name : SplitCommaList(job.extra_stop_rules)) {
     s.stop.extra_rules.push_back(std::move(name));
   }
   if (job.init_divergence == "more") {
