@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cluster/command.h"
+#include "cluster/plugins.h"
 #include "common/log.h"
 #include "common/tree/tree_record.h"
 #include "learner/advantage/advantage.h"
@@ -19,9 +20,11 @@ namespace {
 struct AdvantagesOptions {
   std::string trees_path;
   std::string estimator = "treepo";
+  std::vector<std::string> plugins;  // plug-in libraries to load first
 };
 
 Status RunAdvantages(const AdvantagesOptions& o) {
+  TREEPO_RETURN_IF_ERROR(LoadPluginFiles(o.plugins));
   TREEPO_ASSIGN_OR_RETURN(auto estimator, learner::MakeAdvantageEstimator(o.estimator));
   TREEPO_ASSIGN_OR_RETURN(std::vector<TreeRecord> trees, ReadTreeFile(o.trees_path));
   std::vector<learner::QueryLeaves> batch;
@@ -60,7 +63,10 @@ void RegisterAdvantages(CLI::App& app, int* exit_code) {
     names += names.empty() ? "" : ", ";
     names += n;
   }
-  cmd->add_option("--estimator", opts->estimator, "one of: " + names)->capture_default_str();
+  cmd->add_option("--estimator", opts->estimator, "one of: " + names + ", or a plug-in's")
+      ->capture_default_str();
+  cmd->add_option("--plugin", opts->plugins,
+                  "plug-in library to load first (repeatable; docs/plugins.md)");
   cmd->callback([opts, exit_code] {
     InitLogging("advantages");
     const Status st = RunAdvantages(*opts);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cluster/command.h"
+#include "cluster/plugins.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "learner/service/learner_service.h"
@@ -31,6 +32,7 @@ Status RunLearnerCmd(const LearnerCmdOptions& c) {
     TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
   }
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  TREEPO_RETURN_IF_ERROR(LoadConfiguredPlugins(config).status());
   learner::LearnerOptions o;
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "", &o));
   TREEPO_RETURN_IF_ERROR(config.CheckAllConsumed());

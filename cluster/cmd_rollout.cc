@@ -19,6 +19,7 @@
 #include "cluster/child_process.h"
 #include "cluster/command.h"
 #include "cluster/local_keys.h"
+#include "cluster/plugins.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -92,6 +93,9 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   }
   for (const auto& [flag, value] : o.flags) config.SetValue(KeyOf(flag), value);
   for (const std::string& s : o.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  TREEPO_ASSIGN_OR_RETURN(const std::vector<std::string> plugins, LoadConfiguredPlugins(config));
+  std::string worker_sampler = "default";  // token sampler of every worker
+  TREEPO_RETURN_IF_ERROR(config.Get("worker_sampler", &worker_sampler));
   int workers = 2, worker_threads = 1, worker_pages = 4096, page_size = 16;
   TREEPO_RETURN_IF_ERROR(config.Get("workers", &workers));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
@@ -135,6 +139,12 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
       if (i == 0 && slow_step_ms > 0) {
         argv.push_back("--debug-step-sleep-ms");
         argv.push_back(std::to_string(slow_step_ms));
+      }
+      argv.push_back("--sampler");
+      argv.push_back(worker_sampler);
+      for (const std::string& p : plugins) {
+        argv.push_back("--plugin");
+        argv.push_back(p);
       }
       TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(argv));
       children.Add("worker-" + std::to_string(i + 1), std::move(c), "", false);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cluster/command.h"
+#include "cluster/plugins.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "scheduler/service/rollout_job.h"
@@ -33,6 +34,7 @@ Status RunSchedulerCmd(const SchedulerCmdOptions& o) {
     TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(o.config_path));
   }
   for (const std::string& s : o.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  TREEPO_RETURN_IF_ERROR(LoadConfiguredPlugins(config).status());
   scheduler::RolloutJobOptions job;
   job.progress = false;
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRolloutJobOptions(config, &job));

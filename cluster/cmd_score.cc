@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cluster/command.h"
+#include "cluster/plugins.h"
 #include "common/file_io.h"
 #include "common/json_file.h"
 #include "common/json_number.h"
@@ -22,6 +23,7 @@ namespace {
 struct ScoreOptions {
   std::string input;
   scheduler::RewardOptions reward;
+  std::vector<std::string> plugins;  // plug-in libraries to load first
 };
 
 // Scores one line; InvalidArgument when it is not a {"response","answer"} object.
@@ -52,6 +54,7 @@ Result<nlohmann::json> ScoreLine(const scheduler::RewardFn& fn, const std::strin
 
 // Returns the number of lines that failed, or an error when the run cannot start.
 Result<int> RunScore(const ScoreOptions& o) {
+  TREEPO_RETURN_IF_ERROR(LoadPluginFiles(o.plugins));
   TREEPO_ASSIGN_OR_RETURN(auto fn, scheduler::MakeRewardFn(o.reward));
   TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.input, "--input"));
   std::ifstream in(o.input);
@@ -85,7 +88,10 @@ void RegisterScore(CLI::App& app, int* exit_code) {
     names += names.empty() ? "" : ", ";
     names += n;
   }
-  cmd->add_option("--reward", opts->reward.name, "one of: " + names)->capture_default_str();
+  cmd->add_option("--reward", opts->reward.name, "one of: " + names + ", or a plug-in's")
+      ->capture_default_str();
+  cmd->add_option("--plugin", opts->plugins,
+                  "plug-in library to load first (repeatable; docs/plugins.md)");
   cmd->add_option("--overlong-max-tokens", opts->reward.overlong_max_tokens,
                   "DAPO overlong penalty cap (0 = off)")
       ->capture_default_str();

@@ -23,6 +23,7 @@
 #include "cluster/command.h"
 #include "cluster/eval_job.h"
 #include "cluster/local_keys.h"
+#include "cluster/plugins.h"
 #include "cluster/pretrain_job.h"
 #include "cluster/report.h"
 #include "cluster/run_metrics.h"
@@ -74,6 +75,8 @@ struct TrainOptions {
   bool write_trees = true;               // output.trees
   bool report = true;                    // output.report
   bool progress = true;                  // output.progress
+
+  std::string worker_sampler = "default";  // cluster.worker_sampler: token sampler name
 };
 
 Status LoadTrainOptions(const Config& c, TrainOptions* o) {
@@ -89,6 +92,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.workers", &o->workers));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learners", &o->learners));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_threads", &o->worker_threads));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_sampler", &o->worker_sampler));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
@@ -130,6 +134,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
       {"cluster.workers", std::to_string(t.workers)},
       {"cluster.learners", std::to_string(t.learners)},
       {"cluster.worker_threads", std::to_string(t.worker_threads)},
+      {"cluster.worker_sampler", t.worker_sampler},
       {"cluster.learner_threads", std::to_string(t.learner_threads)},
       {"eval.problems", std::to_string(t.eval_problems)},
       {"eval.samples", std::to_string(t.eval_samples)},
@@ -213,6 +218,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
   }
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
+  // Plug-ins first: the options below may name what they register.
+  TREEPO_ASSIGN_OR_RETURN(const std::vector<std::string> plugins, LoadConfiguredPlugins(config));
   TrainOptions t;
   scheduler::RlOptions rl;
   rl.steps = 60;
@@ -324,6 +331,12 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
       if (keys) {
         for (const std::string& f : keys->WorkerFlags()) wargv.push_back(f);
       }
+      wargv.push_back("--sampler");
+      wargv.push_back(t.worker_sampler);
+      for (const std::string& p : plugins) {
+        wargv.push_back("--plugin");
+        wargv.push_back(p);
+      }
       TREEPO_ASSIGN_OR_RETURN(ChildProcess w,
                               ChildProcess::Spawn(wargv, (logs / (name + ".log")).string()));
       children.Add(name, std::move(w), (logs / (name + ".log")).string(), false);
@@ -335,6 +348,10 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     for (const std::string& s : learner::LearnerOptionSets(lo)) {
       argv.push_back("--set");
       argv.push_back(s);
+    }
+    if (!plugins.empty()) {
+      argv.push_back("--set");
+      argv.push_back("plugins=" + JoinPluginList(plugins));
     }
     TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
                             ChildProcess::Spawn(argv, (logs / "learner.log").string()));

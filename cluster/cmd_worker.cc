@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cluster/command.h"
+#include "cluster/plugins.h"
 #include "common/log.h"
 #include "worker/service/worker_service.h"
 
@@ -21,6 +22,7 @@ void OnStopSignal(int) { g_worker_stop.store(true); }
 
 void RegisterWorker(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<worker::WorkerOptions>();
+  auto plugins = std::make_shared<std::vector<std::string>>();
   opts->engine.blas_threads = 1;
   CLI::App* cmd = app.add_subcommand("worker", "Run an inference worker for a scheduler");
   cmd->add_option("--scheduler", opts->scheduler_endpoint, "scheduler endpoint tcp://HOST:PORT")
@@ -34,6 +36,10 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-step-tokens", opts->engine.max_step_tokens, "rows per engine step")
       ->capture_default_str();
   cmd->add_option("--name", opts->name, "name in logs (default worker-<pid>)");
+  cmd->add_option("--sampler", opts->engine.sampler,
+                  "token sampler: default, or one a plug-in registers (docs/plugins.md)")
+      ->capture_default_str();
+  cmd->add_option("--plugin", *plugins, "plug-in library to load first (repeatable)");
   cmd->add_option("--heartbeat-ms", opts->heartbeat_interval_ms,
                   "heartbeat period (0: the scheduler's)")
       ->capture_default_str();
@@ -53,11 +59,12 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--key", opts->keys.key_file, "this worker's CURVE key file (NAME.key)");
   cmd->add_flag("--insecure", opts->keys.insecure,
                 "talk to a non-loopback scheduler without keys (warned on every start)");
-  cmd->callback([opts, exit_code] {
+  cmd->callback([opts, plugins, exit_code] {
     InitLogging(opts->name.empty() ? "worker" : opts->name);
     std::signal(SIGINT, OnStopSignal);
     std::signal(SIGTERM, OnStopSignal);
-    const Status st = worker::RunWorker(*opts, &g_worker_stop);
+    Status st = LoadPluginFiles(*plugins);
+    if (st.ok()) st = worker::RunWorker(*opts, &g_worker_stop);
     if (!st.ok()) {
       spdlog::error("worker: {}", st.ToString());
       *exit_code = 1;

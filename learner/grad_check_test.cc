@@ -88,3 +88,98 @@ TEST(GradCheckTest, TokenFileValidation) {
 
 }  // namespace
 }  // namespace treepo::learner
+
+namespace treepo::learner {
+namespace {
+
+double RelativeError(const model::NamedTensor& a, const model::NamedTensor& b) {
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.data.size(); ++i) {
+    const double d = static_cast<double>(a.data[i]) - b.data[i];
+    diff += d * d;
+    norm += static_cast<double>(b.data[i]) * b.data[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
+}
+
+// Tree-packed gradients (`treepo grad --trees`) against the per-path PyTorch oracle
+// (tests/reference/gen_tree_grad_reference.py) and against the C++ per-path computation.
+void CompareTreeWithReference(const model::ModelWeights& w, const std::string& trees_file,
+                              const std::string& ref_file) {
+  std::map<std::string, std::string> meta;
+  auto ref = model::LoadSafetensors(ref_file, &meta);
+  ASSERT_TRUE(ref.ok()) << ref.status().message();
+  auto trees = ReadTreeFile(trees_file);
+  ASSERT_TRUE(trees.ok()) << trees.status().message();
+  auto packed = ComputeTreeNllGradients(w, *trees, /*packed=*/true);
+  ASSERT_TRUE(packed.ok()) << packed.status().message();
+  auto paths = ComputeTreeNllGradients(w, *trees, /*packed=*/false);
+  ASSERT_TRUE(paths.ok()) << paths.status().message();
+  EXPECT_EQ(packed->leaves, std::stoll(meta.at("leaves")));
+  EXPECT_EQ(packed->path_tokens, std::stoll(meta.at("path_tokens")));
+  EXPECT_EQ(paths->rows, paths->path_tokens);
+  EXPECT_LT(packed->rows, packed->path_tokens / 2);  // shared prompt and prefixes run once
+  const double loss = std::stod(meta.at("loss"));
+  EXPECT_NEAR(packed->loss, loss, 1e-4 * std::abs(loss));
+  EXPECT_NEAR(paths->loss, loss, 1e-4 * std::abs(loss));
+  ASSERT_EQ(packed->grads.size(), ref->size());
+  double worst = 0.0, worst_cpp = 0.0;
+  for (const auto& [name, g] : packed->grads) {
+    auto it = ref->find(name);
+    ASSERT_NE(it, ref->end()) << name;
+    ASSERT_EQ(g.shape, it->second.shape) << name;
+    const double rel = RelativeError(g, it->second);
+    EXPECT_LT(rel, 1e-4) << name << " vs PyTorch";
+    const double rel_cpp = RelativeError(g, paths->grads.at(name));
+    EXPECT_LT(rel_cpp, 1e-5) << name << " vs C++ per path";
+    worst = std::max(worst, rel);
+    worst_cpp = std::max(worst_cpp, rel_cpp);
+  }
+  std::printf(
+      "%lld rows for %lld path tokens; worst relative error %.3g vs PyTorch, %.3g vs "
+      "C++ per path\n",
+      static_cast<long long>(packed->rows), static_cast<long long>(packed->path_tokens), worst,
+      worst_cpp);
+}
+
+TEST(TreeGradCheckTest, Stories260kPackedMatchesPerPathPyTorch) {
+  const std::string path = SharedDir() + "/models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no shared model at " << path;
+  auto w = model::LoadLlama2cCheckpoint(path);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  const std::string data = SourceDir() + "/tests/data/";
+  CompareTreeWithReference(*w, data + "grad_tree_stories260k.jsonl",
+                           data + "grad_tree_stories260k.safetensors");
+}
+
+TEST(TreeGradCheckTest, RandomQkvBiasRotateHalfUntiedPackedMatchesPerPathPyTorch) {
+  const std::string data = SourceDir() + "/tests/data/";
+  auto w = model::LoadHfModel(data + "grad_random_model");
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  CompareTreeWithReference(*w, data + "grad_tree_random.jsonl",
+                           data + "grad_tree_random.safetensors");
+}
+
+TEST(TreeGradCheckTest, RefusesTreesTheModelCannotRun) {
+  const std::string data = SourceDir() + "/tests/data/";
+  auto w = model::LoadHfModel(data + "grad_random_model");
+  ASSERT_TRUE(w.ok());
+  auto trees = ReadTreeFile(data + "grad_tree_random.jsonl");
+  ASSERT_TRUE(trees.ok());
+  std::vector<TreeRecord> t = *trees;
+  t[1].prompt_tokens.clear();
+  auto r = ComputeTreeNllGradients(*w, t, true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("q1"), std::string::npos);
+  t = *trees;
+  t[0].prompt_tokens.assign(w->config.max_seq_len, 3);
+  r = ComputeTreeNllGradients(*w, t, true);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("positions"), std::string::npos);
+  t = *trees;
+  t[0].nodes[0].tokens[0] = w->config.vocab_size;
+  EXPECT_EQ(ComputeTreeNllGradients(*w, t, true).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace treepo::learner

@@ -29,14 +29,13 @@ TrainModel::TrainModel(const model::ModelWeights* weights) : w_(weights) {
   TREEPO_CHECK_OK(weights->config.Validate());
 }
 
-Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
-                           std::vector<float>* entropy) {
+Status TrainModel::Plan(const TrainBatch& batch) {
   const model::ModelConfig& c = w_->config;
-  const model::ParamLayout& lay = w_->layout;
   if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
+  tree_ = !batch.parents.empty();
   size_t total = 0;
   for (int n : batch.seq_lens) {
-    if (n < 1 || n > c.max_seq_len) {
+    if (n < 1 || (!tree_ && n > c.max_seq_len)) {
       return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
                              std::to_string(c.max_seq_len) + "]");
     }
@@ -46,29 +45,92 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
     return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
                            std::to_string(batch.tokens.size()) + " tokens were given");
   }
+  if (tree_ && batch.parents.size() != total) {
+    return InvalidArgument(std::to_string(batch.parents.size()) + " parents given for " +
+                           std::to_string(total) + " tokens");
+  }
   for (int32_t t : batch.tokens) {
     if (t < 0 || t >= c.vocab_size) {
       return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
                              std::to_string(c.vocab_size));
     }
   }
-  const int rows = static_cast<int>(total), dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
-  const int vocab = c.vocab_size, layers = c.n_layers;
-  rows_ = rows;
+  const int rows = static_cast<int>(total);
+  rows_ = 0;  // set once the batch is accepted
   tokens_.assign(batch.tokens.begin(), batch.tokens.end());
   seq_lens_.assign(batch.seq_lens.begin(), batch.seq_lens.end());
   seq_starts_.clear();
   att_offsets_.clear();
   positions_.resize(rows);
+  parent_.assign(rows, -1);
   att_per_layer_ = 0;
   int start = 0;
   for (int n : seq_lens_) {
     seq_starts_.push_back(start);
     att_offsets_.push_back(att_per_layer_);
-    att_per_layer_ += static_cast<size_t>(c.n_heads) * n * n;
-    for (int i = 0; i < n; ++i) positions_[start + i] = i;
+    for (int i = 0; i < n; ++i) {
+      const int r = start + i;
+      const int p = tree_ ? batch.parents[r] : i - 1;
+      if (tree_ && (i == 0 ? p != -1 : p < 0 || p >= i)) {
+        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence has parent " +
+                               std::to_string(p) +
+                               " (the first token's must be -1, every other's an earlier index)");
+      }
+      parent_[r] = p < 0 ? -1 : start + p;
+      positions_[r] = p < 0 ? 0 : positions_[start + p] + 1;
+      if (positions_[r] >= c.max_seq_len) {
+        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence sits at depth " +
+                               std::to_string(positions_[r]) + ", past the model's " +
+                               std::to_string(c.max_seq_len) + " positions");
+      }
+    }
+    if (!tree_) att_per_layer_ += static_cast<size_t>(c.n_heads) * n * n;
     start += n;
   }
+  // Children (rows predicted from each row), as CSR in row order.
+  child_off_.assign(rows + 1, 0);
+  for (int r = 0; r < rows; ++r) {
+    if (parent_[r] >= 0) ++child_off_[parent_[r] + 1];
+  }
+  for (int r = 0; r < rows; ++r) child_off_[r + 1] += child_off_[r];
+  children_.resize(child_off_[rows]);
+  {
+    std::vector<int> fill(child_off_.begin(), child_off_.end() - 1);
+    for (int r = 0; r < rows; ++r) {
+      if (parent_[r] >= 0) children_[fill[parent_[r]]++] = r;
+    }
+  }
+  if (tree_) {
+    runs_.clear();
+    run_keys_.clear();
+    for (int r = 0; r < rows;) {
+      int e = r + 1;
+      while (e < rows && parent_[e] == e - 1) ++e;
+      TreeRun run;
+      run.start = r;
+      run.len = e - r;
+      run.keys = run_keys_.size();
+      for (int a = parent_[r]; a >= 0; a = parent_[a]) run_keys_.push_back(a);
+      std::reverse(run_keys_.begin() + static_cast<std::ptrdiff_t>(run.keys), run_keys_.end());
+      for (int i = r; i < e; ++i) run_keys_.push_back(i);
+      run.n_keys = static_cast<int>(run_keys_.size() - run.keys);
+      run.att = att_per_layer_;
+      att_per_layer_ += static_cast<size_t>(c.n_heads) * run.len * run.n_keys;
+      runs_.push_back(run);
+      r = e;
+    }
+  }
+  rows_ = rows;
+  return OkStatus();
+}
+
+Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
+                           std::vector<float>* entropy) {
+  const model::ModelConfig& c = w_->config;
+  const model::ParamLayout& lay = w_->layout;
+  TREEPO_RETURN_IF_ERROR(Plan(batch));
+  const int rows = rows_, dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
+  const int vocab = c.vocab_size, layers = c.n_layers;
   const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
   const size_t rh = static_cast<size_t>(rows) * hid;
   Grow(&x_, rd * (layers + 1));
@@ -103,7 +165,11 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
     }
     cpu::Rope(q, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
     cpu::Rope(k, positions_.data(), rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
-    AttentionForward(l);
+    if (tree_) {
+      TreeAttentionForward(l);
+    } else {
+      AttentionForward(l);
+    }
     float* xmid = xmid_.data() + rd * l;
     std::copy_n(xin, rd, xmid);
     cpu::MatMulWt(ao_.data() + rd * l, w_->at(o.wo), xmid, rows, dim, dim, 1.0f);
@@ -126,12 +192,11 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
 
   logp->assign(rows, 0.0f);
   if (entropy) entropy->assign(rows, 0.0f);
-  int seq = 0;
   for (int r = 0; r < rows; ++r) {
-    while (r >= seq_starts_[seq] + seq_lens_[seq]) ++seq;
-    const bool last = r == seq_starts_[seq] + seq_lens_[seq] - 1;
     float* z = logits + static_cast<size_t>(r) * vocab;
-    const float z_target = last ? 0.0f : z[tokens_[r + 1]];
+    const int c0 = child_off_[r], c1 = child_off_[r + 1];
+    // Each predicted token's logit, read before the row becomes probabilities.
+    for (int ci = c0; ci < c1; ++ci) (*logp)[OutIndex(children_[ci])] = z[tokens_[children_[ci]]];
     const float mx = *std::max_element(z, z + vocab);
     double sum = 0.0, sum_pz = 0.0;
     for (int j = 0; j < vocab; ++j) {
@@ -143,9 +208,11 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
     const float lse_shift = static_cast<float>(std::log(sum));  // lse - mx
     const float inv = static_cast<float>(1.0 / sum);
     for (int j = 0; j < vocab; ++j) z[j] *= inv;
-    if (!last) {
-      (*logp)[r] = z_target - mx - lse_shift;
-      if (entropy) (*entropy)[r] = static_cast<float>(lse_shift - sum_pz / sum);
+    const float h = static_cast<float>(lse_shift - sum_pz / sum);
+    for (int ci = c0; ci < c1; ++ci) {
+      const size_t out = OutIndex(children_[ci]);
+      (*logp)[out] = (*logp)[out] - mx - lse_shift;
+      if (entropy) (*entropy)[out] = h;
     }
   }
   return OkStatus();

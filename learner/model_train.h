@@ -11,6 +11,17 @@
 // entropy[r] = entropy of that next-token distribution; for the last row of each sequence
 // both are 0 and their gradient inputs are ignored.
 //
+// Tree-packed sequences (TrainBatch::parents given): a sequence is a token tree laid out with
+// every parent before its children; each token attends to exactly its ancestors and itself,
+// at RoPE position = its depth (the root is position 0), so every root-to-token path computes
+// what the same path would as a plain sequence. A token may have several children, so the
+// outputs are indexed by the predicted token instead: logp[r] = log p(tokens[r] | ancestors of
+// r) and entropy[r] = entropy of the distribution that predicts r (the one at r's parent);
+// both are 0 for a sequence's root. Attention runs per chain of consecutive tokens (a run; in a
+// trie of paths laid out path by path, each path's new suffix is one) as GEMMs per head over
+// the run's ancestors and itself, and keeps heads x len x (depth + len) probabilities per run
+// and layer, instead of heads x n^2 per sequence.
+//
 // Not thread-safe; one object per thread. The weights must outlive the object and must not
 // change between Forward and the matching Backward.
 #pragma once
@@ -26,7 +37,11 @@ namespace treepo::learner {
 
 struct TrainBatch {
   std::span<const int32_t> tokens;  // [rows]: the sequences, one after another
-  std::span<const int> seq_lens;    // each in [1, max_seq_len]; they sum to rows
+  std::span<const int> seq_lens;    // each >= 1; they sum to rows
+  // Empty: every sequence is a chain of at most max_seq_len tokens. Otherwise [rows]: per
+  // token, the index within its sequence of the token before it on its path; -1 exactly for
+  // each sequence's first token, else in [0, own index). Depths must stay below max_seq_len.
+  std::span<const int> parents = {};
 };
 
 class TrainModel {
@@ -46,8 +61,14 @@ class TrainModel {
   int rows() const { return rows_; }
 
  private:
+  // Checks `batch` and fills the row bookkeeping (positions, parents, children, ancestors).
+  Status Plan(const TrainBatch& batch);
   void AttentionForward(int layer);
   void AttentionBackward(int layer, const float* dout, float* dq, float* dk, float* dv);
+  void TreeAttentionForward(int layer);
+  void TreeAttentionBackward(int layer, const float* dout, float* dq, float* dk, float* dv);
+  // Index into logp/entropy of the prediction of row r (r has a parent).
+  size_t OutIndex(int r) const { return tree_ ? static_cast<size_t>(r) : parent_[r]; }
 
   const model::ModelWeights* w_;
   int rows_ = 0;
@@ -55,6 +76,22 @@ class TrainModel {
   std::vector<int> seq_lens_, seq_starts_;
   std::vector<size_t> att_offsets_;  // per sequence, into one layer's attention block
   size_t att_per_layer_ = 0;
+  bool tree_ = false;           // tree-packed batch
+  std::vector<int> parent_;     // [rows] global row before r on its path, -1 at a root
+  std::vector<int> child_off_;  // [rows + 1] CSR offsets into children_
+  std::vector<int> children_;   // rows predicted from each row
+  // Tree mode: maximal runs of rows that each continue the row before (parent = r - 1). All
+  // rows of a run share the ancestors of its first row, so a run is causal attention of its
+  // rows over a key list: those ancestors (root first), then the run's own rows.
+  struct TreeRun {
+    int start = 0, len = 0;  // rows [start, start + len)
+    size_t keys = 0;         // offset into run_keys_ of the run's n_keys key rows
+    int n_keys = 0;          // depth of the first row + len
+    size_t att = 0;          // offset in one layer's block: heads x len x n_keys floats
+  };
+  std::vector<TreeRun> runs_;
+  std::vector<int> run_keys_;
+  std::vector<float> kg_, vg_, dkg_, dvg_;  // one run's gathered keys/values and their grads
 
   // Saved activations; per-layer arrays hold all layers one after another.
   std::vector<float> x_;            // [layers + 1, rows, dim]: residual stream entering each layer

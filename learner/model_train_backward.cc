@@ -118,6 +118,115 @@ void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, floa
   }
 }
 
+namespace {
+
+// dst[i, :] = src[rows[i], :] for n rows of width w.
+void GatherRows(const float* src, const int* rows, int n, int w, float* dst) {
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(src + static_cast<size_t>(rows[i]) * w, w, dst + static_cast<size_t>(i) * w);
+  }
+}
+
+}  // namespace
+
+void TrainModel::TreeAttentionForward(int layer) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  float* out = ao_.data() + rd * layer;
+  float* att = att_.data() + att_per_layer_ * layer;
+  for (const TreeRun& run : runs_) {
+    const int n = run.len, m = run.n_keys, m0 = m - n;  // m0: ancestors before the run
+    Grow(&kg_, static_cast<size_t>(m) * kv);
+    Grow(&vg_, static_cast<size_t>(m) * kv);
+    GatherRows(k, run_keys_.data() + run.keys, m, kv, kg_.data());
+    GatherRows(v, run_keys_.data() + run.keys, m, kv, vg_.data());
+    const size_t r0 = static_cast<size_t>(run.start);
+    for (int h = 0; h < c.n_heads; ++h) {
+      float* p = att + run.att + static_cast<size_t>(h) * n * m;
+      const float* qh = q + r0 * dim + static_cast<size_t>(h) * hd;
+      const size_t kvo = static_cast<size_t>(h / hpk) * hd;
+      // p[n, m] = scale * qh kg^T; row j sees the m0 ancestors and run rows 0..j.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, hd, scale, qh, dim,
+                  kg_.data() + kvo, kv, 0.0f, p, m);
+      for (int j = 0; j < n; ++j) {
+        float* row = p + static_cast<size_t>(j) * m;
+        cpu::SoftmaxInPlace(row, m0 + j + 1);
+        std::fill(row + m0 + j + 1, row + m, 0.0f);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, 1.0f, p, m, vg_.data() + kvo,
+                  kv, 0.0f, out + r0 * dim + static_cast<size_t>(h) * hd, dim);
+    }
+  }
+}
+
+void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, float* dk,
+                                       float* dv) {
+  const model::ModelConfig& c = w_->config;
+  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float* q = q_.data() + rd * layer;
+  const float* k = k_.data() + rk * layer;
+  const float* v = v_.data() + rk * layer;
+  const float* att = att_.data() + att_per_layer_ * layer;
+  std::fill_n(dk, rk, 0.0f);
+  std::fill_n(dv, rk, 0.0f);
+  for (const TreeRun& run : runs_) {
+    const int n = run.len, m = run.n_keys, m0 = m - n;
+    const int* keys = run_keys_.data() + run.keys;
+    const size_t mk = static_cast<size_t>(m) * kv;
+    for (auto* b : {&kg_, &vg_, &dkg_, &dvg_}) Grow(b, mk);
+    GatherRows(k, keys, m, kv, kg_.data());
+    GatherRows(v, keys, m, kv, vg_.data());
+    std::fill_n(dkg_.data(), mk, 0.0f);
+    std::fill_n(dvg_.data(), mk, 0.0f);
+    Grow(&dp_, static_cast<size_t>(n) * m);
+    float* dp = dp_.data();
+    const size_t r0 = static_cast<size_t>(run.start);
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float* p = att + run.att + static_cast<size_t>(h) * n * m;
+      const size_t qo = r0 * dim + static_cast<size_t>(h) * hd;
+      const size_t kvo = static_cast<size_t>(h / hpk) * hd;
+      // dp = dout_h vg_h^T; dvg_h += p^T dout_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, hd, 1.0f, dout + qo, dim,
+                  vg_.data() + kvo, kv, 0.0f, dp, m);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hd, n, 1.0f, p, m, dout + qo, dim,
+                  1.0f, dvg_.data() + kvo, kv);
+      // ds = p * (dp - rowsum(p * dp)) over each row's visible keys; the rest stays 0.
+      for (int j = 0; j < n; ++j) {
+        const int visible = m0 + j + 1;
+        const float* pr = p + static_cast<size_t>(j) * m;
+        float* dr = dp + static_cast<size_t>(j) * m;
+        float dot = 0.0f;
+        for (int a = 0; a < visible; ++a) dot += pr[a] * dr[a];
+        for (int a = 0; a < visible; ++a) dr[a] = pr[a] * (dr[a] - dot);
+        std::fill(dr + visible, dr + m, 0.0f);
+      }
+      // dq_h = scale * ds kg_h; dkg_h += scale * ds^T q_h.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, m, scale, dp, m,
+                  kg_.data() + kvo, kv, 0.0f, dq + qo, dim);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, hd, n, scale, dp, m, q + qo, dim,
+                  1.0f, dkg_.data() + kvo, kv);
+    }
+    // Scatter the run's key and value gradients back to their rows.
+    for (int a = 0; a < m; ++a) {
+      float* dkr = dk + static_cast<size_t>(keys[a]) * kv;
+      float* dvr = dv + static_cast<size_t>(keys[a]) * kv;
+      const float* gk = dkg_.data() + static_cast<size_t>(a) * kv;
+      const float* gv = dvg_.data() + static_cast<size_t>(a) * kv;
+      for (int i = 0; i < kv; ++i) {
+        dkr[i] += gk[i];
+        dvr[i] += gv[i];
+      }
+    }
+  }
+}
+
 void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> dentropy,
                           float* grad) {
   TREEPO_CHECK_GT(rows_, 0);
@@ -135,17 +244,17 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
 
   // dlogits, in place of the probabilities: for logp_t = z_t - lse, dz_j = g (1[j = t] - p_j);
   // for H = -sum p log p, dz_j = -gH p_j (log p_j + H).
+  // A row with several children (tree-packed) sums their contributions.
   float* dz = probs_.data();
-  int seq = 0;
   for (int r = 0; r < rows; ++r) {
-    while (r >= seq_starts_[seq] + seq_lens_[seq]) ++seq;
     float* pr = dz + static_cast<size_t>(r) * vocab;
-    if (r == seq_starts_[seq] + seq_lens_[seq] - 1) {
-      std::fill_n(pr, vocab, 0.0f);
-      continue;
+    const int c0 = child_off_[r], c1 = child_off_[r + 1];
+    float g = 0.0f, ge = 0.0f;
+    for (int ci = c0; ci < c1; ++ci) {
+      const size_t out = OutIndex(children_[ci]);
+      g += dlogp[out];
+      if (!dentropy.empty()) ge += dentropy[out];
     }
-    const float g = dlogp[r];
-    const float ge = dentropy.empty() ? 0.0f : dentropy[r];
     if (ge != 0.0f) {
       double h = 0.0;
       for (int j = 0; j < vocab; ++j) {
@@ -159,7 +268,7 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
     } else {
       for (int j = 0; j < vocab; ++j) pr[j] *= -g;
     }
-    pr[tokens_[r + 1]] += g;
+    for (int ci = c0; ci < c1; ++ci) pr[tokens_[children_[ci]]] += dlogp[OutIndex(children_[ci])];
   }
   cpu::MatMulTn(dz, xnf_.data(), grad + lay.lm_head(), rows, vocab, dim);
   float* dxnf = dxn_.data();
@@ -203,7 +312,11 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
     float* dq = dq_.data();
     float* dk = dk_.data();
     float* dv = dv_.data();
-    AttentionBackward(l, dao, dq, dk, dv);
+    if (tree_) {
+      TreeAttentionBackward(l, dao, dq, dk, dv);
+    } else {
+      AttentionBackward(l, dao, dq, dk, dv);
+    }
     // RoPE is a rotation: its backward is the inverse rotation.
     cpu::Rope(dq, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout,
               /*inverse=*/true);

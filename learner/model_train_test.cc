@@ -132,3 +132,115 @@ TEST(TrainModelTest, MicroBatchGradientsAccumulate) {
 
 }  // namespace
 }  // namespace treepo::learner
+
+namespace treepo::learner {
+namespace {
+
+// A prompt (1 5 3) with three paths; packed, every token of the tree once.
+//   path 0: 1 5 3 | 9 2 4      path 1: 1 5 3 | 9 7      path 2: 1 5 3 | 6 0 10
+const std::vector<int32_t> kTreeTokens = {1, 5, 3, 9, 2, 4, 7, 6, 0, 10};
+const std::vector<int> kTreeParents = {-1, 0, 1, 2, 3, 4, 3, 2, 7, 8};
+const std::vector<std::vector<int>> kPathRows = {
+    {0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 6}, {0, 1, 2, 7, 8, 9}};
+
+// Tree-packed forward/backward equals the per-path one: the same log-probs and entropies per
+// path token, and the gradient of a per-(path, token) weighted objective equals the packed
+// gradient with each unique token's weights summed over the paths through it.
+void CheckTreeMatchesPaths(const model::ModelConfig& c) {
+  auto w = model::ModelWeights::Random(c, 9);
+  ASSERT_TRUE(w.ok());
+  for (float& x : w->data) x *= 4.0f;
+  std::vector<int32_t> flat;
+  std::vector<int> lens;
+  for (const auto& p : kPathRows) {
+    for (int r : p) flat.push_back(kTreeTokens[r]);
+    lens.push_back(static_cast<int>(p.size()));
+  }
+  TrainModel paths(&*w), tree(&*w);
+  std::vector<float> lp_paths, ent_paths, lp_tree, ent_tree;
+  ASSERT_TRUE(paths.Forward({flat, lens}, &lp_paths, &ent_paths).ok());
+  const std::vector<int> one = {static_cast<int>(kTreeTokens.size())};
+  ASSERT_TRUE(tree.Forward({kTreeTokens, one, kTreeParents}, &lp_tree, &ent_tree).ok());
+  EXPECT_EQ(lp_tree[0], 0.0f);
+  std::vector<float> wl_paths(flat.size(), 0.0f), we_paths(flat.size(), 0.0f);
+  std::vector<float> wl_tree(kTreeTokens.size(), 0.0f), we_tree(kTreeTokens.size(), 0.0f);
+  size_t start = 0;
+  for (size_t p = 0; p < kPathRows.size(); ++p) {
+    // Row start + j - 1 of the path predicts its token j (the tree's row kPathRows[p][j]).
+    for (size_t j = 1; j < kPathRows[p].size(); ++j) {
+      const size_t row = start + j - 1;
+      const int node = kPathRows[p][j];
+      EXPECT_NEAR(lp_paths[row], lp_tree[node], 1e-5f) << "path " << p << " token " << j;
+      EXPECT_NEAR(ent_paths[row], ent_tree[node], 1e-5f) << "path " << p << " token " << j;
+      const float wl = 0.3f + 0.1f * static_cast<float>(p) - 0.05f * static_cast<float>(j);
+      const float we = 0.2f - 0.07f * static_cast<float>(p);
+      wl_paths[row] = wl;
+      we_paths[row] = we;
+      wl_tree[node] += wl;
+      we_tree[node] += we;
+    }
+    start += kPathRows[p].size();
+  }
+  std::vector<float> g_paths(w->layout.total(), 0.0f), g_tree(w->layout.total(), 0.0f);
+  paths.Backward(wl_paths, we_paths, g_paths.data());
+  tree.Backward(wl_tree, we_tree, g_tree.data());
+  for (const model::TensorInfo& t : w->layout.tensors()) {
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = t.offset; i < t.offset + t.numel; ++i) {
+      diff += (double(g_tree[i]) - g_paths[i]) * (double(g_tree[i]) - g_paths[i]);
+      norm += double(g_paths[i]) * g_paths[i];
+    }
+    EXPECT_LT(std::sqrt(diff), 1e-5 * std::max(1.0, std::sqrt(norm))) << t.name;
+  }
+}
+
+TEST(TrainModelTreeTest, PackedTreeMatchesPerPathAdjacentTied) {
+  CheckTreeMatchesPaths(TinyConfig(model::RopeLayout::kAdjacentPairs, true, false));
+}
+
+TEST(TrainModelTreeTest, PackedTreeMatchesPerPathHalfUntiedBias) {
+  CheckTreeMatchesPaths(TinyConfig(model::RopeLayout::kRotateHalf, false, true));
+}
+
+// A chain given as a tree (parent = previous token) is the plain sequence, outputs shifted by
+// one row.
+TEST(TrainModelTreeTest, ChainTreeIsThePlainSequence) {
+  auto w = model::ModelWeights::Random(TinyConfig(model::RopeLayout::kRotateHalf, true, true), 4);
+  ASSERT_TRUE(w.ok());
+  const std::vector<int32_t> tokens = {2, 7, 7, 1, 9};
+  const std::vector<int> lens = {5}, parents = {-1, 0, 1, 2, 3};
+  TrainModel a(&*w), b(&*w);
+  std::vector<float> lpa, lpb;
+  ASSERT_TRUE(a.Forward({tokens, lens}, &lpa, nullptr).ok());
+  ASSERT_TRUE(b.Forward({tokens, lens, parents}, &lpb, nullptr).ok());
+  for (int r = 1; r < 5; ++r) EXPECT_NEAR(lpa[r - 1], lpb[r], 1e-6f) << r;
+}
+
+TEST(TrainModelTreeTest, RejectsBadParents) {
+  auto w = model::ModelWeights::Random(TinyConfig(model::RopeLayout::kRotateHalf, true, false), 1);
+  ASSERT_TRUE(w.ok());
+  TrainModel m(&*w);
+  std::vector<float> lp;
+  const std::vector<int32_t> tokens = {1, 2, 3};
+  const std::vector<int> lens = {3};
+  for (const std::vector<int>& parents :
+       std::vector<std::vector<int>>{{0, 0, 1}, {-1, -1, 1}, {-1, 2, 1}, {-1, 0, 3}, {-1, 0}}) {
+    EXPECT_EQ(m.Forward({tokens, lens, parents}, &lp, nullptr).code(),
+              StatusCode::kInvalidArgument);
+  }
+  // Depth, not packed length, is bounded by max_seq_len (16): 20 children of one root fit.
+  std::vector<int32_t> wide(21, 3);
+  std::vector<int> wide_parents(21, 0);
+  wide_parents[0] = -1;
+  const std::vector<int> wide_len = {21};
+  EXPECT_TRUE(m.Forward({wide, wide_len, wide_parents}, &lp, nullptr).ok());
+  std::vector<int32_t> deep(17, 3);
+  std::vector<int> deep_parents(17);
+  for (int i = 0; i < 17; ++i) deep_parents[i] = i - 1;
+  const std::vector<int> deep_len = {17};
+  EXPECT_EQ(m.Forward({deep, deep_len, deep_parents}, &lp, nullptr).code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace treepo::learner

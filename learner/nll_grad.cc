@@ -3,8 +3,25 @@
 #include <fstream>
 
 #include "learner/model_train.h"
+#include "learner/service/trainer.h"
 
 namespace treepo::learner {
+namespace {
+
+// dL/dW per tensor under the layout's Hugging Face names.
+std::map<std::string, model::NamedTensor> NamedGradients(const model::ModelWeights& weights,
+                                                         const std::vector<float>& grad) {
+  std::map<std::string, model::NamedTensor> out;
+  for (const model::TensorInfo& t : weights.layout.tensors()) {
+    model::NamedTensor nt;
+    nt.shape = t.shape;
+    nt.data.assign(grad.begin() + t.offset, grad.begin() + t.offset + t.numel);
+    out.emplace(t.name, std::move(nt));
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<NllGradients> ComputeNllGradients(const model::ModelWeights& weights,
                                          std::span<const int32_t> tokens, int prompt_len) {
@@ -27,12 +44,58 @@ Result<NllGradients> ComputeNllGradients(const model::ModelWeights& weights,
   }
   std::vector<float> grad(weights.layout.total(), 0.0f);
   model.Backward(dlogp, {}, grad.data());
-  for (const model::TensorInfo& t : weights.layout.tensors()) {
-    model::NamedTensor nt;
-    nt.shape = t.shape;
-    nt.data.assign(grad.begin() + t.offset, grad.begin() + t.offset + t.numel);
-    out.grads.emplace(t.name, std::move(nt));
+  out.grads = NamedGradients(weights, grad);
+  return out;
+}
+
+Result<TreeNllGradients> ComputeTreeNllGradients(const model::ModelWeights& weights,
+                                                 const std::vector<TreeRecord>& trees,
+                                                 bool packed) {
+  const model::ModelConfig& c = weights.config;
+  TreeNllGradients out;
+  std::vector<float> grad(weights.layout.total(), 0.0f);
+  TrainModel model(&weights);
+  std::vector<float> logp;
+  for (const TreeRecord& tree : trees) {
+    if (tree.prompt_tokens.empty()) {
+      return InvalidArgument("query " + tree.query_id + ": no prompt tokens");
+    }
+    // The tree's leaves as training sequences (LearnerBatch's shape, one tree).
+    LearnerBatch batch;
+    for (const TreeLeafRecord& leaf : tree.leaves) {
+      TrainSequence s;
+      s.tokens = tree.prompt_tokens;
+      const std::vector<int32_t> response = tree.ResponseTokens(leaf);
+      if (response.empty()) continue;
+      s.tokens.insert(s.tokens.end(), response.begin(), response.end());
+      if (static_cast<int64_t>(s.tokens.size()) > c.max_seq_len) {
+        return InvalidArgument("query " + tree.query_id + ": leaf " + std::to_string(leaf.node) +
+                               " has " + std::to_string(s.tokens.size()) +
+                               " prompt + response tokens, more than the model's " +
+                               std::to_string(c.max_seq_len) + " positions");
+      }
+      s.prompt_len = static_cast<int>(tree.prompt_tokens.size());
+      out.path_tokens += static_cast<int64_t>(s.tokens.size());
+      batch.sequences.push_back(std::move(s));
+    }
+    if (batch.sequences.empty()) continue;
+    out.leaves += static_cast<int64_t>(batch.sequences.size());
+    std::vector<size_t> all(batch.sequences.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const Rows r = BuildRows(batch, all, packed);
+    const Status st = model.Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr);
+    if (!st.ok()) return st.WithContext("query " + tree.query_id);
+    out.rows += static_cast<int64_t>(r.tokens.size());
+    std::vector<float> dlogp(r.tokens.size(), 0.0f);
+    for (size_t k = 0; k < all.size(); ++k) {
+      for (size_t row : r.out[k]) {
+        out.loss -= logp[row];
+        dlogp[row] -= 1.0f;  // once per leaf whose path holds the token
+      }
+    }
+    model.Backward(dlogp, {}, grad.data());
   }
+  out.grads = NamedGradients(weights, grad);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "common/model/safetensors.h"
 #include "common/model/weights.h"
 #include "common/status.h"
+#include "common/tree/tree_record.h"
 
 namespace treepo::learner {
 
@@ -26,6 +27,21 @@ struct NllGradients {
 // (kInvalidArgument otherwise).
 Result<NllGradients> ComputeNllGradients(const model::ModelWeights& weights,
                                          std::span<const int32_t> tokens, int prompt_len);
+
+// The sum over every leaf of every tree of the summed NLL of the leaf's response (its
+// root-to-leaf path's tokens after the prompt, cut to response_tokens), teacher forced on
+// prompt + response: a token shared by several leaves counts once per leaf. `packed`: each
+// tree runs as one packed sequence (every distinct prefix once, ancestor-only attention);
+// false: one sequence per leaf (the reference). Leaves without a response token add nothing.
+// kInvalidArgument for a tree without prompt tokens, a path longer than the model's positions,
+// or a token outside the vocabulary (naming the query).
+struct TreeNllGradients : NllGradients {
+  int64_t leaves = 0;       // leaves with at least one response token
+  int64_t path_tokens = 0;  // prompt + response tokens summed over those leaves' sequences
+  int64_t rows = 0;         // rows the forward pass ran (path_tokens unless packed)
+};
+Result<TreeNllGradients> ComputeTreeNllGradients(const model::ModelWeights& weights,
+                                                 const std::vector<TreeRecord>& trees, bool packed);
 
 // Reads token ids separated by white space; refuses non-integers and ids outside
 // [0, vocab_size) with kInvalidArgument naming the offending entry.

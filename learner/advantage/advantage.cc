@@ -6,6 +6,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/check.h"
+
 namespace treepo::learner {
 namespace {
 
@@ -68,7 +70,8 @@ class TreepoEstimator : public AdvantageEstimator {
 };
 
 // grpo, dr_grpo, reinforce_pp_baseline: R_i - mean over the query, optionally divided by the
-// unbiased std + 1e-6 (std 0 for a single leaf).
+// unbiased std + 1e-6 (std 0 for a single leaf). reinforce_pp_baseline is REINFORCE++ with the
+// group-mean baseline (then the global batch whitening).
 class MeanBaselineEstimator : public AdvantageEstimator {
  public:
   MeanBaselineEstimator(std::string_view name, bool divide_std, bool whiten)
@@ -115,6 +118,67 @@ class RlooEstimator : public AdvantageEstimator {
   }
 };
 
+// reinforce_pp: REINFORCE++ (Hu et al., 2025) for outcome rewards without a KL term in the
+// reward: every token of a leaf gets the leaf's return R_i (no per-query baseline), and the
+// advantages are then normalised over the global batch, token-weighted (the whitening step):
+// A = (R_i - mean over the batch's tokens) / std over them.
+class ReinforcePpEstimator : public AdvantageEstimator {
+ public:
+  std::string_view name() const override { return "reinforce_pp"; }
+  bool whiten() const override { return true; }
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    std::vector<double> out;
+    out.reserve(q.leaves.size());
+    for (const LeafSample& l : q.leaves) out.push_back(l.reward);
+    return out;
+  }
+};
+
+// A plug-in's estimator: the C descriptor called through its function pointer.
+class PluginEstimator : public AdvantageEstimator {
+ public:
+  explicit PluginEstimator(const TreepoEstimatorPlugin& d, std::string name)
+      : d_(d), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  bool whiten() const override { return d_.whiten != 0; }
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    std::vector<TreepoLeaf> leaves;
+    leaves.reserve(q.leaves.size());
+    for (const LeafSample& l : q.leaves) {
+      leaves.push_back({l.node, l.reward, l.path.data(), l.path.size(), l.tokens});
+    }
+    TreepoQuery cq{{q.query_id.data(), q.query_id.size()}, leaves.data(), leaves.size()};
+    std::vector<double> out(q.leaves.size(), 0.0);
+    if (!out.empty()) d_.compute(d_.state, &cq, out.data());
+    return out;
+  }
+
+ private:
+  TreepoEstimatorPlugin d_;  // d_.name is not used (it points into the caller's memory)
+  std::string name_;
+};
+
+template <typename T, typename... A>
+AdvantageEstimatorRegistry::Factory Builtin(A... args) {
+  return [=]() -> Result<std::unique_ptr<AdvantageEstimator>> {
+    return std::unique_ptr<AdvantageEstimator>(new T(args...));
+  };
+}
+
+void RegisterBuiltins(AdvantageEstimatorRegistry& r) {
+  TREEPO_CHECK_OK(r.Register("treepo", Builtin<TreepoEstimator>(false)));
+  TREEPO_CHECK_OK(r.Register("treepo_size_weighted", Builtin<TreepoEstimator>(true)));
+  TREEPO_CHECK_OK(
+      r.Register("grpo", Builtin<MeanBaselineEstimator>(std::string_view("grpo"), true, false)));
+  TREEPO_CHECK_OK(r.Register(
+      "dr_grpo", Builtin<MeanBaselineEstimator>(std::string_view("dr_grpo"), false, false)));
+  TREEPO_CHECK_OK(r.Register("rloo", Builtin<RlooEstimator>()));
+  TREEPO_CHECK_OK(r.Register(
+      "reinforce_pp_baseline",
+      Builtin<MeanBaselineEstimator>(std::string_view("reinforce_pp_baseline"), false, true)));
+  TREEPO_CHECK_OK(r.Register("reinforce_pp", Builtin<ReinforcePpEstimator>()));
+}
+
 }  // namespace
 
 Result<QueryLeaves> LeavesFromTree(const TreeRecord& tree) {
@@ -152,33 +216,31 @@ Result<QueryLeaves> LeavesFromTree(const TreeRecord& tree) {
   return q;
 }
 
-std::vector<std::string_view> AdvantageEstimatorNames() {
-  return {"treepo", "treepo_size_weighted", "grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"};
+AdvantageEstimatorRegistry& AdvantageEstimators() {
+  static AdvantageEstimatorRegistry* registry = [] {
+    auto* r = new AdvantageEstimatorRegistry("advantage estimator");
+    RegisterBuiltins(*r);
+    return r;
+  }();
+  return *registry;
 }
 
+Status RegisterEstimatorPlugin(const TreepoEstimatorPlugin& plugin) {
+  if (plugin.compute == nullptr) {
+    return InvalidArgument(std::string("advantage estimator '") + plugin.name +
+                           "': no compute function");
+  }
+  const std::string name = plugin.name;
+  return AdvantageEstimators().Register(
+      name, [plugin, name]() -> Result<std::unique_ptr<AdvantageEstimator>> {
+        return std::unique_ptr<AdvantageEstimator>(new PluginEstimator(plugin, name));
+      });
+}
+
+std::vector<std::string> AdvantageEstimatorNames() { return AdvantageEstimators().Names(); }
+
 Result<std::unique_ptr<AdvantageEstimator>> MakeAdvantageEstimator(std::string_view name) {
-  if (name == "treepo") return std::unique_ptr<AdvantageEstimator>(new TreepoEstimator(false));
-  if (name == "treepo_size_weighted") {
-    return std::unique_ptr<AdvantageEstimator>(new TreepoEstimator(true));
-  }
-  if (name == "grpo") {
-    return std::unique_ptr<AdvantageEstimator>(new MeanBaselineEstimator("grpo", true, false));
-  }
-  if (name == "dr_grpo") {
-    return std::unique_ptr<AdvantageEstimator>(new MeanBaselineEstimator("dr_grpo", false, false));
-  }
-  if (name == "rloo") return std::unique_ptr<AdvantageEstimator>(new RlooEstimator());
-  if (name == "reinforce_pp_baseline") {
-    return std::unique_ptr<AdvantageEstimator>(
-        new MeanBaselineEstimator("reinforce_pp_baseline", false, true));
-  }
-  std::string names;
-  for (std::string_view n : AdvantageEstimatorNames()) {
-    if (!names.empty()) names += ", ";
-    names += n;
-  }
-  return InvalidArgument("unknown advantage estimator '" + std::string(name) +
-                         "' (known: " + names + ")");
+  return AdvantageEstimators().Make(name);
 }
 
 std::vector<std::vector<double>> WhitenByTokens(

@@ -1,7 +1,8 @@
 // Advantage estimators (TREEPO_SPEC.md section 5): per query, the finished leaves with their
 // rewards and ancestor chains go in; one scalar per leaf comes out, put on every response
-// token of that leaf. Estimators are chosen by name through MakeAdvantageEstimator (the one
-// place that lists them); batch whitening is a separate step over the whole training batch.
+// token of that leaf. Estimators are chosen by name from AdvantageEstimators(), a registry
+// that holds the built-ins and what plug-ins add (docs/plugins.md); batch whitening is a
+// separate step over the whole training batch.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/plugin/treepo_plugin.h"
+#include "common/registry.h"
 #include "common/status.h"
 #include "common/tree/tree_record.h"
 
@@ -45,8 +48,16 @@ class AdvantageEstimator {
   virtual bool whiten() const = 0;
 };
 
+using AdvantageEstimatorRegistry = Registry<AdvantageEstimator>;
+// The process's registry. The built-ins are registered on first use, in this order (the
+// default first): treepo, treepo_size_weighted, grpo, dr_grpo, rloo, reinforce_pp_baseline,
+// reinforce_pp.
+AdvantageEstimatorRegistry& AdvantageEstimators();
+// Registers a plug-in's estimator (a C descriptor, copied) under its name.
+Status RegisterEstimatorPlugin(const TreepoEstimatorPlugin& plugin);
+
 // Names accepted by MakeAdvantageEstimator, the default ("treepo") first.
-std::vector<std::string_view> AdvantageEstimatorNames();
+std::vector<std::string> AdvantageEstimatorNames();
 // kInvalidArgument listing the accepted names when `name` is unknown.
 Result<std::unique_ptr<AdvantageEstimator>> MakeAdvantageEstimator(std::string_view name);
 

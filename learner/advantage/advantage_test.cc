@@ -58,6 +58,7 @@ TEST(AdvantageTest, Figure3SizeWeighted) {
 TEST(AdvantageTest, SingleLeafIsZeroEverywhere) {
   const QueryLeaves q = Make({{{5, 6}, 1.0f}});
   for (std::string_view name : AdvantageEstimatorNames()) {
+    if (name == "reinforce_pp") continue;  // no per-query baseline: the raw reward (below)
     const std::vector<double> a = Estimate(name, q);
     ASSERT_EQ(a.size(), 1u) << name;
     EXPECT_EQ(a[0], 0.0) << name;
@@ -68,6 +69,7 @@ TEST(AdvantageTest, AllRewardsEqualGiveZero) {
   QueryLeaves q = Figure3();
   for (LeafSample& l : q.leaves) l.reward = 0.5f;
   for (std::string_view name : AdvantageEstimatorNames()) {
+    if (name == "reinforce_pp") continue;  // no per-query baseline: the raw reward (below)
     for (double a : Estimate(name, q)) EXPECT_NEAR(a, 0.0, 1e-12) << name;
   }
 }
@@ -112,8 +114,8 @@ TEST(AdvantageTest, OtherEstimators) {
   EXPECT_NEAR(rloo[3], -1 - (1.0 / 3), 1e-12);
   const std::vector<double> rpp = Estimate("reinforce_pp_baseline", q);
   EXPECT_NEAR(rpp[0], 1.0, 1e-12);
-  std::map<std::string_view, bool> whiten;
-  for (std::string_view n : AdvantageEstimatorNames())
+  std::map<std::string, bool> whiten;
+  for (const std::string& n : AdvantageEstimatorNames())
     whiten[n] = (*MakeAdvantageEstimator(n))->whiten();
   EXPECT_TRUE(whiten["treepo"]);
   EXPECT_TRUE(whiten["treepo_size_weighted"]);
@@ -121,6 +123,47 @@ TEST(AdvantageTest, OtherEstimators) {
   EXPECT_FALSE(whiten["grpo"]);
   EXPECT_FALSE(whiten["dr_grpo"]);
   EXPECT_FALSE(whiten["rloo"]);
+  EXPECT_TRUE(whiten["reinforce_pp"]);
+}
+
+// REINFORCE++: the return of each leaf on every one of its tokens, normalised over the whole
+// batch's tokens (no per-query baseline), so a query whose leaves all got the same reward
+// still gets non-zero advantages when the batch's mean differs.
+TEST(AdvantageTest, ReinforcePpNormalisesOverTheGlobalBatch) {
+  QueryLeaves a = Make({{{1}, 1}, {{2}, 1}});  // all correct
+  QueryLeaves b = Make({{{3}, -1}, {{4}, 1}});
+  a.leaves[0].tokens = 2, a.leaves[1].tokens = 1, b.leaves[0].tokens = 3, b.leaves[1].tokens = 2;
+  const std::vector<QueryLeaves> batch = {a, b};
+  auto est = MakeAdvantageEstimator("reinforce_pp");
+  ASSERT_TRUE(est.ok());
+  const BatchAdvantages adv = ComputeBatchAdvantages(**est, batch);
+  EXPECT_EQ(adv.raw[0], (std::vector<double>{1, 1}));
+  EXPECT_EQ(adv.raw[1], (std::vector<double>{-1, 1}));
+  // Tokens: 2 + 1 + 2 of reward +1, 3 of -1: N = 8, mean 2/8, sum of squares
+  // 5 (3/4)^2 + 3 (5/4)^2 = 7.5, unbiased variance 7.5 / 7.
+  const double mean = 0.25, sd = std::sqrt(7.5 / 7 + 1e-8);
+  EXPECT_NEAR(adv.whitened[0][0], (1 - mean) / sd, 1e-12);
+  EXPECT_NEAR(adv.whitened[0][1], (1 - mean) / sd, 1e-12);
+  EXPECT_NEAR(adv.whitened[1][0], (-1 - mean) / sd, 1e-12);
+  EXPECT_NEAR(adv.whitened[1][1], (1 - mean) / sd, 1e-12);
+  // The baseline variant subtracts each query's mean first: query a is all zeros.
+  auto base = MakeAdvantageEstimator("reinforce_pp_baseline");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(ComputeBatchAdvantages(**base, batch).raw[0], (std::vector<double>{0, 0}));
+}
+
+TEST(AdvantageTest, RegistryRefusesDuplicatesAndNamesUnknowns) {
+  EXPECT_EQ(
+      AdvantageEstimators()
+          .Register(
+              "treepo",
+              [] { return Result<std::unique_ptr<AdvantageEstimator>>(InvalidArgument("unused")); })
+          .code(),
+      StatusCode::kAlreadyExists);
+  auto bad = MakeAdvantageEstimator("nope");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("reinforce_pp"), std::string::npos);
+  EXPECT_EQ(AdvantageEstimatorNames().front(), "treepo");
 }
 
 TEST(AdvantageTest, UnknownNameListsNames) {

@@ -40,6 +40,7 @@ void ForEachKey(O& o, F&& f) {
   f("epochs", &t.epochs);
   f("micro_batch_tokens", &t.micro_batch_tokens);
   f("max_staleness", &t.max_staleness);
+  f("tree_packing", &t.tree_packing);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -36,48 +37,103 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(model::ModelWeights weights,
   return std::unique_ptr<Trainer>(new Trainer(std::move(weights), options, version));
 }
 
-std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch,
-                                                       const std::vector<size_t>& seqs) const {
-  std::vector<std::vector<size_t>> out;
-  size_t rows = 0;
-  for (size_t s : seqs) {
-    const size_t n = batch.sequences[s].tokens.size();
-    if (out.empty() || rows + n > static_cast<size_t>(options_.micro_batch_tokens)) {
-      out.emplace_back();
-      rows = 0;
-    }
-    out.back().push_back(s);
-    rows += n;
-  }
-  return out;
-}
-
 namespace {
 
-// The rows of a micro-batch, concatenated, and where each sequence starts.
-struct Rows {
-  std::vector<int32_t> tokens;
-  std::vector<int> seq_lens;
-  std::vector<size_t> starts;
-};
+// [begin, end) of `seqs` per tree: a batch lists each tree's sequences consecutively.
+std::vector<std::pair<size_t, size_t>> TreeRuns(const LearnerBatch& batch,
+                                                const std::vector<size_t>& seqs) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (i == 0 || batch.sequences[seqs[i]].tree != batch.sequences[seqs[i - 1]].tree) {
+      runs.emplace_back(i, i);
+    }
+    runs.back().second = i + 1;
+  }
+  return runs;
+}
 
-Rows Concat(const LearnerBatch& batch, const std::vector<size_t>& seqs) {
+}  // namespace
+
+Rows BuildRows(const LearnerBatch& batch, const std::vector<size_t>& seqs, bool packed) {
   Rows r;
-  for (size_t s : seqs) {
-    const TrainSequence& q = batch.sequences[s];
-    r.starts.push_back(r.tokens.size());
-    r.tokens.insert(r.tokens.end(), q.tokens.begin(), q.tokens.end());
-    r.seq_lens.push_back(static_cast<int>(q.tokens.size()));
+  r.out.resize(seqs.size());
+  if (!packed) {
+    for (size_t k = 0; k < seqs.size(); ++k) {
+      const TrainSequence& q = batch.sequences[seqs[k]];
+      const size_t start = r.tokens.size();
+      r.tokens.insert(r.tokens.end(), q.tokens.begin(), q.tokens.end());
+      r.seq_lens.push_back(static_cast<int>(q.tokens.size()));
+      // Row start + prompt_len - 1 + j predicts response token j.
+      for (int j = 0; j < q.response_tokens(); ++j) {
+        r.out[k].push_back(start + static_cast<size_t>(q.prompt_len - 1 + j));
+      }
+    }
+    return r;
+  }
+  for (const auto& [begin, end] : TreeRuns(batch, seqs)) {
+    // One token trie per distinct first token (a tree's leaves share the prompt, so one per
+    // tree): a token is a node keyed by (parent node, token id), each laid out once, parents
+    // first. Equal prefixes give equal log-probs, so merging them changes no number.
+    std::map<int32_t, std::map<std::pair<int, int32_t>, int>> tries;
+    std::map<int32_t, std::vector<std::pair<int, int32_t>>> nodes;  // (parent, token)
+    std::vector<std::vector<int>> node_of(end - begin);
+    for (size_t k = begin; k < end; ++k) {
+      const TrainSequence& q = batch.sequences[seqs[k]];
+      auto& trie = tries[q.tokens[0]];
+      auto& list = nodes[q.tokens[0]];
+      int parent = -1;
+      for (int32_t t : q.tokens) {
+        auto [it, added] = trie.try_emplace({parent, t}, static_cast<int>(list.size()));
+        if (added) list.emplace_back(parent, t);
+        parent = it->second;
+        node_of[k - begin].push_back(parent);
+      }
+    }
+    std::map<int32_t, size_t> base;
+    for (const auto& [first, list] : nodes) {
+      base[first] = r.tokens.size();
+      for (const auto& [parent, token] : list) {
+        r.tokens.push_back(token);
+        r.parents.push_back(parent);
+      }
+      r.seq_lens.push_back(static_cast<int>(list.size()));
+    }
+    for (size_t k = begin; k < end; ++k) {
+      const TrainSequence& q = batch.sequences[seqs[k]];
+      const size_t b = base[q.tokens[0]];
+      // Tree-packed outputs are indexed by the predicted token's row.
+      for (int j = 0; j < q.response_tokens(); ++j) {
+        r.out[k].push_back(b + static_cast<size_t>(node_of[k - begin][q.prompt_len + j]));
+      }
+    }
   }
   return r;
 }
 
-// Row of the logp that scores response token j of a sequence starting at `start`.
-size_t RowOf(size_t start, const TrainSequence& s, int j) {
-  return start + static_cast<size_t>(s.prompt_len - 1 + j);
+std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch,
+                                                       const std::vector<size_t>& seqs) const {
+  // Units that stay together: one sequence, or (tree-packed) one tree's sequences.
+  std::vector<std::pair<size_t, size_t>> units;
+  if (options_.tree_packing) {
+    units = TreeRuns(batch, seqs);
+  } else {
+    for (size_t i = 0; i < seqs.size(); ++i) units.emplace_back(i, i + 1);
+  }
+  std::vector<std::vector<size_t>> out;
+  size_t rows = 0;
+  for (const auto& [begin, end] : units) {
+    const std::vector<size_t> unit(seqs.begin() + begin, seqs.begin() + end);
+    const size_t n = options_.tree_packing ? BuildRows(batch, unit, true).tokens.size()
+                                           : batch.sequences[unit[0]].tokens.size();
+    if (out.empty() || rows + n > static_cast<size_t>(options_.micro_batch_tokens)) {
+      out.emplace_back();
+      rows = 0;
+    }
+    out.back().insert(out.back().end(), unit.begin(), unit.end());
+    rows += n;
+  }
+  return out;
 }
-
-}  // namespace
 
 Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
                                  std::vector<std::vector<float>>* logp_old) {
@@ -110,12 +166,12 @@ Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
     TrainModel other(w);
     TrainModel& m = w == weights_.get() ? *model_ : other;
     for (const std::vector<size_t>& micro : MicroBatches(batch, seqs)) {
-      const Rows r = Concat(batch, micro);
-      TREEPO_RETURN_IF_ERROR(m.Forward({r.tokens, r.seq_lens}, &logp, nullptr));
+      const Rows r = BuildRows(batch, micro, options_.tree_packing);
+      TREEPO_RETURN_IF_ERROR(m.Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
       for (size_t k = 0; k < micro.size(); ++k) {
         const TrainSequence& s = batch.sequences[micro[k]];
         for (int j = 0; j < s.response_tokens(); ++j) {
-          if (s.versions[j] == v) (*logp_old)[micro[k]][j] = logp[RowOf(r.starts[k], s, j)];
+          if (s.versions[j] == v) (*logp_old)[micro[k]][j] = logp[r.out[k][j]];
         }
       }
     }
@@ -180,18 +236,18 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
       for (size_t s : mini) denom += batch.sequences[s].response_tokens();
       double mini_loss = 0.0;
       for (const std::vector<size_t>& micro : MicroBatches(batch, mini)) {
-        const Rows r = Concat(batch, micro);
-        TREEPO_RETURN_IF_ERROR(
-            model_->Forward({r.tokens, r.seq_lens}, &logp, want_entropy ? &entropy : nullptr));
+        const Rows r = BuildRows(batch, micro, options_.tree_packing);
+        const TrainBatch rows{r.tokens, r.seq_lens, r.parents};
+        TREEPO_RETURN_IF_ERROR(model_->Forward(rows, &logp, want_entropy ? &entropy : nullptr));
         if (want_ref) {
           TrainModel ref(&*reference_);
-          TREEPO_RETURN_IF_ERROR(ref.Forward({r.tokens, r.seq_lens}, &ref_logp, nullptr));
+          TREEPO_RETURN_IF_ERROR(ref.Forward(rows, &ref_logp, nullptr));
         }
         new_t.clear(), old_t.clear(), adv_t.clear(), ref_t.clear(), ent_t.clear();
         for (size_t k = 0; k < micro.size(); ++k) {
           const TrainSequence& s = batch.sequences[micro[k]];
           for (int j = 0; j < s.response_tokens(); ++j) {
-            const size_t row = RowOf(r.starts[k], s, j);
+            const size_t row = r.out[k][j];
             if (on_policy) logp_old[micro[k]][j] = logp[row];
             new_t.push_back(logp[row]);
             old_t.push_back(logp_old[micro[k]][j]);
@@ -221,10 +277,11 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
         size_t t = 0;
         for (size_t k = 0; k < micro.size(); ++k) {
           const TrainSequence& s = batch.sequences[micro[k]];
+          // A token shared by several paths (tree-packed) gets the sum of their gradients.
           for (int j = 0; j < s.response_tokens(); ++j, ++t) {
-            const size_t row = RowOf(r.starts[k], s, j);
-            dlogp_rows[row] = out.dlogp[t];
-            if (want_entropy) dent_rows[row] = out.dentropy[t];
+            const size_t row = r.out[k][j];
+            dlogp_rows[row] += out.dlogp[t];
+            if (want_entropy) dent_rows[row] += out.dentropy[t];
           }
         }
         model_->Backward(dlogp_rows, dent_rows, grad_.data());

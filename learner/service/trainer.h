@@ -31,16 +31,32 @@ struct TrainerOptions {
   PolicyLossOptions loss;
   int mini_batch_queries = 0;     // trees per optimiser step; 0 = the whole batch in one step
   int epochs = 1;                 // passes over the batch (>= 1)
-  int micro_batch_tokens = 2048;  // sequence tokens per forward/backward (>= 1; a longer
-                                  // sequence runs alone)
+  int micro_batch_tokens = 2048;  // rows per forward/backward (>= 1): sequence tokens, or
+                                  // with tree_packing whole trees' packed rows; a longer
+                                  // sequence (tree) runs alone
   int max_staleness = 0;          // older versions kept for logp_old (>= 0)
   // On-policy batches (every token sampled by the current weights, one mini-batch, one epoch)
   // take logp_old from the training forward pass instead of a separate one: the same numbers,
   // one forward pass fewer. false always runs the separate pass.
   bool reuse_forward_for_old_logp = true;
+  // Train each tree as one packed sequence: every distinct token prefix of its leaves once,
+  // each token attending to its own path only (TrainModel's tree mode). The same loss and
+  // gradients as one sequence per leaf, with fewer rows; false trains one sequence per leaf.
+  bool tree_packing = true;
 
   Status Validate() const;
 };
+
+// The rows of a micro-batch (the sequences `seqs` of `batch`): one sequence per leaf,
+// concatenated, or (packed) per tree the leaves' token trie with parents (TrainBatch's tree
+// mode). out[k][j]: the logp/entropy index of response token j of sequence seqs[k].
+struct Rows {
+  std::vector<int32_t> tokens;
+  std::vector<int> seq_lens;
+  std::vector<int> parents;  // packed only
+  std::vector<std::vector<size_t>> out;
+};
+Rows BuildRows(const LearnerBatch& batch, const std::vector<size_t>& seqs, bool packed);
 
 // Metrics of one step (TrainDone carries them by these names; see ToMetrics).
 struct TrainStepMetrics {
@@ -83,7 +99,8 @@ class Trainer {
 
   // Fills logp_old (per sequence, per response token) with the sampling version's weights.
   Status RecomputeOldLogp(const LearnerBatch& batch, std::vector<std::vector<float>>* logp_old);
-  // Groups sequence indices [begin, end) into micro-batches of at most micro_batch_tokens.
+  // Groups the sequences `seqs` into micro-batches of at most micro_batch_tokens rows, keeping
+  // each tree's sequences together when tree_packing is on.
   std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
                                                 const std::vector<size_t>& seqs) const;
 

@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "common/check.h"
 #include "scheduler/tree/stop_rules.h"
 
 namespace treepo::scheduler {
@@ -60,30 +61,59 @@ class OverlongPenalty : public RewardFn {
   int buffer_tokens_;
 };
 
-}  // namespace
+// A plug-in's reward: the C descriptor called through its function pointer.
+class PluginReward : public RewardFn {
+ public:
+  PluginReward(const TreepoRewardPlugin& d, std::string name) : d_(d), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  RewardResult Score(std::string_view response, std::string_view reference,
+                     int response_tokens) const override {
+    char extracted[1024];
+    extracted[0] = '\0';
+    TreepoRewardOutput out{0.0f, extracted, sizeof(extracted)};
+    d_.score(d_.state, {response.data(), response.size()}, {reference.data(), reference.size()},
+             response_tokens, &out);
+    extracted[sizeof(extracted) - 1] = '\0';  // a plug-in that forgot the terminator
+    return {out.reward, std::string(extracted)};
+  }
 
-const std::vector<std::string_view>& RewardFnNames() {
-  static const std::vector<std::string_view> kNames = {"math", "exact_match"};
-  return kNames;
+ private:
+  TreepoRewardPlugin d_;  // d_.name is not used (it points into the caller's memory)
+  std::string name_;
+};
+
+template <typename T>
+std::unique_ptr<RewardFn> Builtin(const RewardOptions&) {
+  return std::make_unique<T>();
 }
 
+}  // namespace
+
+RewardFnRegistry& RewardFns() {
+  static RewardFnRegistry* registry = [] {
+    auto* r = new RewardFnRegistry("reward");
+    TREEPO_CHECK_OK(r->Register("math", Builtin<MathReward>));
+    TREEPO_CHECK_OK(r->Register("exact_match", Builtin<ExactMatchReward>));
+    return r;
+  }();
+  return *registry;
+}
+
+Status RegisterRewardPlugin(const TreepoRewardPlugin& plugin) {
+  if (plugin.score == nullptr) {
+    return InvalidArgument(std::string("reward '") + plugin.name + "': no score function");
+  }
+  const std::string name = plugin.name;
+  return RewardFns().Register(name,
+                              [plugin, name](const RewardOptions&) -> std::unique_ptr<RewardFn> {
+                                return std::make_unique<PluginReward>(plugin, name);
+                              });
+}
+
+std::vector<std::string> RewardFnNames() { return RewardFns().Names(); }
+
 Result<std::unique_ptr<RewardFn>> MakeRewardFn(const RewardOptions& o) {
-  using Ctor = std::unique_ptr<RewardFn> (*)();
-  static constexpr std::pair<std::string_view, Ctor> kTable[] = {
-      {"math", []() -> std::unique_ptr<RewardFn> { return std::make_unique<MathReward>(); }},
-      {"exact_match",
-       []() -> std::unique_ptr<RewardFn> { return std::make_unique<ExactMatchReward>(); }},
-  };
-  std::unique_ptr<RewardFn> fn;
-  for (const auto& [n, make] : kTable) {
-    if (n == o.name) fn = make();
-  }
-  if (!fn) {
-    std::string names;
-    for (std::string_view n : RewardFnNames())
-      names += (names.empty() ? "" : ", ") + std::string(n);
-    return InvalidArgument("unknown reward \"" + o.name + "\" (valid: " + names + ")");
-  }
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardFn> fn, RewardFns().Make(o.name, o));
   if (o.overlong_max_tokens > 0) {
     if (o.overlong_buffer_tokens < 1 || o.overlong_buffer_tokens > o.overlong_max_tokens) {
       return InvalidArgument("overlong_buffer_tokens must be in [1, overlong_max_tokens]");

@@ -1,6 +1,6 @@
 // Reward functions (TREEPO_SPEC.md section 4): a response's text and the reference answer
-// in, a scalar reward and the answer extracted from the response out. Pluggable by name
-// through MakeRewardFn, the one place that lists them.
+// in, a scalar reward and the answer extracted from the response out. Chosen by name from
+// RewardFns(), a registry holding the built-ins and what plug-ins add (docs/plugins.md).
 #pragma once
 
 #include <memory>
@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/plugin/treepo_plugin.h"
+#include "common/registry.h"
 #include "common/status.h"
 
 namespace treepo::scheduler {
@@ -30,15 +32,23 @@ class RewardFn {
 };
 
 struct RewardOptions {
-  std::string name = "math";  // math | exact_match
+  std::string name = "math";  // a RewardFns() name: math | exact_match | a plug-in's
   // DAPO overlong penalty: with cap Lmax = overlong_max_tokens and buffer B, a response of
   // n > Lmax - B tokens gets -(n - (Lmax - B)) / B added. Off when overlong_max_tokens <= 0.
   int overlong_max_tokens = 0;
   int overlong_buffer_tokens = 512;
 };
 
+using RewardFnRegistry = Registry<RewardFn, const RewardOptions&>;
+// The process's registry; the built-ins (math first, the default; exact_match) are registered
+// on first use.
+RewardFnRegistry& RewardFns();
+// Registers a plug-in's reward (a C descriptor, copied) under its name.
+Status RegisterRewardPlugin(const TreepoRewardPlugin& plugin);
+
+// The named reward, wrapped in the overlong penalty when options ask for it.
 Result<std::unique_ptr<RewardFn>> MakeRewardFn(const RewardOptions& options);
-const std::vector<std::string_view>& RewardFnNames();
+std::vector<std::string> RewardFnNames();
 
 // Math answer helpers, exposed for tests and evaluation.
 // The normalised form of an answer string (spaces, \left/\right, \!, trailing '.', degrees,

@@ -40,6 +40,8 @@ Status LoadRlOptions(const Config& c, RlOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.top_p", &r.top_p));
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.top_k", &r.top_k));
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.reward", &r.reward));
+  TREEPO_RETURN_IF_ERROR(c.Get("rollout.branching", &r.branching));
+  TREEPO_RETURN_IF_ERROR(c.Get("rollout.extra_stop_rules", &r.extra_stop_rules));
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.max_concurrent_queries", &r.max_concurrent_queries));
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.queries_per_step", &o->queries_per_step));
   TREEPO_RETURN_IF_ERROR(c.Get("rollout.shuffle", &o->shuffle));

@@ -53,6 +53,8 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("top_k", &o->top_k));
   TREEPO_RETURN_IF_ERROR(c.Get("seed", &o->seed));
   TREEPO_RETURN_IF_ERROR(c.Get("reward", &o->reward));
+  TREEPO_RETURN_IF_ERROR(c.Get("branching", &o->branching));
+  TREEPO_RETURN_IF_ERROR(c.Get("extra_stop_rules", &o->extra_stop_rules));
   TREEPO_RETURN_IF_ERROR(c.Get("max_concurrent_queries", &o->max_concurrent_queries));
   TREEPO_RETURN_IF_ERROR(c.Get("min_workers", &o->min_workers));
   TREEPO_RETURN_IF_ERROR(c.Get("wait_workers_timeout_ms", &o->wait_workers_timeout_ms));
@@ -131,7 +133,9 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
                   {"temperature", o.temperature},
                   {"top_p", o.top_p},
                   {"seed", o.seed},
-                  {"reward", o.reward}};
+                  {"reward", o.reward},
+                  {"branching", o.branching},
+                  {"extra_stop_rules", o.extra_stop_rules}};
   // A worker names itself: its name may not be valid UTF-8. Replace such bytes, never throw.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }

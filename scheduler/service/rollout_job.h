@@ -38,6 +38,9 @@ struct RolloutJobOptions {
   int top_k = 0;                          // top_k (0 = off)
   uint64_t seed = 1;                    // seed: run seed (child seeds and node ids derive from it)
   std::string reward = "math";          // reward: reward function name
+  std::string branching = "fixed_avg";  // branching: branching policy name (docs/plugins.md)
+  std::string extra_stop_rules;         // extra_stop_rules: stop rule names, comma-separated,
+                                        // checked after the built-in rules ("" = none)
   int max_concurrent_queries = 8;       // max_concurrent_queries
   int min_workers = 1;                  // min_workers: start once this many registered
   int wait_workers_timeout_ms = 30000;  // wait_workers_timeout_ms

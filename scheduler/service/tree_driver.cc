@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/plugin/plugin_loader.h"
 #include "common/sampling_check.h"
 #include "scheduler/reward/reward_fn.h"
 #include "scheduler/service/rollout_job.h"
@@ -93,6 +94,10 @@ Result<SamplerOptions> TreeDriverOptionsFrom(const RolloutJobOptions& job) {
   s.segment_tokens = job.segment_tokens;
   s.max_depth = job.max_depth;
   s.branch_factor = job.branch;
+  s.branching.policy = job.branching;
+  for (std::string& name : SplitCommaList(job.extra_stop_rules)) {
+    s.stop.extra_rules.push_back(std::move(name));
+  }
   if (job.init_divergence == "more") {
     s.more_init_divergence = true;
   } else if (job.init_divergence != "fixed") {

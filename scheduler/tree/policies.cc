@@ -10,12 +10,6 @@
 namespace treepo::scheduler {
 namespace {
 
-std::string JoinNames(const std::vector<std::string_view>& names) {
-  std::string s;
-  for (std::string_view n : names) s += (s.empty() ? "" : ", ") + std::string(n);
-  return s;
-}
-
 // floor(total / A) each, the remainder to the last path.
 class FixedAvgPolicy : public BranchingPolicy {
  public:
@@ -152,61 +146,106 @@ int64_t SplitMixRng::UniformInt(int64_t lo, int64_t hi) {
   return lo + static_cast<int64_t>(x % span);
 }
 
-const std::vector<std::string_view>& BranchingPolicyNames() {
-  static const std::vector<std::string_view> kNames = {"fixed_avg", "logprob_weighted"};
-  return kNames;
+namespace {
+
+// A plug-in's branching policy: the C descriptor called through its function pointer.
+class PluginBranchingPolicy : public BranchingPolicy {
+ public:
+  PluginBranchingPolicy(const TreepoBranchingPlugin& d, std::string name)
+      : d_(d), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  std::vector<int> Split(int total, const std::vector<BranchPath>& paths) const override {
+    std::vector<TreepoBranchPath> in;
+    in.reserve(paths.size());
+    for (const BranchPath& p : paths) {
+      in.push_back({p.tip.value(), p.cum_logprob, p.response_tokens, p.last_mean_logprob});
+    }
+    std::vector<int32_t> counts(paths.size(), 0);
+    d_.split(d_.state, total, in.data(), in.size(), counts.data());
+    int sum = 0;
+    for (int32_t c : counts) {
+      TREEPO_CHECK(c >= 1) << "branching plug-in '" << name_ << "' gave a path " << c
+                           << " children";
+      sum += c;
+    }
+    TREEPO_CHECK(sum == total) << "branching plug-in '" << name_ << "' split " << total
+                               << " children into counts summing to " << sum;
+    return {counts.begin(), counts.end()};
+  }
+
+ private:
+  TreepoBranchingPlugin d_;  // d_.name is not used (it points into the caller's memory)
+  std::string name_;
+};
+
+Result<std::unique_ptr<BranchingPolicy>> MakeLogprobWeighted(const BranchingOptions& o) {
+  Score score;
+  if (o.score == "cumulative") {
+    score = Score::kCumulative;
+  } else if (o.score == "mean") {
+    score = Score::kMean;
+  } else if (o.score == "last_segment") {
+    score = Score::kLastSegment;
+  } else {
+    return InvalidArgument("unknown branching score \"" + o.score +
+                           "\" (valid: cumulative, mean, last_segment)");
+  }
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature)) {
+    return InvalidArgument("branching temperature must be finite and > 0");
+  }
+  return std::unique_ptr<BranchingPolicy>(std::make_unique<LogprobWeightedPolicy>(
+      score, o.temperature, o.favour_low_prob ? -1.0 : 1.0));
 }
+
+}  // namespace
+
+BranchingPolicyRegistry& BranchingPolicies() {
+  static BranchingPolicyRegistry* registry = [] {
+    auto* r = new BranchingPolicyRegistry("branching policy");
+    TREEPO_CHECK_OK(r->Register(
+        "fixed_avg", [](const BranchingOptions&) -> Result<std::unique_ptr<BranchingPolicy>> {
+          return std::unique_ptr<BranchingPolicy>(std::make_unique<FixedAvgPolicy>());
+        }));
+    TREEPO_CHECK_OK(r->Register("logprob_weighted", MakeLogprobWeighted));
+    return r;
+  }();
+  return *registry;
+}
+
+Status RegisterBranchingPlugin(const TreepoBranchingPlugin& plugin) {
+  if (plugin.split == nullptr) {
+    return InvalidArgument(std::string("branching policy '") + plugin.name +
+                           "': no split function");
+  }
+  const std::string name = plugin.name;
+  return BranchingPolicies().Register(
+      name, [plugin, name](const BranchingOptions&) -> Result<std::unique_ptr<BranchingPolicy>> {
+        return std::unique_ptr<BranchingPolicy>(
+            std::make_unique<PluginBranchingPolicy>(plugin, name));
+      });
+}
+
+std::vector<std::string> BranchingPolicyNames() { return BranchingPolicies().Names(); }
 
 Result<std::unique_ptr<BranchingPolicy>> MakeBranchingPolicy(const BranchingOptions& o) {
-  using Ctor = std::function<Result<std::unique_ptr<BranchingPolicy>>()>;
-  const std::vector<std::pair<std::string_view, Ctor>> table = {
-      {"fixed_avg",
-       []() -> Result<std::unique_ptr<BranchingPolicy>> {
-         return std::unique_ptr<BranchingPolicy>(std::make_unique<FixedAvgPolicy>());
-       }},
-      {"logprob_weighted",
-       [&o]() -> Result<std::unique_ptr<BranchingPolicy>> {
-         Score score;
-         if (o.score == "cumulative") {
-           score = Score::kCumulative;
-         } else if (o.score == "mean") {
-           score = Score::kMean;
-         } else if (o.score == "last_segment") {
-           score = Score::kLastSegment;
-         } else {
-           return InvalidArgument("unknown branching score \"" + o.score +
-                                  "\" (valid: cumulative, mean, last_segment)");
-         }
-         if (!(o.temperature > 0) || !std::isfinite(o.temperature)) {
-           return InvalidArgument("branching temperature must be finite and > 0");
-         }
-         return std::unique_ptr<BranchingPolicy>(std::make_unique<LogprobWeightedPolicy>(
-             score, o.temperature, o.favour_low_prob ? -1.0 : 1.0));
-       }},
-  };
-  for (const auto& [name, make] : table) {
-    if (name == o.policy) return make();
-  }
-  return InvalidArgument("unknown branching policy \"" + o.policy +
-                         "\" (valid: " + JoinNames(BranchingPolicyNames()) + ")");
+  return BranchingPolicies().Make(o.policy, o);
 }
 
-const std::vector<std::string_view>& FallbackPolicyNames() {
-  static const std::vector<std::string_view> kNames = {"depth_first"};
-  return kNames;
+FallbackPolicyRegistry& FallbackPolicies() {
+  static FallbackPolicyRegistry* registry = [] {
+    auto* r = new FallbackPolicyRegistry("fallback policy");
+    TREEPO_CHECK_OK(r->Register("depth_first", []() -> Result<std::unique_ptr<FallbackPolicy>> {
+      return std::unique_ptr<FallbackPolicy>(std::make_unique<DepthFirstFallback>());
+    }));
+    return r;
+  }();
+  return *registry;
 }
+
+std::vector<std::string> FallbackPolicyNames() { return FallbackPolicies().Names(); }
 
 Result<std::unique_ptr<FallbackPolicy>> MakeFallbackPolicy(std::string_view name) {
-  using Ctor = std::unique_ptr<FallbackPolicy> (*)();
-  static constexpr std::pair<std::string_view, Ctor> kTable[] = {
-      {"depth_first",
-       []() -> std::unique_ptr<FallbackPolicy> { return std::make_unique<DepthFirstFallback>(); }},
-  };
-  for (const auto& [n, make] : kTable) {
-    if (n == name) return make();
-  }
-  return InvalidArgument("unknown fallback policy \"" + std::string(name) +
-                         "\" (valid: " + JoinNames(FallbackPolicyNames()) + ")");
+  return FallbackPolicies().Make(name);
 }
 
 }  // namespace treepo::scheduler

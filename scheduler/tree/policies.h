@@ -1,7 +1,8 @@
 // Pluggable tree policies (TREEPO_SPEC.md section 2): how a step's budget is split over the
 // paths that go on (BranchingPolicy), and how a query with no live path and too few leaves
-// is refilled (FallbackPolicy). Both are chosen by name through the factories below, the one
-// place that lists them. Deterministic: all randomness comes from the SplitMixRng passed in.
+// is refilled (FallbackPolicy). Both are chosen by name from their registries (the built-ins
+// and what plug-ins add; docs/plugins.md). Deterministic: all randomness comes from the
+// SplitMixRng passed in.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "common/ids.h"
+#include "common/plugin/treepo_plugin.h"
+#include "common/registry.h"
 #include "common/status.h"
 
 namespace treepo::scheduler {
@@ -50,14 +53,21 @@ class BranchingPolicy {
 };
 
 struct BranchingOptions {
-  std::string policy = "fixed_avg";  // fixed_avg | logprob_weighted
+  std::string policy = "fixed_avg";  // fixed_avg | logprob_weighted | a plug-in's
   std::string score = "mean";        // logprob_weighted: cumulative | mean | last_segment
   double temperature = 1.0;          // logprob_weighted: softmax temperature (> 0)
   bool favour_low_prob = true;       // logprob_weighted: sign -1 (true) or +1 (false)
 };
 
+using BranchingPolicyRegistry = Registry<BranchingPolicy, const BranchingOptions&>;
+// The process's registry; built-ins fixed_avg (the default) and logprob_weighted.
+BranchingPolicyRegistry& BranchingPolicies();
+// Registers a plug-in's policy (a C descriptor, copied). Its Split CHECKs the plug-in's
+// answer (one count >= 1 per path, summing to the total).
+Status RegisterBranchingPlugin(const TreepoBranchingPlugin& plugin);
+
 Result<std::unique_ptr<BranchingPolicy>> MakeBranchingPolicy(const BranchingOptions& options);
-const std::vector<std::string_view>& BranchingPolicyNames();
+std::vector<std::string> BranchingPolicyNames();
 
 // A FINISHED or EOS leaf that fallback may cut back and continue.
 struct FallbackCandidate {
@@ -89,7 +99,11 @@ class FallbackPolicy {
                                            SplitMixRng& rng) const = 0;
 };
 
+using FallbackPolicyRegistry = Registry<FallbackPolicy>;
+// The process's registry; built-in depth_first (the default).
+FallbackPolicyRegistry& FallbackPolicies();
+
 Result<std::unique_ptr<FallbackPolicy>> MakeFallbackPolicy(std::string_view name);
-const std::vector<std::string_view>& FallbackPolicyNames();
+std::vector<std::string> FallbackPolicyNames();
 
 }  // namespace treepo::scheduler

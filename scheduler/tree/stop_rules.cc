@@ -3,6 +3,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/check.h"
+
 namespace treepo::scheduler {
 namespace {
 
@@ -70,7 +72,82 @@ size_t MatchBrace(std::string_view text, size_t open) {
   return std::string_view::npos;
 }
 
+// A plug-in's rule: the C descriptor called through its function pointer.
+class PluginStopRule : public StopRule {
+ public:
+  PluginStopRule(const TreepoStopRulePlugin& d, std::string name) : d_(d), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  std::optional<FinishReason> Check(const SegmentView& s) const override {
+    const TreepoSegmentView v{
+        {s.text.data(), s.text.size()}, s.has_eos ? 1 : 0, s.response_tokens, s.depth, s.max_depth,
+        s.max_response_tokens};
+    const int32_t code = d_.check(d_.state, &v);
+    switch (code) {
+      case TREEPO_STOP_NONE:
+        return std::nullopt;
+      case TREEPO_STOP_FINISHED:
+        return FinishReason::kFinished;
+      case TREEPO_STOP_EOS:
+        return FinishReason::kEos;
+      case TREEPO_STOP_MAX_TOKENS:
+        return FinishReason::kMaxTokens;
+      case TREEPO_STOP_MAX_DEPTH:
+        return FinishReason::kMaxDepth;
+      case TREEPO_STOP_REPETITION:
+        return FinishReason::kRepetition;
+    }
+    TREEPO_CHECK(false) << "stop rule plug-in '" << name_ << "' returned unknown reason " << code;
+    return std::nullopt;
+  }
+
+ private:
+  TreepoStopRulePlugin d_;  // d_.name is not used (it points into the caller's memory)
+  std::string name_;
+};
+
+template <typename T>
+Result<std::unique_ptr<StopRule>> Plain(const StopOptions&) {
+  return std::unique_ptr<StopRule>(std::make_unique<T>());
+}
+
+std::unique_ptr<StopRule> MakeBuiltin(std::string_view name, const StopOptions& o) {
+  auto r = StopRules().Make(name, o);
+  TREEPO_CHECK_OK(r.status());
+  return std::move(*r);
+}
+
 }  // namespace
+
+StopRuleRegistry& StopRules() {
+  static StopRuleRegistry* registry = [] {
+    auto* r = new StopRuleRegistry("stop rule");
+    TREEPO_CHECK_OK(
+        r->Register("finished", [](const StopOptions& o) -> Result<std::unique_ptr<StopRule>> {
+          return std::unique_ptr<StopRule>(std::make_unique<FinishedRule>(o.boxed_only));
+        }));
+    TREEPO_CHECK_OK(r->Register("eos", Plain<EosRule>));
+    TREEPO_CHECK_OK(r->Register("max_tokens", Plain<MaxTokensRule>));
+    TREEPO_CHECK_OK(r->Register("max_depth", Plain<MaxDepthRule>));
+    TREEPO_CHECK_OK(
+        r->Register("repetition", [](const StopOptions& o) -> Result<std::unique_ptr<StopRule>> {
+          return std::unique_ptr<StopRule>(
+              std::make_unique<RepetitionRule>(o.repetition_window_chars, o.repetition_min_count));
+        }));
+    return r;
+  }();
+  return *registry;
+}
+
+Status RegisterStopRulePlugin(const TreepoStopRulePlugin& plugin) {
+  if (plugin.check == nullptr) {
+    return InvalidArgument(std::string("stop rule '") + plugin.name + "': no check function");
+  }
+  const std::string name = plugin.name;
+  return StopRules().Register(
+      name, [plugin, name](const StopOptions&) -> Result<std::unique_ptr<StopRule>> {
+        return std::unique_ptr<StopRule>(std::make_unique<PluginStopRule>(plugin, name));
+      });
+}
 
 Status StopOptions::Validate() const {
   if (repetition_window_chars < 1) return InvalidArgument("repetition_window_chars must be >= 1");
@@ -85,19 +162,27 @@ std::optional<FinishReason> StopRuleSet::Check(const SegmentView& s) const {
   return std::nullopt;
 }
 
+namespace {
+
+std::vector<std::string_view> DefaultRuleNames(const StopOptions& o) {
+  if (o.repetition_first) return {"repetition", "finished", "eos", "max_tokens", "max_depth"};
+  return {"finished", "eos", "max_tokens", "max_depth", "repetition"};
+}
+
+}  // namespace
+
 StopRuleSet MakeDefaultStopRules(const StopOptions& o) {
   std::vector<std::unique_ptr<StopRule>> rules;
-  if (o.repetition_first) {
-    rules.push_back(
-        std::make_unique<RepetitionRule>(o.repetition_window_chars, o.repetition_min_count));
-  }
-  rules.push_back(std::make_unique<FinishedRule>(o.boxed_only));
-  rules.push_back(std::make_unique<EosRule>());
-  rules.push_back(std::make_unique<MaxTokensRule>());
-  rules.push_back(std::make_unique<MaxDepthRule>());
-  if (!o.repetition_first) {
-    rules.push_back(
-        std::make_unique<RepetitionRule>(o.repetition_window_chars, o.repetition_min_count));
+  for (std::string_view name : DefaultRuleNames(o)) rules.push_back(MakeBuiltin(name, o));
+  return StopRuleSet(std::move(rules));
+}
+
+Result<StopRuleSet> MakeStopRules(const StopOptions& o) {
+  std::vector<std::unique_ptr<StopRule>> rules;
+  for (std::string_view name : DefaultRuleNames(o)) rules.push_back(MakeBuiltin(name, o));
+  for (const std::string& name : o.extra_rules) {
+    TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<StopRule> rule, StopRules().Make(name, o));
+    rules.push_back(std::move(rule));
   }
   return StopRuleSet(std::move(rules));
 }

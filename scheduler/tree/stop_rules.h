@@ -1,6 +1,8 @@
 // Stop rules (TREEPO_SPEC.md section 2): checked on every new segment, in order; the first
 // that fires ends the path as a leaf with its reason. Pluggable: a StopRuleSet is an ordered
-// list of StopRule objects; MakeDefaultStopRules builds the spec's default set.
+// list of StopRule objects made by name from StopRules(), a registry holding the built-ins and
+// what plug-ins add (docs/plugins.md); MakeStopRules builds the spec's default set plus the
+// configured extra rules.
 #pragma once
 
 #include <memory>
@@ -9,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/plugin/treepo_plugin.h"
+#include "common/registry.h"
 #include "common/status.h"
 #include "common/tree/tree_record.h"
 
@@ -33,10 +37,11 @@ class StopRule {
 };
 
 struct StopOptions {
-  bool repetition_first = false;     // repetition checked first (true) or last (false, default)
-  bool boxed_only = false;           // FINISHED on a box alone (true) or box AND EOS (false)
-  int repetition_window_chars = 32;  // substring length
-  int repetition_min_count = 8;      // occurrences (overlaps counted) that fire
+  bool repetition_first = false;         // repetition checked first (true) or last (false, default)
+  bool boxed_only = false;               // FINISHED on a box alone (true) or box AND EOS (false)
+  int repetition_window_chars = 32;      // substring length
+  int repetition_min_count = 8;          // occurrences (overlaps counted) that fire
+  std::vector<std::string> extra_rules;  // StopRules() names checked after the built-in set
 
   Status Validate() const;
 };
@@ -52,8 +57,17 @@ class StopRuleSet {
   std::vector<std::unique_ptr<StopRule>> rules_;
 };
 
+using StopRuleRegistry = Registry<StopRule, const StopOptions&>;
+// The process's registry; built-ins finished, eos, max_tokens, max_depth, repetition.
+StopRuleRegistry& StopRules();
+// Registers a plug-in's rule (a C descriptor, copied). A reason code outside TREEPO_STOP_*
+// from the plug-in is a CHECK failure naming it.
+Status RegisterStopRulePlugin(const TreepoStopRulePlugin& plugin);
+
 // repetition (if first), finished, eos, max_tokens, max_depth, repetition (if last).
 StopRuleSet MakeDefaultStopRules(const StopOptions& options);
+// The default set, then options.extra_rules in order; kInvalidArgument for an unknown name.
+Result<StopRuleSet> MakeStopRules(const StopOptions& options);
 
 // True when `text` holds "\boxed{...}" with balanced (nested) braces.
 bool HasBoxed(std::string_view text);

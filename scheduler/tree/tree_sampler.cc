@@ -58,9 +58,10 @@ Result<std::unique_ptr<TreeSampler>> TreeSampler::Create(SamplerQuery query,
   if (ids == nullptr) return InvalidArgument("no node id allocator");
   TREEPO_ASSIGN_OR_RETURN(auto branching, MakeBranchingPolicy(options.branching));
   TREEPO_ASSIGN_OR_RETURN(auto fallback, MakeFallbackPolicy(options.fallback_policy));
+  TREEPO_ASSIGN_OR_RETURN(StopRuleSet stop_rules, MakeStopRules(options.stop));
   std::unique_ptr<TreeSampler> s(new TreeSampler(std::move(query), options, std::move(detokenize),
-                                                 ids, MakeDefaultStopRules(options.stop),
-                                                 std::move(branching), std::move(fallback)));
+                                                 ids, std::move(stop_rules), std::move(branching),
+                                                 std::move(fallback)));
   int k = options.width;
   if (!options.sequential) {
     k = options.branch_factor;

@@ -46,9 +46,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const model::Mode
   if (weights->data.size() != weights->layout.total()) {
     return InvalidArgument("weights buffer does not match its layout");
   }
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<TokenSampler> sampler,
+                          TokenSamplers().Make(options.sampler));
   cpu::SetBlasThreads(options.blas_threads);
-  return std::unique_ptr<Engine>(
-      new Engine(std::make_unique<State>(std::move(weights), version, options)));
+  auto state = std::make_unique<State>(std::move(weights), version, options);
+  state->sampler = std::move(sampler);
+  return std::unique_ptr<Engine>(new Engine(std::move(state)));
 }
 
 Engine::Engine(std::unique_ptr<State> state) : s_(std::move(state)) {}

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/ids.h"
@@ -51,6 +52,8 @@ struct EngineOptions {
   // Threads of a step's matrix products and attention (cpu::SetCpuThreads, and OpenBLAS's);
   // 0: leave the process's setting. Results do not depend on it (see below).
   int blas_threads = 0;
+  // TokenSamplers() name of the token sampler ("default": temperature, top-k, top-p).
+  std::string sampler = "default";
 
   Status Validate() const;
 };

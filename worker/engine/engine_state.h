@@ -68,7 +68,7 @@ struct Engine::State {
   // Step scratch, reused so that a warm step allocates nothing.
   cpu::ForwardWorkspace workspace;
   cpu::ForwardStats stats;
-  Sampler sampler;
+  std::unique_ptr<TokenSampler> sampler;  // never null
   std::vector<int32_t> tokens, logit_rows;
   std::vector<cpu::SeqSlice> seqs;
   std::vector<StepEntry> entries;

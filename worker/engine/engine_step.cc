@@ -93,7 +93,7 @@ std::vector<SegmentResult> Engine::Step() {
     }
     RunningChild& child = task.children[e.child];
     const SegmentRequest& req = task.request;
-    const Sample sample = s.sampler.Draw(logits, vocab, req.sampling, &child.rng);
+    const Sample sample = s.sampler->Draw(logits, vocab, req.sampling, &child.rng);
     ChildResult& r = child.result;
     r.tokens.push_back(sample.token);
     r.logprobs.push_back(sample.logprob);

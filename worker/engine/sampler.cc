@@ -4,6 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "common/check.h"
+
 namespace treepo::worker {
 namespace {
 
@@ -92,6 +94,64 @@ Sample Sampler::Draw(const float* logits, int vocab, const SamplingParams& param
     }
   }
   return {pick, logprob(pick)};
+}
+
+namespace {
+
+class DefaultSampler : public TokenSampler {
+ public:
+  std::string_view name() const override { return "default"; }
+  Sample Draw(const float* logits, int vocab, const SamplingParams& params,
+              std::mt19937_64* rng) override {
+    return sampler_.Draw(logits, vocab, params, rng);
+  }
+
+ private:
+  Sampler sampler_;
+};
+
+// A plug-in's sampler: the C descriptor called through its function pointer.
+class PluginSampler : public TokenSampler {
+ public:
+  PluginSampler(const TreepoSamplerPlugin& d, std::string name) : d_(d), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  Sample Draw(const float* logits, int vocab, const SamplingParams& params,
+              std::mt19937_64* rng) override {
+    const TreepoSamplingParams p{params.temperature, params.top_k, params.top_p};
+    const TreepoSample s = d_.draw(d_.state, logits, vocab, &p, (*rng)());
+    TREEPO_CHECK(s.token >= 0 && s.token < vocab)
+        << "sampler plug-in '" << name_ << "' drew token " << s.token << " of " << vocab;
+    TREEPO_CHECK(std::isfinite(s.logprob))
+        << "sampler plug-in '" << name_ << "' gave log-prob " << s.logprob;
+    return {s.token, s.logprob};
+  }
+
+ private:
+  TreepoSamplerPlugin d_;  // d_.name is not used (it points into the caller's memory)
+  std::string name_;
+};
+
+}  // namespace
+
+TokenSamplerRegistry& TokenSamplers() {
+  static TokenSamplerRegistry* registry = [] {
+    auto* r = new TokenSamplerRegistry("token sampler");
+    TREEPO_CHECK_OK(r->Register("default", []() -> Result<std::unique_ptr<TokenSampler>> {
+      return std::unique_ptr<TokenSampler>(std::make_unique<DefaultSampler>());
+    }));
+    return r;
+  }();
+  return *registry;
+}
+
+Status RegisterSamplerPlugin(const TreepoSamplerPlugin& plugin) {
+  if (plugin.draw == nullptr) {
+    return InvalidArgument(std::string("token sampler '") + plugin.name + "': no draw function");
+  }
+  const std::string name = plugin.name;
+  return TokenSamplers().Register(name, [plugin, name]() -> Result<std::unique_ptr<TokenSampler>> {
+    return std::unique_ptr<TokenSampler>(std::make_unique<PluginSampler>(plugin, name));
+  });
 }
 
 }  // namespace treepo::worker

@@ -3,9 +3,12 @@
 
 #include <cstdint>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include "common/ids.h"
+#include "common/plugin/treepo_plugin.h"
+#include "common/registry.h"
 #include "common/status.h"
 
 namespace treepo::worker {
@@ -41,5 +44,24 @@ class Sampler {
   std::vector<float> probs_;
   std::vector<int32_t> order_;
 };
+
+// A way of drawing tokens, chosen by name per worker (EngineOptions::sampler) from
+// TokenSamplers(): the built-in "default" is Sampler above; plug-ins add theirs
+// (docs/plugins.md). One object per engine (not shared between threads).
+class TokenSampler {
+ public:
+  virtual ~TokenSampler() = default;
+  virtual std::string_view name() const = 0;
+  // logits: [vocab]; rng: the node's stream. Precondition: params validated, vocab >= 1.
+  virtual Sample Draw(const float* logits, int vocab, const SamplingParams& params,
+                      std::mt19937_64* rng) = 0;
+};
+
+using TokenSamplerRegistry = Registry<TokenSampler>;
+// The process's registry; built-in "default" (temperature, top-k, top-p: Sampler).
+TokenSamplerRegistry& TokenSamplers();
+// Registers a plug-in's sampler (a C descriptor, copied). Its Draw CHECKs the plug-in's answer
+// (token in the vocabulary, finite log-prob).
+Status RegisterSamplerPlugin(const TreepoSamplerPlugin& plugin);
 
 }  // namespace treepo::worker

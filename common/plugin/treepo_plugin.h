@@ -1,0 +1,187 @@
+/* treepo plug-in ABI (C, versioned). See docs/plugins.md.
+ *
+ * A plug-in is a shared library that exports
+ *
+ *   uint32_t treepo_plugin_abi_version(void);           returns TREEPO_PLUGIN_ABI_VERSION
+ *   int treepo_plugin_init(const TreepoPluginApi* api);  registers its extensions; 0 = success
+ *
+ * The host dlopens each library named in the config's `plugins` list at start, refuses it
+ * when either symbol is missing or the versions differ, then calls treepo_plugin_init once.
+ * Inside init the plug-in calls api->register_* for each extension it provides; a register
+ * call returns 0, or non-zero when the descriptor is refused (empty or duplicate name, a
+ * missing function), with the reason in api->last_error(api->host). A non-zero return from
+ * init fails the start with that reason.
+ *
+ * Everything crosses the boundary as C types; strings are (pointer, length) pairs valid only
+ * during the call. A descriptor is copied at registration (its name too); `state` is handed
+ * back on every call and must stay valid for the life of the process (plug-ins are never
+ * unloaded). Calls may come from several threads at once: a plug-in's functions must be
+ * thread-safe for concurrent calls on the same state.
+ *
+ * Versioning: any change to a struct below or to a function's meaning raises
+ * TREEPO_PLUGIN_ABI_VERSION; the host accepts exactly its own version. */
+#ifndef TREEPO_COMMON_PLUGIN_TREEPO_PLUGIN_H_
+#define TREEPO_COMMON_PLUGIN_TREEPO_PLUGIN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TREEPO_PLUGIN_ABI_VERSION 1u
+
+/* A string that is not NUL-terminated. */
+typedef struct TreepoText {
+  const char* data;
+  size_t size;
+} TreepoText;
+
+/* ---- rewards (the scheduler scores each finished leaf) ---- */
+
+typedef struct TreepoRewardOutput {
+  float reward;         /* the scalar reward; the host starts it at 0 */
+  char* extracted;      /* host buffer for the answer read from the response, NUL-terminated */
+  size_t extracted_cap; /* its size in bytes, >= 1; longer answers must be cut */
+} TreepoRewardOutput;
+
+/* Scores `response` against `reference`. response_tokens: the response's token count, or -1
+ * when unknown. Must not fail; an unusable response gets the plug-in's lowest reward. */
+typedef void (*TreepoRewardScoreFn)(void* state, TreepoText response, TreepoText reference,
+                                    int32_t response_tokens, TreepoRewardOutput* out);
+
+typedef struct TreepoRewardPlugin {
+  const char* name; /* the name the config uses (reward.name); NUL-terminated */
+  void* state;
+  TreepoRewardScoreFn score;
+} TreepoRewardPlugin;
+
+/* ---- advantage estimators (the learner, per query tree) ---- */
+
+typedef struct TreepoLeaf {
+  uint64_t node;        /* the leaf's last node */
+  float reward;         /* the leaf's reward */
+  const uint64_t* path; /* node ids root-to-leaf: the depth-1 node first, `node` last */
+  size_t path_len;
+  int32_t tokens; /* the leaf's response tokens (the whitening weight), >= 0 */
+} TreepoLeaf;
+
+typedef struct TreepoQuery {
+  TreepoText query_id;
+  const TreepoLeaf* leaves;
+  size_t n_leaves;
+} TreepoQuery;
+
+/* Writes one advantage per leaf of `query` into advantages[0 .. n_leaves). Must not fail. */
+typedef void (*TreepoEstimatorComputeFn)(void* state, const TreepoQuery* query, double* advantages);
+
+typedef struct TreepoEstimatorPlugin {
+  const char* name; /* the name the config uses (learner.estimator); NUL-terminated */
+  void* state;
+  TreepoEstimatorComputeFn compute;
+  /* Non-zero: the learner whitens the batch's advantages over its response tokens afterwards
+   * (TREEPO_SPEC.md section 5); zero: they are trained on as computed. */
+  int32_t whiten;
+} TreepoEstimatorPlugin;
+
+/* ---- stop rules (the scheduler, on every new segment) ---- */
+
+/* The reasons a stop rule may return. */
+enum {
+  TREEPO_STOP_NONE = 0, /* the path goes on (as far as this rule is concerned) */
+  TREEPO_STOP_FINISHED = 1,
+  TREEPO_STOP_EOS = 2,
+  TREEPO_STOP_MAX_TOKENS = 3,
+  TREEPO_STOP_MAX_DEPTH = 4,
+  TREEPO_STOP_REPETITION = 5
+};
+
+typedef struct TreepoSegmentView {
+  TreepoText text;             /* decoded text of this segment only */
+  int32_t has_eos;             /* the segment holds EOS */
+  int32_t response_tokens;     /* tokens on the path including this segment */
+  int32_t depth;               /* depth of the segment's node (1 = first segment) */
+  int32_t max_depth;           /* d */
+  int32_t max_response_tokens; /* d * L */
+} TreepoSegmentView;
+
+/* One of TREEPO_STOP_*. */
+typedef int32_t (*TreepoStopCheckFn)(void* state, const TreepoSegmentView* segment);
+
+typedef struct TreepoStopRulePlugin {
+  const char* name; /* listed in stop.extra_rules; checked after the built-in rules */
+  void* state;
+  TreepoStopCheckFn check;
+} TreepoStopRulePlugin;
+
+/* ---- branching policies (the scheduler, per tree step) ---- */
+
+typedef struct TreepoBranchPath {
+  uint64_t tip;             /* the path's newest node */
+  double cum_logprob;       /* sum over the path's response tokens */
+  int32_t response_tokens;  /* tokens on the path */
+  double last_mean_logprob; /* mean log-prob of the newest segment (0 if empty) */
+} TreepoBranchPath;
+
+/* Writes children per path into counts[0 .. n_paths): each >= 1, summing to `total`
+ * (total >= n_paths >= 1). The host checks the result and stops the run on a violation. */
+typedef void (*TreepoBranchSplitFn)(void* state, int32_t total, const TreepoBranchPath* paths,
+                                    size_t n_paths, int32_t* counts);
+
+typedef struct TreepoBranchingPlugin {
+  const char* name; /* the name the config uses (sampler.branching.policy) */
+  void* state;
+  TreepoBranchSplitFn split;
+} TreepoBranchingPlugin;
+
+/* ---- token samplers (each worker, per decoded token) ---- */
+
+typedef struct TreepoSamplingParams {
+  float temperature; /* 0: greedy */
+  int32_t top_k;     /* 0: off */
+  float top_p;       /* 1: off */
+} TreepoSamplingParams;
+
+typedef struct TreepoSample {
+  int32_t token; /* in [0, vocab) */
+  float logprob; /* log p(token) under the distribution it was drawn from, finite */
+} TreepoSample;
+
+/* Draws one token from logits[0 .. vocab). `random`: 64 fresh bits from the node's own
+ * deterministic stream (one value per call; seed a generator from it to need more), so a
+ * node's tokens depend only on its seed. The host checks the result and stops the worker on
+ * a token outside the vocabulary or a non-finite log-prob. */
+typedef TreepoSample (*TreepoSamplerDrawFn)(void* state, const float* logits, int32_t vocab,
+                                            const TreepoSamplingParams* params, uint64_t random);
+
+typedef struct TreepoSamplerPlugin {
+  const char* name; /* the name the worker uses (cluster.worker_sampler, worker --sampler) */
+  void* state;
+  TreepoSamplerDrawFn draw;
+} TreepoSamplerPlugin;
+
+/* ---- the host's side ---- */
+
+typedef struct TreepoPluginApi {
+  uint32_t abi_version; /* TREEPO_PLUGIN_ABI_VERSION of the host */
+  void* host;           /* pass back to every function below */
+  int (*register_reward)(void* host, const TreepoRewardPlugin* plugin);
+  int (*register_estimator)(void* host, const TreepoEstimatorPlugin* plugin);
+  int (*register_stop_rule)(void* host, const TreepoStopRulePlugin* plugin);
+  int (*register_branching)(void* host, const TreepoBranchingPlugin* plugin);
+  int (*register_sampler)(void* host, const TreepoSamplerPlugin* plugin);
+  /* The reason of the last refused registration ("" when none); valid until the next call. */
+  const char* (*last_error)(void* host);
+  /* Writes one line to the host's log at info level. */
+  void (*log)(void* host, const char* message);
+} TreepoPluginApi;
+
+typedef uint32_t (*TreepoPluginAbiVersionFn)(void);
+typedef int (*TreepoPluginInitFn)(const TreepoPluginApi* api);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TREEPO_COMMON_PLUGIN_TREEPO_PLUGIN_H_ */
