@@ -123,10 +123,9 @@ int RunRank(const Args& a) {
   int64_t tokens = 0;
   for (int s = 0; s <= a.steps; ++s) {  // step 0 warms up
     const std::vector<TreeRecord> all = TaskTrees(a.trees, (*trainer)->version().value());
+    const std::vector<std::vector<size_t>> shards = ShardTreesByTokens(all, a.world);
     std::vector<TreeRecord> mine;
-    for (size_t i : ShardTreesByTokens(all, a.world)[static_cast<size_t>(a.rank)]) {
-      mine.push_back(all[i]);
-    }
+    for (size_t i : shards[static_cast<size_t>(a.rank)]) mine.push_back(all[i]);
     if (!(*ranks)->Barrier().ok()) return 1;
     const auto t0 = std::chrono::steady_clock::now();
     auto batch = learner::BuildLearnerBatch(mine, **est, 128, reduce);
@@ -143,6 +142,18 @@ int RunRank(const Args& a) {
     for (const TreeRecord& t : all) tokens += TreeTrainTokens(t);
   }
   out["tokens_per_step"] = tokens;
+  // One gradient-sized all-reduce alone (best of 5): the communication part of a step.
+  std::vector<float> grad((*trainer)->weights().data.size(), 1.0f);
+  double best = 1e9;
+  for (int i = 0; i < 5; ++i) {
+    if (!(*ranks)->Barrier().ok()) return 1;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!(*ranks)->AllReduceSum(grad).ok()) return 1;
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  out["allreduce_s"] = best;
+  out["params"] = grad.size();
   std::ofstream(a.out) << out.dump();
   return 0;
 }
@@ -151,6 +162,8 @@ struct Row {
   int ranks = 0;
   int64_t tokens = 0;
   double step_s = 0.0;
+  double allreduce_s = 0.0;  // one gradient-sized all-reduce
+  int64_t params = 0;
 };
 
 // Runs `world` rank processes; the step time of a step is the slowest rank's.
@@ -204,6 +217,8 @@ Row RunWorld(const Args& a, int world, const std::string& self) {
     std::ifstream in(dir / ("rank" + std::to_string(r)));
     const nlohmann::json j = nlohmann::json::parse(in);
     row.tokens = j["tokens_per_step"].get<int64_t>();
+    row.allreduce_s = std::max(row.allreduce_s, j["allreduce_s"].get<double>());
+    row.params = j["params"].get<int64_t>();
     const auto& steps = j["step_s"];
     slowest.resize(steps.size(), 0.0);
     for (size_t i = 0; i < steps.size(); ++i)
@@ -266,18 +281,21 @@ int main(int argc, char** argv) {
       "data-parallel learner: %d trees/step (w 8, L 16, d 4), model dim 128 x 4 layers, "
       "%d BLAS thread(s) per rank, %ld cores, load %.1f\n",
       a.trees, a.threads, cores, load[0]);
-  std::printf("%6s %12s %10s %12s %10s\n", "ranks", "tokens/step", "s/step", "tokens/s",
-              "vs 1 rank");
+  std::printf("%6s %12s %10s %12s %10s %14s\n", "ranks", "tokens/step", "s/step", "tokens/s",
+              "vs 1 rank", "all-reduce ms");
   nlohmann::json j = nlohmann::json::array();
   const double base = rows.front().step_s > 0 ? rows.front().tokens / rows.front().step_s : 0.0;
   for (const Row& r : rows) {
     const double tps = r.step_s > 0 ? r.tokens / r.step_s : 0.0;
-    std::printf("%6d %12lld %10.3f %12.0f %9.2fx\n", r.ranks, static_cast<long long>(r.tokens),
-                r.step_s, tps, base > 0 ? tps / base : 0.0);
+    std::printf("%6d %12lld %10.3f %12.0f %9.2fx %14.2f\n", r.ranks,
+                static_cast<long long>(r.tokens), r.step_s, tps, base > 0 ? tps / base : 0.0,
+                r.allreduce_s * 1e3);
     j.push_back({{"ranks", r.ranks},
                  {"tokens_per_step", r.tokens},
                  {"step_s", r.step_s},
                  {"tokens_per_s", tps},
+                 {"allreduce_ms", r.allreduce_s * 1e3},
+                 {"gradient_floats", r.params},
                  {"threads_per_rank", a.threads},
                  {"cores", cores}});
   }
