@@ -63,7 +63,7 @@ struct TrainOptions {
   int workers = 2;                       // cluster.workers
   int learners = 1;                      // cluster.learners: data-parallel learner processes
   // cluster.learner_command: a shell command run (once per rank) instead of the built-in
-  // learner, e.g. "python3 examples/torch_learner.py"; it gets TREEPO_* variables
+  // learner, e.g. "/usr/bin/python3 examples/torch_learner.py"; it gets TREEPO_* variables
   // (LearnerCommandEnv) and must serve the scheduler through libtreepo_client.
   std::string learner_command;
   int worker_threads = 1;                // cluster.worker_threads

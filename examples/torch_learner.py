@@ -5,11 +5,11 @@ workers roll out, with treepo's clipped policy loss, and publishes every new ver
 It uses the client library through the Python package in learner/client/python
 (docs/external-learner.md). Run it by hand against a running scheduler:
 
-    python3 examples/torch_learner.py --scheduler tcp://127.0.0.1:5555 --model runs/base
+    /usr/bin/python3 examples/torch_learner.py --scheduler tcp://127.0.0.1:5555 --model runs/base
 
 or let `treepo train` start it in place of the built-in learner:
 
-    treepo train --set "cluster.learner_command=python3 examples/torch_learner.py"
+    treepo train --set "cluster.learner_command=/usr/bin/python3 examples/torch_learner.py"
 
 (then every option comes from the TREEPO_* environment variables train sets).
 

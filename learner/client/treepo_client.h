@@ -26,18 +26,18 @@ typedef struct treepo_client treepo_client;
 typedef struct treepo_batch treepo_batch;
 
 typedef struct treepo_client_options {
-  const char* scheduler;     /* scheduler endpoint, "tcp://HOST:PORT" (required) */
-  const char* model;         /* the model the run starts from: HF dir or llama2.c .bin
-                                (required: it fixes the tensors and the initial weights) */
-  const char* name;          /* NULL or "": "client-learner-<pid>" */
-  const char* estimator;     /* advantage estimator for the batches' advantages; NULL or "":
-                                "treepo" (learner.estimator names) */
-  const char* scheduler_key; /* the scheduler's CURVE public key file, or NULL */
-  const char* key;           /* this learner's CURVE key file (NAME.key), or NULL */
-  int insecure;              /* 1: a non-loopback scheduler without keys (warned) */
-  int rank;                  /* data-parallel rank of this process, 0 <= rank < world_size */
-  int world_size;            /* ranks of the run (the scheduler shards each step's trees) */
-  int register_timeout_ms;   /* <= 0: 30000 */
+  const char* scheduler;      /* scheduler endpoint, "tcp://HOST:PORT" (required) */
+  const char* model;          /* the model the run starts from: HF dir or llama2.c .bin
+                                 (required: it fixes the tensors and the initial weights) */
+  const char* name;           /* NULL or "": "client-learner-<pid>" */
+  const char* estimator;      /* advantage estimator for the batches' advantages; NULL or "":
+                                 "treepo" (learner.estimator names) */
+  const char* scheduler_key;  /* the scheduler's CURVE public key file, or NULL */
+  const char* key;            /* this learner's CURVE key file (NAME.key), or NULL */
+  int insecure;               /* 1: a non-loopback scheduler without keys (warned) */
+  int rank;                   /* data-parallel rank of this process, 0 <= rank < world_size */
+  int world_size;             /* ranks of the run (the scheduler shards each step's trees) */
+  int register_timeout_ms;    /* <= 0: 30000 */
   int64_t weight_chunk_bytes; /* <= 0: 1 MiB */
 } treepo_client_options;
 
@@ -71,8 +71,7 @@ int treepo_client_next_batch(treepo_client* client, int timeout_ms, treepo_batch
  * values at data[i]), every tensor of the model exactly once. They are sent to the scheduler
  * in checksummed chunks and relayed to every worker. */
 int treepo_client_publish(treepo_client* client, uint64_t version, int64_t n,
-                          const char* const* names, const float* const* data,
-                          const int64_t* numel);
+                          const char* const* names, const float* const* data, const int64_t* numel);
 /* Reports the end of `step` with the weight version it produced and metrics (name, value)
  * (rank 0 only; send it after publishing that version). */
 int treepo_client_train_done(treepo_client* client, uint64_t step, uint64_t version, int64_t n,
@@ -83,20 +82,21 @@ int treepo_client_fail(treepo_client* client, const char* message);
 /* ---- a batch: the trees of one step (this rank's shard), as training sequences ----
  * One sequence per leaf with at least one response token: the prompt tokens, then the
  * tokens of the root-to-leaf path. Per token: advantage (the leaf's, from the estimator,
- * whitened over the whole step's batch when the estimator whitens; 0 on prompt tokens),
+ * whitened over the batch when the estimator whitens: with world_size > 1 over this rank's
+ * shard only; 0 on prompt tokens),
  * the workers' log-prob (0 on prompt tokens) and the weight version that sampled it (0 on
  * prompt tokens). */
 uint64_t treepo_batch_step(const treepo_batch* batch);
 int64_t treepo_batch_num_sequences(const treepo_batch* batch);
 int64_t treepo_batch_num_tokens(const treepo_batch* batch);
-const int64_t* treepo_batch_offsets(const treepo_batch* batch); /* [sequences + 1] */
+const int64_t* treepo_batch_offsets(const treepo_batch* batch);     /* [sequences + 1] */
 const int32_t* treepo_batch_prompt_lens(const treepo_batch* batch); /* [sequences] */
-const int32_t* treepo_batch_trees(const treepo_batch* batch);   /* [sequences] tree index */
-const float* treepo_batch_rewards(const treepo_batch* batch);   /* [sequences] */
-const int32_t* treepo_batch_tokens(const treepo_batch* batch);  /* [tokens] */
-const float* treepo_batch_advantages(const treepo_batch* batch); /* [tokens] */
-const float* treepo_batch_logprobs(const treepo_batch* batch);  /* [tokens] */
-const uint64_t* treepo_batch_versions(const treepo_batch* batch); /* [tokens] */
+const int32_t* treepo_batch_trees(const treepo_batch* batch);       /* [sequences] tree index */
+const float* treepo_batch_rewards(const treepo_batch* batch);       /* [sequences] */
+const int32_t* treepo_batch_tokens(const treepo_batch* batch);      /* [tokens] */
+const float* treepo_batch_advantages(const treepo_batch* batch);    /* [tokens] */
+const float* treepo_batch_logprobs(const treepo_batch* batch);      /* [tokens] */
+const uint64_t* treepo_batch_versions(const treepo_batch* batch);   /* [tokens] */
 /* The raw trees (to compute advantages yourself): one JSON line per tree in the format of
  * docs/tree-format.md (prompt tokens, nodes with parent, tokens, log-probs, weight version;
  * leaves with reward). */
