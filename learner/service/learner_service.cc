@@ -72,6 +72,51 @@ uint64_t WeightsHash(const model::ModelWeights& w) {
                                               w.data.size() * sizeof(float)));
 }
 
+// The ranks' collective (world_size 1: a no-op one). With several ranks the trainer reduces
+// over it, and rank 0's weights are every rank's start (checked: a rank that loaded others
+// fails).
+Result<std::unique_ptr<collective::Collective>> JoinRanks(const LearnerOptions& o,
+                                                          const std::string& name,
+                                                          const std::string& weights_from,
+                                                          Trainer* trainer) {
+  collective::CollectiveOptions co;
+  co.backend = o.collective_backend;
+  co.rank = o.rank;
+  co.world_size = o.world_size;
+  co.store_dir = o.collective_store;
+  co.run_id = o.collective_run_id;
+  co.host = o.collective_host;
+  co.timeout_ms = o.collective_timeout_ms;
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<collective::Collective> ranks,
+                          collective::CreateCollective(co));
+  if (o.world_size == 1) return ranks;
+  TREEPO_RETURN_IF_ERROR(trainer->set_collective(ranks.get()));
+  model::ModelWeights start = trainer->weights();
+  TREEPO_RETURN_IF_ERROR(ranks->Broadcast(std::span<float>(start.data), 0));
+  if (WeightsHash(start) != WeightsHash(trainer->weights())) {
+    return FailedPrecondition("learner rank " + std::to_string(o.rank) +
+                              " loaded other weights than rank 0 from " + weights_from);
+  }
+  spdlog::info("{}: rank {} of {} joined its peers ({})", name, o.rank, o.world_size,
+               ranks->backend());
+  return ranks;
+}
+
+// After a data-parallel step: the metrics over every rank, and (check_weights) the check
+// that every rank holds the same weights.
+Status ReduceStep(collective::Collective& ranks, const Trainer& trainer, bool check_weights,
+                  uint64_t step, TrainStepMetrics* metrics, LearnerBatch* batch) {
+  TREEPO_RETURN_IF_ERROR(ReduceMetrics(ranks, metrics, batch));
+  if (!check_weights) return OkStatus();
+  TREEPO_ASSIGN_OR_RETURN(const bool same,
+                          collective::AllRanksEqual(ranks, WeightsHash(trainer.weights())));
+  if (!same) {
+    return Internal("after step " + std::to_string(step) +
+                    " the learner ranks hold different weights");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
@@ -100,29 +145,10 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   }
 
   // Data-parallel ranks meet before registering, so the scheduler never sees a rank that
-  // cannot train. Rank 0's weights are every rank's start.
-  collective::CollectiveOptions co;
-  co.backend = o.collective_backend;
-  co.rank = o.rank;
-  co.world_size = o.world_size;
-  co.store_dir = o.collective_store;
-  co.run_id = o.collective_run_id;
-  co.host = o.collective_host;
-  co.timeout_ms = o.collective_timeout_ms;
+  // cannot train.
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<collective::Collective> ranks,
-                          collective::CreateCollective(co));
+                          JoinRanks(o, name, weights_from, trainer.get()));
   const bool parallel = o.world_size > 1;
-  if (parallel) {
-    TREEPO_RETURN_IF_ERROR(trainer->set_collective(ranks.get()));
-    model::ModelWeights start = trainer->weights();
-    TREEPO_RETURN_IF_ERROR(ranks->Broadcast(std::span<float>(start.data), 0));
-    if (WeightsHash(start) != WeightsHash(trainer->weights())) {
-      return FailedPrecondition("learner rank " + std::to_string(o.rank) +
-                                " loaded other weights than rank 0 from " + weights_from);
-    }
-    spdlog::info("{}: rank {} of {} joined its peers ({})", name, o.rank, o.world_size,
-                 ranks->backend());
-  }
   const bool lead = o.rank == 0;  // publishes, reports and checkpoints
 
   ConnectionOptions copt;
@@ -174,14 +200,8 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
       Result<TrainStepMetrics> metrics =
           batch.ok() ? trainer->Step(*batch) : Result<TrainStepMetrics>(batch.status());
       if (metrics.ok() && parallel) {
-        Status st = ReduceMetrics(*ranks, &*metrics, &*batch);
-        if (st.ok() && o.check_weights) {
-          Result<bool> same = collective::AllRanksEqual(*ranks, WeightsHash(trainer->weights()));
-          st = !same.ok() ? same.status()
-               : *same    ? OkStatus()
-                          : Internal("after step " + std::to_string(tb->step) +
-                                     " the learner ranks hold different weights");
-        }
+        const Status st =
+            ReduceStep(*ranks, *trainer, o.check_weights, tb->step, &*metrics, &*batch);
         if (!st.ok()) metrics = st;
       }
       if (!metrics.ok()) {
