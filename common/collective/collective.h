@@ -31,7 +31,8 @@ struct CollectiveOptions {
   std::string store_dir;           // rendezvous directory every rank can reach (world_size > 1)
   std::string run_id;              // key prefix inside store_dir; the same on every rank
   std::string host = "127.0.0.1";  // address this rank's transport binds (its peers dial it)
-  int timeout_ms = 300000;         // per collective, and for the rendezvous
+  int timeout_ms = 300000;         // per collective and for the rendezvous (Gloo's file store waits
+                                   // at least its own 30 s for a rank's address)
 
   Status Validate() const;
 };

@@ -28,14 +28,18 @@ Status Guard(const char* what, F&& f) {
     f();
     return OkStatus();
   } catch (const gloo::IoException& e) {
-    // Timeouts are IoExceptions too ("Timed out ...").
+    // Timeouts are IoExceptions too ("Timed out ...", "Wait timeout for key(s) ...").
     const std::string m = e.what();
-    if (m.find("imed out") != std::string::npos) {
+    if (m.find("imed out") != std::string::npos || m.find("imeout") != std::string::npos) {
       return DeadlineExceeded(std::string("gloo ") + what + ": " + m);
     }
     return Unavailable(std::string("gloo ") + what + ": a peer rank is gone: " + m);
   } catch (const std::exception& e) {
-    return Internal(std::string("gloo ") + what + ": " + e.what());
+    const std::string m = e.what();
+    if (m.find("imeout") != std::string::npos) {
+      return DeadlineExceeded(std::string("gloo ") + what + ": " + m);
+    }
+    return Internal(std::string("gloo ") + what + ": " + m);
   }
 }
 
