@@ -4,7 +4,7 @@
 //   publishes, reports and checkpoints;
 // - cluster.learner_command = examples/torch_learner.py: a PyTorch learner that talks to the
 //   scheduler only through libtreepo_client (the Python ctypes package), trains with the
-//   clipped loss and publishes each version.
+//   clipped loss and publishes each version, over CURVE (ephemeral keys from `train`).
 // Both: versions advance one per step, every worker ends on the newest version, every node
 // of step N's trees was computed by version N (sync mode).
 #include <gtest/gtest.h>
@@ -160,7 +160,10 @@ TEST_F(LearnersE2eTest, TorchLearnerServesTrainThroughTheClientLibrary) {
   const std::string learner = "TREEPO_CLIENT_LIB=" + std::string(TREEPO_CLIENT_LIB_DEFAULT) +
                               " /usr/bin/python3 " + treepo::testing::SourceDir() +
                               "/examples/torch_learner.py";
-  ASSERT_EQ(Train(out, "--set 'cluster.learner_command=" + learner + "'"), 0)
+  // With CURVE on: the learner gets its key files through TREEPO_SCHEDULER_KEY / TREEPO_KEY
+  // and the scheduler admits it by its learner key.
+  ASSERT_EQ(
+      Train(out, "--set scheduler.curve=true --set 'cluster.learner_command=" + learner + "'"), 0)
       << ReadAll(out.string() + ".log") << ReadAll(out / "logs/learner.log");
   ExpectThreeSyncSteps(out);
   const std::string log = ReadAll(out / "logs/learner.log");
