@@ -8,6 +8,8 @@
 // report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
 // Logs and a status line per step go to stderr; the summary JSON to stdout.
 
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -28,6 +30,7 @@
 #include "cluster/report.h"
 #include "cluster/run_metrics.h"
 #include "common/atomic_file.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/file_io.h"
 #include "common/line_appender.h"
@@ -59,7 +62,11 @@ struct TrainOptions {
   std::string answer_field = "answer";   // task.answer_field
   int train_problems = 4000;             // task.train_problems: built-in task train set size
   int workers = 2;                       // cluster.workers
-  int learners = 1;                      // cluster.learners (only 1 is supported)
+  int learners = 1;                      // cluster.learners: data-parallel learner processes
+  // cluster.learner_command: a shell command run (once per rank) instead of the built-in
+  // learner, e.g. "/usr/bin/python3 examples/torch_learner.py"; it gets TREEPO_* variables
+  // (LearnerCommandEnv) and must serve the scheduler through libtreepo_client.
+  std::string learner_command;
   int worker_threads = 1;                // cluster.worker_threads
   int worker_pages = 2048;               // cluster.worker_pages
   int page_size = 16;                    // cluster.page_size
@@ -91,6 +98,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("task.train_problems", &o->train_problems));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.workers", &o->workers));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learners", &o->learners));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_command", &o->learner_command));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_threads", &o->worker_threads));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_sampler", &o->worker_sampler));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
@@ -109,10 +117,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("output.progress", &o->progress));
   if (o->out_dir.empty()) return InvalidArgument("out_dir is empty");
   if (o->workers < 1) return InvalidArgument("cluster.workers must be >= 1");
-  if (o->learners != 1) {
-    return Unimplemented("cluster.learners = " + std::to_string(o->learners) +
-                         ": data-parallel learners are not supported yet; use 1");
-  }
+  if (o->learners < 1) return InvalidArgument("cluster.learners must be >= 1");
   if (o->train_problems < 1) return InvalidArgument("task.train_problems must be >= 1");
   if (o->learner_exit_timeout_ms < 1) {
     return InvalidArgument("cluster.learner_exit_timeout_ms must be >= 1");
@@ -133,6 +138,7 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
       {"task.train_problems", std::to_string(t.train_problems)},
       {"cluster.workers", std::to_string(t.workers)},
       {"cluster.learners", std::to_string(t.learners)},
+      {"cluster.learner_command", t.learner_command},
       {"cluster.worker_threads", std::to_string(t.worker_threads)},
       {"cluster.worker_sampler", t.worker_sampler},
       {"cluster.learner_threads", std::to_string(t.learner_threads)},
@@ -207,6 +213,41 @@ Result<std::vector<scheduler::PromptRecord>> TrainRecords(const TrainOptions& t,
   return scheduler::ArithmeticRecords(task, scheduler::Split::kTrain, t.train_problems, seed);
 }
 
+// `env VAR=... /bin/sh -c COMMAND` for an outside learner of rank `rank`: what it needs to
+// serve this run (docs/external-learner.md).
+std::vector<std::string> LearnerCommandArgv(const TrainOptions& t,
+                                            const learner::LearnerOptions& lo,
+                                            const std::string& endpoint, const std::string& model,
+                                            int rank, const std::vector<std::string>& key_flags) {
+  std::vector<std::string> argv = {
+      "/usr/bin/env",
+      "TREEPO_SCHEDULER=" + endpoint,
+      "TREEPO_MODEL=" + model,
+      "TREEPO_CHECKPOINT_DIR=" + lo.checkpoint_dir,
+      "TREEPO_RANK=" + std::to_string(rank),
+      "TREEPO_WORLD_SIZE=" + std::to_string(t.learners),
+      "TREEPO_ESTIMATOR=" + lo.estimator,
+      "TREEPO_LR=" + std::to_string(lo.trainer.adamw.lr),
+      "TREEPO_WARMUP_STEPS=" + std::to_string(lo.trainer.adamw.warmup_steps),
+      "TREEPO_THREADS=" + std::to_string(t.learner_threads)};
+  for (size_t i = 0; i + 1 < key_flags.size(); i += 2) {
+    if (key_flags[i] == "--scheduler-key")
+      argv.push_back("TREEPO_SCHEDULER_KEY=" + key_flags[i + 1]);
+    if (key_flags[i] == "--key") argv.push_back("TREEPO_KEY=" + key_flags[i + 1]);
+  }
+  for (const char* s : {"/bin/sh", "-c"}) argv.push_back(s);
+  argv.push_back(t.learner_command);
+  return argv;
+}
+
+// The learner processes' names (their logs are logs/NAME.log).
+std::vector<std::string> LearnerNames(int learners) {
+  if (learners == 1) return {"learner"};
+  std::vector<std::string> out;
+  for (int r = 0; r < learners; ++r) out.push_back("learner-" + std::to_string(r));
+  return out;
+}
+
 struct TrainCmdOptions {
   std::string config_path;
   std::vector<std::string> sets;
@@ -236,7 +277,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &rl));
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "learner.", &lo));
   for (const char* derived : {"model", "resume", "checkpoint_dir", "checkpoint_every",
-                              "checkpoint_on_signal", "blas_threads", "max_staleness"}) {
+                              "checkpoint_on_signal", "blas_threads", "max_staleness", "rank",
+                              "world_size", "collective_store", "collective_run_id"}) {
     if (config.Has(std::string("learner.") + derived)) {
       return InvalidArgument(std::string("learner.") + derived +
                              " is set by `treepo train` from other keys (configs/default.toml)");
@@ -251,6 +293,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     keys->ApplyTo(&rl.rollout.service.security);
   }
   rl.workers = t.workers;
+  rl.learners = t.learners;
+  lo.world_size = t.learners;
   rl.progress = t.progress;
   if (rl.sync_mode == "async") lo.trainer.max_staleness = rl.max_staleness;
   lo.blas_threads = t.learner_threads;
@@ -341,31 +385,52 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
                               ChildProcess::Spawn(wargv, (logs / (name + ".log")).string()));
       children.Add(name, std::move(w), (logs / (name + ".log")).string(), false);
     }
-    std::vector<std::string> argv = {SelfExecutable(), "learner", "--scheduler", endpoint};
-    if (keys) {
-      for (const std::string& f : keys->LearnerFlags()) argv.push_back(f);
+    // Data-parallel ranks meet in a rendezvous directory of this run (removed at the end).
+    if (t.learners > 1 && t.learner_command.empty()) {
+      lo.collective_store = (logs / "rendezvous").string();
+      lo.collective_run_id =
+          "run-" + std::to_string(::getpid()) + "-" + std::to_string(SteadyNowMs());
     }
-    for (const std::string& s : learner::LearnerOptionSets(lo)) {
-      argv.push_back("--set");
-      argv.push_back(s);
+    for (int rank = 0; rank < t.learners; ++rank) {
+      const std::string name = t.learners > 1 ? "learner-" + std::to_string(rank) : "learner";
+      learner::LearnerOptions ro = lo;
+      ro.rank = rank;
+      if (t.learners > 1) ro.name = name;
+      std::vector<std::string> argv = {SelfExecutable(), "learner", "--scheduler", endpoint};
+      if (keys) {
+        for (const std::string& f : keys->LearnerFlags()) argv.push_back(f);
+      }
+      for (const std::string& s : learner::LearnerOptionSets(ro)) {
+        argv.push_back("--set");
+        argv.push_back(s);
+      }
+      if (!plugins.empty()) {
+        argv.push_back("--set");
+        argv.push_back("plugins=" + JoinPluginList(plugins));
+      }
+      if (!t.learner_command.empty()) {
+        argv = LearnerCommandArgv(t, lo, endpoint, start_model, rank,
+                                  keys ? keys->LearnerFlags() : std::vector<std::string>());
+      }
+      const std::string log = (logs / (name + ".log")).string();
+      TREEPO_ASSIGN_OR_RETURN(ChildProcess l, ChildProcess::Spawn(argv, log));
+      children.Add(name, std::move(l), log, true);
     }
-    if (!plugins.empty()) {
-      argv.push_back("--set");
-      argv.push_back("plugins=" + JoinPluginList(plugins));
-    }
-    TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
-                            ChildProcess::Spawn(argv, (logs / "learner.log").string()));
-    children.Add("learner", std::move(l), (logs / "learner.log").string(), true);
     return OkStatus();
   };
   Result<scheduler::RlSummary> out =
       scheduler::RunRl(rl, std::move(train), tokenizer, spawn, &g_train_stop);
-  // The learner writes its final checkpoint on Shutdown before it exits.
-  children.WaitOrTerminate("learner", out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
+  // The learner (rank 0) writes its final checkpoint on Shutdown before it exits.
+  for (const std::string& name : LearnerNames(t.learners)) {
+    children.WaitOrTerminate(name, out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
+  }
   children.WaitOrTerminateAll(out.ok() ? 5000 : 0);  // a failed run stops its workers at once
+  if (t.learners > 1) fs::remove_all(logs / "rendezvous");
   TREEPO_RETURN_IF_ERROR(out.status());
-  if (const ChildProcess* l = children.Find("learner"); l != nullptr && l->exit_code() != 0) {
-    return Internal(children.Describe("learner"));
+  for (const std::string& name : LearnerNames(t.learners)) {
+    if (const ChildProcess* l = children.Find(name); l != nullptr && l->exit_code() != 0) {
+      return Internal(children.Describe(name));
+    }
   }
 
   // Every checkpoint of this run gets the base's tokenizer and task knobs, so `treepo eval

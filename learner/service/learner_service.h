@@ -6,6 +6,13 @@
 // TrainDone {step, v+1, metrics}. Shutdown, or *stop, ends it after a final checkpoint of any
 // step not yet saved (on *stop only with checkpoint_on_signal).
 //
+// Data parallel (world_size > 1): every rank registers with the scheduler, which sends each
+// rank its shard of every step's trees; the ranks meet through a Collective (collective_*
+// keys) that reduces the advantage whitening, the loss's token count, the gradient and the
+// metrics. Rank 0 alone publishes weights, sends TrainDone and writes checkpoints; with
+// check_weights every step also checks that all ranks hold the same weights (a hash). A step
+// that fails on one rank ends every rank (they cannot stay in step).
+//
 // Checkpoints follow the scheduler's record of the run: the checkpoint of step S (the state
 // after training batch S-1) that checkpoint_every asks for is written when the next message
 // from the scheduler arrives (TreeBatch S or Shutdown), not when TrainDone S-1 leaves. The
@@ -43,9 +50,22 @@ struct LearnerOptions {
   std::string estimator = "treepo";      // estimator: advantage estimator name
   int64_t weight_chunk_bytes = 1 << 20;  // weight_chunk_bytes: bytes per WeightChunk
   int blas_threads = 0;                  // blas_threads: 0 = leave OpenBLAS's setting
-  int rank = 0;                          // rank
-  int world_size = 1;                    // world_size: only 1 is supported
-  int register_timeout_ms = 30000;       // register_timeout_ms: give up registering after this
+  int rank = 0;                          // rank: this learner's data-parallel rank
+  int world_size = 1;                    // world_size: data-parallel learner ranks
+  // Data-parallel collectives (world_size > 1; common/collective/collective.h).
+  std::string collective_backend = "gloo";    // collective_backend: gloo | nccl
+  std::string collective_store;               // collective_store: rendezvous dir every rank reaches
+  std::string collective_run_id;              // collective_run_id: the same on every rank of a run
+  std::string collective_host = "127.0.0.1";  // collective_host: address this rank binds
+  int collective_timeout_ms = 300000;         // collective_timeout_ms: per collective
+  // check_weights: after every step, check that all ranks hold identical weights (a hash
+  // compared over the collective). On in debug builds.
+#ifdef NDEBUG
+  bool check_weights = false;
+#else
+  bool check_weights = true;
+#endif
+  int register_timeout_ms = 30000;  // register_timeout_ms: give up registering after this
   // lr, warmup_steps, weight_decay, beta1, beta2, adam_eps, max_grad_norm, eps_low, eps_high,
   // dual_clip, kl_coef, entropy_coef, mini_batch_queries, epochs, micro_batch_tokens,
   // max_staleness.

@@ -6,9 +6,47 @@
 #include <unordered_map>
 
 namespace treepo::learner {
+namespace {
+
+// WhitenByTokens over the leaves of every rank: the same two passes, each sum reduced.
+Result<BatchAdvantages> ShardAdvantages(const AdvantageEstimator& estimator,
+                                        std::span<const QueryLeaves> batch,
+                                        const SumReducer& reduce_sum) {
+  BatchAdvantages out;
+  for (const QueryLeaves& q : batch) out.raw.push_back(estimator.Compute(q));
+  out.whitened = out.raw;
+  if (!estimator.whiten()) return out;
+  double sums[2] = {0.0, 0.0};  // tokens, token-weighted advantage
+  for (size_t q = 0; q < batch.size(); ++q) {
+    for (size_t i = 0; i < batch[q].leaves.size(); ++i) {
+      sums[0] += batch[q].leaves[i].tokens;
+      sums[1] += batch[q].leaves[i].tokens * out.raw[q][i];
+    }
+  }
+  TREEPO_RETURN_IF_ERROR(reduce_sum(sums));
+  const double n = sums[0];
+  const double mean = n > 0 ? sums[1] / n : 0.0;
+  double ss = 0.0;
+  for (size_t q = 0; q < batch.size(); ++q) {
+    for (size_t i = 0; i < batch[q].leaves.size(); ++i) {
+      const double d = out.raw[q][i] - mean;
+      ss += batch[q].leaves[i].tokens * d * d;
+    }
+  }
+  TREEPO_RETURN_IF_ERROR(reduce_sum(std::span<double>(&ss, 1)));
+  const double var = n >= 2 ? ss / (n - 1) : 0.0;
+  const double inv = 1.0 / std::sqrt(var + 1e-8);
+  for (auto& row : out.whitened) {
+    for (double& a : row) a = (a - mean) * inv;
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
-                                       const AdvantageEstimator& estimator, int max_seq_len) {
+                                       const AdvantageEstimator& estimator, int max_seq_len,
+                                       const SumReducer& reduce_sum) {
   std::vector<QueryLeaves> queries;
   queries.reserve(trees.size());
   for (const TreeRecord& t : trees) {
@@ -16,7 +54,12 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
     TREEPO_ASSIGN_OR_RETURN(QueryLeaves q, LeavesFromTree(t));
     queries.push_back(std::move(q));
   }
-  const BatchAdvantages adv = ComputeBatchAdvantages(estimator, queries);
+  BatchAdvantages adv;
+  if (reduce_sum) {
+    TREEPO_ASSIGN_OR_RETURN(adv, ShardAdvantages(estimator, queries, reduce_sum));
+  } else {
+    adv = ComputeBatchAdvantages(estimator, queries);
+  }
 
   LearnerBatch batch;
   double reward_sum = 0.0, adv_sum = 0.0, adv_sq = 0.0, raw_sum = 0.0;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "common/status.h"
@@ -39,7 +41,14 @@ struct LearnerBatch {
 // when the estimator asks for it), one sequence per leaf with at least one response token.
 // Responses longer than max_seq_len - prompt_len are truncated (counted). Refuses malformed
 // trees and prompts that leave no room for a response (kInvalidArgument).
+//
+// Data-parallel ranks each build the batch of their shard; `reduce_sum` (sums a few doubles
+// over every rank in place, e.g. a collective all-reduce) makes the whitening's token-weighted
+// mean and variance those of the whole batch, so a leaf gets the advantage it would get in a
+// single learner's batch. Empty: the batch is whole.
+using SumReducer = std::function<Status(std::span<double>)>;
 Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
-                                       const AdvantageEstimator& estimator, int max_seq_len);
+                                       const AdvantageEstimator& estimator, int max_seq_len,
+                                       const SumReducer& reduce_sum = {});
 
 }  // namespace treepo::learner

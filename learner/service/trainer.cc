@@ -37,6 +37,16 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(model::ModelWeights weights,
   return std::unique_ptr<Trainer>(new Trainer(std::move(weights), options, version));
 }
 
+Status Trainer::set_collective(collective::Collective* collective) {
+  if (collective != nullptr && collective->world_size() > 1 && options_.mini_batch_queries > 0) {
+    return InvalidArgument(
+        "mini_batch_queries > 0 needs world_size 1: data-parallel learners take one optimiser "
+        "step per batch and epoch");
+  }
+  collective_ = collective != nullptr && collective->world_size() > 1 ? collective : nullptr;
+  return OkStatus();
+}
+
 namespace {
 
 // [begin, end) of `seqs` per tree: a batch lists each tree's sequences consecutively.
@@ -205,6 +215,8 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
     }
     minis.back().push_back(i);
   }
+  // Every rank takes the same optimiser steps, also one whose shard is empty.
+  if (collective_ != nullptr && minis.empty()) minis.emplace_back();
 
   // logp_old: the sampling weights' log-probs of the response tokens. When every token was
   // sampled by the current weights and the batch is one mini-batch for one epoch, the training
@@ -234,6 +246,10 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
     for (const std::vector<size_t>& mini : minis) {
       double denom = 0.0;
       for (size_t s : mini) denom += batch.sequences[s].response_tokens();
+      if (collective_ != nullptr) {
+        TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(std::span<double>(&denom, 1)));
+        if (denom == 0.0) continue;  // no rank has a token: no step anywhere
+      }
       double mini_loss = 0.0;
       for (const std::vector<size_t>& micro : MicroBatches(batch, mini)) {
         const Rows r = BuildRows(batch, micro, options_.tree_packing);
@@ -286,6 +302,7 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
         }
         model_->Backward(dlogp_rows, dent_rows, grad_.data());
       }
+      if (collective_ != nullptr) TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(grad_));
       const StepStats st = adamw_.Step(weights_->data.data(), grad_.data());
       grad_norm_sum += st.grad_norm;
       m.lr = st.lr;

@@ -6,6 +6,12 @@
 // copies of the last `max_staleness` versions so that tokens sampled by an older version
 // (asynchronous mode) get their logp_old from the weights that sampled them.
 //
+// Data parallel (set_collective with world_size > 1): every rank steps on its own shard of
+// the batch; the mini-batch token count (the loss's denominator) and the gradient are summed
+// over ranks before each optimiser step, so every rank takes the same step as one trainer on
+// the whole batch would, and the weights stay identical. Each rank takes exactly one
+// optimiser step per epoch (mini_batch_queries must be 0), also with an empty shard.
+//
 // Not thread-safe; one owner.
 #pragma once
 
@@ -15,6 +21,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/collective/collective.h"
 #include "common/ids.h"
 #include "common/model/weights.h"
 #include "common/status.h"
@@ -93,6 +100,9 @@ class Trainer {
   const model::ModelWeights& weights() const { return *weights_; }
   WeightVersion version() const { return version_; }
   AdamW& optimizer() { return adamw_; }
+  // Ranks to reduce over (null or world_size 1: this trainer alone). Must outlive the trainer.
+  // kInvalidArgument when world_size > 1 and mini_batch_queries > 0.
+  Status set_collective(collective::Collective* collective);
 
  private:
   Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version);
@@ -112,6 +122,7 @@ class Trainer {
   std::vector<float> grad_;
   std::map<uint64_t, std::shared_ptr<const model::ModelWeights>> history_;
   std::optional<model::ModelWeights> reference_;  // initial weights when kl_coef > 0
+  collective::Collective* collective_ = nullptr;  // world_size > 1 only
 };
 
 // The TrainDone metric list: name/value pairs of every field above.

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
+#include "common/tree/tree_shards.h"
 #include "scheduler/dataset/prompt_admission.h"
 #include "scheduler/rl/weight_relay.h"
 #include "scheduler/service/rollout_runner.h"
@@ -63,7 +64,7 @@ class Loop {
         train_(std::move(train)),
         tokenizer_(std::move(tokenizer)),
         service_(service),
-        relay_(service),
+        relay_(service, o.learners),
         stop_(stop),
         cursor_(static_cast<int64_t>(train_.size()), o.shuffle, o.rollout.seed) {
     service_->set_learner_handler(&relay_);
@@ -74,8 +75,10 @@ class Loop {
     const auto start = Clock::now();
     TREEPO_RETURN_IF_ERROR(
         service_->WaitForWorkers(o_.workers, o_.rollout.wait_workers_timeout_ms, stop_));
-    TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.newest().has_value(); },
-                                     o_.wait_learner_timeout_ms, "the learner's weights"));
+    TREEPO_RETURN_IF_ERROR(PumpUntil(
+        [&] { return relay_.newest().has_value() && !relay_.learners().empty(); },
+        o_.wait_learner_timeout_ms,
+        o_.learners > 1 ? "every learner rank and rank 0's weights" : "the learner's weights"));
     base_version_ = relay_.newest()->value() - static_cast<uint64_t>(o_.start_step);
     TREEPO_RETURN_IF_ERROR(PumpUntil([&] { return relay_.AllWorkersAtLeast(*relay_.newest()); },
                                      o_.train_timeout_ms, "every worker on the learner's weights"));
@@ -152,8 +155,9 @@ class Loop {
 
   // Tells the learner and the workers to stop, and gives the frames time to leave.
   void Shutdown(const std::string& reason) {
-    if (relay_.learner())
-      service_->SendToLearner(*relay_.learner(), pr::Shutdown{reason}).IgnoreError();
+    for (const auto& [id, l] : service_->registry().learners()) {
+      service_->SendToLearner(id, pr::Shutdown{reason}).IgnoreError();  // gone ones too
+    }
     service_->ShutdownWorkers(reason).IgnoreError();
     for (int i = 0; i < 5; ++i) service_->Pump(20).IgnoreError();
   }
@@ -248,12 +252,24 @@ class Loop {
     return r;
   }
 
+  // One TreeBatch per learner rank: its shard of the kept trees (possibly none).
   Status SendBatch(int64_t step, StepRollout& r) {
-    if (!relay_.learner()) return Unavailable("no learner registered");
-    pr::TreeBatch batch;
-    batch.step = static_cast<uint64_t>(step);
-    batch.trees = std::move(r.kept);
-    return service_->SendToLearner(*relay_.learner(), std::move(batch));
+    const std::vector<LearnerId> ranks = relay_.learners();
+    if (ranks.empty()) return Unavailable("not every learner rank is registered");
+    if (ranks.size() == 1) {
+      pr::TreeBatch batch;
+      batch.step = static_cast<uint64_t>(step);
+      batch.trees = std::move(r.kept);
+      return service_->SendToLearner(ranks[0], std::move(batch));
+    }
+    const auto shards = ShardTreesByTokens(r.kept, static_cast<int>(ranks.size()));
+    for (size_t rank = 0; rank < ranks.size(); ++rank) {
+      pr::TreeBatch batch;
+      batch.step = static_cast<uint64_t>(step);
+      for (size_t i : shards[rank]) batch.trees.push_back(std::move(r.kept[i]));
+      TREEPO_RETURN_IF_ERROR(service_->SendToLearner(ranks[rank], std::move(batch)));
+    }
+    return OkStatus();
   }
 
   nlohmann::json RolloutLine(int64_t step, const StepRollout& r) const {

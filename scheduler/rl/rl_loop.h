@@ -2,7 +2,8 @@
 //
 // Each step takes queries_per_step prompts from the train records (a DatasetCursor), rolls
 // them out on the workers (tree or sequential mode, scheduler/service), scores them, optionally
-// applies DAPO dynamic sampling, sends the TreeBatch to the learner, and moves the workers to
+// applies DAPO dynamic sampling, sends the TreeBatch to the learner (each data-parallel rank
+// its shard), and moves the workers to
 // the learner's new weight version:
 //   sync  - the step waits for TrainDone and for every worker's WeightAck of v+1, so the next
 //           rollout runs on v+1 only;
@@ -43,15 +44,18 @@ struct RlOptions {
   // (rollout.liveness_probe); the timeouts bound live processes that stop answering. The path
   // fields are not used.
   RolloutJobOptions rollout;
-  int64_t steps = 20;                    // steps: total RL steps (a resumed run continues up to it)
-  int64_t start_step = 0;                // set from the checkpoint when resuming
-  int queries_per_step = 16;             // rollout.queries_per_step: Q
-  bool shuffle = true;                   // rollout.shuffle: shuffled epochs over the train records
-  bool dynamic_sampling = false;         // rollout.dynamic_sampling: DAPO: drop all-equal queries
-  int max_extra_rounds = 2;              // rollout.max_extra_rounds: refill rounds per step
-  std::string sync_mode = "sync";        // sync.mode: sync | async
-  int max_staleness = 1;                 // sync.max_staleness: async bound k (>= 1)
-  int workers = 2;                       // workers to wait for before the first step
+  int64_t steps = 20;              // steps: total RL steps (a resumed run continues up to it)
+  int64_t start_step = 0;          // set from the checkpoint when resuming
+  int queries_per_step = 16;       // rollout.queries_per_step: Q
+  bool shuffle = true;             // rollout.shuffle: shuffled epochs over the train records
+  bool dynamic_sampling = false;   // rollout.dynamic_sampling: DAPO: drop all-equal queries
+  int max_extra_rounds = 2;        // rollout.max_extra_rounds: refill rounds per step
+  std::string sync_mode = "sync";  // sync.mode: sync | async
+  int max_staleness = 1;           // sync.max_staleness: async bound k (>= 1)
+  int workers = 2;                 // workers to wait for before the first step
+  // Data-parallel learner ranks (cluster.learners): each step's trees are split across them,
+  // balanced by tokens (common/tree/tree_shards.h); rank 0 publishes and reports.
+  int learners = 1;
   int wait_learner_timeout_ms = 120000;  // for the learner to register and publish
   int train_timeout_ms = 600000;         // for one TrainDone (and the weights' arrival)
   std::string metrics_path;              // metrics JSON lines (appended); "" = none

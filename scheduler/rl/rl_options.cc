@@ -11,6 +11,7 @@ Status RlOptions::Validate() const {
   }
   if (steps < 0 || start_step < 0) return InvalidArgument("steps must be >= 0");
   if (queries_per_step < 1) return InvalidArgument("rollout.queries_per_step must be >= 1");
+  if (learners < 1) return InvalidArgument("cluster.learners must be >= 1");
   if (max_extra_rounds < 0) return InvalidArgument("rollout.max_extra_rounds must be >= 0");
   if (sync_mode != "sync" && sync_mode != "async") {
     return InvalidArgument("sync.mode must be sync or async, not '" + sync_mode + "'");

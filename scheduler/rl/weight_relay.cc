@@ -9,15 +9,54 @@ namespace treepo::scheduler {
 namespace pr = protocols;
 
 void WeightRelay::OnLearnerRegistered(const LearnerEntry& learner) {
-  if (learner_ && *learner_ != learner.id) {
-    spdlog::warn("learner {} replaces learner {}", learner.id.value(), learner_->value());
+  if (learner.world_size != static_cast<uint32_t>(expected_learners_)) {
+    if (error_.ok()) {
+      error_ = InvalidArgument("learner '" + learner.name + "' registered with world size " +
+                               std::to_string(learner.world_size) + ", but this run has " +
+                               std::to_string(expected_learners_) + " learner rank(s)");
+    }
+    return;
   }
-  learner_ = learner.id;
-  assembling_.reset();
+  auto it = learners_.find(learner.rank);
+  if (it != learners_.end() && it->second != learner.id) {
+    spdlog::warn("learner {} replaces learner {} (rank {})", learner.id.value(), it->second.value(),
+                 learner.rank);
+  }
+  learners_[learner.rank] = learner.id;
+  if (learner.rank == 0) assembling_.reset();
+}
+
+std::optional<LearnerId> WeightRelay::learner() const {
+  auto it = learners_.find(0);
+  if (it == learners_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<LearnerId> WeightRelay::learners() const {
+  if (learners_.size() != static_cast<size_t>(expected_learners_)) return {};
+  std::vector<LearnerId> out;
+  for (const auto& [rank, id] : learners_) out.push_back(id);
+  return out;
 }
 
 void WeightRelay::OnLearnerMessage(const LearnerEntry& learner, const pr::Message& m) {
-  if (learner_ != learner.id) return;  // a replaced learner
+  auto it = learners_.find(learner.rank);
+  if (it == learners_.end() || it->second != learner.id) return;  // a replaced learner
+  if (const auto* err = m.get_if<pr::ErrorReply>()) {
+    if (error_.ok()) {
+      error_ = Status(
+          err->code,
+          "learner" +
+              (expected_learners_ > 1 ? " rank " + std::to_string(learner.rank) : std::string()) +
+              ": " + err->message);
+    }
+    return;
+  }
+  if (learner.rank != 0) {
+    spdlog::warn("ignoring {} from learner rank {}: rank 0 publishes and reports",
+                 pr::MessageTypeName(m.type()), learner.rank);
+    return;
+  }
   if (const auto* notice = m.get_if<pr::WeightVersionNotice>()) {
     assembling_ = Version{*notice, {}};
   } else if (const auto* chunk = m.get_if<pr::WeightChunk>()) {
@@ -38,8 +77,6 @@ void WeightRelay::OnLearnerMessage(const LearnerEntry& learner, const pr::Messag
     }
   } else if (const auto* done = m.get_if<pr::TrainDone>()) {
     train_done_[done->step] = *done;
-  } else if (const auto* err = m.get_if<pr::ErrorReply>()) {
-    if (error_.ok()) error_ = Status(err->code, "learner: " + err->message);
   } else {
     spdlog::warn("ignoring {} from learner {}", pr::MessageTypeName(m.type()), learner.id.value());
   }

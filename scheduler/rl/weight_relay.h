@@ -7,6 +7,11 @@
 // record the version each one runs. TrainDone messages wait here until the loop takes them.
 // An ErrorReply from the learner or a refused WeightAck becomes error().
 //
+// Data-parallel learners (`learners` > 1) register one per rank: the relay keeps the newest
+// connection of each rank; rank 0 alone publishes weights and sends TrainDone (those from
+// other ranks are ignored), an ErrorReply from any rank is error(), and a learner that
+// registers with another world size than `learners` too.
+//
 // Thread-safety: none; every call on the scheduler's loop thread.
 #pragma once
 
@@ -26,7 +31,8 @@ namespace treepo::scheduler {
 class WeightRelay final : public LearnerHandler {
  public:
   // `service` outlives the relay.
-  explicit WeightRelay(SchedulerService* service) : service_(service) {}
+  explicit WeightRelay(SchedulerService* service, int learners = 1)
+      : service_(service), expected_learners_(learners) {}
 
   void OnLearnerRegistered(const LearnerEntry& learner) override;
   void OnLearnerMessage(const LearnerEntry& learner, const protocols::Message& message) override;
@@ -44,7 +50,10 @@ class WeightRelay final : public LearnerHandler {
   // Acknowledged version per worker name ("name#id"), live workers only.
   std::map<std::string, uint64_t> WorkerVersions() const;
 
-  std::optional<LearnerId> learner() const { return learner_; }
+  // Rank 0's learner.
+  std::optional<LearnerId> learner() const;
+  // Every rank's learner, by rank; empty until all `learners` ranks registered.
+  std::vector<LearnerId> learners() const;
   // The TrainDone of `step`, removed, if it has arrived.
   std::optional<protocols::TrainDone> TakeTrainDone(uint64_t step);
   const Status& error() const { return error_; }
@@ -57,7 +66,8 @@ class WeightRelay final : public LearnerHandler {
   void SendVersion(WorkerId worker);
 
   SchedulerService* service_;
-  std::optional<LearnerId> learner_;
+  int expected_learners_;
+  std::map<uint32_t, LearnerId> learners_;  // rank -> its newest registration
   std::optional<Version> assembling_;
   std::optional<Version> newest_;
   std::map<WorkerId, WeightVersion> acked_;

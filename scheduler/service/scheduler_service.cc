@@ -313,8 +313,9 @@ void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
         pr::MessageType::kRegisterLearner);
     return;
   }
-  // One learner at a time: another one is refused while the first one's connection is up
+  // One learner per rank: another one is refused while the first one's connection is up
   // (probed with a Heartbeat, which learners ignore; the Router knows a gone peer at once).
+  // Data-parallel ranks must agree on the world size.
   for (const auto& [id, l] : registry_.learners()) {
     if (l.peer == peer) continue;  // the same connection registering again
     pr::Heartbeat hb;
@@ -322,10 +323,22 @@ void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
     hb.epoch = l.epoch;
     pr::Message probe;
     probe.payload = hb;
-    if (router_->Send(l.peer, pr::Encode(probe)).ok()) {
+    if (!router_->Send(l.peer, pr::Encode(probe)).ok()) continue;  // gone
+    if (l.world_size != reg.world_size) {
+      Bad(peer, "learner_world_size",
+          InvalidArgument("learner '" + pr::EscapeBytes(reg.learner_name) + "' says world size " +
+                          std::to_string(reg.world_size) + " but connected learner " +
+                          std::to_string(id.value()) + " '" + pr::EscapeBytes(l.name) + "' says " +
+                          std::to_string(l.world_size)),
+          pr::MessageType::kRegisterLearner);
+      return;
+    }
+    if (l.rank == reg.rank) {
       Bad(peer, "second_learner",
           AlreadyExists("learner " + std::to_string(id.value()) + " '" + pr::EscapeBytes(l.name) +
-                        "' is connected; a second learner is refused while it is alive"),
+                        "' of rank " + std::to_string(l.rank) +
+                        " is connected; a second learner of that rank is refused while it is "
+                        "alive"),
           pr::MessageType::kRegisterLearner);
       return;
     }

@@ -14,7 +14,8 @@
 //
 // Security (docs/security.md): with CURVE keys (SchedulerOptions::security) every connection
 // carries a role from its key; a worker key cannot register or speak as a learner and the
-// reverse. A second learner is refused while the first one's connection is up. A worker
+// reverse. A second learner of a rank is refused while the first one's connection is up; data-
+// parallel learners must agree on the world size. A worker
 // whose model fingerprint differs from expected_model_fingerprint (when set) is refused.
 //
 // Thread-safety: none. Every call on the loop thread.
@@ -137,7 +138,7 @@ class SchedulerService {
     int64_t frames_in = 0;
     int64_t bad_frames = 0;  // every message dropped as bad, whatever the reason
     // Bad messages by reason: "multipart", "decode", "unregistered", "stale", "role",
-    // "unexpected_type", "fingerprint", "second_learner".
+    // "unexpected_type", "fingerprint", "second_learner" (a rank taken), "learner_world_size".
     std::map<std::string, int64_t> bad_by_reason;
     int64_t stale_messages = 0;
     int64_t results = 0;

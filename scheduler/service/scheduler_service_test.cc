@@ -148,6 +148,29 @@ TEST_F(SchedulerServiceTest, RolesMaySendOnlyTheirOwnMessages) {
   EXPECT_EQ(service_->registry().learners().size(), 1u);
 }
 
+TEST_F(SchedulerServiceTest, DataParallelLearnersTakeOneRankEachOfOneWorldSize) {
+  pr::Dealer r0 = Connect("r0");
+  ASSERT_TRUE(r0.Send(Frame(pr::RegisterLearner{"r0", 0, 2, 0})).ok());
+  ASSERT_NE(Reply(r0).get_if<pr::RegisterAck>(), nullptr);
+  pr::Dealer r1 = Connect("r1");
+  ASSERT_TRUE(r1.Send(Frame(pr::RegisterLearner{"r1", 1, 2, 0})).ok());
+  ASSERT_NE(Reply(r1).get_if<pr::RegisterAck>(), nullptr);
+  EXPECT_EQ(service_->registry().learners().size(), 2u);
+  // Rank 1 again while the first rank 1 is alive: refused, retryable.
+  pr::Dealer again = Connect("again");
+  ASSERT_TRUE(again.Send(Frame(pr::RegisterLearner{"again", 1, 2, 0})).ok());
+  EXPECT_EQ(ErrorCode(Reply(again)), StatusCode::kAlreadyExists);
+  EXPECT_EQ(Bad("second_learner"), 1);
+  // Another world size: refused for good.
+  pr::Dealer odd = Connect("odd");
+  ASSERT_TRUE(odd.Send(Frame(pr::RegisterLearner{"odd", 2, 3, 0})).ok());
+  const pr::Message m = Reply(odd);
+  EXPECT_EQ(ErrorCode(m), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.get_if<pr::ErrorReply>()->message.find("world size 3"), std::string::npos);
+  EXPECT_EQ(Bad("learner_world_size"), 1);
+  EXPECT_EQ(service_->registry().learners().size(), 2u);
+}
+
 TEST_F(SchedulerServiceTest, ResendsOfOneRegistrationGetOneAck) {
   // A worker started before its scheduler has resent RegisterWorker several times; the
   // frames queue and arrive together. They are one registration, not several (each new one

@@ -1,0 +1,174 @@
+// `treepo train` with learners other than the one built-in rank, end to end on real processes:
+// - cluster.learners = 2: two learner processes, each training on its shard of every step's
+//   trees and all-reducing over Gloo, with the per-step weight-hash check on; rank 0
+//   publishes, reports and checkpoints;
+// - cluster.learner_command = examples/torch_learner.py: a PyTorch learner that talks to the
+//   scheduler only through libtreepo_client (the Python ctypes package), trains with the
+//   clipped loss and publishes each version, over CURVE (ephemeral keys from `train`).
+// Both: versions advance one per step, every worker ends on the newest version, every node
+// of step N's trees was computed by version N (sync mode).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/testing/paths.h"
+#include "common/tree/tree_record.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+int Shell(const std::string& cmd, const fs::path& log) {
+  const int st = std::system((cmd + " >" + log.string() + " 2>&1").c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<nlohmann::json> StepLines(const fs::path& metrics) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("eval")) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+class LearnersE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("treepo_learners_e2e_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    binary_ = treepo::testing::TreepoBinary();
+    if (!fs::exists(binary_)) return;
+    base_ok_ =
+        Shell(binary_ + " pretrain --out " + (root_ / "base").string() +
+                  " --steps 20 --batch 8 --dim 32 --hidden 64 --layers 1 --heads 2" +
+                  " --kv-heads 2 --max-seq-len 128 --corpus 200 --eval-problems 0" + " --threads 1",
+              root_ / "pretrain.log") == 0;
+  }
+  static void TearDownTestSuite() {
+    if (!HasFailure()) fs::remove_all(root_);
+  }
+
+  void SetUp() override {
+    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
+    ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
+  }
+
+  // `treepo train` with tiny settings, 3 steps; returns its exit code (log in <out>.log).
+  int Train(const fs::path& out, const std::string& extra) {
+    return Shell(binary_ + " train --set model.base=" + (root_ / "base").string() +
+                     " --set out_dir=" + out.string() +
+                     " --set steps=3 --set rollout.queries_per_step=4 --set rollout.width=2" +
+                     " --set rollout.segment_tokens=8 --set rollout.max_depth=2" +
+                     " --set rollout.branch=2 --set task.train_problems=50" +
+                     " --set learner.lr=1e-3 --set output.checkpoint_every=0" +
+                     " --set output.progress=false --set cluster.worker_pages=256" +
+                     " --set eval.before=false --set eval.problems=4" +
+                     " --set eval.max_new_tokens=32 " + extra,
+                 out.string() + ".log");
+  }
+
+  // Versions advance one per step, the workers follow, each step's trees come from its
+  // version; the metrics lines carry the learner's figures.
+  static void ExpectThreeSyncSteps(const fs::path& out) {
+    const nlohmann::json summary = nlohmann::json::parse(ReadAll(out / "summary.json"));
+    EXPECT_EQ(summary["final_version"].get<uint64_t>(), 3u);
+    ASSERT_EQ(summary["worker_versions"].size(), 2u);
+    for (const auto& [name, v] : summary["worker_versions"].items()) {
+      EXPECT_EQ(v.get<uint64_t>(), 3u) << name;
+    }
+    const std::vector<nlohmann::json> lines = StepLines(out / "metrics.jsonl");
+    ASSERT_EQ(lines.size(), 3u);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i]["weight_version"].get<uint64_t>(), i + 1);
+      EXPECT_EQ(lines[i]["rollout_version_min"].get<uint64_t>(), i);
+      EXPECT_EQ(lines[i]["rollout_version_max"].get<uint64_t>(), i);
+      for (const char* key : {"loss", "clip_fraction", "ratio_mean", "grad_norm", "train_tokens"}) {
+        EXPECT_TRUE(lines[i].contains(key)) << key;
+      }
+      // Sync mode: logp_old is the sampling weights' own, so the ratio is 1.
+      EXPECT_NEAR(lines[i]["ratio_mean"].get<double>(), 1.0, 1e-3);
+    }
+    for (int step = 0; step < 3; ++step) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "step_%06d.jsonl", step);
+      auto trees = treepo::ReadTreeFile((out / "trees" / name).string());
+      ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+      for (const treepo::TreeRecord& t : *trees) {
+        for (const treepo::TreeNodeRecord& n : t.nodes) {
+          EXPECT_EQ(n.weight_version, static_cast<uint64_t>(step)) << name;
+        }
+      }
+    }
+    EXPECT_TRUE(fs::exists(out / "checkpoints/step_000003/model.safetensors"));
+    EXPECT_TRUE(fs::exists(out / "eval_final.json"));  // `treepo eval` reads the checkpoint
+  }
+
+  static inline fs::path root_;
+  static inline std::string binary_;
+  static inline bool base_ok_ = false;
+};
+
+TEST_F(LearnersE2eTest, TwoDataParallelLearnersShardTheTreesAndStayInStep) {
+  const fs::path out = root_ / "dp";
+  // The tiny base model's answers are all wrong (equal rewards, zero advantages): the entropy
+  // bonus gives every step a gradient for the ranks to reduce.
+  ASSERT_EQ(Train(out,
+                  "--set cluster.learners=2 --set learner.check_weights=true"
+                  " --set learner.entropy_coef=0.01"),
+            0)
+      << ReadAll(out.string() + ".log");
+  ExpectThreeSyncSteps(out);
+  for (const nlohmann::json& line : StepLines(out / "metrics.jsonl")) {
+    EXPECT_GT(line["grad_norm"].get<double>(), 0.0);
+    EXPECT_EQ(line["learner_ranks"].get<double>(), 2.0);
+    // Both shards trained: the sequences over ranks are the step's leaves with a response.
+    EXPECT_GT(line["sequences"].get<double>(), 0.0);
+    EXPECT_LE(line["sequences"].get<double>(), line["leaves"].get<double>());
+  }
+  const std::string rank1 = ReadAll(out / "logs/learner-1.log");
+  EXPECT_NE(rank1.find("rank 1 of 2 joined"), std::string::npos) << rank1;
+  EXPECT_FALSE(fs::exists(out / "logs/rendezvous"));  // removed at the end
+}
+
+TEST_F(LearnersE2eTest, DataParallelLearnersRefuseMiniBatchesByName) {
+  const fs::path out = root_ / "dp_mini";
+  EXPECT_NE(Train(out, "--set cluster.learners=2 --set learner.mini_batch_queries=1"), 0);
+  const std::string log = ReadAll(out.string() + ".log") + ReadAll(out / "logs/learner-0.log");
+  EXPECT_NE(log.find("mini_batch_queries"), std::string::npos) << log;
+}
+
+TEST_F(LearnersE2eTest, TorchLearnerServesTrainThroughTheClientLibrary) {
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3-torch or python3-numpy is not installed";
+  }
+  const fs::path out = root_ / "torch";
+  const std::string learner = "TREEPO_CLIENT_LIB=" + std::string(TREEPO_CLIENT_LIB_DEFAULT) +
+                              " /usr/bin/python3 " + treepo::testing::SourceDir() +
+                              "/examples/torch_learner.py";
+  // With CURVE on: the learner gets its key files through TREEPO_SCHEDULER_KEY / TREEPO_KEY
+  // and the scheduler admits it by its learner key.
+  ASSERT_EQ(
+      Train(out, "--set scheduler.curve=true --set 'cluster.learner_command=" + learner + "'"), 0)
+      << ReadAll(out.string() + ".log") << ReadAll(out / "logs/learner.log");
+  ExpectThreeSyncSteps(out);
+  const std::string log = ReadAll(out / "logs/learner.log");
+  EXPECT_NE(log.find("torch learner rank 0/1"), std::string::npos) << log;
+  EXPECT_NE(log.find("step 2 -> version 3"), std::string::npos) << log;
+}
+
+}  // namespace
