@@ -17,6 +17,7 @@ void RegisterTrain(CLI::App& app, int* exit_code);
 void RegisterKeys(CLI::App& app, int* exit_code);
 void RegisterTokenize(CLI::App& app, int* exit_code);
 void RegisterChatTemplate(CLI::App& app, int* exit_code);
+void RegisterTop(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
@@ -24,6 +25,7 @@ const std::vector<RegisterFn>& AllCommands() {
       &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
       &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
       &RegisterTokenize,  &RegisterChatTemplate,
+      &RegisterTop,
   };
   return kCommands;
 }

@@ -42,6 +42,7 @@ struct WorkerEntry {
   uint32_t page_capacity = 0;
   uint32_t page_size = 0;
   bool alive = true;
+  bool fenced = false;  // declared dead for missing task deadlines (not for silence)
   int64_t registered_ms = 0;
   int64_t last_seen_ms = 0;                  // any valid message counts as a sign of life
   std::optional<protocols::Heartbeat> load;  // latest heartbeat
