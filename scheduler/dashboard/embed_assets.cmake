@@ -1,6 +1,8 @@
 # Writes a C++ source defining treepo::scheduler::dashboard::EmbeddedAssets() (assets.h) from
 # files, in script mode:
-#   cmake -DOUT=<file.cc> -DASSETS=<file>|<url path>|<content type>;... -P embed_assets.cmake
+#   cmake -DOUT=<file.cc> -DLIST=<list file> -P embed_assets.cmake
+# where each line of the list file is <file>|<url path>|<content type>.
+file(STRINGS "${LIST}" ASSETS)
 set(body "")
 set(table "")
 set(i 0)

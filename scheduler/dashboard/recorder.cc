@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "common/clock.h"
 
 namespace treepo::scheduler::dashboard {
 namespace {
@@ -126,7 +127,7 @@ void SnapshotRecorder::PutNode(LiveTree* tree, NodeView node) {
 
 void SnapshotRecorder::OnTaskSubmitted(size_t query, const TaskSpec& spec) {
   ++extra_.tasks_submitted;
-  submit_ms_[spec.task.task_id.value()] = now_ms_;
+  submit_ms_[spec.task.task_id.value()] = SteadyNowMs();
   LiveTree& t = TreeFor(query);
   const uint64_t parent = spec.task.parent_node_id.value();
   if (parent == 0 && t.view.prompt_tokens.empty()) t.view.prompt_tokens = spec.parent_tokens;
@@ -153,7 +154,8 @@ void SnapshotRecorder::OnTaskResult(size_t query, const InFlightTask& task,
   w.prefilled += result.prefilled_tokens;
   extra_.tokens_prefilled += result.prefilled_tokens;
   if (auto s = submit_ms_.find(task.spec.task.task_id.value()); s != submit_ms_.end()) {
-    latency_.Observe(static_cast<double>(std::max<int64_t>(0, now_ms_ - s->second)) / 1000.0);
+    latency_.Observe(static_cast<double>(std::max<int64_t>(0, SteadyNowMs() - s->second)) /
+                     1000.0);
     submit_ms_.erase(s);
   }
   LiveTree& t = TreeFor(query);

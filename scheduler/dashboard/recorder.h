@@ -120,7 +120,7 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
   std::map<uint32_t, bool> known_learners_;
   std::deque<RateSample> rate_samples_;
   LatencyHistogram latency_ = LatencyHistogram::WithDefaultBounds();
-  std::unordered_map<uint64_t, int64_t> submit_ms_;  // task id -> submission (loop clock)
+  std::unordered_map<uint64_t, int64_t> submit_ms_;  // task id -> submission (steady clock)
   int64_t now_ms_ = 0;                               // loop clock at the last service call
 
   std::deque<EventView> events_;
