@@ -117,8 +117,9 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
 }
 
 // Every effective setting, key -> value, for the log at start and the dashboard.
-std::map<std::string, std::string> EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r,
-                            const learner::LearnerOptions& l) {
+std::map<std::string, std::string> EffectiveConfig(const TrainOptions& t,
+                                                   const scheduler::RlOptions& r,
+                                                   const learner::LearnerOptions& l) {
   std::map<std::string, std::string> kv = {
       {"out_dir", t.out_dir},
       {"resume", t.resume},
@@ -259,7 +260,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   // killed `train` sends it SIGTERM before recording the step it trained.
   lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
-  rl.rollout.dashboard.url_file = (fs::path(t.out_dir) / scheduler::dashboard::kDashboardUrlFile).string();
+  rl.rollout.dashboard.url_file =
+      (fs::path(t.out_dir) / scheduler::dashboard::kDashboardUrlFile).string();
   rl.dashboard_config = EffectiveConfig(t, rl, lo);
   spdlog::info("effective config:\n{}", ConfigLines(rl.dashboard_config));
   TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.out_dir, "out_dir"));

@@ -24,8 +24,7 @@ const std::vector<RegisterFn>& AllCommands() {
       &RegisterGenerate,  &RegisterGrad,         &RegisterAdvantages, &RegisterWorker,
       &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
       &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
-      &RegisterTokenize,  &RegisterChatTemplate,
-      &RegisterTop,
+      &RegisterTokenize,  &RegisterChatTemplate, &RegisterTop,
   };
   return kCommands;
 }

@@ -68,11 +68,15 @@ json EventJson(const EventView& e) {
 }
 
 json NodeJson(const NodeView& n, const TokenDecoder* decode) {
-  json j = {{"id", n.id},         {"parent", n.parent},
-            {"depth", n.depth},   {"worker", n.worker},
+  json j = {{"id", n.id},
+            {"parent", n.parent},
+            {"depth", n.depth},
+            {"worker", n.worker},
             {"version", n.weight_version},
-            {"pending", n.pending}, {"tokens", n.tokens.size()},
-            {"finish", n.finish}, {"leaf", n.leaf},
+            {"pending", n.pending},
+            {"tokens", n.tokens.size()},
+            {"finish", n.finish},
+            {"leaf", n.leaf},
             {"pruned", n.pruned}};
   if (n.leaf) j["reward"] = n.reward;
   if (decode != nullptr) {
@@ -204,9 +208,8 @@ nlohmann::json DeltaJson(const DashboardSnapshot& s, uint64_t since_seq,
   json cluster = ClusterJson(s);
   cluster.erase("events");
   cluster.erase("config");
-  return {{"type", "delta"},       {"seq", s.seq},          {"since", since_seq},
-          {"cluster", cluster},    {"events", events},      {"metrics", lines},
-          {"trees", trees},        {"removed_trees", removed}};
+  return {{"type", "delta"},  {"seq", s.seq},     {"since", since_seq}, {"cluster", cluster},
+          {"events", events}, {"metrics", lines}, {"trees", trees},     {"removed_trees", removed}};
 }
 
 const TreeView* FindTree(const DashboardSnapshot& s, uint64_t key) {

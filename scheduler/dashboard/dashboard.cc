@@ -53,7 +53,8 @@ Status LoadDashboardOptions(const Config& c, DashboardOptions* o) {
 }
 
 Dashboard::Dashboard(const DashboardOptions& options, std::string run_name)
-    : options_(options), recorder_(RecorderOptionsFrom(options, std::move(run_name)), &publisher_) {}
+    : options_(options),
+      recorder_(RecorderOptionsFrom(options, std::move(run_name)), &publisher_) {}
 
 Dashboard::~Dashboard() {
   server_.reset();
@@ -76,7 +77,8 @@ Result<std::unique_ptr<Dashboard>> Dashboard::Start(const DashboardOptions& opti
   if (!options.url_file.empty()) {
     TREEPO_RETURN_IF_ERROR(WriteFileAtomically(options.url_file, d->url() + "\n"));
   }
-  spdlog::info("dashboard: {}{}", d->url(), options.token.empty() ? "" : "?token=<dashboard.token>");
+  spdlog::info("dashboard: {}{}", d->url(),
+               options.token.empty() ? "" : "?token=<dashboard.token>");
   return d;
 }
 

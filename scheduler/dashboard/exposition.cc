@@ -84,8 +84,8 @@ std::string PrometheusText(const DashboardSnapshot& s) {
   auto d = [](int64_t v) { return static_cast<double>(v); };
   w.One("treepo_scheduler_uptime_seconds", "gauge", "Seconds since the dashboard started.",
         s.uptime_s);
-  w.One("treepo_segment_tasks_submitted_total", "counter",
-        "Segment tasks submitted for dispatch.", d(t.tasks_submitted));
+  w.One("treepo_segment_tasks_submitted_total", "counter", "Segment tasks submitted for dispatch.",
+        d(t.tasks_submitted));
   w.One("treepo_segment_task_results_total", "counter", "Segment task results accepted.",
         d(t.task_results));
   w.One("treepo_segment_task_rejections_total", "counter",
@@ -112,8 +112,7 @@ std::string PrometheusText(const DashboardSnapshot& s) {
   w.One("treepo_tasks_redispatched_total", "counter",
         "Tasks taken back (dead worker, missed deadline) and dispatched again.",
         d(t.redispatched_tasks));
-  w.One("treepo_tasks_late_total", "counter", "Tasks that missed their deadline.",
-        d(t.late_tasks));
+  w.One("treepo_tasks_late_total", "counter", "Tasks that missed their deadline.", d(t.late_tasks));
   w.One("treepo_frames_received_total", "counter", "Frames the scheduler received.",
         d(t.frames_in));
   w.One("treepo_stale_messages_total", "counter",
@@ -203,13 +202,11 @@ std::string PrometheusText(const DashboardSnapshot& s) {
           s.rl.reward_mean);
     w.One("treepo_rl_accuracy_ratio", "gauge",
           "Fraction of leaves with a positive reward in the last finished step.", s.rl.accuracy);
-    w.One("treepo_rl_step_seconds", "gauge", "Wall time of the last finished step.",
-          s.rl.step_s);
+    w.One("treepo_rl_step_seconds", "gauge", "Wall time of the last finished step.", s.rl.step_s);
     w.One("treepo_learner_step_seconds", "gauge", "The learner's own time for the last step.",
           s.rl.learner_step_s);
     w.One("treepo_weight_sync_seconds", "gauge",
-          "Last step: from TrainDone until every worker ran the new weights.",
-          s.rl.weight_sync_s);
+          "Last step: from TrainDone until every worker ran the new weights.", s.rl.weight_sync_s);
   }
   return w.Take();
 }

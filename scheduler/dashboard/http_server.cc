@@ -113,10 +113,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->header_limit(16 * 1024);
     parser_->body_limit(0);
     stream_.expires_after(kRequestTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
  private:
@@ -145,8 +144,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (websocket::is_upgrade(req)) {
       if (Routes::Path(view.target) != "/ws") {
-        Write(HttpReply{404, "application/json", R"({"error":"WebSocket only on /ws"})", {}},
-              false, false);
+        Write(HttpReply{404, "application/json", R"({"error":"WebSocket only on /ws"})", {}}, false,
+              false);
         return;
       }
       if (!shared_->routes->Authorized(view)) {
@@ -213,8 +212,7 @@ class HttpServer::Impl {
     if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
       return Unavailable("dashboard.bind " + host + ":" + std::to_string(port) +
-                         ": cannot listen: " + ec.message() +
-                         " (port 0 picks a free one)");
+                         ": cannot listen: " + ec.message() + " (port 0 picks a free one)");
     }
     port_ = acceptor_.local_endpoint().port();
     host_ = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();

@@ -110,8 +110,9 @@ TEST(ExpositionTest, EverySampleHasHelpAndTypeAndHistogramsAreCumulative) {
   EXPECT_NE(text.find("treepo_task_latency_seconds_bucket{le=\"0.005\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("treepo_task_latency_seconds_bucket{le=\"0.025\"} 3\n"), std::string::npos);
   EXPECT_NE(text.find("treepo_task_latency_seconds_bucket{le=\"60\"} 4\n"), std::string::npos);
-  EXPECT_NE(text.find("treepo_worker_kv_pages_used{worker=\"worker \\\"1\\\"\\\\\\n\",id=\"1\"} 40"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("treepo_worker_kv_pages_used{worker=\"worker \\\"1\\\"\\\\\\n\",id=\"1\"} 40"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("treepo_worker_up{worker=\"worker-2\",id=\"2\"} 0"), std::string::npos);
   EXPECT_NE(text.find("treepo_frames_rejected_total{reason=\"decode\"} 2"), std::string::npos);
@@ -266,8 +267,8 @@ TEST_F(ServerTest, BindingAPortInUseIsAClearError) {
   Start("");
   HttpServerOptions o;
   o.bind = "127.0.0.1:" + std::to_string(server_->port());
-  auto again = HttpServer::Start(o, std::make_shared<const Routes>(&publisher_, "", nullptr),
-                                 &publisher_);
+  auto again =
+      HttpServer::Start(o, std::make_shared<const Routes>(&publisher_, "", nullptr), &publisher_);
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(again.status().message().find("dashboard.bind"), std::string::npos);

@@ -154,16 +154,20 @@ void SnapshotRecorder::OnTaskResult(size_t query, const InFlightTask& task,
   w.prefilled += result.prefilled_tokens;
   extra_.tokens_prefilled += result.prefilled_tokens;
   if (auto s = submit_ms_.find(task.spec.task.task_id.value()); s != submit_ms_.end()) {
-    latency_.Observe(static_cast<double>(std::max<int64_t>(0, SteadyNowMs() - s->second)) /
-                     1000.0);
+    latency_.Observe(static_cast<double>(std::max<int64_t>(0, SteadyNowMs() - s->second)) / 1000.0);
     submit_ms_.erase(s);
   }
-  LiveTree& t = TreeFor(query);
   for (const protocols::ChildResult& c : result.children) {
     ++w.segments;
     ++extra_.segments;
     w.tokens += static_cast<int64_t>(c.tokens.size());
     extra_.tokens_decoded += static_cast<int64_t>(c.tokens.size());
+  }
+  // A result of a query no longer open (it finished) is counted but draws nothing.
+  auto key = query_key_.find(query);
+  if (key == query_key_.end()) return;
+  LiveTree& t = running_[key->second];
+  for (const protocols::ChildResult& c : result.children) {
     auto it = t.index.find(c.node_id.value());
     NodeView n = it != t.index.end() ? *t.view.nodes[it->second] : NodeView{};
     if (it == t.index.end()) {
@@ -314,8 +318,7 @@ void SnapshotRecorder::PublishNow(const SchedulerService& service) {
   now.tokens = extra_.tokens_decoded;
   for (const auto& [id, w] : worker_stats_) now.by_worker[id] = {w.tasks, w.tokens};
   rate_samples_.push_back(now);
-  while (rate_samples_.size() > 1 &&
-         now_ms_ - rate_samples_[1].ms >= options_.rate_window_ms) {
+  while (rate_samples_.size() > 1 && now_ms_ - rate_samples_[1].ms >= options_.rate_window_ms) {
     rate_samples_.pop_front();
   }
   const RateSample& old = rate_samples_.front();

@@ -135,8 +135,8 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
   LearnerView learner_times_;
   int64_t step_ = -1;
   uint64_t next_key_ = 1;
-  std::map<size_t, uint64_t> query_key_;  // this rollout's query index -> key
-  std::map<uint64_t, LiveTree> running_;  // by key
+  std::map<size_t, uint64_t> query_key_;                  // this rollout's query index -> key
+  std::map<uint64_t, LiveTree> running_;                  // by key
   std::deque<std::shared_ptr<const TreeView>> finished_;  // newest first
 };
 

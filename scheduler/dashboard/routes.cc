@@ -173,7 +173,8 @@ HttpReply Routes::Api(std::string_view path, std::string_view target,
   if (path.substr(0, kTrees.size()) == kTrees) {
     const std::string_view key = path.substr(kTrees.size());
     const int64_t k = ParseCount(key);
-    if (k <= 0) return Error(400, "tree key must be a positive integer, got '" + std::string(key) + "'");
+    if (k <= 0)
+      return Error(400, "tree key must be a positive integer, got '" + std::string(key) + "'");
     const TreeView* t = FindTree(s, static_cast<uint64_t>(k));
     if (t == nullptr) {
       return Error(404, "no tree " + std::string(key) +

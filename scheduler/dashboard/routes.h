@@ -23,8 +23,8 @@
 namespace treepo::scheduler::dashboard {
 
 struct HttpRequestView {
-  std::string method;  // "GET"
-  std::string target;  // "/api/trees/3?x=y"
+  std::string method;         // "GET"
+  std::string target;         // "/api/trees/3?x=y"
   std::string authorization;  // the Authorization header, "" if none
   std::string cookie;         // the Cookie header, "" if none
 };

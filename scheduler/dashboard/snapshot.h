@@ -34,13 +34,13 @@ struct WorkerView {
   int in_flight_sequences = 0;
   int64_t heartbeat_age_ms = -1;  // since it was last heard from; -1: never
   int64_t registered_unix_ms = 0;
-  int64_t tasks_done = 0;       // task results accepted from it
-  int64_t segments_done = 0;    // child results (tree nodes) accepted from it
-  int64_t tokens_decoded = 0;   // tokens of those children
-  int64_t tokens_prefilled = 0; // prefix positions it prefilled for accepted tasks
-  double tasks_per_s = 0;       // over the last rate window (SnapshotRecorder)
+  int64_t tasks_done = 0;        // task results accepted from it
+  int64_t segments_done = 0;     // child results (tree nodes) accepted from it
+  int64_t tokens_decoded = 0;    // tokens of those children
+  int64_t tokens_prefilled = 0;  // prefix positions it prefilled for accepted tasks
+  double tasks_per_s = 0;        // over the last rate window (SnapshotRecorder)
   double tokens_per_s = 0;
-  double busy_fraction = 0;     // of its registered time with tasks in flight
+  double busy_fraction = 0;  // of its registered time with tasks in flight
   // KV placement counters (filled by the placement code where it exists; 0 otherwise).
   int64_t tokens_recomputed = 0;
   int64_t kv_migrations_in = 0;
@@ -131,18 +131,18 @@ struct NodeView {
   uint64_t weight_version = 0;
   bool pending = true;  // dispatched, result not back
   std::vector<int32_t> tokens;
-  std::string text;    // decoded (finished trees; live nodes are decoded on request)
-  std::string finish;  // FinishReasonName of a path end, "" inside a path
-  bool leaf = false;   // ends one of the tree's leaves (finished trees)
-  double reward = 0;   // the leaf's reward when leaf
-  bool pruned = false; // finished tree: ends a path that is not a leaf (cut by the sampler)
+  std::string text;     // decoded (finished trees; live nodes are decoded on request)
+  std::string finish;   // FinishReasonName of a path end, "" inside a path
+  bool leaf = false;    // ends one of the tree's leaves (finished trees)
+  double reward = 0;    // the leaf's reward when leaf
+  bool pruned = false;  // finished tree: ends a path that is not a leaf (cut by the sampler)
   uint64_t seq = 0;
 };
 
 struct TreeView {
-  uint64_t key = 0;   // dashboard-wide query number (1, 2, ...): /api/trees/{key}
-  int64_t step = -1;  // RL step, -1 outside the RL loop
-  int64_t index = 0;  // query index within its rollout
+  uint64_t key = 0;      // dashboard-wide query number (1, 2, ...): /api/trees/{key}
+  int64_t step = -1;     // RL step, -1 outside the RL loop
+  int64_t index = 0;     // query index within its rollout
   std::string query_id;  // the record's id (finished trees)
   bool finished = false;
   std::vector<int32_t> prompt_tokens;
@@ -168,7 +168,7 @@ struct DashboardSnapshot {
   RlView rl;
   std::shared_ptr<const std::vector<EventView>> events;  // oldest first, bounded
   std::shared_ptr<const std::vector<MetricLine>> metrics;
-  std::vector<std::shared_ptr<const TreeView>> trees;     // running, then finished newest first
+  std::vector<std::shared_ptr<const TreeView>> trees;  // running, then finished newest first
   std::shared_ptr<const std::map<std::string, std::string>> config;  // effective settings
 };
 

@@ -64,12 +64,15 @@ std::string FormatClusterTable(const json& c, int width) {
     line("step " + std::to_string(rl.value("step", -1) + 1) + "/" +
          std::to_string(rl.value("steps_total", 0)) + "  reward " +
          Fmt("%+.3f", rl.value("reward_mean", 0.0)) + "  accuracy " +
-         Fmt("%.3f", rl.value("accuracy", 0.0)) + "  step " + Fmt("%.1fs", rl.value("step_s", 0.0)) +
-         "  learner " + Fmt("%.2fs", rl.value("learner_step_s", 0.0)) + "  sync " +
+         Fmt("%.3f", rl.value("accuracy", 0.0)) + "  step " +
+         Fmt("%.1fs", rl.value("step_s", 0.0)) + "  learner " +
+         Fmt("%.2fs", rl.value("learner_step_s", 0.0)) + "  sync " +
          Fmt("%.2fs", rl.value("weight_sync_s", 0.0)));
   }
   line("");
-  line("ID  WORKER        STATE   VER  KV USE                       TASKS/S  TOK/S   INFL  HEARTBEAT");
+  line(
+      "ID  WORKER        STATE   VER  KV USE                       TASKS/S  TOK/S   INFL  "
+      "HEARTBEAT");
   for (const json& w : c.at("workers")) {
     const double cap = std::max(1.0, w.value("pages_capacity", 0.0));
     const double used = w.value("pages_used", 0.0);

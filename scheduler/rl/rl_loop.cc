@@ -417,10 +417,10 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   std::unique_ptr<dashboard::Dashboard> dash;
   if (options.rollout.dashboard.enabled) {
     TREEPO_ASSIGN_OR_RETURN(
-        dash, dashboard::Dashboard::Start(
-                  options.rollout.dashboard,
-                  [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); },
-                  "train"));
+        dash,
+        dashboard::Dashboard::Start(
+            options.rollout.dashboard,
+            [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); }, "train"));
     dash->recorder().SetConfig(options.dashboard_config);
     dash->recorder().SetStep(options.start_step, options.steps);
     service->set_loop_observer(&dash->recorder());

@@ -153,7 +153,7 @@ class SchedulerService {
     int64_t rejections = 0;
     int64_t dead_workers = 0;
     int64_t redispatched_tasks = 0;
-    int64_t late_tasks = 0;  // tasks taken back past their deadline
+    int64_t late_tasks = 0;      // tasks taken back past their deadline
     int64_t fenced_workers = 0;  // declared dead for missing max_missed_deadlines in a row
   };
   const Counters& counters() const { return counters_; }
