@@ -92,10 +92,18 @@ try {
       document.querySelectorAll('#tree-svg circle.node').length !== f.n, {timeout: 60000}, first);
   // A finished tree shows its leaves with rewards.
   await page.waitForSelector('#trees-finished li[data-key]', {timeout: 120000});
-  await page.click('#trees-finished li[data-key]');
+  // Clicks run inside the page: the lists and the drawing are re-rendered as deltas arrive, so
+  // an element handle taken from outside may be detached by the time it is clicked.
+  const click = (sel) => page.evaluate((s) => {
+    const e = document.querySelector(s);
+    if (!e) return false;
+    e.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+    return true;
+  }, sel);
+  check(await click('#trees-finished li[data-key]'), 'a finished tree in the list');
   await page.waitForFunction(() => document.querySelectorAll('#tree-svg text.reward').length > 0, {timeout: 30000});
   const leaves = await page.evaluate(() => document.querySelectorAll('#tree-svg text.reward').length);
-  await page.click('#tree-svg circle.node');
+  check(await click('#tree-svg circle.node'), 'a node to click');
   await page.waitForFunction(() => !document.querySelector('#node-detail').classList.contains('hidden') &&
       document.querySelector('#node-detail pre').textContent.length > 0, {timeout: 30000});
   summary.tree_nodes = await page.evaluate(() => document.querySelectorAll('#tree-svg circle.node').length);

@@ -26,7 +26,7 @@ function showView(v) {
   for (const b of document.querySelectorAll('nav button')) b.classList.toggle('active', b.dataset.view === v);
   for (const s of document.querySelectorAll('.view')) s.classList.toggle('active', s.id === 'view-' + v);
   state.dirty[v === 'training' ? 'charts' : v] = true;
-  if (v === 'training') { for (const c of state.charts) c.plot && c.plot.setSize(chartSize()); }
+  if (v === 'training') { for (const c of state.charts) c.plot.setSize(chartSize(c.div)); }
   schedule();
 }
 
@@ -181,7 +181,11 @@ const CHARTS = [
   {title: 'Loss', series: [['loss', '#4a5568']]},
   {title: 'Step time: rollout, train, weight sync (s)', series: [['rollout_s', '#3182ce'], ['train_s', '#e53e3e'], ['sync_s', '#38a169']]},
 ];
-function chartSize() { return {width: Math.max(400, Math.min(720, (window.innerWidth - 80) / 2)), height: 220}; }
+// Each chart fills its grid cell (the cells size themselves to the window).
+function chartSize(div) {
+  const cell = div || document.querySelector('#charts .chart');
+  return {width: Math.max(300, (cell ? cell.clientWidth : 440) - 14), height: 220};
+}
 
 function metricValue(line, key) {
   if (key === 'computed_per_unique') return line.unique_tree_tokens ? line.tokens_computed / line.unique_tree_tokens : null;
@@ -210,13 +214,13 @@ function renderCharts() {
       div.className = 'chart';
       div.innerHTML = `<h4>${spec.title}</h4>`;
       $('#charts').appendChild(div);
-      const opts = Object.assign(chartSize(), {
+      const opts = Object.assign(chartSize(div), {
         scales: {x: {time: false}},
         axes: [{label: 'step'}, {}],
         series: [{label: 'step'}, ...spec.series.map(([k, colour]) => ({label: k, stroke: colour, width: 2, spanGaps: true, points: {show: true, size: 4}}))],
         cursor: {drag: {x: true, y: false}},
       });
-      state.charts.push({spec, plot: new uPlot(opts, chartData(spec), div)});
+      state.charts.push({spec, div, plot: new uPlot(opts, chartData(spec), div)});
     }
     return;
   }
@@ -325,3 +329,4 @@ function schedule() {
   connect();
 })();
 window.addEventListener('hashchange', () => showView(location.hash.slice(1) || 'cluster'));
+window.addEventListener('resize', () => { for (const c of state.charts) c.plot.setSize(chartSize(c.div)); });
