@@ -84,8 +84,15 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     });
   }
 
+  // The next push is due push_interval_ms after the previous one was due (not after it was
+  // written), so a slow write does not stretch the period; a client that falls behind a whole
+  // period is pushed to at once.
   void Wait() {
-    timer_.expires_after(std::chrono::milliseconds(shared_->options.push_interval_ms));
+    const auto now = std::chrono::steady_clock::now();
+    const auto period = std::chrono::milliseconds(shared_->options.push_interval_ms);
+    next_push_ = next_push_.time_since_epoch().count() == 0 ? now + period : next_push_ + period;
+    if (next_push_ < now) next_push_ = now;
+    timer_.expires_at(next_push_);
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec) self->Push();
     });
@@ -97,6 +104,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   beast::flat_buffer in_;
   std::string out_;
   uint64_t sent_seq_ = 0;
+  std::chrono::steady_clock::time_point next_push_{};
   std::vector<uint64_t> known_trees_;
   bool closed_ = false;
 };

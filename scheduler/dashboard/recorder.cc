@@ -205,7 +205,21 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
     if (n.parent) has_child.insert(*n.parent);
   }
   double reward_sum = 0;
+  view->nodes.reserve(tree.nodes.size());
   for (const TreeNodeRecord& r : tree.nodes) {
+    // A node the tree shows as it was computed is shared with the live tree (its text is
+    // decoded on request); only path ends, cut paths and nodes the sampler changed are new.
+    auto l = leaves.find(r.id);
+    const bool cut = l == leaves.end() && has_child.count(r.id) == 0;
+    auto live_it = live.index.find(r.id);
+    if (live_it != live.index.end() && l == leaves.end() && !cut &&
+        r.finish == FinishReason::kNone) {
+      const std::shared_ptr<const NodeView>& n = live.view.nodes[live_it->second];
+      if (!n->pending && n->tokens == r.tokens) {
+        view->nodes.push_back(n);
+        continue;
+      }
+    }
     auto n = std::make_shared<NodeView>();
     n->id = r.id;
     n->parent = r.parent.value_or(0);
@@ -216,14 +230,13 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
     n->tokens = r.tokens;
     n->text = r.text;
     n->finish = std::string(FinishReasonName(r.finish));
-    if (auto l = leaves.find(r.id); l != leaves.end()) {
+    if (l != leaves.end()) {
       n->leaf = true;
       n->reward = l->second->reward;
       reward_sum += l->second->reward;
       if (n->finish.empty()) n->finish = std::string(FinishReasonName(l->second->finish));
-    } else if (has_child.count(r.id) == 0) {
-      n->pruned = true;
     }
+    n->pruned = cut;
     n->seq = view->seq;
     view->nodes.push_back(std::move(n));
   }

@@ -250,8 +250,8 @@ function applyDelta(d) {
   for (const k of d.removed_trees) state.trees.delete(k);
   for (const t of d.trees) {
     let cur = state.trees.get(t.key);
-    const becameFinished = cur && !cur.summary.finished && t.finished;
-    if (!cur || becameFinished) { cur = {summary: t, nodes: new Map()}; state.trees.set(t.key, cur); }
+    // A finishing tree sends its new and changed nodes (leaves, cut paths); the rest stay.
+    if (!cur) { cur = {summary: t, nodes: new Map()}; state.trees.set(t.key, cur); }
     cur.summary = t;
     for (const n of t.changed_nodes) cur.nodes.set(n.id, Object.assign(cur.nodes.get(n.id) || {}, n));
     if (t.key === state.selectedTree && cur.full && t.finished && !cur.full.finished) loadTree(t.key);
