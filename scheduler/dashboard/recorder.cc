@@ -319,6 +319,9 @@ void SnapshotRecorder::PublishNow(const SchedulerService& service) {
   t.fenced_workers = c.fenced_workers;
   t.redispatched_tasks = c.redispatched_tasks;
   t.late_tasks = c.late_tasks;
+  // KV placement: tokens_recomputed, kv_migrations, kv_bytes_migrated, kv_evictions and
+  // tasks_waited come from RecordKvCounters / RecordTasksWaited (in `extra_`). Counters the
+  // service keeps itself (SchedulerService::Counters) are copied here, like the ones above.
   t.queue_depth = static_cast<int64_t>(service.dispatcher().queued());
   t.in_flight = static_cast<int64_t>(service.dispatcher().in_flight());
   t.live_workers = service.registry().live_count();
@@ -367,6 +370,8 @@ void SnapshotRecorder::PublishNow(const SchedulerService& service) {
       v.segments_done = ws.segments;
       v.tokens_decoded = ws.tokens;
       v.tokens_prefilled = ws.prefilled;
+      // KV placement, per worker (RecordKvCounters); counters kept in WorkerEntry are copied
+      // here instead.
       v.tokens_recomputed = ws.kv.tokens_recomputed;
       v.kv_migrations_in = ws.kv.migrations_in;
       v.kv_migrations_out = ws.kv.migrations_out;
