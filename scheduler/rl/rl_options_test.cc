@@ -37,10 +37,10 @@ TEST(RlOptionsTest, DefaultTomlMatchesTheStructDefaultsForTimeoutsAndDeadlines) 
 TEST(RlOptionsTest, DefaultTomlDocumentsTheDashboardWithTheStructDefaults) {
   Result<Config> c = Config::LoadTomlFile(testing::SourceDir() + "/configs/default.toml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  for (const char* key : {"dashboard.enabled", "dashboard.bind", "dashboard.token",
-                          "dashboard.publish_interval_ms", "dashboard.push_interval_ms",
-                          "dashboard.finished_trees", "dashboard.max_events",
-                          "dashboard.max_connections"}) {
+  for (const char* key :
+       {"dashboard.enabled", "dashboard.bind", "dashboard.token", "dashboard.publish_interval_ms",
+        "dashboard.push_interval_ms", "dashboard.finished_trees", "dashboard.max_events",
+        "dashboard.max_connections"}) {
     EXPECT_TRUE(c->Has(key)) << key << " is not documented in configs/default.toml";
   }
   RlOptions loaded;
