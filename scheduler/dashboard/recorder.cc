@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <unordered_set>
 #include <utility>
 
 #include "common/check.h"
@@ -127,7 +126,18 @@ void SnapshotRecorder::PutNode(LiveTree* tree, NodeView node) {
 
 void SnapshotRecorder::OnTaskSubmitted(size_t query, const TaskSpec& spec) {
   ++extra_.tasks_submitted;
-  submit_ms_[spec.task.task_id.value()] = SteadyNowMs();
+  const uint64_t id = spec.task.task_id.value();
+  if (submit_ms_.empty()) submit_base_ = id;
+  if (id >= submit_base_) {
+    if (id - submit_base_ >= submit_ms_.size()) submit_ms_.resize(id - submit_base_ + 1, -1);
+    submit_ms_[id - submit_base_] = SteadyNowMs();
+  }
+  // A task never answered (its rollout was stopped) must not hold the window forever.
+  constexpr size_t kMaxWindow = size_t{1} << 20;
+  while (submit_ms_.size() > kMaxWindow) {
+    submit_ms_.pop_front();
+    ++submit_base_;
+  }
   LiveTree& t = TreeFor(query);
   const uint64_t parent = spec.task.parent_node_id.value();
   if (parent == 0 && t.view.prompt_tokens.empty()) t.view.prompt_tokens = spec.parent_tokens;
@@ -153,9 +163,17 @@ void SnapshotRecorder::OnTaskResult(size_t query, const InFlightTask& task,
   ++w.tasks;
   w.prefilled += result.prefilled_tokens;
   extra_.tokens_prefilled += result.prefilled_tokens;
-  if (auto s = submit_ms_.find(task.spec.task.task_id.value()); s != submit_ms_.end()) {
-    latency_.Observe(static_cast<double>(std::max<int64_t>(0, SteadyNowMs() - s->second)) / 1000.0);
-    submit_ms_.erase(s);
+  const uint64_t id = task.spec.task.task_id.value();
+  if (id >= submit_base_ && id - submit_base_ < submit_ms_.size() &&
+      submit_ms_[id - submit_base_] >= 0) {
+    int64_t& at = submit_ms_[id - submit_base_];
+    latency_.Observe(static_cast<double>(std::max<int64_t>(0, SteadyNowMs() - at)) / 1000.0);
+    at = -1;
+    // The window starts at the oldest task still in flight.
+    while (!submit_ms_.empty() && submit_ms_.front() < 0) {
+      submit_ms_.pop_front();
+      ++submit_base_;
+    }
   }
   for (const protocols::ChildResult& c : result.children) {
     ++w.segments;
@@ -198,22 +216,31 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
   view->started_unix_ms = live.view.started_unix_ms;
   view->finished_unix_ms = UnixMs();
   view->seq = NextSeq();
-  std::map<uint64_t, const TreeLeafRecord*> leaves;
-  for (const TreeLeafRecord& l : tree.leaves) leaves[l.node] = &l;
-  std::unordered_set<uint64_t> has_child;
+  // Sorted vectors, not node-per-entry containers: this runs once per query on the loop.
+  std::vector<std::pair<uint64_t, const TreeLeafRecord*>> leaves;
+  leaves.reserve(tree.leaves.size());
+  for (const TreeLeafRecord& l : tree.leaves) leaves.emplace_back(l.node, &l);
+  std::sort(leaves.begin(), leaves.end());
+  std::vector<uint64_t> parents;
+  parents.reserve(tree.nodes.size());
   for (const TreeNodeRecord& n : tree.nodes) {
-    if (n.parent) has_child.insert(*n.parent);
+    if (n.parent) parents.push_back(*n.parent);
   }
+  std::sort(parents.begin(), parents.end());
+  auto find_leaf = [&leaves](uint64_t id) -> const TreeLeafRecord* {
+    auto it = std::lower_bound(leaves.begin(), leaves.end(),
+                               std::pair<uint64_t, const TreeLeafRecord*>(id, nullptr));
+    return it != leaves.end() && it->first == id ? it->second : nullptr;
+  };
   double reward_sum = 0;
   view->nodes.reserve(tree.nodes.size());
   for (const TreeNodeRecord& r : tree.nodes) {
     // A node the tree shows as it was computed is shared with the live tree (its text is
     // decoded on request); only path ends, cut paths and nodes the sampler changed are new.
-    auto l = leaves.find(r.id);
-    const bool cut = l == leaves.end() && has_child.count(r.id) == 0;
+    const TreeLeafRecord* leaf = find_leaf(r.id);
+    const bool cut = leaf == nullptr && !std::binary_search(parents.begin(), parents.end(), r.id);
     auto live_it = live.index.find(r.id);
-    if (live_it != live.index.end() && l == leaves.end() && !cut &&
-        r.finish == FinishReason::kNone) {
+    if (live_it != live.index.end() && leaf == nullptr && !cut && r.finish == FinishReason::kNone) {
       const std::shared_ptr<const NodeView>& n = live.view.nodes[live_it->second];
       if (!n->pending && n->tokens == r.tokens) {
         view->nodes.push_back(n);
@@ -230,11 +257,11 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
     n->tokens = r.tokens;
     n->text = r.text;
     n->finish = std::string(FinishReasonName(r.finish));
-    if (l != leaves.end()) {
+    if (leaf != nullptr) {
       n->leaf = true;
-      n->reward = l->second->reward;
-      reward_sum += l->second->reward;
-      if (n->finish.empty()) n->finish = std::string(FinishReasonName(l->second->finish));
+      n->reward = leaf->reward;
+      reward_sum += leaf->reward;
+      if (n->finish.empty()) n->finish = std::string(FinishReasonName(leaf->finish));
     }
     n->pruned = cut;
     n->seq = view->seq;

@@ -120,8 +120,11 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
   std::map<uint32_t, bool> known_learners_;
   std::deque<RateSample> rate_samples_;
   LatencyHistogram latency_ = LatencyHistogram::WithDefaultBounds();
-  std::unordered_map<uint64_t, int64_t> submit_ms_;  // task id -> submission (steady clock)
-  int64_t now_ms_ = 0;                               // loop clock at the last service call
+  // Submission times (steady clock, ms; -1 = answered) of task ids submit_base_, +1, ...:
+  // task ids rise by one per task, so a window from the oldest unanswered one needs no map.
+  std::deque<int64_t> submit_ms_;
+  uint64_t submit_base_ = 0;
+  int64_t now_ms_ = 0;  // loop clock at the last service call
 
   std::deque<EventView> events_;
   std::shared_ptr<const std::vector<EventView>> events_published_;
