@@ -125,9 +125,10 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   return OkStatus();
 }
 
-// Every effective setting, "key = value", for the log at start.
-std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r,
-                            const learner::LearnerOptions& l) {
+// Every effective setting, key -> value, for the log at start and the dashboard.
+std::map<std::string, std::string> EffectiveConfig(const TrainOptions& t,
+                                                   const scheduler::RlOptions& r,
+                                                   const learner::LearnerOptions& l) {
   std::map<std::string, std::string> kv = {
       {"out_dir", t.out_dir},
       {"resume", t.resume},
@@ -163,6 +164,12 @@ std::string EffectiveConfig(const TrainOptions& t, const scheduler::RlOptions& r
     const size_t eq = s.find('=');
     kv["learner." + s.substr(0, eq)] = s.substr(eq + 1);
   }
+  kv["dashboard.enabled"] = r.rollout.dashboard.enabled ? "true" : "false";
+  kv["dashboard.bind"] = r.rollout.dashboard.bind;
+  return kv;
+}
+
+std::string ConfigLines(const std::map<std::string, std::string>& kv) {
   std::string out;
   for (const auto& [k, v] : kv) out += "  " + k + " = " + v + "\n";
   return out;
@@ -270,6 +277,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   rl.rollout.max_depth = 4;
   rl.rollout.branch = 2;
   rl.rollout.service.max_task_attempts = 100000;  // weight swaps refuse tasks briefly
+  rl.rollout.dashboard.enabled = true;            // `rollout` leaves it off
   learner::LearnerOptions lo;
   lo.trainer.adamw.lr = 2e-5f;
   lo.trainer.adamw.warmup_steps = 2;
@@ -303,7 +311,10 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   // killed `train` sends it SIGTERM before recording the step it trained.
   lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
-  spdlog::info("effective config:\n{}", EffectiveConfig(t, rl, lo));
+  rl.rollout.dashboard.url_file =
+      (fs::path(t.out_dir) / scheduler::dashboard::kDashboardUrlFile).string();
+  rl.dashboard_config = EffectiveConfig(t, rl, lo);
+  spdlog::info("effective config:\n{}", ConfigLines(rl.dashboard_config));
   TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.out_dir, "out_dir"));
 
   // Base model.

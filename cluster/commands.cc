@@ -17,13 +17,14 @@ void RegisterTrain(CLI::App& app, int* exit_code);
 void RegisterKeys(CLI::App& app, int* exit_code);
 void RegisterTokenize(CLI::App& app, int* exit_code);
 void RegisterChatTemplate(CLI::App& app, int* exit_code);
+void RegisterTop(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
       &RegisterGenerate,  &RegisterGrad,         &RegisterAdvantages, &RegisterWorker,
       &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
       &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
-      &RegisterTokenize,  &RegisterChatTemplate,
+      &RegisterTokenize,  &RegisterChatTemplate, &RegisterTop,
   };
   return kCommands;
 }

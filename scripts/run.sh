@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup_dashboard_assets.sh  # the dashboard's charts (npm; skipped without it)
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
 exec build/release/cluster/treepo train "$@"

@@ -44,6 +44,7 @@ struct StepRollout {
   int rounds = 0;
   int64_t dropped_queries = 0;
   int64_t leaves = 0;
+  int64_t unique_tree_tokens = 0;
   int64_t tokens_decoded = 0;
   int64_t tokens_prefilled = 0;
   int64_t tokens_unique = 0;
@@ -59,12 +60,13 @@ class Loop {
  public:
   Loop(const RlOptions& o, std::vector<PromptRecord> train,
        std::shared_ptr<const model::Tokenizer> tokenizer, SchedulerService* service,
-       const std::atomic<bool>* stop)
+       dashboard::SnapshotRecorder* recorder, const std::atomic<bool>* stop)
       : o_(o),
         train_(std::move(train)),
         tokenizer_(std::move(tokenizer)),
         service_(service),
         relay_(service, o.learners),
+        recorder_(recorder),
         stop_(stop),
         cursor_(static_cast<int64_t>(train_.size()), o.shuffle, o.rollout.seed) {
     service_->set_learner_handler(&relay_);
@@ -88,6 +90,7 @@ class Loop {
     // A resumed run continues the prompt order where the saved run stopped.
     for (int64_t i = 0; i < o_.start_step * o_.queries_per_step; ++i) cursor_.Next();
     if (!o_.metrics_path.empty()) {
+      if (recorder_ != nullptr) ShowEarlierMetrics();
       TREEPO_ASSIGN_OR_RETURN(metrics_, LineAppender::Open(o_.metrics_path));
     }
     if (!o_.trees_dir.empty()) std::filesystem::create_directories(o_.trees_dir);
@@ -168,6 +171,16 @@ class Loop {
     Clock::time_point step_start, sent;
   };
 
+  // The lines already in the metrics file (the base model's eval, the steps of a resumed run)
+  // go to the dashboard's curves too.
+  void ShowEarlierMetrics() {
+    std::ifstream in(o_.metrics_path);
+    for (std::string line; std::getline(in, line);) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object()) recorder_->AddMetricLine(j);
+    }
+  }
+
   Status PumpUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     while (true) {
@@ -187,6 +200,7 @@ class Loop {
     StepRollout r;
     std::vector<TreeRecord> dropped;
     const auto t0 = Clock::now();
+    if (recorder_ != nullptr) recorder_->SetStep(step, o_.steps);
     size_t need = static_cast<size_t>(o_.queries_per_step);
     for (int round = 0;; ++round) {
       auto records = std::make_shared<std::vector<PromptRecord>>();
@@ -200,6 +214,7 @@ class Loop {
       ro.max_concurrent_queries = job.max_concurrent_queries;
       ro.scorer = setup.scorer;
       ro.wait_workers_timeout_ms = job.wait_workers_timeout_ms;
+      ro.observer = recorder_;
       TREEPO_ASSIGN_OR_RETURN(RolloutOutput out,
                               RunRollout(service_, records->size(), setup.factory, ro, stop_));
       ++r.rounds;
@@ -211,6 +226,7 @@ class Loop {
       r.kv_bytes_migrated += out.stats.kv_bytes_migrated;
       r.kv_evictions += out.stats.kv_evictions;
       r.tasks_waited += out.stats.tasks_waited;
+      r.unique_tree_tokens += out.stats.unique_tree_tokens;
       for (TreeRecord& t : out.trees) {
         for (const TreeLeafRecord& l : t.leaves) {
           ++r.leaves;
@@ -301,6 +317,7 @@ class Loop {
     j["kv_bytes_migrated"] = r.kv_bytes_migrated;
     j["kv_evictions"] = r.kv_evictions;
     j["tasks_waited"] = r.tasks_waited;
+    j["unique_tree_tokens"] = r.unique_tree_tokens;
     j["rollout_version_min"] = r.version_min == UINT64_MAX ? 0 : r.version_min;
     j["rollout_version_max"] = r.version_max;
     j["newest_version_at_rollout_end"] = relay_.newest() ? relay_.newest()->value() : 0;
@@ -362,6 +379,7 @@ class Loop {
     j["wall_s"] = Since(run_start_);
     j["worker_versions"] = relay_.WorkerVersions();
     if (metrics_.is_open()) TREEPO_RETURN_IF_ERROR(metrics_.Append(j.dump()));
+    if (recorder_ != nullptr) recorder_->AddMetricLine(j);
     const double acc = j["accuracy"].get<double>(), reward = j["reward_mean"].get<double>();
     if (step == o_.start_step) {
       summary_.first_accuracy = acc;
@@ -392,6 +410,7 @@ class Loop {
   std::shared_ptr<const model::Tokenizer> tokenizer_;
   SchedulerService* service_;
   WeightRelay relay_;
+  dashboard::SnapshotRecorder* recorder_;  // null: no dashboard
   const std::atomic<bool>* stop_;
   DatasetCursor cursor_;
   uint64_t base_version_ = 0;
@@ -431,7 +450,19 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   train = std::move(admitted.records);
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(options.rollout.service));
-  Loop loop(options, std::move(train), std::move(tokenizer), service.get(), stop);
+  std::unique_ptr<dashboard::Dashboard> dash;
+  if (options.rollout.dashboard.enabled) {
+    TREEPO_ASSIGN_OR_RETURN(
+        dash,
+        dashboard::Dashboard::Start(
+            options.rollout.dashboard,
+            [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); }, "train"));
+    dash->recorder().SetConfig(options.dashboard_config);
+    dash->recorder().SetStep(options.start_step, options.steps);
+    service->set_loop_observer(&dash->recorder());
+  }
+  Loop loop(options, std::move(train), std::move(tokenizer), service.get(),
+            dash ? &dash->recorder() : nullptr, stop);
   service->set_liveness_probe(options.rollout.liveness_probe);
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   Result<RlSummary> out = loop.Run();
@@ -439,6 +470,7 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
   service->set_liveness_probe(nullptr);  // the children exit on Shutdown now
   if (!out.ok()) loop.RecordArrived();
   loop.Shutdown(out.ok() ? "training complete" : "training failed");
+  service->set_loop_observer(nullptr);
   return out;
 }
 

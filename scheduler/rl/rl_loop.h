@@ -65,6 +65,8 @@ struct RlOptions {
   // that leaves no room for max_depth x segment_tokens response tokens is skipped with a
   // warning, as `treepo rollout` does. 0 = unknown, no limit.
   int64_t max_seq_len = 0;
+  // Settings shown on the dashboard ("key" -> "value"); not a config key.
+  std::map<std::string, std::string> dashboard_config;
 
   Status Validate() const;
 };

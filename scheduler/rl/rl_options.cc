@@ -20,6 +20,7 @@ Status RlOptions::Validate() const {
     return InvalidArgument("sync.max_staleness must be >= 1 in async mode");
   }
   if (workers < 1) return InvalidArgument("workers must be >= 1");
+  if (rollout.dashboard.enabled) TREEPO_RETURN_IF_ERROR(rollout.dashboard.Validate());
   if (wait_learner_timeout_ms < 1 || train_timeout_ms < 1) {
     return InvalidArgument("timeouts must be >= 1 ms");
   }
@@ -59,6 +60,7 @@ Status LoadRlOptions(const Config& c, RlOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.wait_workers_timeout_ms", &r.wait_workers_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("sync.wait_learner_timeout_ms", &o->wait_learner_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("sync.train_timeout_ms", &o->train_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(dashboard::LoadDashboardOptions(c, &r.dashboard));
   return OkStatus();
 }
 

@@ -34,6 +34,30 @@ TEST(RlOptionsTest, DefaultTomlMatchesTheStructDefaultsForTimeoutsAndDeadlines) 
   EXPECT_TRUE(loaded.rollout.service.Validate().ok());
 }
 
+TEST(RlOptionsTest, DefaultTomlDocumentsTheDashboardWithTheStructDefaults) {
+  Result<Config> c = Config::LoadTomlFile(testing::SourceDir() + "/configs/default.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  for (const char* key :
+       {"dashboard.enabled", "dashboard.bind", "dashboard.token", "dashboard.publish_interval_ms",
+        "dashboard.push_interval_ms", "dashboard.finished_trees", "dashboard.max_events",
+        "dashboard.max_connections"}) {
+    EXPECT_TRUE(c->Has(key)) << key << " is not documented in configs/default.toml";
+  }
+  RlOptions loaded;
+  ASSERT_TRUE(LoadRlOptions(*c, &loaded).ok());
+  const dashboard::DashboardOptions& l = loaded.rollout.dashboard;
+  const dashboard::DashboardOptions d;
+  EXPECT_TRUE(l.enabled);  // on for `train`; the struct (and `rollout`) default is off
+  EXPECT_EQ(l.bind, d.bind);
+  EXPECT_EQ(l.token, d.token);
+  EXPECT_EQ(l.publish_interval_ms, d.publish_interval_ms);
+  EXPECT_EQ(l.push_interval_ms, d.push_interval_ms);
+  EXPECT_EQ(l.finished_trees, d.finished_trees);
+  EXPECT_EQ(l.max_events, d.max_events);
+  EXPECT_EQ(l.max_connections, d.max_connections);
+  EXPECT_TRUE(l.Validate().ok());
+}
+
 TEST(RlOptionsTest, BadDeadlineKeysAreRejected) {
   Config c;
   ASSERT_TRUE(c.Set("scheduler.task_deadline_multiplier=-1").ok());

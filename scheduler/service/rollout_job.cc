@@ -22,6 +22,7 @@ namespace treepo::scheduler {
 Status RolloutJobOptions::Validate() const {
   if (tokenizer_path.empty()) return InvalidArgument("rollout: tokenizer is not set");
   if (prompts_path.empty()) return InvalidArgument("rollout: prompts is not set");
+  if (dashboard.enabled) TREEPO_RETURN_IF_ERROR(dashboard.Validate());
   if (vocab_size <= 0 && model_path.empty()) {
     return InvalidArgument("rollout: set model (or vocab_size) so the tokenizer can be read");
   }
@@ -69,6 +70,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("max_task_attempts", &s.max_task_attempts));
   TREEPO_RETURN_IF_ERROR(LoadPlacementKeys(c, "", &s.dispatch));
   TREEPO_RETURN_IF_ERROR(LoadDeadlineKeys(c, "", &s.dispatch));
+  TREEPO_RETURN_IF_ERROR(dashboard::LoadDashboardOptions(c, &o->dashboard));
   TREEPO_RETURN_IF_ERROR(c.CheckAllConsumed());
   return o->Validate();
 }
@@ -243,6 +245,15 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<SchedulerService> service,
                           SchedulerService::Create(service_options));
   service->set_liveness_probe(o.liveness_probe);
+  std::unique_ptr<dashboard::Dashboard> dash;
+  if (o.dashboard.enabled) {
+    TREEPO_ASSIGN_OR_RETURN(
+        dash, dashboard::Dashboard::Start(
+                  o.dashboard,
+                  [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); },
+                  "rollout"));
+    service->set_loop_observer(&dash->recorder());
+  }
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));
   TREEPO_RETURN_IF_ERROR(service->WaitForWorkers(o.min_workers, o.wait_workers_timeout_ms, stop));
   spdlog::info("rolling out {} queries ({} mode, w={} L={} d={} b={}) on {} workers",
@@ -254,6 +265,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   ro.max_concurrent_queries = o.max_concurrent_queries;
   ro.scorer = setup.scorer;
   ro.wait_workers_timeout_ms = o.wait_workers_timeout_ms;
+  ro.observer = dash ? &dash->recorder() : nullptr;
   ro.on_progress = [&](int64_t done, int64_t) {
     bar.Update(done, std::to_string(service->registry().live_count()) + " workers");
   };
@@ -263,6 +275,7 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   if (out.ok()) out->stats.prompts_skipped = static_cast<int64_t>(admitted.skipped.size());
   bar.Finish(out.ok() ? "done" : "failed");
   service->set_liveness_probe(nullptr);  // workers exit on Shutdown now
+  service->set_loop_observer(nullptr);
   service->ShutdownWorkers(out.ok() ? "rollout complete" : "rollout failed").IgnoreError();
   // Give the Shutdown frames a moment on the wire before the Router closes (linger 0).
   for (int i = 0; i < 5; ++i) service->Pump(20).IgnoreError();

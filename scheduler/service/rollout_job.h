@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "scheduler/dashboard/dashboard.h"
 #include "scheduler/service/rollout_runner.h"
 #include "scheduler/service/scheduler_service.h"
 
@@ -50,6 +51,7 @@ struct RolloutJobOptions {
   SchedulerOptions service;             // bind, heartbeat_interval_ms, heartbeat_timeout_ms,
                                         // the placement keys (LoadPlacementKeys),
                                         // the deadline keys (LoadDeadlineKeys)
+  dashboard::DashboardOptions dashboard;  // dashboard.*: off unless dashboard.enabled
   // Not a config key: the launcher's check of its child processes, run by every Pump of the
   // scheduler (SchedulerService::set_liveness_probe). Empty: none.
   LivenessProbe liveness_probe;

@@ -31,6 +31,7 @@ class Runner final : public ResultSink {
       s.tokens_decoded += static_cast<int64_t>(c.tokens.size());
     }
     segments_by_worker_[result.worker_id] += static_cast<int64_t>(result.children.size());
+    if (options_.observer != nullptr) options_.observer->OnTaskResult(q, task, result);
     auto d = open_.find(q);
     if (d == open_.end()) return;
     Status st = d->second->OnResult(task.task, result);
@@ -96,6 +97,7 @@ class Runner final : public ResultSink {
   }
 
   void Start() {
+    if (options_.observer != nullptr) options_.observer->OnRolloutStarted(n_);
     for (const auto& [id, w] : service_->registry().workers()) {
       busy_before_[id] = service_->registry().BusyMs(id);
     }
@@ -136,6 +138,7 @@ class Runner final : public ResultSink {
       for (protocols::SegmentTask& t : tasks) {
         t.task_id = service_->NextTaskId();
         task_query_[t.task_id] = q;
+        if (options_.observer != nullptr) options_.observer->OnTaskSubmitted(q, t);
         service_->Submit(std::move(t));
       }
       const std::vector<NodeId> release = d.TakeReleasable();
@@ -144,6 +147,7 @@ class Runner final : public ResultSink {
       TREEPO_ASSIGN_OR_RETURN(TreeRecord tree, d.TakeTree());
       if (options_.scorer) TREEPO_RETURN_IF_ERROR(options_.scorer(&tree));
       if (options_.on_tree) TREEPO_RETURN_IF_ERROR(options_.on_tree(q, tree));
+      if (options_.observer != nullptr) options_.observer->OnQueryFinished(q, tree);
       service_->ReleaseQuery(QueryId(q + 1));  // whatever the workers still hold of it
       for (auto t = task_query_.begin(); t != task_query_.end();) {
         t = t->second == q ? task_query_.erase(t) : std::next(t);

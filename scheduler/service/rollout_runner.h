@@ -53,6 +53,21 @@ using DriverFactory = std::function<Result<std::unique_ptr<QueryDriver>>(size_t 
 // Scores a finished tree's leaves in place (sets each TreeLeafRecord::reward).
 using TreeScorer = std::function<Status(TreeRecord* tree)>;
 
+// Watches a rollout's queries as they grow (the dashboard's tree view). Called on the loop
+// thread; must not block. `query` is the 0-based index within this rollout.
+class RolloutObserver {
+ public:
+  virtual ~RolloutObserver() = default;
+  virtual void OnRolloutStarted(size_t n_queries) = 0;
+  // `spec` (its task id set) was submitted for dispatch.
+  virtual void OnTaskSubmitted(size_t query, const protocols::SegmentTask& task) = 0;
+  // An accepted result of one of `query`'s tasks.
+  virtual void OnTaskResult(size_t query, const InFlightTask& task,
+                            const protocols::SegmentResult& result) = 0;
+  // The finished, scored tree.
+  virtual void OnQueryFinished(size_t query, const TreeRecord& tree) = 0;
+};
+
 struct RolloutRunOptions {
   int max_concurrent_queries = 8;  // queries open at once (>= 1)
   TreeScorer scorer;               // null: rewards stay 0
@@ -62,6 +77,7 @@ struct RolloutRunOptions {
   // tree file is streamed from here). An error ends the rollout.
   std::function<Status(size_t, const TreeRecord&)> on_tree;
   int wait_workers_timeout_ms = 30000;  // with no live worker for this long the rollout fails
+  RolloutObserver* observer = nullptr;  // null: none; outlives the rollout
 
   Status Validate() const;
 };

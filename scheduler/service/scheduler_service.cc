@@ -72,6 +72,7 @@ Status SchedulerService::Pump(int timeout_ms) {
     if (!st.ok()) return st;
   }
   TREEPO_RETURN_IF_ERROR(Dispatch());
+  if (loop_observer_ != nullptr) loop_observer_->OnLoopTurn(*this);
   return fatal_;
 }
 
@@ -84,6 +85,8 @@ void SchedulerService::ExpireLateTasks() {
                  worker.value());
   }
   for (WorkerId w : e.fence) {
+    ++counters_.fenced_workers;
+    if (WorkerEntry* entry = registry_.Find(w)) entry->fenced = true;
     spdlog::warn("worker {} missed {} task deadlines in a row: fenced", w.value(),
                  options_.dispatch.max_missed_deadlines);
     OnWorkerDead(w);

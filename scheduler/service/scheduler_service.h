@@ -73,6 +73,14 @@ class LearnerHandler {
 };
 
 class SchedulerService;
+// Watches the service once per loop turn (the dashboard's snapshot recorder). Called on the
+// loop thread at the end of every Pump(); it must not block and must not change the service.
+class LoopObserver {
+ public:
+  virtual ~LoopObserver() = default;
+  virtual void OnLoopTurn(const SchedulerService& service) = 0;
+};
+
 // The launcher's check of its child processes (SchedulerService::set_liveness_probe).
 using LivenessProbe = std::function<Status(SchedulerService&)>;
 
@@ -124,6 +132,8 @@ class SchedulerService {
   // An error it returns ends the Pump with that error. Empty: none.
   void set_liveness_probe(LivenessProbe probe) { liveness_probe_ = std::move(probe); }
   void set_result_sink(ResultSink* sink) { sink_ = sink; }
+  // Null: none. The observer outlives its registration.
+  void set_loop_observer(LoopObserver* observer) { loop_observer_ = observer; }
   void set_learner_handler(LearnerHandler* handler) { learner_handler_ = handler; }
   // The weight version stamped on tasks and told to registering workers.
   void set_weight_version(WeightVersion version) { weight_version_ = version; }
@@ -145,7 +155,8 @@ class SchedulerService {
     int64_t rejections = 0;
     int64_t dead_workers = 0;
     int64_t redispatched_tasks = 0;
-    int64_t late_tasks = 0;  // tasks taken back past their deadline
+    int64_t late_tasks = 0;      // tasks taken back past their deadline
+    int64_t fenced_workers = 0;  // declared dead for missing max_missed_deadlines in a row
   };
   const Counters& counters() const { return counters_; }
 
@@ -179,6 +190,7 @@ class SchedulerService {
   ResultSink* sink_ = nullptr;
   LearnerHandler* learner_handler_ = nullptr;
   LivenessProbe liveness_probe_;
+  LoopObserver* loop_observer_ = nullptr;
   WeightVersion weight_version_;
   Status fatal_;
   uint64_t next_task_id_ = 1;

@@ -44,6 +44,7 @@ struct WorkerEntry {
   std::string peer_endpoint;  // where other workers send it KV pages; empty: no migrations
   uint64_t page_bytes = 0;    // bytes of one KV page (0: unknown)
   bool alive = true;
+  bool fenced = false;  // declared dead for missing task deadlines (not for silence)
   int64_t registered_ms = 0;
   int64_t last_seen_ms = 0;                  // any valid message counts as a sign of life
   std::optional<protocols::Heartbeat> load;  // latest heartbeat

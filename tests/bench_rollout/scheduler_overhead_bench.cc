@@ -9,6 +9,11 @@
 // detokenizer returns "", so no stop rule fires before MAX_TOKENS / MAX_DEPTH: every path
 // runs d segments and each query ends with exactly w leaves.
 //
+// --dashboard off,on,on+5 runs each configuration without the dashboard, with it (snapshots
+// published every 250 ms, live trees, the HTTP server up), and with it and 5 clients: 3 polling
+// /api/cluster, /api/queries and /metrics every 250 ms, 2 streaming the WebSocket.
+// "snapshots" is the dashboard without the live trees (the loop's snapshots alone).
+//
 // Per worker count it prints tasks/s, results/s, segments/s, wall time per task and the
 // scheduler thread's CPU time per task (zmq's own I/O threads not counted). Each
 // configuration runs --reps times (default 2) and the best (shortest wall) is kept.
@@ -16,10 +21,15 @@
 // Usage: scheduler_overhead_bench [--json FILE] [--queries N] [--width W]
 //          [--segment-tokens L] [--max-depth D] [--branch B] [--mode tree|sequential]
 //          [--workers 1,2,4] [--max-concurrent-queries N] [--reps N]
+//          [--dashboard off,on,on+5]
 #include <time.h>
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +47,8 @@
 #include "protocols/codec.h"
 #include "protocols/messages.h"
 #include "protocols/transport.h"
+#include "scheduler/dashboard/dashboard.h"
+#include "scheduler/dashboard/http_client.h"
 #include "scheduler/service/rollout_runner.h"
 #include "scheduler/service/scheduler_service.h"
 #include "scheduler/tree/tree_sampler.h"
@@ -222,21 +234,92 @@ class BenchDriver final : public sch::QueryDriver {
   std::unique_ptr<sch::TreeSampler> sampler_;
 };
 
+// What the dashboard does during a run: off, on, or on with clients.
+struct DashMode {
+  std::string name = "off";
+  bool on = false;
+  bool trees = true;  // the rollout observer (live trees) too; false: loop snapshots only
+  int clients = 0;    // 3 of every 5 poll, the others stream the WebSocket
+};
+
+// Clients of the dashboard at `url`, each on its own thread until Stop().
+class DashClients {
+ public:
+  DashClients(const std::string& url, int port, int n) {
+    for (int i = 0; i < n; ++i) {
+      if (i % 5 < 3) {
+        threads_.emplace_back([this, url] { Poll(url); });
+      } else {
+        threads_.emplace_back([this, port] { Stream(port); });
+      }
+    }
+  }
+  ~DashClients() { Stop(); }
+  void Stop() {
+    stop_.store(true);
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int64_t requests() const { return requests_.load(); }
+  int64_t messages() const { return messages_.load(); }
+
+ private:
+  void Poll(const std::string& url) {
+    while (!stop_.load()) {
+      for (const char* path : {"api/cluster", "api/queries", "metrics"}) {
+        if (sch::dashboard::HttpGet(url + path, "", 5000).ok()) requests_.fetch_add(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+  void Stream(int port) {
+    namespace net = boost::asio;
+    namespace ws = boost::beast::websocket;
+    net::io_context ioc;
+    net::ip::tcp::resolver resolver(ioc);
+    ws::stream<net::ip::tcp::socket> s(ioc);
+    boost::beast::error_code ec;
+    net::connect(s.next_layer(), resolver.resolve("127.0.0.1", std::to_string(port)), ec);
+    if (!ec) s.handshake("127.0.0.1", "/ws", ec);
+    if (ec) return;
+    // A read with no deadline would keep Stop() waiting: the socket is closed from here.
+    std::thread reader([&] {
+      boost::beast::flat_buffer b;
+      while (true) {
+        s.read(b, ec);
+        if (ec) break;
+        messages_.fetch_add(1);
+        b.clear();
+      }
+    });
+    while (!stop_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    s.next_layer().close(ec);
+    reader.join();
+  }
+
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> requests_{0}, messages_{0};
+};
+
 struct BenchConfig {
   int queries = 256;
   sch::SamplerOptions sampler;
   int max_concurrent_queries = 64;
   std::vector<int> worker_counts = {1, 2, 4};
   int reps = 2;
+  std::vector<DashMode> dashboard = {DashMode{}};
 };
 
 struct Measure {
   int workers = 0;
   int64_t tasks = 0, results = 0, segments = 0, leaves = 0, frames_in = 0;
   double wall_s = 0, sched_cpu_s = 0;
+  int64_t snapshots = 0, client_requests = 0, ws_messages = 0;
 };
 
-Result<Measure> RunOnce(const BenchConfig& cfg, int n_workers) {
+Result<Measure> RunOnce(const BenchConfig& cfg, int n_workers, const DashMode& dash_mode) {
   sch::SchedulerOptions so;
   so.heartbeat_timeout_ms = 60000;  // a loaded machine must not declare fake workers dead
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<sch::SchedulerService> service,
@@ -263,6 +346,23 @@ Result<Measure> RunOnce(const BenchConfig& cfg, int n_workers) {
   }
   sch::RolloutRunOptions ro;
   ro.max_concurrent_queries = cfg.max_concurrent_queries;
+  std::unique_ptr<sch::dashboard::Dashboard> dash;
+  std::unique_ptr<DashClients> clients;
+  if (dash_mode.on) {
+    sch::dashboard::DashboardOptions dopt;
+    auto d = sch::dashboard::Dashboard::Start(dopt, nullptr, "bench");
+    if (!d.ok()) {
+      (void)stop_all();
+      return d.status();
+    }
+    dash = std::move(*d);
+    service->set_loop_observer(&dash->recorder());
+    if (dash_mode.trees) ro.observer = &dash->recorder();
+    const std::string url = dash->url();
+    const int port = std::atoi(url.substr(url.rfind(':') + 1).c_str());
+    if (dash_mode.clients > 0)
+      clients = std::make_unique<DashClients>(url, port, dash_mode.clients);
+  }
   const sch::SamplerOptions sampler = cfg.sampler;
   sch::DriverFactory factory = [&sampler](size_t index) {
     return BenchDriver::Create(index, sampler);
@@ -274,10 +374,19 @@ Result<Measure> RunOnce(const BenchConfig& cfg, int n_workers) {
       sch::RunRollout(service.get(), cfg.queries, factory, ro, nullptr);
   const double wall = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   const double cpu = ThreadCpuSeconds() - cpu0;
+  Measure m;
+  if (clients) {
+    clients->Stop();
+    m.client_requests = clients->requests();
+    m.ws_messages = clients->messages();
+  }
+  if (dash) {
+    m.snapshots = static_cast<int64_t>(dash->recorder().published());
+    service->set_loop_observer(nullptr);
+  }
   const Status workers_st = stop_all();
   if (!out.ok()) return out.status();
   TREEPO_RETURN_IF_ERROR(workers_st);
-  Measure m;
   m.workers = n_workers;
   m.tasks = out->stats.tasks;
   m.segments = out->stats.segments;
@@ -304,7 +413,8 @@ void Usage() {
   std::fprintf(stderr,
                "usage: scheduler_overhead_bench [--json FILE] [--queries N] [--width W] "
                "[--segment-tokens L] [--max-depth D] [--branch B] [--mode tree|sequential] "
-               "[--workers 1,2,4] [--max-concurrent-queries N] [--reps N]\n");
+               "[--workers 1,2,4] [--max-concurrent-queries N] [--reps N] "
+               "[--dashboard off,on,on+5]\n");
 }
 
 }  // namespace
@@ -349,6 +459,27 @@ int main(int argc, char** argv) {
       cfg.max_concurrent_queries = std::atoi(v.c_str());
     } else if (a == "--reps") {
       cfg.reps = std::atoi(v.c_str());
+    } else if (a == "--dashboard") {
+      cfg.dashboard.clear();
+      std::stringstream in(v);
+      for (std::string item; std::getline(in, item, ',');) {
+        DashMode d;
+        d.name = item;
+        if (item == "on") {
+          d.on = true;
+        } else if (item == "snapshots") {
+          d.on = true;
+          d.trees = false;
+        } else if (item.rfind("on+", 0) == 0 && std::atoi(item.c_str() + 3) > 0) {
+          d.on = true;
+          d.clients = std::atoi(item.c_str() + 3);
+        } else if (item != "off") {
+          std::fprintf(stderr, "--dashboard: '%s' is not off, snapshots, on or on+N\n",
+                       item.c_str());
+          return 2;
+        }
+        cfg.dashboard.push_back(d);
+      }
     } else {
       Usage();
       return 2;
@@ -378,42 +509,57 @@ int main(int argc, char** argv) {
       mode.c_str(), cfg.queries, cfg.sampler.width, cfg.sampler.segment_tokens,
       cfg.sampler.max_depth, cfg.sampler.branch_factor, cfg.max_concurrent_queries, cfg.reps);
   std::printf(
-      "| fake workers | tasks | segments | wall s | tasks/s | results/s | segments/s | "
-      "wall us/task | sched CPU us/task |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| fake workers | dashboard | tasks | segments | wall s | tasks/s | vs off | results/s | "
+      "segments/s | wall us/task | sched CPU us/task | snapshots | client requests | "
+      "ws messages |\n");
+  std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   nlohmann::json rows = nlohmann::json::array();
   for (int n : cfg.worker_counts) {
-    Measure best;
-    for (int rep = 0; rep < cfg.reps; ++rep) {
-      Result<Measure> m = RunOnce(cfg, n);
-      if (!m.ok()) {
-        std::fprintf(stderr, "%d workers: %s\n", n, m.status().ToString().c_str());
-        return 1;
+    double off_tps = 0;
+    for (const DashMode& dm : cfg.dashboard) {
+      Measure best;
+      for (int rep = 0; rep < cfg.reps; ++rep) {
+        Result<Measure> m = RunOnce(cfg, n, dm);
+        if (!m.ok()) {
+          std::fprintf(stderr, "%d workers: %s\n", n, m.status().ToString().c_str());
+          return 1;
+        }
+        if (best.tasks == 0 || m->wall_s < best.wall_s) best = *m;
       }
-      if (best.tasks == 0 || m->wall_s < best.wall_s) best = *m;
+      const double tps = best.tasks / best.wall_s, rps = best.results / best.wall_s;
+      const double sps = best.segments / best.wall_s;
+      const double us_task = best.wall_s * 1e6 / best.tasks;
+      const double cpu_us_task = best.sched_cpu_s * 1e6 / best.tasks;
+      if (!dm.on) off_tps = tps;
+      const std::string vs_off = off_tps > 0 ? std::to_string(tps / off_tps).substr(0, 5) : "-";
+      std::printf(
+          "| %d | %s | %lld | %lld | %.3f | %.0f | %s | %.0f | %.0f | %.1f | %.1f | %lld | %lld | "
+          "%lld |\n",
+          n, dm.name.c_str(), static_cast<long long>(best.tasks),
+          static_cast<long long>(best.segments), best.wall_s, tps, vs_off.c_str(), rps, sps,
+          us_task, cpu_us_task, static_cast<long long>(best.snapshots),
+          static_cast<long long>(best.client_requests), static_cast<long long>(best.ws_messages));
+      rows.push_back({{"fake_workers", n},
+                      {"dashboard", dm.name},
+                      {"tasks_per_s_vs_off", off_tps > 0 ? tps / off_tps : 0.0},
+                      {"snapshots", best.snapshots},
+                      {"client_requests", best.client_requests},
+                      {"ws_messages", best.ws_messages},
+                      {"tasks", best.tasks},
+                      {"results", best.results},
+                      {"segments", best.segments},
+                      {"leaves", best.leaves},
+                      {"frames_in", best.frames_in},
+                      {"wall_s", best.wall_s},
+                      {"tasks_per_s", tps},
+                      {"results_per_s", rps},
+                      {"segments_per_s", sps},
+                      {"wall_us_per_task", us_task},
+                      {"scheduler_cpu_s", best.sched_cpu_s},
+                      {"scheduler_cpu_us_per_task", cpu_us_task},
+                      {"target_tasks_per_s", 20000},
+                      {"meets_target", tps >= 20000}});
     }
-    const double tps = best.tasks / best.wall_s, rps = best.results / best.wall_s;
-    const double sps = best.segments / best.wall_s;
-    const double us_task = best.wall_s * 1e6 / best.tasks;
-    const double cpu_us_task = best.sched_cpu_s * 1e6 / best.tasks;
-    std::printf("| %d | %lld | %lld | %.3f | %.0f | %.0f | %.0f | %.1f | %.1f |\n", n,
-                static_cast<long long>(best.tasks), static_cast<long long>(best.segments),
-                best.wall_s, tps, rps, sps, us_task, cpu_us_task);
-    rows.push_back({{"fake_workers", n},
-                    {"tasks", best.tasks},
-                    {"results", best.results},
-                    {"segments", best.segments},
-                    {"leaves", best.leaves},
-                    {"frames_in", best.frames_in},
-                    {"wall_s", best.wall_s},
-                    {"tasks_per_s", tps},
-                    {"results_per_s", rps},
-                    {"segments_per_s", sps},
-                    {"wall_us_per_task", us_task},
-                    {"scheduler_cpu_s", best.sched_cpu_s},
-                    {"scheduler_cpu_us_per_task", cpu_us_task},
-                    {"target_tasks_per_s", 20000},
-                    {"meets_target", tps >= 20000}});
   }
   std::printf("\ntarget: >= 20000 tasks/s\n");
   if (!json_path.empty()) {
