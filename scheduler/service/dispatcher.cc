@@ -317,12 +317,19 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
         if (recompute.w == nullptr || ms < recompute.ms) recompute = Alt{w, ms};
       }
     }
-    // Moving the pages computes nothing again: recomputing is chosen over a migration only
-    // when it saves move_min_gain_ms more.
+    // Recompute or migrate: by the delay each imposes on all sequences, not only this task's.
+    // A migration delays this task's children by the transfer; a recomputation also delays
+    // every sequence in flight on the target by the prefill (continuous batching), and
+    // computes the prefix twice. Recomputing wins only when it is cheaper by that measure and
+    // by move_min_gain_ms.
     bool use_migrate = migrate.w != nullptr;
-    if (use_migrate && recompute.w != nullptr &&
-        recompute.ms + limits_.move_min_gain_ms < migrate.ms) {
-      use_migrate = false;
+    if (use_migrate && recompute.w != nullptr) {
+      const double children = static_cast<double>(q.task.child_node_ids.size());
+      const double prefill_ms = positions * 1000.0 / PrefillTokensPerSecond(recompute.w->id);
+      const double recompute_cost =
+          children * recompute.ms + recompute.w->in_flight_sequences * prefill_ms;
+      const double migrate_cost = children * migrate.ms;
+      use_migrate = recompute_cost + children * limits_.move_min_gain_ms >= migrate_cost;
     }
     struct {
       const WorkerEntry* w = nullptr;

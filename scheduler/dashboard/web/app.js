@@ -188,7 +188,10 @@ function chartSize(div) {
 }
 
 function metricValue(line, key) {
-  if (key === 'computed_per_unique') return line.unique_tree_tokens ? line.tokens_computed / line.unique_tree_tokens : null;
+  if (key === 'computed_per_unique') {
+    if (line.computed_over_unique !== undefined) return line.computed_over_unique;
+    return line.unique_tree_tokens ? line.tokens_computed / line.unique_tree_tokens : null;
+  }
   return line[key] === undefined ? null : line[key];
 }
 
