@@ -308,10 +308,8 @@ class Loop {
     j["tokens_computed"] = r.tokens_prefilled + r.tokens_decoded;
     j["tokens_decoded"] = r.tokens_decoded;
     j["tokens_unique"] = r.tokens_unique;
-    j["computed_over_unique"] = r.tokens_unique > 0
-                                    ? static_cast<double>(r.tokens_prefilled + r.tokens_decoded) /
-                                          static_cast<double>(r.tokens_unique)
-                                    : 0.0;
+    j["computed_over_unique"] =
+        ComputedOverUnique(r.tokens_prefilled, r.tokens_decoded, r.tokens_unique);
     j["tokens_recomputed"] = r.tokens_recomputed;
     j["kv_migrations"] = r.kv_migrations;
     j["kv_bytes_migrated"] = r.kv_bytes_migrated;

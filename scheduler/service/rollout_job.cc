@@ -88,10 +88,8 @@ std::string RolloutSummaryJson(const RolloutOutput& output, const RolloutJobOpti
   j["tokens_prefilled"] = s.tokens_prefilled;
   j["unique_tree_tokens"] = s.unique_tree_tokens;
   j["tokens_unique"] = s.tokens_unique;
-  j["computed_over_unique"] = s.tokens_unique > 0
-                                  ? static_cast<double>(s.tokens_prefilled + s.tokens_decoded) /
-                                        static_cast<double>(s.tokens_unique)
-                                  : 0.0;
+  j["computed_over_unique"] =
+      ComputedOverUnique(s.tokens_prefilled, s.tokens_decoded, s.tokens_unique);
   j["tokens_recomputed"] = s.tokens_recomputed;
   j["kv_migrations"] = s.kv_migrations;
   j["kv_bytes_migrated"] = s.kv_bytes_migrated;

@@ -113,6 +113,12 @@ struct RolloutStats {
   std::vector<WorkerUsage> workers;
 };
 
+// Tokens the workers computed (prefilled + decoded) over the unique tokens (every node's tokens
+// plus each prompt once); 0 when there are none. 1.0 means nothing was computed twice.
+inline double ComputedOverUnique(int64_t prefilled, int64_t decoded, int64_t unique) {
+  return unique > 0 ? static_cast<double>(prefilled + decoded) / static_cast<double>(unique) : 0.0;
+}
+
 struct RolloutOutput {
   std::vector<TreeRecord> trees;  // in query order
   RolloutStats stats;

@@ -158,6 +158,7 @@ class RolloutE2eTest : public ::testing::Test {
   // The trees in `out` (from a scheduler started with Config(...)) are valid and the same as an
   // undisturbed one-worker `treepo rollout` with the same settings.
   void ExpectTreesOfAnUndisturbedRun(const std::string& out);
+  void KillTheFirstWorkerMidRollout(int workers, const std::string& extra);
 
   fs::path dir_;
   std::string binary_, model_, tokenizer_, prompts_;
@@ -404,54 +405,45 @@ std::string Config(const std::string& model, const std::string& tok, const std::
   return c.str();
 }
 
-TEST_F(RolloutE2eTest, SigkillOfAWorkerMidRolloutStillCompletes) {
+// Starts `treepo scheduler` (Config(...) + `extra`) and `workers` workers, SIGKILLs the first
+// once it delivered results, and expects the rollout to finish with the trees of an
+// undisturbed one-worker run.
+void RolloutE2eTest::KillTheFirstWorkerMidRollout(int workers, const std::string& extra) {
   const std::string out = (dir_ / "trees.jsonl").string();
   std::unique_ptr<Proc> sched;
-  const std::string ep =
-      StartScheduler(dir_, binary_, Config(model_, tokenizer_, prompts_, out, 2), &sched);
+  const std::string ep = StartScheduler(
+      dir_, binary_, Config(model_, tokenizer_, prompts_, out, workers) + extra, &sched);
   ASSERT_FALSE(ep.empty()) << ReadAll((dir_ / "scheduler.log").string());
-  Proc w1({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "victim"},
-          (dir_ / "w1.log").string());
-  ASSERT_TRUE(WaitForText((dir_ / "w1.log").string(), "registered as worker", 20000));
-  Proc w2({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "survivor"},
-          (dir_ / "w2.log").string());
+  auto start = [&](const std::string& name) {
+    return std::make_unique<Proc>(std::vector<std::string>{binary_, "worker", "--scheduler", ep,
+                                                           "--model", model_, "--name", name},
+                                  (dir_ / (name + ".log")).string());
+  };
+  std::unique_ptr<Proc> victim = start("victim");
+  ASSERT_TRUE(WaitForText((dir_ / "victim.log").string(), "registered as worker", 20000));
+  std::vector<std::unique_ptr<Proc>> others;
+  for (int i = 1; i < workers; ++i) others.push_back(start("w" + std::to_string(i + 1)));
   // The victim registered first: it is worker 1. Kill it once its first results are in.
   ASSERT_TRUE(WaitForText((dir_ / "scheduler.log").string(), "worker 1 delivered its first results",
                           20000));
-  w1.Kill();
-  EXPECT_EQ(w1.Wait(5000), 128 + SIGKILL);
+  victim->Kill();
+  EXPECT_EQ(victim->Wait(5000), 128 + SIGKILL);
   ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
-  EXPECT_EQ(w2.Wait(10000), 0);
-  // Re-dispatched tasks were prefilled from the scheduler's tokens on the survivor: the trees
+  for (auto& w : others) EXPECT_EQ(w->Wait(10000), 0);
+  // Re-dispatched tasks were prefilled from the scheduler's tokens on the survivors: the trees
   // are still those of an undisturbed one-worker run.
   ExpectTreesOfAnUndisturbedRun(out);
+}
+
+TEST_F(RolloutE2eTest, SigkillOfAWorkerMidRolloutStillCompletes) {
+  KillTheFirstWorkerMidRollout(2, "");
 }
 
 // Migrations forced on every task while a worker is killed mid-run: transfers to or from it
 // are abandoned, their nodes recomputed from the scheduler's tokens, and the trees are those
 // of an undisturbed run.
 TEST_F(RolloutE2eTest, AWorkerKilledDuringMigrationsLosesNothing) {
-  const std::string out = (dir_ / "trees.jsonl").string();
-  std::unique_ptr<Proc> sched;
-  const std::string ep = StartScheduler(
-      dir_, binary_, Config(model_, tokenizer_, prompts_, out, 3) + "debug_migrate_every = 1\n",
-      &sched);
-  ASSERT_FALSE(ep.empty()) << ReadAll((dir_ / "scheduler.log").string());
-  Proc w1({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "victim"},
-          (dir_ / "w1.log").string());
-  ASSERT_TRUE(WaitForText((dir_ / "w1.log").string(), "registered as worker", 20000));
-  Proc w2({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w2"},
-          (dir_ / "w2.log").string());
-  Proc w3({binary_, "worker", "--scheduler", ep, "--model", model_, "--name", "w3"},
-          (dir_ / "w3.log").string());
-  ASSERT_TRUE(WaitForText((dir_ / "scheduler.log").string(), "worker 1 delivered its first results",
-                          20000));
-  w1.Kill();
-  EXPECT_EQ(w1.Wait(5000), 128 + SIGKILL);
-  ASSERT_EQ(sched->Wait(60000), 0) << ReadAll((dir_ / "scheduler.log").string());
-  EXPECT_EQ(w2.Wait(10000), 0);
-  EXPECT_EQ(w3.Wait(10000), 0);
-  ExpectTreesOfAnUndisturbedRun(out);
+  KillTheFirstWorkerMidRollout(3, "debug_migrate_every = 1\n");
 }
 
 // A worker paused past the heartbeat timeout is declared dead and its tasks re-dispatched; when

@@ -24,30 +24,16 @@
 #include "common/testing/paths.h"
 #include "common/tree/tree_record.h"
 #include "tests/e2e_chaos/e2e_util.h"
+#include "tests/e2e_train/tiny_train.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-int Shell(const std::string& cmd, const fs::path& log) {
-  const int st = std::system((cmd + " >" + log.string() + " 2>&1").c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using treepo::testing::Shell;
+using treepo::testing::StepLines;
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::vector<nlohmann::json> StepLines(const fs::path& metrics) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json j = nlohmann::json::parse(line);
-    if (!j.contains("eval")) out.push_back(std::move(j));
-  }
-  return out;
-}
+std::string ReadAll(const fs::path& p) { return treepo::testing::ReadAll(p.string()); }
 
 class TrainE2eTest : public ::testing::Test {
  protected:
@@ -57,11 +43,7 @@ class TrainE2eTest : public ::testing::Test {
     fs::create_directories(root_);
     binary_ = treepo::testing::TreepoBinary();
     if (!fs::exists(binary_)) return;
-    base_ok_ =
-        Shell(binary_ + " pretrain --out " + (root_ / "base").string() +
-                  " --steps 20 --batch 8 --dim 32 --hidden 64 --layers 1 --heads 2" +
-                  " --kv-heads 2 --max-seq-len 128 --corpus 200 --eval-problems 0" + " --threads 1",
-              root_ / "pretrain.log") == 0;
+    base_ok_ = treepo::testing::PretrainTinyBase(binary_, root_ / "base", root_ / "pretrain.log");
   }
   static void TearDownTestSuite() {
     if (!HasFailure()) fs::remove_all(root_);
