@@ -32,25 +32,11 @@ using treepo::testing::StepLines;
 
 std::string ReadAll(const fs::path& p) { return treepo::testing::ReadAll(p.string()); }
 
-class LearnersE2eTest : public ::testing::Test {
+class LearnersE2eTest : public treepo::testing::TinyBaseSuite<LearnersE2eTest> {
+ public:
+  static constexpr const char* kDirPrefix = "treepo_learners_e2e_";
+
  protected:
-  static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("treepo_learners_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    binary_ = treepo::testing::TreepoBinary();
-    if (!fs::exists(binary_)) return;
-    base_ok_ = treepo::testing::PretrainTinyBase(binary_, root_ / "base", root_ / "pretrain.log");
-  }
-  static void TearDownTestSuite() {
-    if (!HasFailure()) fs::remove_all(root_);
-  }
-
-  void SetUp() override {
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
-    ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
-  }
-
   // `treepo train` with tiny settings, 3 steps; returns its exit code (log in <out>.log).
   int Train(const fs::path& out, const std::string& extra) {
     return Shell(binary_ + " train --set model.base=" + (root_ / "base").string() +
@@ -100,10 +86,6 @@ class LearnersE2eTest : public ::testing::Test {
     EXPECT_TRUE(fs::exists(out / "checkpoints/step_000003/model.safetensors"));
     EXPECT_TRUE(fs::exists(out / "eval_final.json"));  // `treepo eval` reads the checkpoint
   }
-
-  static inline fs::path root_;
-  static inline std::string binary_;
-  static inline bool base_ok_ = false;
 };
 
 TEST_F(LearnersE2eTest, TwoDataParallelLearnersShardTheTreesAndStayInStep) {

@@ -3,7 +3,9 @@
 // seconds). Header-only; tests only.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "common/testing/paths.h"
+#include "tests/e2e_chaos/e2e_util.h"
 
 namespace treepo::testing {
 
@@ -40,5 +45,34 @@ inline bool PretrainTinyBase(const std::string& binary, const std::filesystem::p
                    " --kv-heads 2 --max-seq-len 128 --corpus 200 --eval-problems 0 --threads 1",
                log) == 0;
 }
+
+// A test suite that pretrains the tiny base model once, in a temp dir named
+// <Derived::kDirPrefix><pid>, removed after the suite when nothing failed. Tests skip without a
+// treepo binary. Derived: `class MyTest : public TinyBaseSuite<MyTest>` with
+// `static constexpr const char* kDirPrefix = "treepo_my_e2e_";`.
+template <typename Derived>
+class TinyBaseSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = std::filesystem::temp_directory_path() /
+            (std::string(Derived::kDirPrefix) + std::to_string(::getpid()));
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_);
+    binary_ = TreepoBinary();
+    if (!std::filesystem::exists(binary_)) return;
+    base_ok_ = PretrainTinyBase(binary_, root_ / "base", root_ / "pretrain.log");
+  }
+  static void TearDownTestSuite() {
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(root_);
+  }
+  void SetUp() override {
+    if (!std::filesystem::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
+    ASSERT_TRUE(base_ok_) << ReadAll((root_ / "pretrain.log").string());
+  }
+
+  static inline std::filesystem::path root_;
+  static inline std::string binary_;
+  static inline bool base_ok_ = false;
+};
 
 }  // namespace treepo::testing

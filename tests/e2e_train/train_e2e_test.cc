@@ -35,25 +35,11 @@ using treepo::testing::StepLines;
 
 std::string ReadAll(const fs::path& p) { return treepo::testing::ReadAll(p.string()); }
 
-class TrainE2eTest : public ::testing::Test {
+class TrainE2eTest : public treepo::testing::TinyBaseSuite<TrainE2eTest> {
+ public:
+  static constexpr const char* kDirPrefix = "treepo_train_e2e_";
+
  protected:
-  static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("treepo_train_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    binary_ = treepo::testing::TreepoBinary();
-    if (!fs::exists(binary_)) return;
-    base_ok_ = treepo::testing::PretrainTinyBase(binary_, root_ / "base", root_ / "pretrain.log");
-  }
-  static void TearDownTestSuite() {
-    if (!HasFailure()) fs::remove_all(root_);
-  }
-
-  void SetUp() override {
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
-    ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
-  }
-
   // The `treepo train` command line with tiny settings.
   std::string TrainCommand(const fs::path& out, const std::string& extra) const {
     return binary_ + " train --set model.base=" + (root_ / "base").string() +
@@ -85,10 +71,6 @@ class TrainE2eTest : public ::testing::Test {
       }
     }
   }
-
-  static inline fs::path root_;
-  static inline std::string binary_;
-  static inline bool base_ok_ = false;
 };
 
 TEST_F(TrainE2eTest, VersionsAdvanceWorkersFollowAndResumeContinues) {

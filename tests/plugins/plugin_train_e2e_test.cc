@@ -22,24 +22,11 @@ using treepo::testing::Shell;
 
 std::string ReadAll(const fs::path& p) { return treepo::testing::ReadAll(p.string()); }
 
-class PluginTrainE2eTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / ("treepo_plugin_e2e_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    binary_ = treepo::testing::TreepoBinary();
-    if (!fs::exists(binary_)) return;
-    base_ok_ = treepo::testing::PretrainTinyBase(binary_, root_ / "base", root_ / "pretrain.log");
-  }
-  static void TearDownTestSuite() {
-    if (!HasFailure()) fs::remove_all(root_);
-  }
-  void SetUp() override {
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no treepo binary at " << binary_;
-    ASSERT_TRUE(base_ok_) << ReadAll(root_ / "pretrain.log");
-  }
+class PluginTrainE2eTest : public treepo::testing::TinyBaseSuite<PluginTrainE2eTest> {
+ public:
+  static constexpr const char* kDirPrefix = "treepo_plugin_e2e_";
 
+ protected:
   int Train(const fs::path& out, const std::string& extra) {
     const std::string cmd =
         binary_ + " train --set model.base=" + (root_ / "base").string() +
@@ -51,10 +38,6 @@ class PluginTrainE2eTest : public ::testing::Test {
         " --set eval.max_new_tokens=16 " + extra;
     return Shell(cmd, out.string() + ".log");
   }
-
-  static inline fs::path root_;
-  static inline std::string binary_;
-  static inline bool base_ok_ = false;
 };
 
 TEST_F(PluginTrainE2eTest, TrainsWithPluginRewardAndEstimator) {
