@@ -247,6 +247,8 @@ TEST_F(DataParallelTest, MiniBatchesNeedOneRank) {
       const Status st = (*t)->set_collective(c->get());
       EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
       EXPECT_NE(st.message().find("mini_batch_queries"), std::string::npos);
+      // Neither rank leaves (closing its connections) before the other has met it.
+      EXPECT_TRUE((*c)->Barrier().ok());
     });
   }
   for (std::thread& t : threads) t.join();
