@@ -189,10 +189,8 @@ std::optional<int64_t> Dispatcher::FreePages(WorkerId worker) const {
     return static_cast<int64_t>(w->page_capacity);  // nothing sent, nothing reported yet
   }
   const PageBook& b = it->second;
-  if (b.total == 0) return std::nullopt;
-  int64_t free = b.reported_free - b.pending - b.reserved_imports;
-  for (const auto& [batch, pages] : b.unseen) free -= pages;
-  return free;
+  if (b.total == 0 || b.no_reports) return std::nullopt;
+  return b.reported_free - b.pending - b.reserved_imports - b.unseen_pages;
 }
 
 bool Dispatcher::Fits(WorkerId worker, int64_t pages) const {
@@ -202,13 +200,24 @@ bool Dispatcher::Fits(WorkerId worker, int64_t pages) const {
 
 void Dispatcher::OnPageReport(WorkerId worker, uint32_t total, uint32_t free,
                               uint64_t batches_seen) {
-  if (total == 0) return;  // a peer that does not report pages: the registration figure rules
   PageBook& b = Book(worker);
+  if (total == 0) {
+    // A peer that reports no pages (an older worker): nothing to reconcile reservations with,
+    // so its pages are not accounted (the engine still refuses what does not fit).
+    b.no_reports = true;
+    b.unseen.clear();
+    b.unseen_pages = 0;
+    return;
+  }
+  b.no_reports = false;
   b.total = total;
   if (batches_seen < b.batches_seen) return;  // an older report overtaken by a newer one
   b.batches_seen = batches_seen;
   b.reported_free = std::min<int64_t>(free, total);
-  while (!b.unseen.empty() && b.unseen.front().first <= batches_seen) b.unseen.pop_front();
+  while (!b.unseen.empty() && b.unseen.front().first <= batches_seen) {
+    b.unseen_pages -= b.unseen.front().second;
+    b.unseen.pop_front();
+  }
   if (b.reports_to_wait > 0) --b.reports_to_wait;
   int64_t& peak = peak_pages_[worker];
   peak = std::max<int64_t>(peak, static_cast<int64_t>(total) - b.reported_free);
@@ -528,7 +537,13 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
   // Every batch returned is sent in this turn: its pages count until a report has seen it.
   for (auto& [worker, book] : pages_) {
     if (book.pending == 0 && out.count(worker) == 0) continue;
-    if (out.count(worker) > 0) book.unseen.emplace_back(++book.batches_sent, book.pending);
+    if (out.count(worker) > 0) {
+      ++book.batches_sent;
+      if (!book.no_reports) {
+        book.unseen.emplace_back(book.batches_sent, book.pending);
+        book.unseen_pages += book.pending;
+      }
+    }
     book.pending = 0;
   }
   if (!queue_.empty()) MaybeEvict(queue_);

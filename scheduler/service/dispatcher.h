@@ -289,6 +289,8 @@ class Dispatcher {
     uint64_t batches_sent = 0;
     int64_t pending = 0;  // pages of tasks placed this turn, not yet in a sent batch
     std::deque<std::pair<uint64_t, int64_t>> unseen;  // (batch number, pages) sent since
+    int64_t unseen_pages = 0;                         // their sum
+    bool no_reports = false;  // a peer whose reports carry no pages: no page accounting
     int64_t reserved_imports = 0;
     int reports_to_wait = 0;  // released nodes for room: wait for this many reports
   };

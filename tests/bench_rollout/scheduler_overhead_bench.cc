@@ -149,6 +149,9 @@ class FakeWorker {
       out.results.push_back(std::move(r));
     }
     tasks_answered_.fetch_add(static_cast<int64_t>(batch.tasks.size()));
+    out.total_pages = 1u << 20;
+    out.free_pages = 1u << 20;
+    out.batches_seen = batches_seen_;
     return Send(dealer, std::move(out));
   }
 
@@ -166,7 +169,10 @@ class FakeWorker {
         pr::Heartbeat hb;
         hb.worker_id = id_;
         hb.epoch = epoch_;
+        // Page figures as a real worker reports them (its pool never fills here).
+        hb.total_pages = 1u << 20;
         hb.free_pages = 1u << 20;
+        hb.batches_seen = batches_seen_;
         TREEPO_RETURN_IF_ERROR(Send(dealer, hb));
         next_heartbeat = now + heartbeat_ms_;
       }
@@ -175,6 +181,7 @@ class FakeWorker {
       if (!frame) continue;
       TREEPO_ASSIGN_OR_RETURN(pr::Message m, pr::Decode(*frame));
       if (const auto* batch = m.get_if<pr::SegmentTaskBatch>()) {
+        ++batches_seen_;
         TREEPO_RETURN_IF_ERROR(Answer(dealer, *batch));
       } else if (m.get_if<pr::Shutdown>() != nullptr) {
         break;
@@ -189,6 +196,7 @@ class FakeWorker {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> tasks_answered_{0};
+  uint64_t batches_seen_ = 0;  // task batches received (reported like a real worker)
   Status status_;
   // Owned by the worker thread.
   WorkerId id_;
