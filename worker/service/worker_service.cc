@@ -84,7 +84,14 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
                             pr::Dealer::Connect(ctx_, o_.scheduler_endpoint, dopt));
     dealer_.emplace(std::move(dealer));
-    if (!o_.peer_bind.empty() && !dopt.curve) {
+    // A loopback peer endpoint means nothing to workers on other hosts: with a remote scheduler
+    // it takes part in migrations only when bound to an address the others can reach.
+    const bool unreachable =
+        pr::IsLoopbackEndpoint(o_.peer_bind) && !pr::IsLoopbackEndpoint(o_.scheduler_endpoint);
+    if (unreachable && !o_.peer_bind.empty()) {
+      spdlog::info("{}: scheduler is remote and --peer-bind {} is loopback: no KV migration", name_,
+                   o_.peer_bind);
+    } else if (!o_.peer_bind.empty() && !dopt.curve) {
       pr::RouterOptions ro;
       ro.socket.max_message_bytes = static_cast<int64_t>(codec_.max_frame_bytes) + 4096;
       TREEPO_ASSIGN_OR_RETURN(pr::Router peer, pr::Router::Bind(ctx_, o_.peer_bind, ro));

@@ -46,7 +46,8 @@ struct WorkerOptions {
   // Where other workers send this one KV pages for subtree migration (KvChunk; the scheduler
   // orders moves with KvMigrate, docs/placement.md). "tcp://HOST:*" picks a free port; empty:
   // this worker takes part in no migration. With CURVE keys migrations are off (the peer
-  // socket has no keys of its own yet).
+  // socket has no keys of its own yet), and so they are when the scheduler is remote and this
+  // endpoint is loopback (other hosts could not reach it).
   std::string peer_bind = "tcp://127.0.0.1:*";
   // Testing and benchmarks only: sleep this long after every engine step (a slow worker).
   int debug_step_sleep_ms = 0;
