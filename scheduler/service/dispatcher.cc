@@ -489,7 +489,6 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
       t.pages = static_cast<int>(
           TaskPages(holders_.Positions(parent), 0, 0, static_cast<int>(to->page_size), true));
       t.started_ms = now;
-      t.bytes_estimate = KvBytes(parent, t.from);
       const uint64_t transfer = next_transfer_++;
       Book(p->worker).reserved_imports += t.pages;
       migrations_.push_back(MigrationOrder{transfer, t.nodes, t.from, t.to});
@@ -507,14 +506,15 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
     }
     avoid_.erase(id);
     const int sequences = static_cast<int>(q.task.child_node_ids.size());
+    // The copy sent keeps the parent's path only when the worker must prefill it.
     protocols::SegmentTask task = q.task;
-    task.prefix_tokens.clear();
+    if (!p->needs_prefix) task.prefix_tokens.clear();
     const NodeId parent = task.parent_node_id;
     if (p->needs_prefix) {
-      task.prefix_tokens = q.task.prefix_tokens;
       if (parent.value() != 0) {
         arriving_[parent] = p->worker;
-        if (computed_.count(parent) > 0) {
+        if (auto c = computed_.find(parent.value() >> 32);
+            c != computed_.end() && c->second.count(parent) > 0) {
           placement_.tokens_recomputed +=
               std::max<int64_t>(0, static_cast<int64_t>(q.task.prefix_tokens.size()) - 1);
         }
@@ -762,11 +762,11 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker,
         positions = parent_positions + static_cast<int64_t>(result->children[i].tokens.size());
       }
       holders_.Add(children[i], t.task.query_id, worker, positions);
-      computed_[children[i]] = positions;
+      computed_[children[i].value() >> 32].insert(children[i]);
     }
     if (t.sent_prefix && parent.value() != 0) {
       holders_.Add(parent, t.task.query_id, worker, parent_positions);
-      computed_[parent] = parent_positions;
+      computed_[parent.value() >> 32].insert(parent);
     }
   }
   if (result != nullptr) RecordPrefill(worker, result->prefilled_tokens, result->prefill_ms);
@@ -833,11 +833,7 @@ void Dispatcher::ForgetArrival(const InFlightTask& t) {
   }
 }
 
-void Dispatcher::ForgetQuery(QueryId query) {
-  for (auto it = computed_.begin(); it != computed_.end();) {
-    it = (it->first.value() >> 32) == query.value() ? computed_.erase(it) : std::next(it);
-  }
-}
+void Dispatcher::ForgetQuery(QueryId query) { computed_.erase(query.value()); }
 
 Expiry Dispatcher::ExpireLate(int64_t now_ms) {
   ExpireTransfers(now_ms);

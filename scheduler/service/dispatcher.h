@@ -280,7 +280,6 @@ class Dispatcher {
     WorkerId from, to;
     int pages = 0;  // reserved on `to`
     int64_t started_ms = 0;
-    int64_t bytes_estimate = 0;
   };
   struct PageBook {
     int64_t total = 0;  // 0: the worker reports no pages
@@ -355,7 +354,8 @@ class Dispatcher {
   std::map<WorkerId, std::pair<int64_t, double>> prefill_;  // tokens, ms
   std::pair<int64_t, double> link_{0, 0.0};                 // bytes, ms of acknowledged moves
   std::unordered_map<NodeId, WorkerId> arriving_;           // parents being prefilled or migrated
-  std::unordered_map<NodeId, int64_t> computed_;            // nodes ever held: their positions
+  // Nodes ever held, by query (a task that prefills one again recomputes it).
+  std::unordered_map<uint64_t, std::unordered_set<NodeId>> computed_;
   std::map<uint64_t, Transfer> transfers_;
   std::vector<MigrationOrder> migrations_;
   uint64_t next_transfer_ = 1;
