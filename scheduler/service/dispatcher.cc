@@ -526,8 +526,13 @@ std::map<WorkerId, protocols::SegmentTaskBatch> Dispatcher::Assign() {
                            static_cast<int64_t>(sequences) * task.max_new_tokens;
     registry_->AddInFlight(registry_->Find(p->worker), 1, sequences);
     out[p->worker].tasks.push_back(std::move(task));
-    InFlightTask t{std::move(q.task), p->worker,          p->needs_prefix, static_cast<int>(pages),
-                   q.attempts + 1,    q.missed_deadlines, tokens,          0,
+    InFlightTask t{std::move(q.task),
+                   p->worker,
+                   p->needs_prefix,
+                   q.attempts + 1,
+                   q.missed_deadlines,
+                   tokens,
+                   0,
                    q.origin};
     t.deadline_ms = DeadlineFor(p->worker, tokens, q.missed_deadlines, now);
     in_flight_tokens_[p->worker] += tokens;
@@ -732,7 +737,6 @@ std::optional<InFlightTask> Dispatcher::Complete(TaskId task, WorkerId worker,
     done = InFlightTask{std::move(q->task),
                         worker,
                         l->second[worker].sent_prefix,
-                        0,
                         q->attempts,
                         q->missed_deadlines,
                         0,

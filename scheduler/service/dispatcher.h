@@ -145,7 +145,6 @@ struct InFlightTask {
   protocols::SegmentTask task;  // as enqueued (prefix_tokens: the parent's whole path)
   WorkerId worker;
   bool sent_prefix = false;
-  int pages = 0;             // pages reserved for it on the worker
   int attempts = 0;          // dispatches so far
   int missed_deadlines = 0;  // deadlines this task missed before this dispatch
   int64_t tokens = 0;        // prefix tokens to prefill + children x max_new_tokens
