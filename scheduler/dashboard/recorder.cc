@@ -112,29 +112,60 @@ SnapshotRecorder::LiveTree& SnapshotRecorder::TreeFor(size_t query) {
   return running_[it->second];
 }
 
-void SnapshotRecorder::PutNode(LiveTree* tree, NodeView node) {
-  node.seq = NextSeq();
-  auto [it, added] = tree->index.try_emplace(node.id, tree->view.nodes.size());
-  auto p = std::make_shared<const NodeView>(std::move(node));
-  if (added) {
-    tree->view.nodes.push_back(std::move(p));
-  } else {
-    tree->view.nodes[it->second] = std::move(p);
-  }
-  tree->dirty = true;
+void SnapshotRecorder::OnQueryOpened(size_t query, const QueryTree* tree) {
+  LiveTree& t = TreeFor(query);
+  t.source = tree;
+  if (tree != nullptr) t.view.prompt_tokens = tree->prompt_tokens();
+  t.dirty = true;
 }
 
 namespace {
 
-// The parent a node is drawn under: 0 (the prompt) for a segment that forks the query's
-// prompt node, (query << 32) | 0.
-uint64_t ShownParent(NodeId parent) {
-  return (parent.value() & 0xffffffffULL) == 0 ? 0 : parent.value();
+// The parent a node is drawn under: 0 for a node under the query's prompt.
+uint64_t ShownParent(const std::optional<NodeId>& parent) { return parent ? parent->value() : 0; }
+
+// How a live node shows its end: the path's finish reason once the sampler set one, else
+// "eos" for a segment that ended with EOS.
+std::string_view LiveFinish(const TreeNode& n) {
+  if (n.finish != FinishReason::kNone) return FinishReasonName(n.finish);
+  if (n.reported && n.segment_finish == protocols::SegmentFinish::kEos) return "eos";
+  return "";
 }
 
 }  // namespace
 
-void SnapshotRecorder::OnTaskSubmitted(size_t query, const protocols::SegmentTask& task) {
+void SnapshotRecorder::Refresh(LiveTree* tree, uint64_t seq) {
+  if (tree->source == nullptr) return;
+  const std::vector<TreeNode>& nodes = tree->source->nodes();
+  std::vector<std::shared_ptr<const NodeView>>& shown = tree->view.nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const TreeNode& n = nodes[i];
+    const std::string_view finish = LiveFinish(n);
+    if (i < shown.size() && shown[i]->pending == !n.reported && shown[i]->finish == finish) {
+      continue;  // tokens, worker and version arrive with the answer and do not change after
+    }
+    auto v = std::make_shared<NodeView>();
+    v->id = n.id.value();
+    v->parent = ShownParent(n.parent);
+    v->depth = n.depth;
+    v->pending = !n.reported;
+    if (n.reported) {
+      v->worker = n.worker.value();
+      v->weight_version = n.weight_version.value();
+      v->tokens = n.tokens;
+    }
+    v->finish = std::string(finish);
+    v->seq = seq;
+    if (i < shown.size()) {
+      shown[i] = std::move(v);
+    } else {
+      shown.push_back(std::move(v));
+    }
+    tree->dirty = true;
+  }
+}
+
+void SnapshotRecorder::OnTaskSubmitted(size_t, const protocols::SegmentTask& task) {
   ++extra_.tasks_submitted;
   const uint64_t id = task.task_id.value();
   if (submit_ms_.empty()) submit_base_ = id;
@@ -148,25 +179,9 @@ void SnapshotRecorder::OnTaskSubmitted(size_t query, const protocols::SegmentTas
     submit_ms_.pop_front();
     ++submit_base_;
   }
-  LiveTree& t = TreeFor(query);
-  const uint64_t parent = ShownParent(task.parent_node_id);
-  if (parent == 0 && t.view.prompt_tokens.empty()) t.view.prompt_tokens = task.prefix_tokens;
-  int depth = 1;
-  if (parent != 0) {
-    auto p = t.index.find(parent);
-    if (p != t.index.end()) depth = t.view.nodes[p->second]->depth + 1;
-  }
-  for (NodeId child : task.child_node_ids) {
-    if (t.index.count(child.value()) != 0) continue;  // a re-dispatch: already shown
-    NodeView n;
-    n.id = child.value();
-    n.parent = parent;
-    n.depth = depth;
-    PutNode(&t, std::move(n));
-  }
 }
 
-void SnapshotRecorder::OnTaskResult(size_t query, const InFlightTask& task,
+void SnapshotRecorder::OnTaskResult(size_t, const InFlightTask& task,
                                     const protocols::SegmentResult& result) {
   ++extra_.task_results;
   WorkerStats& w = worker_stats_[result.worker_id.value()];
@@ -190,24 +205,6 @@ void SnapshotRecorder::OnTaskResult(size_t query, const InFlightTask& task,
     ++extra_.segments;
     w.tokens += static_cast<int64_t>(c.tokens.size());
     extra_.tokens_decoded += static_cast<int64_t>(c.tokens.size());
-  }
-  // A result of a query no longer open (it finished) is counted but draws nothing.
-  auto key = query_key_.find(query);
-  if (key == query_key_.end()) return;
-  LiveTree& t = running_[key->second];
-  for (const protocols::ChildResult& c : result.children) {
-    auto it = t.index.find(c.node_id.value());
-    NodeView n = it != t.index.end() ? *t.view.nodes[it->second] : NodeView{};
-    if (it == t.index.end()) {
-      n.id = c.node_id.value();
-      n.parent = ShownParent(task.task.parent_node_id);
-    }
-    n.pending = false;
-    n.worker = result.worker_id.value();
-    n.weight_version = c.weight_version.value();
-    n.tokens = c.tokens;
-    n.finish = c.finish == protocols::SegmentFinish::kEos ? "eos" : "";
-    PutNode(&t, std::move(n));
   }
 }
 
@@ -242,15 +239,22 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
                                std::pair<uint64_t, const TreeLeafRecord*>(id, nullptr));
     return it != leaves.end() && it->first == id ? it->second : nullptr;
   };
+  std::vector<std::pair<uint64_t, size_t>> shown;  // the live nodes: (id, position)
+  shown.reserve(live.view.nodes.size());
+  for (size_t i = 0; i < live.view.nodes.size(); ++i) shown.emplace_back(live.view.nodes[i]->id, i);
+  std::sort(shown.begin(), shown.end());
   double reward_sum = 0;
   view->nodes.reserve(tree.nodes.size());
   for (const TreeNodeRecord& r : tree.nodes) {
-    // A node the tree shows as it was computed is shared with the live tree (its text is
-    // decoded on request); only path ends, cut paths and nodes the sampler changed are new.
+    // A node that was published live as it is now is shared with the live tree (its text is
+    // decoded on request); path ends, cut paths, nodes the sampler changed and nodes no
+    // publication showed answered are made here.
     const TreeLeafRecord* leaf = find_leaf(r.id);
     const bool cut = leaf == nullptr && !std::binary_search(parents.begin(), parents.end(), r.id);
-    auto live_it = live.index.find(r.id);
-    if (live_it != live.index.end() && leaf == nullptr && !cut && r.finish == FinishReason::kNone) {
+    auto live_it =
+        std::lower_bound(shown.begin(), shown.end(), std::pair<uint64_t, size_t>(r.id, 0));
+    if (live_it != shown.end() && live_it->first == r.id && leaf == nullptr && !cut &&
+        r.finish == FinishReason::kNone) {
       const std::shared_ptr<const NodeView>& n = live.view.nodes[live_it->second];
       if (!n->pending && n->tokens == r.tokens) {
         view->nodes.push_back(n);
@@ -451,6 +455,7 @@ void SnapshotRecorder::PublishNow(const SchedulerService& service) {
   s->metrics = metrics_published_;
   s->config = config_;
   for (auto& [key, live] : running_) {
+    Refresh(&live, s->seq);
     if (live.dirty || !live.published) {
       TreeView v = live.view;
       v.seq = s->seq;

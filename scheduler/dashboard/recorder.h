@@ -2,7 +2,9 @@
 // rollouts (RolloutObserver) and the RL loop (AddMetricLine, SetLearnerTimes), and every
 // publish_interval_ms of loop time builds one immutable DashboardSnapshot and hands it to the
 // SnapshotPublisher. The work per loop turn between publications is a clock read; per task
-// result a few map updates.
+// and per result a few counter updates. The live trees are not mirrored task by task: each
+// publication reads the open queries' own QueryTrees (OnQueryOpened) and makes new node views
+// only for nodes added or answered since the previous one.
 //
 // Events (joins, restarts, deaths, fencing, weight versions, learners) are found by comparing
 // the worker registry with the previous publication's, so the service needs no event hooks.
@@ -21,7 +23,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "scheduler/dashboard/publisher.h"
@@ -60,6 +61,7 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
 
   // RolloutObserver.
   void OnRolloutStarted(size_t n_queries) override;
+  void OnQueryOpened(size_t query, const QueryTree* tree) override;
   void OnTaskSubmitted(size_t query, const protocols::SegmentTask& task) override;
   void OnTaskResult(size_t query, const InFlightTask& task,
                     const protocols::SegmentResult& result) override;
@@ -95,16 +97,20 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
     std::map<uint32_t, std::pair<int64_t, int64_t>> by_worker;  // id -> (tasks, tokens)
   };
   struct LiveTree {
-    TreeView view;  // nodes included; copied into a shared_ptr when it changed
-    std::unordered_map<uint64_t, size_t> index;  // node id -> position in view.nodes
+    const QueryTree* source = nullptr;  // the query's tree (null: none to show)
+    // view.nodes[i] shows source->nodes()[i] as of the last refresh (a QueryTree only appends);
+    // copied into a shared_ptr when it changed.
+    TreeView view;
     std::shared_ptr<const TreeView> published;
     bool dirty = true;
   };
 
   void DiffRegistry(const SchedulerService& service, int64_t unix_ms);
   LiveTree& TreeFor(size_t query);
-  // Replaces node `id` of `tree` by a modified copy (or adds it).
-  void PutNode(LiveTree* tree, NodeView node);
+  // Brings tree->view.nodes up to date with its QueryTree: a new view for each node added or
+  // changed (answered, ended a path) since the last refresh, the others shared; new views
+  // carry `seq` (the snapshot they first appear in).
+  void Refresh(LiveTree* tree, uint64_t seq);
   uint64_t NextSeq() const { return seq_ + 1; }
 
   RecorderOptions options_;

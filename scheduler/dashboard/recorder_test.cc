@@ -1,6 +1,6 @@
 // The snapshot recorder against a real SchedulerService with a real worker connection on
 // loopback: publication rate limit, worker rows from registration and heartbeats, events from
-// registry changes (join, death, restart), trees growing from submitted tasks and results, the
+// registry changes (join, death, restart), trees growing as the queries' own trees do, the
 // finished tree's leaves and cut paths, and the WebSocket deltas carrying only what changed.
 #include "scheduler/dashboard/recorder.h"
 
@@ -183,9 +183,13 @@ TEST_F(RecorderTest, WorkersComeFromRegistrationAndHeartbeatsAndChangesBecomeEve
   EXPECT_EQ(s->workers.size(), 2u);
 }
 
-TEST_F(RecorderTest, TreesGrowFromTasksAndResultsAndFinishWithLeavesAndCutPaths) {
+TEST_F(RecorderTest, TreesGrowWithTheQueryTreesAndFinishWithLeavesAndCutPaths) {
   recorder_->SetStep(3, 10);
   recorder_->OnRolloutStarted(1);
+  QueryTree tree({1, 5, 6});  // the query's sampler tree, which the recorder reads
+  recorder_->OnQueryOpened(0, &tree);
+  tree.Add(NodeId(11), std::nullopt, 1, 4);
+  tree.Add(NodeId(12), std::nullopt, 2, 4);
   recorder_->OnTaskSubmitted(0, Task(1, 0, {11, 12}));
   auto s = Publish();
   ASSERT_EQ(s->trees.size(), 1u);
@@ -200,7 +204,14 @@ TEST_F(RecorderTest, TreesGrowFromTasksAndResultsAndFinishWithLeavesAndCutPaths)
   inflight.task = Task(1, 0, {11, 12});
   clock_->now += 40;
   ASSERT_TRUE(service_->Pump(0).ok());  // the recorder reads the loop clock here
+  for (uint64_t id : {11, 12}) {        // what the sampler does with the answer
+    TreeNode& n = tree.at(NodeId(id));
+    n.reported = true;
+    n.worker = WorkerId(7);
+    n.tokens.assign(4, 7);
+  }
   recorder_->OnTaskResult(0, inflight, Result(1, 7, {11, 12}, 4));
+  tree.Add(NodeId(13), NodeId(11), 3, 4);
   recorder_->OnTaskSubmitted(0, Task(2, 11, {13}));
   s = Publish();
   const TreeView& t = *s->trees[0];
@@ -223,6 +234,20 @@ TEST_F(RecorderTest, TreesGrowFromTasksAndResultsAndFinishWithLeavesAndCutPaths)
   EXPECT_EQ(delta["trees"][0]["changed_nodes"].size(), 3u);
   nlohmann::json none = DeltaJson(*s, s->seq, {key});
   EXPECT_TRUE(none["trees"].empty());
+
+  // Nothing changed: the next snapshot shares the tree; one answer: only that node is new.
+  auto same = Publish();
+  EXPECT_EQ(same->trees[0], s->trees[0]);
+  tree.at(NodeId(13)).reported = true;
+  tree.at(NodeId(13)).segment_finish = pr::SegmentFinish::kEos;
+  auto one = Publish();
+  ASSERT_EQ(one->trees[0]->nodes.size(), 3u);
+  EXPECT_EQ(one->trees[0]->nodes[0], s->trees[0]->nodes[0]);
+  EXPECT_EQ(one->trees[0]->nodes[1], s->trees[0]->nodes[1]);
+  EXPECT_NE(one->trees[0]->nodes[2], s->trees[0]->nodes[2]);
+  EXPECT_EQ(one->trees[0]->nodes[2]->finish, "eos");
+  EXPECT_EQ(one->trees[0]->nodes[2]->seq, one->seq);
+  EXPECT_EQ(DeltaJson(*one, same->seq, {key})["trees"][0]["changed_nodes"].size(), 1u);
 
   TreeRecord rec;
   rec.query_id = "q-1";

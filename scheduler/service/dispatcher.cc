@@ -69,6 +69,7 @@ void HolderMap::Add(NodeId node, QueryId query, WorkerId worker, int64_t positio
   auto [it, added] = nodes_.try_emplace(node);
   Entry& e = it->second;
   if (added) e.order = next_order_++;
+  if (added || e.query != query) by_query_[query].push_back(node);
   e.query = query;
   if (positions > 0) e.positions = positions;
   if (std::find(e.workers.begin(), e.workers.end(), worker) == e.workers.end()) {
@@ -130,14 +131,15 @@ void HolderMap::ForgetWorker(WorkerId worker) {
 
 std::map<WorkerId, std::vector<NodeId>> HolderMap::RemoveQuery(QueryId query) {
   std::map<WorkerId, std::vector<NodeId>> out;
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    if (it->second.query != query) {
-      ++it;
-      continue;
-    }
+  auto q = by_query_.find(query);
+  if (q == by_query_.end()) return out;
+  for (NodeId node : q->second) {  // may name nodes already removed, or listed twice
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.query != query) continue;
     for (WorkerId w : it->second.workers) out[w].push_back(it->first);
-    it = nodes_.erase(it);
+    nodes_.erase(it);
   }
+  by_query_.erase(q);
   for (auto& [w, nodes] : out) std::sort(nodes.begin(), nodes.end());
   return out;
 }

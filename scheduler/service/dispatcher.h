@@ -134,6 +134,9 @@ class HolderMap {
     uint64_t order = 0;  // when first added
   };
   std::unordered_map<NodeId, Entry> nodes_;
+  // Nodes added under each query (entries outlive Remove; RemoveQuery checks nodes_), so that
+  // a query's end does not scan every held node.
+  std::unordered_map<QueryId, std::vector<NodeId>> by_query_;
   uint64_t next_order_ = 0;
 };
 

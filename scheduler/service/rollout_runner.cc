@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <unordered_map>
 
 #include "common/log.h"
 
@@ -118,7 +119,9 @@ class Runner final : public ResultSink {
         break;  // not enough KV now: admitted when pages free up
       }
       const size_t q = next_++;
-      open_.emplace(q, std::move(next_driver_));
+      auto it = open_.emplace(q, std::move(next_driver_)).first;
+      if (options_.observer != nullptr)
+        options_.observer->OnQueryOpened(q, it->second->live_tree());
       touched_.push_back(q);
     }
     return OkStatus();
@@ -138,6 +141,7 @@ class Runner final : public ResultSink {
       for (protocols::SegmentTask& t : tasks) {
         t.task_id = service_->NextTaskId();
         task_query_[t.task_id] = q;
+        tasks_of_[q].push_back(t.task_id);
         if (options_.observer != nullptr) options_.observer->OnTaskSubmitted(q, t);
         service_->Submit(std::move(t));
       }
@@ -149,8 +153,9 @@ class Runner final : public ResultSink {
       if (options_.on_tree) TREEPO_RETURN_IF_ERROR(options_.on_tree(q, tree));
       if (options_.observer != nullptr) options_.observer->OnQueryFinished(q, tree);
       service_->ReleaseQuery(QueryId(q + 1));  // whatever the workers still hold of it
-      for (auto t = task_query_.begin(); t != task_query_.end();) {
-        t = t->second == q ? task_query_.erase(t) : std::next(t);
+      if (auto t = tasks_of_.find(q); t != tasks_of_.end()) {
+        for (TaskId id : t->second) task_query_.erase(id);
+        tasks_of_.erase(t);
       }
       output_.trees[q] = std::move(tree);
       open_.erase(it);
@@ -168,7 +173,8 @@ class Runner final : public ResultSink {
   const RolloutRunOptions& options_;
   RolloutOutput output_;
   std::map<size_t, std::unique_ptr<QueryDriver>> open_;
-  std::map<TaskId, size_t> task_query_;
+  std::unordered_map<TaskId, size_t> task_query_;
+  std::unordered_map<size_t, std::vector<TaskId>> tasks_of_;  // an open query's task ids
   std::vector<size_t> touched_;
   std::map<WorkerId, int64_t> segments_by_worker_;
   std::map<WorkerId, double> busy_before_;

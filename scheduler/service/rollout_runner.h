@@ -18,6 +18,7 @@
 #include "protocols/messages.h"
 #include "scheduler/service/dispatcher.h"
 #include "scheduler/service/scheduler_service.h"
+#include "scheduler/tree/query_tree.h"
 
 namespace treepo::scheduler {
 
@@ -45,6 +46,9 @@ class QueryDriver {
     int64_t segment_tokens = 0;
   };
   virtual Footprint footprint() const { return {}; }
+  // The query's tree as it grows (pending and reported nodes), for watching it; valid while
+  // the driver lives. Null where the driver keeps none.
+  virtual const QueryTree* live_tree() const { return nullptr; }
 };
 
 // Makes the driver of query `index` (0-based, in the rollout's query order); its tasks carry
@@ -59,7 +63,11 @@ class RolloutObserver {
  public:
   virtual ~RolloutObserver() = default;
   virtual void OnRolloutStarted(size_t n_queries) = 0;
-  // `spec` (its task id set) was submitted for dispatch.
+  // `query` was opened. `tree` (null where its driver keeps none) is the query's tree as it
+  // grows; it stays valid until OnQueryFinished(query) returns. Watchers read it when they
+  // need it instead of mirroring every task.
+  virtual void OnQueryOpened(size_t query, const QueryTree* tree) = 0;
+  // `task` (its task id set) was submitted for dispatch.
   virtual void OnTaskSubmitted(size_t query, const protocols::SegmentTask& task) = 0;
   // An accepted result of one of `query`'s tasks.
   virtual void OnTaskResult(size_t query, const InFlightTask& task,

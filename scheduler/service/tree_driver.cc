@@ -75,6 +75,7 @@ class TreeQueryDriver final : public QueryDriver {
   Footprint footprint() const override { return footprint_; }
 
   Result<TreeRecord> TakeTree() override { return sampler_->TakeTree(); }
+  const QueryTree* live_tree() const override { return &sampler_->tree(); }
 
  private:
   QueryId query_;
