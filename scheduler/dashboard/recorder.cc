@@ -209,10 +209,44 @@ void SnapshotRecorder::OnTaskResult(size_t, const InFlightTask& task,
 }
 
 void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
-  LiveTree& live = TreeFor(query);
-  const uint64_t key = live.view.key;
+  auto key = query_key_.find(query);
+  Finished f;
+  f.tree = &tree;
+  f.finished_unix_ms = UnixMs();
+  if (key != query_key_.end()) {
+    f.live = std::move(running_[key->second]);
+    running_.erase(key->second);
+    query_key_.erase(key);
+  } else {  // never opened (a driver without a tree): numbered now
+    f.live = std::move(TreeFor(query));
+    running_.erase(f.live.view.key);
+    query_key_.erase(query);
+  }
+  f.live.source = nullptr;  // the query's QueryTree goes away now
+  finishing_.push_back(std::move(f));
+  // Only the newest finished_trees can still be shown: older ones are never built.
+  while (finishing_.size() > static_cast<size_t>(std::max(0, options_.finished_trees))) {
+    finishing_.pop_front();
+  }
+}
+
+void SnapshotRecorder::OnRolloutFinished() { BuildFinished(NextSeq()); }
+
+void SnapshotRecorder::BuildFinished(uint64_t seq) {
+  for (const Finished& f : finishing_) {
+    finished_.push_front(FinishedView(f, seq));
+    while (finished_.size() > static_cast<size_t>(std::max(0, options_.finished_trees))) {
+      finished_.pop_back();
+    }
+  }
+  finishing_.clear();
+}
+
+std::shared_ptr<const TreeView> SnapshotRecorder::FinishedView(const Finished& f, uint64_t seq) {
+  const TreeRecord& tree = *f.tree;
+  const LiveTree& live = f.live;
   auto view = std::make_shared<TreeView>();
-  view->key = key;
+  view->key = live.view.key;
   view->step = live.view.step;
   view->index = live.view.index;
   view->query_id = tree.query_id;
@@ -221,8 +255,8 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
   view->prompt_text = tree.prompt;
   view->answer = tree.answer;
   view->started_unix_ms = live.view.started_unix_ms;
-  view->finished_unix_ms = UnixMs();
-  view->seq = NextSeq();
+  view->finished_unix_ms = f.finished_unix_ms;
+  view->seq = seq;
   // Sorted vectors, not node-per-entry containers: this runs once per query on the loop.
   std::vector<std::pair<uint64_t, const TreeLeafRecord*>> leaves;
   leaves.reserve(tree.leaves.size());
@@ -283,12 +317,7 @@ void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
   }
   view->leaves = static_cast<int64_t>(tree.leaves.size());
   view->reward_mean = tree.leaves.empty() ? 0.0 : reward_sum / static_cast<double>(view->leaves);
-  running_.erase(key);
-  query_key_.erase(query);
-  finished_.push_front(std::move(view));
-  while (finished_.size() > static_cast<size_t>(std::max(0, options_.finished_trees))) {
-    finished_.pop_back();
-  }
+  return view;
 }
 
 void SnapshotRecorder::DiffRegistry(const SchedulerService& service, int64_t unix_ms) {
@@ -454,6 +483,7 @@ void SnapshotRecorder::PublishNow(const SchedulerService& service) {
   s->events = events_published_;
   s->metrics = metrics_published_;
   s->config = config_;
+  BuildFinished(s->seq);
   for (auto& [key, live] : running_) {
     Refresh(&live, s->seq);
     if (live.dirty || !live.published) {

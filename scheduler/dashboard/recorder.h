@@ -4,7 +4,8 @@
 // SnapshotPublisher. The work per loop turn between publications is a clock read; per task
 // and per result a few counter updates. The live trees are not mirrored task by task: each
 // publication reads the open queries' own QueryTrees (OnQueryOpened) and makes new node views
-// only for nodes added or answered since the previous one.
+// only for nodes added or answered since the previous one. Finished trees are built at
+// publication too, and only the newest finished_trees of them.
 //
 // Events (joins, restarts, deaths, fencing, weight versions, learners) are found by comparing
 // the worker registry with the previous publication's, so the service needs no event hooks.
@@ -66,6 +67,7 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
   void OnTaskResult(size_t query, const InFlightTask& task,
                     const protocols::SegmentResult& result) override;
   void OnQueryFinished(size_t query, const TreeRecord& tree) override;
+  void OnRolloutFinished() override;
 
   // The RL loop: the step whose rollout comes next (trees are labelled with it), the number of
   // steps, and each metrics line as it is written (step lines and eval lines).
@@ -105,7 +107,18 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
     bool dirty = true;
   };
 
+  // A finished query whose view is not built yet: its tree (valid until OnRolloutFinished)
+  // and its live tree as last published (nodes shared with the finished view).
+  struct Finished {
+    const TreeRecord* tree = nullptr;
+    LiveTree live;
+    int64_t finished_unix_ms = 0;
+  };
+
   void DiffRegistry(const SchedulerService& service, int64_t unix_ms);
+  // Moves the finished queries' views into finished_ (new nodes carry `seq`).
+  void BuildFinished(uint64_t seq);
+  std::shared_ptr<const TreeView> FinishedView(const Finished& f, uint64_t seq);
   LiveTree& TreeFor(size_t query);
   // Brings tree->view.nodes up to date with its QueryTree: a new view for each node added or
   // changed (answered, ended a path) since the last refresh, the others shared; new views
@@ -146,6 +159,7 @@ class SnapshotRecorder final : public LoopObserver, public RolloutObserver {
   uint64_t next_key_ = 1;
   std::map<size_t, uint64_t> query_key_;                  // this rollout's query index -> key
   std::map<uint64_t, LiveTree> running_;                  // by key
+  std::deque<Finished> finishing_;                        // oldest first; built at publication
   std::deque<std::shared_ptr<const TreeView>> finished_;  // newest first
 };
 

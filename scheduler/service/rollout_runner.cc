@@ -151,13 +151,13 @@ class Runner final : public ResultSink {
       TREEPO_ASSIGN_OR_RETURN(TreeRecord tree, d.TakeTree());
       if (options_.scorer) TREEPO_RETURN_IF_ERROR(options_.scorer(&tree));
       if (options_.on_tree) TREEPO_RETURN_IF_ERROR(options_.on_tree(q, tree));
-      if (options_.observer != nullptr) options_.observer->OnQueryFinished(q, tree);
       service_->ReleaseQuery(QueryId(q + 1));  // whatever the workers still hold of it
       if (auto t = tasks_of_.find(q); t != tasks_of_.end()) {
         for (TaskId id : t->second) task_query_.erase(id);
         tasks_of_.erase(t);
       }
       output_.trees[q] = std::move(tree);
+      if (options_.observer != nullptr) options_.observer->OnQueryFinished(q, output_.trees[q]);
       open_.erase(it);
       ++finished_;
       if (options_.on_progress) {
@@ -202,6 +202,8 @@ Result<RolloutOutput> RunRollout(SchedulerService* service, size_t n_queries,
   service->set_result_sink(&runner);
   Result<RolloutOutput> out = runner.Run(stop);
   service->set_result_sink(nullptr);
+  // The finished trees are still alive: in `out`, or in the runner after a failure.
+  if (options.observer != nullptr) options.observer->OnRolloutFinished();
   return out;
 }
 

@@ -72,8 +72,11 @@ class RolloutObserver {
   // An accepted result of one of `query`'s tasks.
   virtual void OnTaskResult(size_t query, const InFlightTask& task,
                             const protocols::SegmentResult& result) = 0;
-  // The finished, scored tree.
+  // The finished, scored tree; it stays valid until OnRolloutFinished returns (a watcher may
+  // keep a pointer and read it later).
   virtual void OnQueryFinished(size_t query, const TreeRecord& tree) = 0;
+  // The rollout ended (done, failed or stopped): the trees given to OnQueryFinished go away.
+  virtual void OnRolloutFinished() = 0;
 };
 
 struct RolloutRunOptions {

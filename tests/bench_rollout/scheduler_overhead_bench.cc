@@ -232,6 +232,7 @@ class BenchDriver final : public sch::QueryDriver {
   std::vector<NodeId> TakeReleasable() override { return sampler_->TakeReleasable(); }
   bool Done() const override { return sampler_->Done(); }
   Result<treepo::TreeRecord> TakeTree() override { return sampler_->TakeTree(); }
+  const sch::QueryTree* live_tree() const override { return &sampler_->tree(); }
 
  private:
   // Node ids as the rollout driver makes them: (query << 32) | 1, 2, ...
