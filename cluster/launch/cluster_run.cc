@@ -73,8 +73,10 @@ Status LoadClusterJob(const ClusterSpec& spec, const Config& train_config, Train
 void FetchLogs(const ClusterSpec& spec, Launcher* launcher, const std::vector<ProcessRecord>& rs,
                std::string* out) {
   if (launcher->name() != "ssh") return;
-  for (const ProcessRecord& r : rs) {
-    Result<std::string> text = launcher->ReadLog(r);
+  std::vector<Result<std::string>> logs = launcher->ReadLogs(rs);
+  for (size_t i = 0; i < rs.size(); ++i) {
+    const ProcessRecord& r = rs[i];
+    Result<std::string>& text = logs[i];
     if (!text.ok()) {
       *out += "  cannot fetch the log of " + r.name + ": " + text.status().ToString() + "\n";
       continue;
@@ -388,12 +390,12 @@ Status ClusterStatus(const ClusterSpec& spec, std::string* out) {
   std::snprintf(line, sizeof(line), "%-12s %-8s %-16s %-8s %-8s %s\n", "PROCESS", "ROLE", "HOST",
                 "PID", "STATE", "LOG");
   *out += line;
-  for (const ProcessRecord& r : records) {
+  std::vector<Result<bool>> alive;
+  if (launcher) alive = launcher->AliveAll(records);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const ProcessRecord& r = records[i];
     std::string state = "?";
-    if (launcher) {
-      Result<bool> alive = launcher->Alive(r);
-      state = !alive.ok() ? "unknown" : (*alive ? "running" : "exited");
-    }
+    if (launcher) state = !alive[i].ok() ? "unknown" : (*alive[i] ? "running" : "exited");
     std::snprintf(line, sizeof(line), "%-12s %-8s %-16s %-8lld %-8s %s\n", r.name.c_str(),
                   r.role.c_str(), r.address.c_str(), static_cast<long long>(r.pid), state.c_str(),
                   r.log_path.c_str());
@@ -443,10 +445,12 @@ Status ClusterScale(const ClusterSpec& spec, const std::string& request, std::st
   std::vector<ProcessRecord> alive_workers;
   int next_index = 1;
   std::map<std::string, int> per_host;
-  for (const ProcessRecord& r : records) {
+  std::vector<Result<bool>> alive_all = launcher->AliveAll(records);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const ProcessRecord& r = records[i];
     if (r.role != "worker") continue;
     next_index = std::max(next_index, WorkerIndex(r.name) + 1);
-    TREEPO_ASSIGN_OR_RETURN(const bool alive, launcher->Alive(r));
+    TREEPO_ASSIGN_OR_RETURN(const bool alive, std::move(alive_all[i]));
     if (!alive) continue;
     alive_workers.push_back(r);
     ++per_host[r.host];
@@ -540,9 +544,9 @@ Status ClusterDown(const ClusterSpec& spec, int grace_ms, std::string* out) {
     std::vector<ProcessRecord> left = rs;
     while (!left.empty() && SteadyNowMs() < deadline) {
       std::vector<ProcessRecord> still;
-      for (const ProcessRecord& r : left) {
-        Result<bool> a = launcher->Alive(r);
-        if (!a.ok() || *a) still.push_back(r);
+      std::vector<Result<bool>> a = launcher->AliveAll(left);
+      for (size_t i = 0; i < left.size(); ++i) {
+        if (!a[i].ok() || *a[i]) still.push_back(left[i]);
       }
       left.swap(still);
       if (!left.empty()) SleepMs(200);
@@ -560,9 +564,12 @@ Status ClusterDown(const ClusterSpec& spec, int grace_ms, std::string* out) {
     (void)launcher->Signal(r, SIGKILL);
     *out += "the head did not stop within " + std::to_string(grace_ms) + " ms: SIGKILL\n";
   }
-  for (const ProcessRecord& r : others) {
-    Result<bool> a = launcher->Alive(r);
-    if (a.ok() && *a && launcher->Signal(r, SIGTERM).ok()) *out += "stopping " + r.name + "\n";
+  std::vector<Result<bool>> others_alive = launcher->AliveAll(others);
+  for (size_t i = 0; i < others.size(); ++i) {
+    const ProcessRecord& r = others[i];
+    if (others_alive[i].ok() && *others_alive[i] && launcher->Signal(r, SIGTERM).ok()) {
+      *out += "stopping " + r.name + "\n";
+    }
   }
   for (const ProcessRecord& r : wait_gone(others, grace_ms)) {
     (void)launcher->Signal(r, SIGKILL);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
@@ -142,6 +143,54 @@ class ShellLauncher : public Launcher {
     return t == "alive";
   }
 
+  std::vector<Result<bool>> AliveAll(const std::vector<ProcessRecord>& rs) override {
+    std::vector<Result<bool>> out(rs.size(), Unavailable("not asked"));
+    for (const auto& [address, idx] : ByAddress(rs)) {
+      std::string script;
+      for (size_t i : idx) {
+        script += "kill -0 " + std::to_string(rs[i].pid) + " 2>/dev/null && echo 1 || echo 0; ";
+      }
+      Result<CommandOutput> c = RunScript(address, script, 30000);
+      std::vector<std::string> lines;
+      if (c.ok() && c->exit_code == 0) lines = Lines(c->output);
+      for (size_t k = 0; k < idx.size(); ++k) {
+        if (lines.size() == idx.size() && (lines[k] == "1" || lines[k] == "0")) {
+          out[idx[k]] = lines[k] == "1";
+        } else {
+          out[idx[k]] = Unavailable(name() + " launcher: cannot check processes on " + address);
+        }
+      }
+    }
+    return out;
+  }
+
+  std::vector<Result<std::string>> ReadLogs(const std::vector<ProcessRecord>& rs) override {
+    std::vector<Result<std::string>> out(rs.size(), Unavailable("not read"));
+    const std::string mark = "\n==== treepo log end ====\n";
+    for (const auto& [address, idx] : ByAddress(rs)) {
+      std::string script;
+      if (!Workdir().empty()) script += "cd " + ShellQuote(Workdir()) + "; ";
+      for (size_t i : idx) {
+        script += "cat " + ShellQuote(rs[i].log_path) + " 2>/dev/null; printf '" + mark + "'; ";
+      }
+      Result<CommandOutput> c = RunScript(address, script, 60000);
+      if (!c.ok() || c->exit_code != 0) {
+        for (size_t i : idx)
+          out[i] = Unavailable(name() + " launcher: cannot read logs on " + address);
+        continue;
+      }
+      const std::string m = "\n==== treepo log end ====\n";
+      size_t pos = 0;
+      for (size_t i : idx) {
+        const size_t end = c->output.find(m, pos);
+        if (end == std::string::npos) break;
+        out[i] = c->output.substr(pos, end - pos);
+        pos = end + m.size();
+      }
+    }
+    return out;
+  }
+
   Result<std::string> ReadLog(const ProcessRecord& r) override {
     std::string script;
     if (!Workdir().empty()) script += "cd " + ShellQuote(Workdir()) + "; ";
@@ -163,6 +212,26 @@ class ShellLauncher : public Launcher {
   Result<CommandOutput> RunScript(const std::string& address, const std::string& script,
                                   int timeout_ms) {
     return RunCommand(ScriptArgv(address, script), timeout_ms);
+  }
+
+  // The records' indices per host address.
+  static std::map<std::string, std::vector<size_t>> ByAddress(
+      const std::vector<ProcessRecord>& rs) {
+    std::map<std::string, std::vector<size_t>> out;
+    for (size_t i = 0; i < rs.size(); ++i) out[rs[i].address].push_back(i);
+    return out;
+  }
+
+  static std::vector<std::string> Lines(const std::string& text) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t nl = text.find('\n', start);
+      if (nl == std::string::npos) nl = text.size();
+      out.push_back(text.substr(start, nl - start));
+      start = nl + 1;
+    }
+    return out;
   }
 };
 
@@ -186,6 +255,12 @@ class LocalLauncher : public ShellLauncher {
 
   Result<bool> Alive(const ProcessRecord& r) override {
     return ::kill(static_cast<pid_t>(r.pid), 0) == 0 || errno == EPERM;
+  }
+  std::vector<Result<bool>> AliveAll(const std::vector<ProcessRecord>& rs) override {
+    return Launcher::AliveAll(rs);
+  }
+  std::vector<Result<std::string>> ReadLogs(const std::vector<ProcessRecord>& rs) override {
+    return Launcher::ReadLogs(rs);
   }
 
   Result<std::string> ReadLog(const ProcessRecord& r) override {
@@ -266,7 +341,10 @@ std::string ShellQuote(const std::string& s) {
 
 std::string ShellJoin(const std::vector<std::string>& argv) {
   std::string out;
-  for (const std::string& a : argv) out += (out.empty() ? "" : " ") + ShellQuote(a);
+  for (const std::string& a : argv) {
+    if (!out.empty()) out += ' ';
+    out += ShellQuote(a);
+  }
   return out;
 }
 
@@ -314,6 +392,18 @@ Status RemoveProcessRecord(const std::string& run_dir, const std::string& name) 
   std::error_code ec;
   fs::remove(ProcsDir(run_dir) / (name + ".json"), ec);
   return OkStatus();
+}
+
+std::vector<Result<bool>> Launcher::AliveAll(const std::vector<ProcessRecord>& rs) {
+  std::vector<Result<bool>> out;
+  for (const ProcessRecord& r : rs) out.push_back(Alive(r));
+  return out;
+}
+
+std::vector<Result<std::string>> Launcher::ReadLogs(const std::vector<ProcessRecord>& rs) {
+  std::vector<Result<std::string>> out;
+  for (const ProcessRecord& r : rs) out.push_back(ReadLog(r));
+  return out;
 }
 
 std::unique_ptr<Launcher> MakeLocalLauncher() { return std::make_unique<LocalLauncher>(); }

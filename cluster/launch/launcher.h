@@ -66,6 +66,11 @@ class Launcher {
   virtual Result<bool> Alive(const ProcessRecord& r) = 0;
   // The process's log file from its host ("" when it has none yet).
   virtual Result<std::string> ReadLog(const ProcessRecord& r) = 0;
+  // Alive() of each record, one connection per host; an entry is an error when its host
+  // could not be asked.
+  virtual std::vector<Result<bool>> AliveAll(const std::vector<ProcessRecord>& rs);
+  // ReadLog() of each record, one connection per host.
+  virtual std::vector<Result<std::string>> ReadLogs(const std::vector<ProcessRecord>& rs);
 };
 
 // The launcher the file names. kubernetes has none (its processes are Pods: `cluster render
