@@ -77,11 +77,16 @@ std::string Trimmed(std::string s) {
 // launching connection does not) that records the exit status in LOG.exit.
 std::string DetachedScript(const ProcessSpec& spec, const std::string& workdir) {
   const std::string log = ShellQuote(spec.log_path);
+  const std::string ready = ShellQuote(spec.log_path + ".pid");
   std::string s;
   if (!workdir.empty()) s += "cd " + ShellQuote(workdir) + " && ";
-  s += "mkdir -p \"$(dirname " + log + ")\" && rm -f " + ShellQuote(spec.log_path + ".exit") +
-       " && { setsid /bin/sh -c 'trap : TERM INT HUP; \"$@\"; echo $? > \"$0.exit\"' " + log + " " +
-       ShellJoin(spec.argv) + " >>" + log + " 2>&1 </dev/null & echo $!; }";
+  // The pid is printed once the wrapper runs in its own session with its trap set (it writes
+  // LOG.pid then), so that a signal sent right after the start reaches the process.
+  s += "mkdir -p \"$(dirname " + log + ")\" && rm -f " + ShellQuote(spec.log_path + ".exit") + " " +
+       ready + " && { setsid /bin/sh -c 'trap : TERM INT HUP; echo $$ > \"$0.pid\"; " +
+       "\"$@\"; echo $? > \"$0.exit\"' " + log + " " + ShellJoin(spec.argv) + " >>" + log +
+       " 2>&1 </dev/null & p=$!; i=0; while [ ! -s " + ready +
+       " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; echo $p; }";
   return s;
 }
 
