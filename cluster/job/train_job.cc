@@ -80,6 +80,9 @@ Status AddLogFile(const std::string& path) {
     std::shared_ptr<spdlog::logger> logger = spdlog::default_logger();
     sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
     logger->sinks().push_back(std::move(sink));
+    // Whole lines reach the file at once: `cluster status` and operators read it while the
+    // run goes on.
+    logger->flush_on(spdlog::level::info);
   } catch (const spdlog::spdlog_ex& e) {
     return Unavailable("cannot open the log file " + path + ": " + e.what());
   }

@@ -16,7 +16,7 @@ WORK=$(mktemp -d /tmp/treepo-scale-bench-XXXXXX)
 trap '"$BIN" cluster down "$WORK/cluster.toml" >/dev/null 2>&1; netns_down; rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 1
 make_tiny_base "$BIN" || { echo "pretraining failed"; exit 1; }
-write_train_config 1000000 >train.toml
+{ write_train_config 1000000; echo 'trees = false'; } >train.toml  # [output] is its last table
 
 # measure LAUNCHER PREFIX...: TRIALS scale-ups of one worker, one line of JSON per trial.
 measure() {
