@@ -203,10 +203,13 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
   if (launcher && launcher->name() == "ssh") {
     Result<std::vector<ProcessRecord>> rs = LoadProcessRecords(spec.run_dir);
     if (rs.ok()) {
+      std::vector<ProcessRecord> others;
       for (const ProcessRecord& r : *rs) {
-        if (r.role == "head") continue;
-        Result<bool> alive = launcher->Alive(r);
-        if (alive.ok() && *alive) (void)launcher->Signal(r, SIGTERM);
+        if (r.role != "head") others.push_back(r);
+      }
+      std::vector<Result<bool>> alive = launcher->AliveAll(others);
+      for (size_t i = 0; i < others.size(); ++i) {
+        if (alive[i].ok() && *alive[i]) (void)launcher->Signal(others[i], SIGTERM);
       }
     }
   }

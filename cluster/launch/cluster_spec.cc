@@ -223,7 +223,6 @@ std::map<std::string, std::string> TrainKeysFromCluster(const ClusterSpec& s) {
       {"out_dir", s.run_dir},
       {"model.base", s.model},
       {"model.make_if_missing", "false"},
-      {"task.prompts", s.prompts},
       {"cluster.workers", std::to_string(s.TotalWorkers())},
       {"cluster.learners", std::to_string(s.TotalLearners())},
       {"cluster.worker_threads", std::to_string(s.worker_threads)},
@@ -232,8 +231,10 @@ std::map<std::string, std::string> TrainKeysFromCluster(const ClusterSpec& s) {
       {"scheduler.bind", s.BindEndpoint()},
       {"scheduler.advertise", s.SchedulerEndpoint()},
       {"dashboard.bind", (s.head_bind.empty() ? s.head_address : s.head_bind) + ":" +
-                             std::to_string(s.dashboard_port)},
-      {"dashboard.token", s.dashboard_token}};
+                             std::to_string(s.dashboard_port)}};
+  // Empty: the train config's own (or its default).
+  if (!s.prompts.empty()) kv["task.prompts"] = s.prompts;
+  if (!s.dashboard_token.empty()) kv["dashboard.token"] = s.dashboard_token;
   if (s.curve) kv["scheduler.key_dir"] = s.KeysDir();
   if (s.steps > 0) kv["steps"] = std::to_string(s.steps);
   return kv;

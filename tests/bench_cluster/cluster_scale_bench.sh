@@ -13,7 +13,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(treepo_binary) || { echo "$BIN"; exit 1; }
 OUT=$(pwd)/cluster_scale_bench.json
 WORK=$(mktemp -d /tmp/treepo-scale-bench-XXXXXX)
-trap '"$BIN" cluster down "$WORK/cluster.toml" >/dev/null 2>&1; netns_down; rm -rf "$WORK"' EXIT
+cleanup() {
+  # Namespaces: netns_down ends every process in them; else the local run's own `down`.
+  [ "$NS_COUNT" -gt 0 ] || (cd "$WORK" && "$BIN" cluster down cluster.toml >/dev/null 2>&1)
+  netns_down
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 cd "$WORK" || exit 1
 make_tiny_base "$BIN" || { echo "pretraining failed"; exit 1; }
 { write_train_config 1000000; echo 'trees = false'; } >train.toml  # [output] is its last table
@@ -31,9 +37,12 @@ measure() {
     $@ "$BIN" cluster scale cluster.toml workers=+1 >scale.out 2>&1 || { cat scale.out; return 1; }
     name=$(sed -n 's/.*started \(worker-[0-9]*\) .*/\1/p' scale.out)
     wait_for 60 "$name's first result" \
-      "/usr/bin/python3 $HERE/first_result.py run/logs/train.log $name $t0 >>samples.$launcher" || return 1
+      "/usr/bin/python3 $HERE/first_result.py run/logs/train.log $name $t0 >>samples.$launcher" ||
+      { tail -n 20 run/logs/train.log "run/logs/$name.log"; return 1; }
     $@ "$BIN" cluster scale cluster.toml workers=-1 >/dev/null 2>&1
     wait_for 30 "$name gone" "$* $BIN cluster status cluster.toml 2>/dev/null | grep -q '$name .*exited'"
+    # The next trial starts once the head has forgotten it (no step waits on its tasks).
+    wait_for 60 "2 workers live" "$* $BIN cluster status cluster.toml 2>/dev/null | grep -q 'workers 2 live'"
     t=$((t + 1))
   done
   $@ "$BIN" cluster down cluster.toml >/dev/null 2>&1

@@ -46,7 +46,7 @@ dashboard_token = "test-token"
 curve = true
 [ssh]
 identity_file = "$NS_DIR/id"
-options = "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR"
+options = "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR,ControlMaster=auto,ControlPath=$NS_DIR/cm-%C,ControlPersist=30"
 connect_timeout_s = 5
 [hosts.h1]
 address = "$NS_NET.2"
