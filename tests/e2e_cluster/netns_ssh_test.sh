@@ -3,7 +3,8 @@
 # on a private bridge, the head in the first, the workers in the next two, the learner in the
 # last (with netem delay and loss on its link where the kernel has netem), CurveZMQ on, every
 # process started by the ssh launcher. `netns_ssh_test.sh train` or `... ops`:
-#   train: `treepo train --cluster FILE` completes every step exactly once;
+#   train: `treepo train --cluster FILE` completes every step exactly once, and again when a
+#          worker is SIGKILLed on its host mid-run (reported at once through its watcher);
 #   ops:   `treepo cluster up` (the head itself started over ssh), `status` (the table with the
 #      registered workers), `scale workers=+1` (a third worker registers), `scale workers=-1`,
 #      `down` (nothing is left running in any namespace, the logs are fetched).
@@ -70,6 +71,30 @@ for p in worker-1:$NS_NET.2 worker-2:$NS_NET.3 learner:$NS_NET.4; do
 done
 grep -q "registered" run/logs/worker-1.log || fail "worker-1 never registered" run/logs/worker-1.log
 echo "ok: train --cluster over ssh, 4 steps, each once"
+
+# A worker SIGKILLed on its host mid-run: its watcher reports the exit at once and the run
+# completes every step with the other worker.
+rm -rf run
+write_train_config 40 >train.toml
+ip netns exec "${NS_PREFIX}0" "$BIN" train --cluster cluster.toml >train.out 2>train.err &
+TRAIN=$!
+wait_for 60 "two steps done" "[ \$(grep -c '\"step\"' run/metrics.jsonl 2>/dev/null || echo 0) -ge 2 ]" ||
+  fail "the run did not start" train.err
+WPID=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' run/procs/worker-1.json)
+KILLED=$(date +%s.%N)
+ip netns exec "${NS_PREFIX}1" pkill -9 -P "$WPID" || fail "no worker process under $WPID on h1"
+wait "$TRAIN" || fail "train --cluster exited $? after worker-1 was killed" train.err
+check_steps run/metrics.jsonl 40 || fail "metrics.jsonl after the kill"
+grep -q "worker-1 exited (exit code 137)" run/logs/train.log || fail "the kill was not reported" run/logs/train.log
+/usr/bin/python3 - run/logs/train.log "$KILLED" <<'PY'
+import datetime, re, sys
+for line in open(sys.argv[1]):
+    if "worker-1 exited" in line:
+        t = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        print("worker-1's SIGKILL reported by the head after %.0f ms" % ((t - float(sys.argv[2])) * 1000))
+        break
+PY
+echo "ok: a worker SIGKILLed on its host is reported and the run completes"
 exit 0
 fi
 
