@@ -218,6 +218,17 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
 
 Status RunClusterHost(const ClusterSpec& spec, const Config& train_config, const std::string& host,
                       const std::atomic<bool>* stop) {
+  // The head (task 0) makes missing keys as it starts; the tasks start together.
+  if (spec.curve) {
+    const int64_t deadline = SteadyNowMs() + 120000;
+    while (!fs::exists(fs::path(spec.KeysDir()) / "learner.key")) {
+      if (SteadyNowMs() > deadline || (stop != nullptr && stop->load())) {
+        return NotFound("no CurveZMQ keys in " + spec.KeysDir() +
+                        " after 120 s (the head makes them; keys.dir must be shared)");
+      }
+      SleepMs(200);
+    }
+  }
   TrainJob job;
   TREEPO_RETURN_IF_ERROR(LoadClusterJob(spec, train_config, &job));
   TREEPO_RETURN_IF_ERROR(EnsureWritableDir(job.logs_dir, "run_dir/logs"));
@@ -285,6 +296,7 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
     if (std::getenv("SLURM_JOB_ID") == nullptr) {
       // Outside an allocation: submit one that runs `cluster up` on every node.
       TREEPO_RETURN_IF_ERROR(EnsureWritableDir(spec.run_dir, "run_dir"));
+      if (spec.curve) TREEPO_RETURN_IF_ERROR(LocalCurveKeys::EnsureKeyDir(spec.KeysDir()));
       TREEPO_RETURN_IF_ERROR(
           EnsureWritableDir((fs::path(spec.run_dir) / "logs").string(), "run_dir/logs"));
       const std::string script = (fs::path(spec.run_dir) / (spec.name + ".sbatch")).string();

@@ -3,7 +3,8 @@
 # started here on this machine with a private configuration, then `treepo cluster up FILE`
 # submits the generated sbatch script; inside the allocation `cluster up` reads SLURM_PROCID and
 # SLURM_JOB_NODELIST, runs the head and the node's workers and learner (CurveZMQ on), and the
-# run completes every step exactly once. Skips (exit 77) with the reason where Slurm cannot
+# run completes every step exactly once; then the roles of a two-node allocation's two tasks.
+# Skips (exit 77) with the reason where Slurm cannot
 # start (no root, packages missing, daemons refuse). Everything started here is stopped on exit.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -109,3 +110,34 @@ grep -q "Slurm task 0 on $NODE" run/logs/slurm-$JOB.log || fail "the task did no
 [ -f run/summary.json ] || fail "no summary.json" run/logs/slurm-$JOB.log
 rm -f run/slurm_job_id
 echo "ok: slurm launcher, job $JOB, 3 steps each once"
+
+# Two tasks of a two-node allocation, as srun starts them (this machine has one Slurm node, so
+# the two tasks run here with the variables srun would give them; the node list is expanded
+# by scontrol): task 0 takes the head's role and host a, task 1 host b's worker.
+cat >cluster2.toml <<TOML
+launcher = "slurm"
+run_dir = "run2"
+binary = "$BIN"
+model = "base"
+train_config = "train.toml"
+[head]
+bind = "127.0.0.1"
+port = $((PORT_BASE + 4))
+[hosts.a]
+workers = 1
+learners = 1
+[hosts.b]
+workers = 1
+TOML
+SLURM_JOB_ID=4242 SLURM_JOB_NODELIST="localhost,127.0.0.1" SLURM_PROCID=1 \
+  "$BIN" cluster up cluster2.toml >task1.out 2>&1 &
+TASK1=$!
+SLURM_JOB_ID=4242 SLURM_JOB_NODELIST="localhost,127.0.0.1" SLURM_PROCID=0 \
+  timeout 120 "$BIN" cluster up cluster2.toml >task0.out 2>&1 || fail "task 0" task0.out task1.out
+wait_for 30 "task 1 to end" "! kill -0 $TASK1 2>/dev/null" || { kill "$TASK1"; fail "task 1 still runs" task1.out; }
+wait "$TASK1" || fail "task 1 exited $?" task1.out
+check_steps run2/metrics.jsonl 3 || fail "metrics.jsonl of the two-task run" task0.out
+grep -q "Slurm task 1 on 127.0.0.1: host b" task1.out || fail "task 1 did not take host b" task1.out
+grep -q "registered" run2/logs/worker-2.log || fail "host b's worker did not serve the head" task1.out
+grep -q '"host": "a"' run2/procs/worker-1.json || fail "task 0 did not start host a's worker" task0.out
+echo "ok: two Slurm tasks take the head's and a host's roles"
