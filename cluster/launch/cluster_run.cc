@@ -260,6 +260,9 @@ Status ExecClusterProcess(const ClusterSpec& spec, const Config& train_config,
   if (role != "worker" && role != "learner") {
     return InvalidArgument("--role must be worker or learner, not '" + role + "'");
   }
+  if (spec.head_port == 0) {
+    return InvalidArgument("head.port: a joining process needs the head's fixed port");
+  }
   TrainJob job;
   TREEPO_RETURN_IF_ERROR(LoadClusterJob(spec, train_config, &job));
   if (role == "learner" && job.options.train.learners != 1) {

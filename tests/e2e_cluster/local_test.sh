@@ -68,6 +68,17 @@ grep -q "worker-2 .*running" status.out || fail "status lists worker-2" status.o
 grep -q "started worker-3" scale.out || fail "scale started no worker-3" scale.out
 wait_for 30 "a third worker registered" \
   "$BIN cluster status cluster.toml 2>&1 | tee status.out | grep -q 'workers 3 live'" || fail "worker-3 joined" status.out
+# A process that joins by itself (what a Kubernetes Pod runs): the same worker command line.
+if "$BIN" cluster join cluster.toml --role worker >join.out 2>&1; then fail "join without a port"; fi
+grep -q "head.port" join.out || fail "join's error does not name head.port" join.out
+PORT=$(sed 's/.*://' run/endpoint)
+"$BIN" cluster join cluster.toml --role worker --name joined-1 --set head.port="$PORT" >join.out 2>&1 &
+JOINED=$!
+wait_for 30 "the joined worker registered" "grep -q 'registered' join.out" || fail "join" join.out
+wait_for 30 "the head lists it" \
+  "$BIN cluster status cluster.toml 2>&1 | tee status.out | grep -q 'joined-1'" || fail "joined-1 in status" status.out
+kill "$JOINED"
+wait "$JOINED"
 if "$BIN" cluster scale cluster.toml workers=0 >scale.out 2>&1; then fail "scale to 0 accepted"; fi
 if "$BIN" cluster scale cluster.toml wrkers=2 >scale.out 2>&1; then fail "a bad scale request was accepted"; fi
 "$BIN" cluster scale cluster.toml workers=-1 >scale.out 2>&1 || fail "scale -1" scale.out
