@@ -17,6 +17,7 @@
 
 #include "cluster/command.h"
 #include "cluster/job/train_job.h"
+#include "cluster/launch/cluster_run.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -29,9 +30,18 @@ void OnTrainSignal(int) { g_train_stop.store(true); }
 struct TrainCmdOptions {
   std::string config_path;
   std::vector<std::string> sets;
+  std::string cluster_file;               // --cluster: run over a cluster file
+  std::vector<std::string> cluster_sets;  // --cluster-set: over the cluster file
 };
 
 Status RunTrainCmd(const TrainCmdOptions& c) {
+  if (!c.cluster_file.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(const ClusterSpec spec,
+                            LoadClusterFile(c.cluster_file, c.cluster_sets));
+    TREEPO_ASSIGN_OR_RETURN(const Config config, ClusterTrainConfig(spec, c.config_path, c.sets));
+    return RunClusterTrain(spec, config, {}, &g_train_stop);
+  }
+  if (!c.cluster_sets.empty()) return InvalidArgument("--cluster-set needs --cluster FILE");
   Config config;
   if (!c.config_path.empty()) {
     TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
@@ -48,6 +58,12 @@ void RegisterTrain(CLI::App& app, int* exit_code) {
       "train", "TreePO RL end to end: base model, workers, learner, eval, report");
   cmd->add_option("--config", opts->config_path, "TOML config (configs/default.toml)");
   cmd->add_option("--set", opts->sets, "override a config key: key=value (repeatable)");
+  cmd->add_option("--cluster", opts->cluster_file,
+                  "run over the hosts of a cluster file (docs/cluster.md); its keys set out_dir, "
+                  "model.base, cluster.*, scheduler.bind/advertise/key_dir; --config defaults to "
+                  "its train_config");
+  cmd->add_option("--cluster-set", opts->cluster_sets,
+                  "override a key of the cluster file: key=value (repeatable)");
   cmd->callback([opts, exit_code] {
     InitLogging("train");
     std::signal(SIGINT, OnTrainSignal);

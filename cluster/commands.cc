@@ -18,6 +18,7 @@ void RegisterKeys(CLI::App& app, int* exit_code);
 void RegisterTokenize(CLI::App& app, int* exit_code);
 void RegisterChatTemplate(CLI::App& app, int* exit_code);
 void RegisterTop(CLI::App& app, int* exit_code);
+void RegisterCluster(CLI::App& app, int* exit_code);
 
 const std::vector<RegisterFn>& AllCommands() {
   static const std::vector<RegisterFn> kCommands = {
@@ -25,6 +26,7 @@ const std::vector<RegisterFn>& AllCommands() {
       &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
       &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
       &RegisterTokenize,  &RegisterChatTemplate, &RegisterTop,
+      &RegisterCluster,
   };
   return kCommands;
 }

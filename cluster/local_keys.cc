@@ -29,9 +29,30 @@ Result<std::unique_ptr<LocalCurveKeys>> LocalCurveKeys::Create() {
   return k;
 }
 
+Result<std::unique_ptr<LocalCurveKeys>> LocalCurveKeys::FromDir(const std::string& dir) {
+  std::unique_ptr<LocalCurveKeys> k(new LocalCurveKeys());
+  k->owned_ = false;
+  std::error_code ec;
+  k->dir_ = fs::absolute(dir, ec).lexically_normal().string();
+  if (ec) k->dir_ = dir;
+  TREEPO_ASSIGN_OR_RETURN(k->scheduler_, protocols::ReadKeyPairFile(k->dir_ + "/scheduler.key"));
+  TREEPO_ASSIGN_OR_RETURN(k->worker_, protocols::ReadKeyPairFile(k->dir_ + "/worker.key"));
+  TREEPO_ASSIGN_OR_RETURN(k->learner_, protocols::ReadKeyPairFile(k->dir_ + "/learner.key"));
+  return k;
+}
+
+Status LocalCurveKeys::EnsureKeyDir(const std::string& dir) {
+  for (const char* role : {"scheduler", "worker", "learner"}) {
+    if (fs::exists(fs::path(dir) / (std::string(role) + ".key"))) continue;
+    TREEPO_ASSIGN_OR_RETURN(protocols::CurveKeyPair pair, protocols::GenerateCurveKeyPair());
+    TREEPO_RETURN_IF_ERROR(protocols::WriteKeyPairFiles(dir, role, pair));
+  }
+  return OkStatus();
+}
+
 LocalCurveKeys::~LocalCurveKeys() {
   std::error_code ec;
-  if (!dir_.empty()) fs::remove_all(dir_, ec);
+  if (owned_ && !dir_.empty()) fs::remove_all(dir_, ec);
 }
 
 void LocalCurveKeys::ApplyTo(scheduler::SchedulerSecurityOptions* security) const {

@@ -17,7 +17,12 @@ namespace treepo::cluster {
 class LocalCurveKeys {
  public:
   static Result<std::unique_ptr<LocalCurveKeys>> Create();
-  ~LocalCurveKeys();  // removes the directory
+  // The pairs of a cluster's key directory (scheduler, worker, learner: NAME.key and NAME.pub,
+  // made by `treepo keys --role NAME` or EnsureKeyDir); the directory is kept.
+  static Result<std::unique_ptr<LocalCurveKeys>> FromDir(const std::string& dir);
+  // Makes the missing pairs of `dir` (made 0700 if missing); existing ones are kept.
+  static Status EnsureKeyDir(const std::string& dir);
+  ~LocalCurveKeys();  // removes the directory made by Create
   LocalCurveKeys(const LocalCurveKeys&) = delete;
   LocalCurveKeys& operator=(const LocalCurveKeys&) = delete;
 
@@ -30,6 +35,7 @@ class LocalCurveKeys {
  private:
   LocalCurveKeys() = default;
   std::string dir_;
+  bool owned_ = true;  // dir_ is removed with this object
   protocols::CurveKeyPair scheduler_, worker_, learner_;
 };
 

@@ -1,5 +1,6 @@
 #include "cluster/job/train_job.h"
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -72,20 +73,51 @@ Result<std::vector<scheduler::PromptRecord>> TrainRecords(const TrainOptions& t,
   return scheduler::ArithmeticRecords(task, scheduler::Split::kTrain, t.train_problems, seed);
 }
 
+// Adds `path` to the default logger's sinks (the log goes to stderr and there).
+Status AddLogFile(const std::string& path) {
+  try {
+    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
+    std::shared_ptr<spdlog::logger> logger = spdlog::default_logger();
+    sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
+    logger->sinks().push_back(std::move(sink));
+    // Whole lines reach the file at once: `cluster status` and operators read it while the
+    // run goes on.
+    logger->flush_on(spdlog::level::info);
+  } catch (const spdlog::spdlog_ex& e) {
+    return Unavailable("cannot open the log file " + path + ": " + e.what());
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
-Status ConfigureTrainJob(const Config& config, TrainJob* job) {
+Status LoadTrainJob(const Config& config, TrainJob* job) {
   // Plug-ins first: the options below may name what they register.
   TREEPO_ASSIGN_OR_RETURN(job->plugins, LoadConfiguredPlugins(config));
   TREEPO_RETURN_IF_ERROR(LoadTrainJobOptions(config, &job->options));
-  if (job->options.train.curve) {
+  const TrainOptions& t = job->options.train;
+  if (!t.key_dir.empty()) {
+    Result<std::unique_ptr<LocalCurveKeys>> keys = LocalCurveKeys::FromDir(t.key_dir);
+    if (!keys.ok()) return keys.status().WithContext("scheduler.key_dir");
+    job->keys = std::move(*keys);
+  } else if (t.curve) {
     TREEPO_ASSIGN_OR_RETURN(job->keys, LocalCurveKeys::Create());
-    job->keys->ApplyTo(&job->options.rl.rollout.service.security);
   }
+  if (job->keys) job->keys->ApplyTo(&job->options.rl.rollout.service.security);
   DeriveTrainJobOptions(&job->options);
   job->options.rl.dashboard_config = TrainSettings(job->options);
+  return OkStatus();
+}
+
+Status ConfigureTrainJob(const Config& config, TrainJob* job) {
+  TREEPO_RETURN_IF_ERROR(LoadTrainJob(config, job));
+  const TrainOptions& t = job->options.train;
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.out_dir, "out_dir"));
+  job->logs_dir = (fs::path(t.out_dir) / "logs").string();
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(job->logs_dir, "out_dir/logs"));
+  TREEPO_RETURN_IF_ERROR(AddLogFile((fs::path(job->logs_dir) / "train.log").string()));
   spdlog::info("effective config:\n{}", ConfigLines(job->options.rl.dashboard_config));
-  return EnsureWritableDir(job->options.train.out_dir, "out_dir");
+  return OkStatus();
 }
 
 Status PrepareBaseModel(TrainJob* job) {
@@ -110,24 +142,32 @@ Status PrepareBaseModel(TrainJob* job) {
   return OkStatus();
 }
 
+void SetStartModel(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  if (t.resume.empty()) {
+    job->start_model = t.base;
+    job->options.learner.model_path = t.base;
+  } else {
+    job->start_model = t.resume;
+    job->options.learner.resume_dir = t.resume;
+  }
+}
+
 Status PrepareRunData(TrainJob* job) {
   const TrainOptions& t = job->options.train;
   scheduler::RlOptions& rl = job->options.rl;
   TREEPO_ASSIGN_OR_RETURN(job->train_records, TrainRecords(t, rl.rollout.seed));
   job->metrics_path = (fs::path(t.out_dir) / kMetricsFile).string();
-  job->start_model = t.base;
+  SetStartModel(job);
   if (!t.resume.empty()) {
     TREEPO_ASSIGN_OR_RETURN(learner::CheckpointState st, learner::ReadCheckpointState(t.resume));
     rl.start_step = st.step;
-    job->options.learner.resume_dir = t.resume;
-    job->start_model = t.resume;
     TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m,
                             ReconcileMetricsForResume(job->metrics_path, st.step));
     spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped)", t.resume, st.step,
                  m.kept_lines, job->metrics_path, m.dropped_lines);
   } else {
     fs::remove(job->metrics_path);
-    job->options.learner.model_path = t.base;
   }
   rl.metrics_path = job->metrics_path;
   if (t.write_trees) rl.trees_dir = (fs::path(t.out_dir) / "trees").string();
@@ -145,50 +185,53 @@ Status EvaluateBase(TrainJob* job) {
   return OkStatus();
 }
 
-Status StartLocalProcesses(TrainJob* job, const std::string& endpoint) {
+std::string AdvertisedEndpoint(const std::string& advertise, const std::string& bound) {
+  if (advertise.empty()) return bound;
+  if (advertise.size() < 2 || advertise.substr(advertise.size() - 2) != ":*") return advertise;
+  const size_t colon = bound.rfind(':');
+  if (colon == std::string::npos) return advertise;
+  return advertise.substr(0, advertise.size() - 1) + bound.substr(colon + 1);
+}
+
+std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endpoint) {
   const TrainOptions& t = job->options.train;
-  const fs::path logs = job->logs_dir;
   ProcessContext ctx;
-  ctx.executable = SelfExecutable();
-  ctx.endpoint = endpoint;
+  ctx.executable = job->executable.empty() ? SelfExecutable() : job->executable;
+  ctx.endpoint = AdvertisedEndpoint(t.advertise, endpoint);
   ctx.start_model = job->start_model;
   if (job->keys) {
     ctx.worker_key_flags = job->keys->WorkerFlags();
     ctx.learner_key_flags = job->keys->LearnerFlags();
   }
   ctx.plugins = job->plugins;
-  for (int i = 0; i < t.workers; ++i) {
-    const std::string name = WorkerName(i);
-    const std::string log = (logs / (name + ".log")).string();
-    TREEPO_ASSIGN_OR_RETURN(ChildProcess w,
-                            ChildProcess::Spawn(WorkerArgv(job->options, ctx, name), log));
-    job->children.Add(name, std::move(w), log, false);
-  }
   // Data-parallel ranks meet in a rendezvous directory of this run (removed at the end).
   learner::LearnerOptions& lo = job->options.learner;
   if (t.learners > 1 && t.learner_command.empty()) {
-    lo.collective_store = (logs / "rendezvous").string();
+    lo.collective_store = (fs::path(job->logs_dir) / "rendezvous").string();
     lo.collective_run_id =
         "run-" + std::to_string(::getpid()) + "-" + std::to_string(SteadyNowMs());
   }
-  const std::vector<std::string> names = LearnerNames(t.learners);
-  for (int rank = 0; rank < t.learners; ++rank) {
-    learner::LearnerOptions ro = lo;
-    ro.rank = rank;
-    if (t.learners > 1) ro.name = names[rank];
-    const std::string log = (logs / (names[rank] + ".log")).string();
-    TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
-                            ChildProcess::Spawn(LearnerArgv(job->options, ro, ctx, rank), log));
-    job->children.Add(names[rank], std::move(l), log, true);
+  std::vector<HostPlacement> hosts = job->placement;
+  if (hosts.empty()) {
+    HostPlacement local;
+    local.workers = t.workers;
+    local.learners = t.learners;
+    hosts.push_back(local);
+  }
+  return PlanProcesses(job->options, lo, ctx, hosts, job->logs_dir);
+}
+
+Status StartLocalProcesses(TrainJob* job, const std::string& endpoint) {
+  for (const ProcessSpec& p : PlanJobProcesses(job, endpoint)) {
+    TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(p.argv, p.log_path));
+    job->children.Add(p.name, std::move(c), p.log_path, p.role == "learner");
   }
   return OkStatus();
 }
 
 Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomic<bool>* stop) {
   const TrainOptions& t = job->options.train;
-  const fs::path logs = fs::path(t.out_dir) / "logs";
-  job->logs_dir = logs.string();
-  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(job->logs_dir, "out_dir/logs"));
+  const fs::path logs = job->logs_dir;
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   job->options.rl.rollout.liveness_probe = SupervisorProbe(&job->children);
@@ -281,16 +324,21 @@ Status WriteTrainReport(TrainJob* job) {
   return OkStatus();
 }
 
+Status RunTrainJob(const Config& config, TrainJob* job, const StartProcessesFn& start,
+                   const std::atomic<bool>* stop) {
+  TREEPO_RETURN_IF_ERROR(ConfigureTrainJob(config, job));
+  TREEPO_RETURN_IF_ERROR(PrepareBaseModel(job));
+  TREEPO_RETURN_IF_ERROR(PrepareRunData(job));
+  TREEPO_RETURN_IF_ERROR(EvaluateBase(job));
+  TREEPO_RETURN_IF_ERROR(RunRlStage(job, start, stop));
+  TREEPO_RETURN_IF_ERROR(CollectCheckpoints(job));
+  TREEPO_RETURN_IF_ERROR(EvaluateCheckpoints(job));
+  return WriteTrainReport(job);
+}
+
 Status RunTrainJob(const Config& config, const std::atomic<bool>* stop) {
   TrainJob job;
-  TREEPO_RETURN_IF_ERROR(ConfigureTrainJob(config, &job));
-  TREEPO_RETURN_IF_ERROR(PrepareBaseModel(&job));
-  TREEPO_RETURN_IF_ERROR(PrepareRunData(&job));
-  TREEPO_RETURN_IF_ERROR(EvaluateBase(&job));
-  TREEPO_RETURN_IF_ERROR(RunRlStage(&job, &StartLocalProcesses, stop));
-  TREEPO_RETURN_IF_ERROR(CollectCheckpoints(&job));
-  TREEPO_RETURN_IF_ERROR(EvaluateCheckpoints(&job));
-  return WriteTrainReport(&job);
+  return RunTrainJob(config, &job, &StartLocalProcesses, stop);
 }
 
 }  // namespace treepo::cluster

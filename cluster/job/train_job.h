@@ -28,23 +28,35 @@ namespace treepo::cluster {
 struct TrainJob {
   TrainJobOptions options;
   std::vector<std::string> plugins;      // absolute paths, for the children
-  std::unique_ptr<LocalCurveKeys> keys;  // scheduler.curve: ephemeral keys (else null)
+  std::unique_ptr<LocalCurveKeys> keys;  // scheduler.key_dir or scheduler.curve (else null)
   std::string tokenizer_path;            // the base model's
   std::shared_ptr<const model::Tokenizer> tokenizer;
   std::vector<scheduler::PromptRecord> train_records;
-  std::string metrics_path;                    // out_dir/metrics.jsonl
-  std::string start_model;                     // the base, or the checkpoint resumed from
-  std::string logs_dir;                        // out_dir/logs
+  std::string metrics_path;  // out_dir/metrics.jsonl
+  std::string start_model;   // the base, or the checkpoint resumed from
+  std::string logs_dir;      // out_dir/logs
+  // Where the processes run (empty: this machine, every worker and learner) and the treepo
+  // binary they run ("" = this one).
+  std::vector<HostPlacement> placement;
+  std::string executable;
   Supervisor children;                         // the processes started by StartLocalProcesses
   scheduler::RlSummary rl_summary;             // after RunRlStage
   std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
   nlohmann::json summary;                      // summary.json
 };
 
-// Reads the plug-ins and every option from `config` (unknown keys are errors), makes the
-// ephemeral CURVE keys when scheduler.curve is on, derives the dependent fields, logs the
-// effective config, and checks that out_dir can be written.
+// Reads the plug-ins and every option from `config` (unknown keys are errors), takes the CURVE
+// keys (scheduler.key_dir, or ephemeral ones when scheduler.curve is on), and derives the
+// dependent fields. Writes nothing.
+Status LoadTrainJob(const Config& config, TrainJob* job);
+
+// LoadTrainJob, then checks that out_dir can be written, adds out_dir/logs/train.log to the
+// log's sinks, and logs the effective config.
 Status ConfigureTrainJob(const Config& config, TrainJob* job);
+
+// The model the processes start from (model.base, or the checkpoint `resume` names) and the
+// learner's matching model or resume setting.
+void SetStartModel(TrainJob* job);
 
 // Makes the base model when it is missing (`treepo pretrain`'s job, model.make_if_missing) and
 // loads its tokenizer.
@@ -56,6 +68,14 @@ Status PrepareRunData(TrainJob* job);
 
 // eval.before: the base model on the held-out split (not when resuming).
 Status EvaluateBase(TrainJob* job);
+
+// The endpoint the processes are given: scheduler.advertise with a "*" port replaced by the
+// bound one, or the bound endpoint itself.
+std::string AdvertisedEndpoint(const std::string& advertise, const std::string& bound);
+
+// Every worker and learner of the run, serving `endpoint` (the learners' rendezvous set when
+// there are several).
+std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endpoint);
 
 // Starts the workers and learners as child processes of this one, serving `endpoint`.
 Status StartLocalProcesses(TrainJob* job, const std::string& endpoint);
@@ -79,5 +99,9 @@ Status WriteTrainReport(TrainJob* job);
 
 // Every stage in order, with the local launcher.
 Status RunTrainJob(const Config& config, const std::atomic<bool>* stop);
+// Every stage in order on `job` (its placement and executable set by the caller), the
+// processes started by `start`.
+Status RunTrainJob(const Config& config, TrainJob* job, const StartProcessesFn& start,
+                   const std::atomic<bool>* stop);
 
 }  // namespace treepo::cluster

@@ -88,6 +88,8 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("output.report", &o->report));
   TREEPO_RETURN_IF_ERROR(c.Get("output.progress", &o->progress));
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.curve", &o->curve));
+  TREEPO_RETURN_IF_ERROR(c.Get("scheduler.key_dir", &o->key_dir));
+  TREEPO_RETURN_IF_ERROR(c.Get("scheduler.advertise", &o->advertise));
   return OkStatus();
 }
 
@@ -98,6 +100,7 @@ std::string Bool(bool b) { return b ? "true" : "false"; }
 Status LoadTrainJobOptions(const Config& config, TrainJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(LoadTrainOptions(config, &o->train));
   TREEPO_RETURN_IF_ERROR(scheduler::LoadRlOptions(config, &o->rl));
+  TREEPO_RETURN_IF_ERROR(config.Get("scheduler.bind", &o->rl.rollout.service.bind_endpoint));
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "learner.", &o->learner));
   for (const std::string& derived : DerivedLearnerKeys()) {
     if (config.Has("learner." + derived)) {
@@ -164,6 +167,9 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"output.report", Bool(t.report)},
       {"output.progress", Bool(t.progress)},
       {"scheduler.curve", Bool(t.curve)},
+      {"scheduler.key_dir", t.key_dir},
+      {"scheduler.advertise", t.advertise},
+      {"scheduler.bind", ro.service.bind_endpoint},
       {"steps", fmt::format("{}", r.steps)},
       {"seed", fmt::format("{}", ro.seed)},
       {"rollout.mode", ro.mode},

@@ -49,6 +49,12 @@ struct TrainOptions {
   bool report = true;                      // output.report
   bool progress = true;                    // output.progress
   bool curve = false;                      // scheduler.curve: ephemeral CURVE keys for the children
+  // scheduler.key_dir: CURVE keys from a directory (scheduler, worker and learner NAME.key and
+  // NAME.pub, `treepo keys --role NAME`) instead of ephemeral ones; "" = none.
+  std::string key_dir;
+  // scheduler.advertise: the endpoint the processes are given ("" = the bound one); a "*" port
+  // is replaced by the bound port. For a bind on every interface (tcp://0.0.0.0:PORT).
+  std::string advertise;
 
   Status Validate() const;
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cluster/job/train_job.h"
 #include "common/config.h"
 #include "common/testing/paths.h"
 
@@ -110,6 +111,59 @@ TEST(TrainOptionsTest, DerivedFieldsFollowTheLauncherKeys) {
   EXPECT_EQ(o.learner.trainer.max_staleness, 2);
   EXPECT_EQ(o.learner.checkpoint_dir, "runs/x/checkpoints");
   EXPECT_FALSE(o.learner.checkpoint_on_signal);
+}
+
+TEST(TrainOptionsTest, SchedulerBindAdvertiseAndKeyDirAreKeys) {
+  Config c;
+  ASSERT_TRUE(c.Set("scheduler.bind=tcp://0.0.0.0:5555").ok());
+  ASSERT_TRUE(c.Set("scheduler.advertise=tcp://head:*").ok());
+  ASSERT_TRUE(c.Set("scheduler.key_dir=keys").ok());
+  TrainJobOptions o;
+  ASSERT_TRUE(Load(c, &o).ok());
+  EXPECT_EQ(o.rl.rollout.service.bind_endpoint, "tcp://0.0.0.0:5555");
+  EXPECT_EQ(o.train.advertise, "tcp://head:*");
+  EXPECT_EQ(o.train.key_dir, "keys");
+  // The processes are given the advertised endpoint, its "*" port the bound one.
+  EXPECT_EQ(AdvertisedEndpoint("tcp://head:*", "tcp://0.0.0.0:41234"), "tcp://head:41234");
+  EXPECT_EQ(AdvertisedEndpoint("tcp://head:5555", "tcp://0.0.0.0:5555"), "tcp://head:5555");
+  EXPECT_EQ(AdvertisedEndpoint("", "tcp://127.0.0.1:41234"), "tcp://127.0.0.1:41234");
+}
+
+TEST(TrainOptionsTest, ProcessesArePlacedHostByHost) {
+  TrainJobOptions o;
+  o.train.worker_threads = 1;
+  o.train.worker_pages = 2048;
+  ProcessContext c;
+  c.executable = "/bin/treepo";
+  c.endpoint = "tcp://h:1";
+  c.start_model = "base";
+  HostPlacement a, b;
+  a.host = "a";
+  a.workers = 1;
+  a.learners = 1;
+  b.host = "b";
+  b.address = "10.0.0.2";
+  b.workers = 2;
+  b.worker_pages = 512;
+  const std::vector<ProcessSpec> ps = PlanProcesses(o, o.learner, c, {a, b}, "run/logs");
+  ASSERT_EQ(ps.size(), 4u);
+  EXPECT_EQ(ps[0].name, "worker-1");
+  EXPECT_EQ(ps[1].name, "learner");
+  EXPECT_EQ(ps[2].name, "worker-2");
+  EXPECT_EQ(ps[3].name, "worker-3");
+  EXPECT_EQ(ps[3].host, "b");
+  EXPECT_EQ(ps[3].address, "10.0.0.2");
+  EXPECT_EQ(ps[3].log_path, "run/logs/worker-3.log");
+  auto flag = [](const std::vector<std::string>& argv, const std::string& f) {
+    for (size_t i = 0; i + 1 < argv.size(); ++i) {
+      if (argv[i] == f) return argv[i + 1];
+    }
+    return std::string();
+  };
+  EXPECT_EQ(flag(ps[0].argv, "--pages"), "2048");
+  EXPECT_EQ(flag(ps[2].argv, "--pages"), "512");  // the host's own value
+  EXPECT_EQ(flag(ps[2].argv, "--scheduler"), "tcp://h:1");
+  EXPECT_EQ(ps[1].argv[1], "learner");
 }
 
 }  // namespace

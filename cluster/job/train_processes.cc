@@ -72,6 +72,47 @@ std::vector<std::string> LearnerArgv(const TrainJobOptions& o, const learner::Le
   return argv;
 }
 
+std::vector<ProcessSpec> PlanProcesses(const TrainJobOptions& o, const learner::LearnerOptions& lo,
+                                       const ProcessContext& c,
+                                       const std::vector<HostPlacement>& hosts,
+                                       const std::string& logs_dir) {
+  std::vector<ProcessSpec> out;
+  int total_learners = 0;
+  for (const HostPlacement& h : hosts) total_learners += h.learners;
+  const std::vector<std::string> learner_names = LearnerNames(total_learners);
+  int worker = 0;
+  int rank = 0;
+  for (const HostPlacement& h : hosts) {
+    TrainJobOptions ho = o;
+    if (h.worker_threads > 0) ho.train.worker_threads = h.worker_threads;
+    if (h.worker_pages > 0) ho.train.worker_pages = h.worker_pages;
+    for (int i = 0; i < h.workers; ++i, ++worker) {
+      ProcessSpec p;
+      p.name = WorkerName(worker);
+      p.role = "worker";
+      p.host = h.host;
+      p.address = h.address;
+      p.argv = WorkerArgv(ho, c, p.name);
+      p.log_path = logs_dir + "/" + p.name + ".log";
+      out.push_back(std::move(p));
+    }
+    for (int i = 0; i < h.learners; ++i, ++rank) {
+      learner::LearnerOptions ro = lo;
+      ro.rank = rank;
+      if (total_learners > 1) ro.name = learner_names[rank];
+      ProcessSpec p;
+      p.name = learner_names[rank];
+      p.role = "learner";
+      p.host = h.host;
+      p.address = h.address;
+      p.argv = LearnerArgv(o, ro, c, rank);
+      p.log_path = logs_dir + "/" + p.name + ".log";
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
 std::string WorkerName(int index) { return "worker-" + std::to_string(index + 1); }
 
 std::vector<std::string> LearnerNames(int learners) {

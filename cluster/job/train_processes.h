@@ -31,6 +31,33 @@ std::vector<std::string> WorkerArgv(const TrainJobOptions& o, const ProcessConte
 std::vector<std::string> LearnerArgv(const TrainJobOptions& o, const learner::LearnerOptions& lo,
                                      const ProcessContext& c, int rank);
 
+// Where a run's processes go: one entry per host, in order (a local run: one host with all).
+struct HostPlacement {
+  std::string host = "local";         // the host's name (cluster file) or "local"
+  std::string address = "127.0.0.1";  // where a launcher reaches it
+  int workers = 0;
+  int learners = 0;
+  int worker_threads = 0;  // 0: cluster.worker_threads
+  int worker_pages = 0;    // 0: cluster.worker_pages
+};
+
+// One process to start.
+struct ProcessSpec {
+  std::string name;     // "worker-3", "learner", "head": unique in the run
+  std::string role;     // worker | learner | head
+  std::string host;     // HostPlacement::host
+  std::string address;  // HostPlacement::address
+  std::vector<std::string> argv;
+  std::string log_path;  // on that host: LOGS_DIR/NAME.log
+};
+
+// Every process of the run, host by host: workers worker-1..N and learner ranks 0..N-1 in host
+// order. `lo` are the learner options every rank starts from (rank and name set here).
+std::vector<ProcessSpec> PlanProcesses(const TrainJobOptions& o, const learner::LearnerOptions& lo,
+                                       const ProcessContext& c,
+                                       const std::vector<HostPlacement>& hosts,
+                                       const std::string& logs_dir);
+
 // The worker processes' names: worker-1 ... worker-N (their logs are logs/NAME.log).
 std::string WorkerName(int index);  // index from 0
 // The learner processes' names: "learner", or learner-0 ... learner-(N-1).
