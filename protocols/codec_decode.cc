@@ -43,9 +43,10 @@ Result<FinishReason> ReadTreeFinish(wire::TreeFinish f) {
 }
 
 Result<RegisterWorker> Read(wire::RegisterWorker::Reader r) {
-  return RegisterWorker{Str(r.getWorkerName()),   r.getThreads(),          r.getPageCapacity(),
-                        r.getPageSize(),          r.getModelFingerprint(), r.getRegistrationId(),
-                        Str(r.getPeerEndpoint()), r.getPageBytes()};
+  return RegisterWorker{
+      Str(r.getWorkerName()),   r.getThreads(),          r.getPageCapacity(),
+      r.getPageSize(),          r.getModelFingerprint(), r.getRegistrationId(),
+      Str(r.getPeerEndpoint()), r.getPageBytes(),        WeightVersion(r.getWeightVersion())};
 }
 
 Result<RegisterAck> Read(wire::RegisterAck::Reader r) {
@@ -256,6 +257,10 @@ Result<KvMigrated> Read(wire::KvMigrated::Reader r) {
                     r.getBytes()};
 }
 
+Result<Deregister> Read(wire::Deregister::Reader r) {
+  return Deregister{Str(r.getReason()), r.getDrain()};
+}
+
 template <typename T>
 Result<Payload> Lift(Result<T> r) {
   if (!r.ok()) return r.status();
@@ -301,6 +306,8 @@ Result<Payload> ReadPayload(PayloadReader p, const CodecOptions& options) {
       return Lift(ReadKvChunk(p.getKvChunk(), options));
     case W::KV_MIGRATED:
       return Lift(Read(p.getKvMigrated()));
+    case W::DEREGISTER:
+      return Lift(Read(p.getDeregister()));
     case W::NONE:
       break;
   }

@@ -33,6 +33,7 @@ void Put(const RegisterWorker& m, wire::Envelope::Payload::Builder p) {
   b.setRegistrationId(m.registration_id);
   b.setPeerEndpoint(Str(m.peer_endpoint));
   b.setPageBytes(m.page_bytes);
+  b.setWeightVersion(m.weight_version.value());
 }
 
 void Put(const RegisterAck& m, wire::Envelope::Payload::Builder p) {
@@ -250,6 +251,12 @@ void Put(const KvMigrated& m, wire::Envelope::Payload::Builder p) {
   b.setMessage(Str(m.message));
   FillIds(b.initNodeIds(m.node_ids.size()), m.node_ids);
   b.setBytes(m.bytes);
+}
+
+void Put(const Deregister& m, wire::Envelope::Payload::Builder p) {
+  auto b = p.initDeregister();
+  b.setReason(Str(m.reason));
+  b.setDrain(m.drain);
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "common/atomic_file.h"
 #include "common/file_io.h"
 #include "common/json_number.h"
+#include "common/log.h"
 #include "common/model/safetensors.h"
 
 namespace treepo::learner {
@@ -64,6 +67,34 @@ Result<CheckpointState> ReadCheckpointState(const std::string& dir) {
   Result<uint64_t> version = JsonToInt<uint64_t>(j["version"], "version");
   if (!step.ok() || !version.ok() || *step < 0) return DataLoss(bad);
   return CheckpointState{*step, *version};
+}
+
+Result<std::string> NewestCompleteCheckpoint(const std::string& root, int64_t max_step) {
+  std::error_code ec;
+  std::map<int64_t, std::string, std::greater<>> steps;  // newest first
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory(ec) || name.rfind("step_", 0) != 0 || name.size() <= 5 ||
+        name.find_first_not_of("0123456789", 5) != std::string::npos) {
+      continue;
+    }
+    const int64_t step = std::stoll(name.substr(5));
+    if (max_step < 0 || step <= max_step) steps[step] = e.path().string();
+  }
+  for (const auto& [step, dir] : steps) {
+    std::string missing;
+    for (const char* f : {"config.json", "model.safetensors", kOptimizerFile, kStateFile}) {
+      const fs::path p = fs::path(dir) / f;
+      if (!fs::is_regular_file(p, ec) || fs::file_size(p, ec) == 0) missing = f;
+    }
+    Result<CheckpointState> st =
+        missing.empty() ? ReadCheckpointState(dir) : Result<CheckpointState>(DataLoss(missing));
+    if (st.ok() && st->step == step) return dir;
+    spdlog::warn("checkpoint {} is incomplete ({}): using an older one", dir,
+                 st.ok() ? "state.json names step " + std::to_string(st->step)
+                         : st.status().message() + " missing or unreadable");
+  }
+  return NotFound("no complete checkpoint under " + root);
 }
 
 }  // namespace treepo::learner

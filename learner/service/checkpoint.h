@@ -42,4 +42,11 @@ Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights
 // Reads state.json (kNotFound when absent, kDataLoss when malformed).
 Result<CheckpointState> ReadCheckpointState(const std::string& dir);
 
+// The newest complete checkpoint under `root` (step_N directories; ".tmp" ones are writes
+// that never finished): state.json readable and naming step N, config.json,
+// model.safetensors and optimizer.safetensors present and not empty. An incomplete newer one
+// (a crash mid-write, a damaged disk) is skipped with a warning, so the previous one is used.
+// max_step >= 0: only steps <= max_step. kNotFound when there is none.
+Result<std::string> NewestCompleteCheckpoint(const std::string& root, int64_t max_step = -1);
+
 }  // namespace treepo::learner
