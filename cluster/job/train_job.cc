@@ -1,0 +1,296 @@
+#include "cluster/job/train_job.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "cluster/eval_job.h"
+#include "cluster/plugins.h"
+#include "cluster/pretrain_job.h"
+#include "cluster/report.h"
+#include "cluster/run_metrics.h"
+#include "common/atomic_file.h"
+#include "common/clock.h"
+#include "common/file_io.h"
+#include "common/line_appender.h"
+#include "common/log.h"
+#include "common/model/safetensors.h"
+#include "learner/service/checkpoint.h"
+#include "scheduler/rl/rl_loop.h"
+
+namespace treepo::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ConfigLines(const std::map<std::string, std::string>& kv) {
+  std::string out;
+  for (const auto& [k, v] : kv) out += "  " + k + " = " + v + "\n";
+  return out;
+}
+
+// An eval line of metrics.jsonl: {"step": N, "eval": <EvalReportJson>}.
+Status AppendEvalLine(const std::string& path, int64_t step, const EvalReport& r) {
+  const nlohmann::json j = {{"step", step}, {"eval", nlohmann::json::parse(EvalReportJson(r))}};
+  return AppendLineToFile(path, j.dump());
+}
+
+Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
+                            const std::string& tokenizer, uint64_t seed,
+                            const std::string& out_json) {
+  EvalOptions e;
+  e.model_path = model_dir;
+  e.tokenizer_path = tokenizer;
+  e.samples = t.eval_samples;
+  e.problems = t.eval_problems;
+  e.prompts_path = t.prompts;
+  if (!t.prompts.empty()) {
+    e.prompt_field = t.prompt_field;
+    e.answer_field = t.answer_field;
+  }
+  e.max_new_tokens = t.eval_max_new_tokens;
+  e.seed = seed;
+  e.out_json = out_json;
+  e.progress = t.progress;
+  return RunEval(e);
+}
+
+Result<std::vector<scheduler::PromptRecord>> TrainRecords(const TrainOptions& t, uint64_t seed) {
+  if (!t.prompts.empty()) {
+    scheduler::PromptFileOptions po;
+    po.prompt_field = t.prompt_field;
+    po.answer_field = t.answer_field;
+    return scheduler::LoadPromptFile(t.prompts, po);
+  }
+  const std::string task_json = (fs::path(t.base) / "task.json").string();
+  scheduler::ArithmeticOptions ao;
+  if (fs::exists(task_json)) {
+    TREEPO_ASSIGN_OR_RETURN(ao, ReadTaskOptions(task_json));
+  }
+  TREEPO_ASSIGN_OR_RETURN(scheduler::ArithmeticTask task, scheduler::ArithmeticTask::Create(ao));
+  return scheduler::ArithmeticRecords(task, scheduler::Split::kTrain, t.train_problems, seed);
+}
+
+}  // namespace
+
+Status ConfigureTrainJob(const Config& config, TrainJob* job) {
+  // Plug-ins first: the options below may name what they register.
+  TREEPO_ASSIGN_OR_RETURN(job->plugins, LoadConfiguredPlugins(config));
+  TREEPO_RETURN_IF_ERROR(LoadTrainJobOptions(config, &job->options));
+  if (job->options.train.curve) {
+    TREEPO_ASSIGN_OR_RETURN(job->keys, LocalCurveKeys::Create());
+    job->keys->ApplyTo(&job->options.rl.rollout.service.security);
+  }
+  DeriveTrainJobOptions(&job->options);
+  job->options.rl.dashboard_config = TrainSettings(job->options);
+  spdlog::info("effective config:\n{}", ConfigLines(job->options.rl.dashboard_config));
+  return EnsureWritableDir(job->options.train.out_dir, "out_dir");
+}
+
+Status PrepareBaseModel(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  if (!fs::exists(fs::path(t.base) / "config.json")) {
+    if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
+    TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.base, "model.base"));
+    spdlog::info("no base model at {}: pretraining one", t.base);
+    PretrainOptions p;
+    p.out_dir = t.base;
+    p.seed = job->options.rl.rollout.seed;
+    if (t.pretrain_steps > 0) p.steps = t.pretrain_steps;
+    TREEPO_RETURN_IF_ERROR(RunPretrain(p).status());
+  }
+  job->tokenizer_path = (fs::path(t.base) / "tokenizer.bin").string();
+  TREEPO_ASSIGN_OR_RETURN(model::ModelConfig base_config,
+                          model::LoadHfConfig((fs::path(t.base) / "config.json").string()));
+  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok, model::Tokenizer::LoadLlama2c(
+                                                    job->tokenizer_path, base_config.vocab_size));
+  job->tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  job->options.rl.max_seq_len = base_config.max_seq_len;
+  return OkStatus();
+}
+
+Status PrepareRunData(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  scheduler::RlOptions& rl = job->options.rl;
+  TREEPO_ASSIGN_OR_RETURN(job->train_records, TrainRecords(t, rl.rollout.seed));
+  job->metrics_path = (fs::path(t.out_dir) / kMetricsFile).string();
+  job->start_model = t.base;
+  if (!t.resume.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(learner::CheckpointState st, learner::ReadCheckpointState(t.resume));
+    rl.start_step = st.step;
+    job->options.learner.resume_dir = t.resume;
+    job->start_model = t.resume;
+    TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m,
+                            ReconcileMetricsForResume(job->metrics_path, st.step));
+    spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped)", t.resume, st.step,
+                 m.kept_lines, job->metrics_path, m.dropped_lines);
+  } else {
+    fs::remove(job->metrics_path);
+    job->options.learner.model_path = t.base;
+  }
+  rl.metrics_path = job->metrics_path;
+  if (t.write_trees) rl.trees_dir = (fs::path(t.out_dir) / "trees").string();
+  return OkStatus();
+}
+
+Status EvaluateBase(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  if (!t.eval_before || !t.resume.empty()) return OkStatus();
+  const std::string path = (fs::path(t.out_dir) / kBaseEvalFile).string();
+  TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, job->tokenizer_path, 1, path));
+  TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, 0, r));
+  job->summary["accuracy_before"] = r.accuracy;
+  spdlog::info("base model held-out accuracy {:.3f} ({} problems)", r.accuracy, r.problems);
+  return OkStatus();
+}
+
+Status StartLocalProcesses(TrainJob* job, const std::string& endpoint) {
+  const TrainOptions& t = job->options.train;
+  const fs::path logs = job->logs_dir;
+  ProcessContext ctx;
+  ctx.executable = SelfExecutable();
+  ctx.endpoint = endpoint;
+  ctx.start_model = job->start_model;
+  if (job->keys) {
+    ctx.worker_key_flags = job->keys->WorkerFlags();
+    ctx.learner_key_flags = job->keys->LearnerFlags();
+  }
+  ctx.plugins = job->plugins;
+  for (int i = 0; i < t.workers; ++i) {
+    const std::string name = WorkerName(i);
+    const std::string log = (logs / (name + ".log")).string();
+    TREEPO_ASSIGN_OR_RETURN(ChildProcess w,
+                            ChildProcess::Spawn(WorkerArgv(job->options, ctx, name), log));
+    job->children.Add(name, std::move(w), log, false);
+  }
+  // Data-parallel ranks meet in a rendezvous directory of this run (removed at the end).
+  learner::LearnerOptions& lo = job->options.learner;
+  if (t.learners > 1 && t.learner_command.empty()) {
+    lo.collective_store = (logs / "rendezvous").string();
+    lo.collective_run_id =
+        "run-" + std::to_string(::getpid()) + "-" + std::to_string(SteadyNowMs());
+  }
+  const std::vector<std::string> names = LearnerNames(t.learners);
+  for (int rank = 0; rank < t.learners; ++rank) {
+    learner::LearnerOptions ro = lo;
+    ro.rank = rank;
+    if (t.learners > 1) ro.name = names[rank];
+    const std::string log = (logs / (names[rank] + ".log")).string();
+    TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
+                            ChildProcess::Spawn(LearnerArgv(job->options, ro, ctx, rank), log));
+    job->children.Add(names[rank], std::move(l), log, true);
+  }
+  return OkStatus();
+}
+
+Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomic<bool>* stop) {
+  const TrainOptions& t = job->options.train;
+  const fs::path logs = fs::path(t.out_dir) / "logs";
+  job->logs_dir = logs.string();
+  TREEPO_RETURN_IF_ERROR(EnsureWritableDir(job->logs_dir, "out_dir/logs"));
+  // Every child is watched from the scheduler's loop: a worker that exits is reported and the
+  // run goes on with the others; the learner exiting ends the run at once with its log's tail.
+  job->options.rl.rollout.liveness_probe = SupervisorProbe(&job->children);
+  auto on_bound = [&](const std::string& endpoint) -> Status {
+    // Whole or absent, for tools that talk to a running train.
+    TREEPO_RETURN_IF_ERROR(
+        WriteFileAtomically((fs::path(t.out_dir) / "endpoint").string(), endpoint + "\n"));
+    return start(job, endpoint);
+  };
+  Result<scheduler::RlSummary> out = scheduler::RunRl(
+      job->options.rl, std::move(job->train_records), job->tokenizer, on_bound, stop);
+  // The learner (rank 0) writes its final checkpoint on Shutdown before it exits.
+  for (const std::string& name : LearnerNames(t.learners)) {
+    job->children.WaitOrTerminate(name, out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
+  }
+  job->children.WaitOrTerminateAll(out.ok() ? 5000 : 0);  // a failed run stops its workers
+  if (t.learners > 1) fs::remove_all(logs / "rendezvous");
+  TREEPO_RETURN_IF_ERROR(out.status());
+  for (const std::string& name : LearnerNames(t.learners)) {
+    if (const ChildProcess* l = job->children.Find(name); l != nullptr && l->exit_code() != 0) {
+      return Internal(job->children.Describe(name));
+    }
+  }
+  job->rl_summary = *out;
+  return OkStatus();
+}
+
+Status CollectCheckpoints(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  const scheduler::RlOptions& rl = job->options.rl;
+  for (int64_t s = rl.start_step + 1; s <= rl.steps; ++s) {
+    const std::string dir = learner::CheckpointDir(job->options.learner.checkpoint_dir, s);
+    if (fs::exists(fs::path(dir) / "config.json")) job->checkpoints[s] = dir;
+  }
+  for (const auto& [s, dir] : job->checkpoints) {
+    for (const char* f : {"tokenizer.bin", "task.json"}) {
+      const fs::path from = fs::path(t.base) / f;
+      std::error_code ec;
+      if (fs::exists(from)) {
+        fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing, ec);
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status EvaluateCheckpoints(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  // Evaluated after the run so that RL's timings are not disturbed.
+  if (!t.eval_checkpoints) return OkStatus();
+  for (const auto& [s, dir] : job->checkpoints) {
+    if (s == job->options.rl.steps) continue;
+    const std::string path =
+        (fs::path(t.out_dir) / ("eval_step_" + std::to_string(s) + ".json")).string();
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, job->tokenizer_path, 1, path));
+    TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, s, r));
+    spdlog::info("checkpoint step {} held-out accuracy {:.3f}", s, r.accuracy);
+  }
+  return OkStatus();
+}
+
+Status WriteTrainReport(TrainJob* job) {
+  const TrainOptions& t = job->options.train;
+  const scheduler::RlOptions& rl = job->options.rl;
+  const scheduler::RlSummary& out = job->rl_summary;
+  const std::string final_dir =
+      learner::CheckpointDir(job->options.learner.checkpoint_dir, rl.steps);
+  nlohmann::json& summary = job->summary;
+  summary["steps"] = rl.steps;
+  summary["steps_run"] = out.steps_done;
+  summary["prompts_skipped"] = out.prompts_skipped;
+  summary["final_version"] = out.final_version;
+  summary["worker_versions"] = out.worker_versions;
+  summary["wall_s"] = out.wall_s;
+  summary["mean_step_s"] = out.mean_step_s;
+  summary["first_step_accuracy"] = out.first_accuracy;
+  summary["last_step_accuracy"] = out.last_accuracy;
+  summary["checkpoint"] = final_dir;
+  if (t.eval_after && fs::exists(final_dir)) {
+    const std::string path = (fs::path(t.out_dir) / kFinalEvalFile).string();
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, job->tokenizer_path, 1, path));
+    TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, rl.steps, r));
+    summary["accuracy_after"] = r.accuracy;
+    spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
+  }
+  TREEPO_RETURN_IF_ERROR(
+      WriteFileAtomically((fs::path(t.out_dir) / "summary.json").string(), summary.dump(2) + "\n"));
+  if (t.report) TREEPO_RETURN_IF_ERROR(WriteReport(t.out_dir));
+  std::cout << summary.dump(2) << std::endl;
+  return OkStatus();
+}
+
+Status RunTrainJob(const Config& config, const std::atomic<bool>* stop) {
+  TrainJob job;
+  TREEPO_RETURN_IF_ERROR(ConfigureTrainJob(config, &job));
+  TREEPO_RETURN_IF_ERROR(PrepareBaseModel(&job));
+  TREEPO_RETURN_IF_ERROR(PrepareRunData(&job));
+  TREEPO_RETURN_IF_ERROR(EvaluateBase(&job));
+  TREEPO_RETURN_IF_ERROR(RunRlStage(&job, &StartLocalProcesses, stop));
+  TREEPO_RETURN_IF_ERROR(CollectCheckpoints(&job));
+  TREEPO_RETURN_IF_ERROR(EvaluateCheckpoints(&job));
+  return WriteTrainReport(&job);
+}
+
+}  // namespace treepo::cluster

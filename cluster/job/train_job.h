@@ -1,0 +1,83 @@
+// The `treepo train` job, one function per stage over one TrainJob: configure, make the base
+// model, load the data, evaluate the base, start the processes, run the RL loop, collect the
+// checkpoints, evaluate them, write the summary and report. `treepo train` runs them in order
+// (RunTrainJob); a launcher that starts the processes elsewhere swaps the start stage.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cluster/child_process.h"
+#include "cluster/job/train_options.h"
+#include "cluster/job/train_processes.h"
+#include "cluster/local_keys.h"
+#include "common/config.h"
+#include "common/model/tokenizer.h"
+#include "common/status.h"
+#include "scheduler/dataset/task_source.h"
+
+namespace treepo::cluster {
+
+// The state of one run, filled in stage by stage.
+struct TrainJob {
+  TrainJobOptions options;
+  std::vector<std::string> plugins;      // absolute paths, for the children
+  std::unique_ptr<LocalCurveKeys> keys;  // scheduler.curve: ephemeral keys (else null)
+  std::string tokenizer_path;            // the base model's
+  std::shared_ptr<const model::Tokenizer> tokenizer;
+  std::vector<scheduler::PromptRecord> train_records;
+  std::string metrics_path;                    // out_dir/metrics.jsonl
+  std::string start_model;                     // the base, or the checkpoint resumed from
+  std::string logs_dir;                        // out_dir/logs
+  Supervisor children;                         // the processes started by StartLocalProcesses
+  scheduler::RlSummary rl_summary;             // after RunRlStage
+  std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
+  nlohmann::json summary;                      // summary.json
+};
+
+// Reads the plug-ins and every option from `config` (unknown keys are errors), makes the
+// ephemeral CURVE keys when scheduler.curve is on, derives the dependent fields, logs the
+// effective config, and checks that out_dir can be written.
+Status ConfigureTrainJob(const Config& config, TrainJob* job);
+
+// Makes the base model when it is missing (`treepo pretrain`'s job, model.make_if_missing) and
+// loads its tokenizer.
+Status PrepareBaseModel(TrainJob* job);
+
+// Loads the train prompts; prepares metrics.jsonl (removed, or cut back to the resumed
+// checkpoint's step) and the model the processes start from.
+Status PrepareRunData(TrainJob* job);
+
+// eval.before: the base model on the held-out split (not when resuming).
+Status EvaluateBase(TrainJob* job);
+
+// Starts the workers and learners as child processes of this one, serving `endpoint`.
+Status StartLocalProcesses(TrainJob* job, const std::string& endpoint);
+
+// Writes out_dir/endpoint (for tools that talk to a running train), makes out_dir/logs, and
+// runs the RL loop, calling `start(job, endpoint)` once the scheduler is bound; then waits for
+// the learners' final checkpoint and stops the children. `stop` may be null.
+using StartProcessesFn = std::function<Status(TrainJob*, const std::string&)>;
+Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomic<bool>* stop);
+
+// Finds this run's checkpoints and gives each the base's tokenizer and task knobs, so that
+// `treepo eval --model CHECKPOINT` reads it as it is.
+Status CollectCheckpoints(TrainJob* job);
+
+// eval.checkpoints: every intermediate checkpoint on the held-out split (the curve).
+Status EvaluateCheckpoints(TrainJob* job);
+
+// The summary (with eval.after's final evaluation), summary.json, the report (output.report),
+// and the summary on stdout.
+Status WriteTrainReport(TrainJob* job);
+
+// Every stage in order, with the local launcher.
+Status RunTrainJob(const Config& config, const std::atomic<bool>* stop);
+
+}  // namespace treepo::cluster
