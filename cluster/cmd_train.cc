@@ -5,7 +5,8 @@
 // the held-out split, starts the scheduler and the RL loop in this process and the workers and
 // the learner as child processes on loopback (this same binary), trains, evaluates the final
 // checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
-// report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
+// report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint;
+// `--resume RUN_DIR` continues a run whose head died (docs/cluster-recovery.md).
 // Logs and a status line per step go to stderr; the summary JSON to stdout. The stages live in
 // the train job (cluster/job/train_job.h).
 
@@ -29,12 +30,18 @@ void OnTrainSignal(int) { g_train_stop.store(true); }
 struct TrainCmdOptions {
   std::string config_path;
   std::vector<std::string> sets;
+  std::string resume_run;  // --resume RUN_DIR
 };
 
 Status RunTrainCmd(const TrainCmdOptions& c) {
   Config config;
+  if (!c.resume_run.empty()) {
+    // The stopped run's keys; --config and --set still override them.
+    TREEPO_ASSIGN_OR_RETURN(config, LoadRunConfig(c.resume_run));
+  }
   if (!c.config_path.empty()) {
-    TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
+    TREEPO_ASSIGN_OR_RETURN(Config file, Config::LoadTomlFile(c.config_path));
+    for (const auto& [key, value] : file.values()) config.SetValue(key, value);
   }
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
   return RunTrainJob(config, &g_train_stop);
@@ -48,6 +55,9 @@ void RegisterTrain(CLI::App& app, int* exit_code) {
       "train", "TreePO RL end to end: base model, workers, learner, eval, report");
   cmd->add_option("--config", opts->config_path, "TOML config (configs/default.toml)");
   cmd->add_option("--set", opts->sets, "override a config key: key=value (repeatable)");
+  cmd->add_option("--resume", opts->resume_run,
+                  "continue the run in RUN_DIR (after its head died): its config, newest "
+                  "complete checkpoint, metrics and dataset cursor, on its endpoint");
   cmd->callback([opts, exit_code] {
     InitLogging("train");
     std::signal(SIGINT, OnTrainSignal);

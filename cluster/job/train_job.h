@@ -32,10 +32,12 @@ struct TrainJob {
   std::string tokenizer_path;            // the base model's
   std::shared_ptr<const model::Tokenizer> tokenizer;
   std::vector<scheduler::PromptRecord> train_records;
-  std::string metrics_path;                    // out_dir/metrics.jsonl
-  std::string start_model;                     // the base, or the checkpoint resumed from
-  std::string logs_dir;                        // out_dir/logs
-  Supervisor children;                         // the processes started by StartLocalProcesses
+  std::string metrics_path;        // out_dir/metrics.jsonl
+  std::string start_model;         // the base, or the checkpoint resumed from
+  std::string logs_dir;            // out_dir/logs
+  Supervisor children;             // the processes started by StartLocalProcesses
+  ProcessContext process_context;  // how they were started (for a restart)
+  int learner_restarts = 0;
   scheduler::RlSummary rl_summary;             // after RunRlStage
   std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
   nlohmann::json summary;                      // summary.json
@@ -79,5 +81,12 @@ Status WriteTrainReport(TrainJob* job);
 
 // Every stage in order, with the local launcher.
 Status RunTrainJob(const Config& config, const std::atomic<bool>* stop);
+
+// The file in out_dir that keeps the run's config (every key as given), so that
+// `treepo train --resume RUN_DIR` continues the run with the same settings.
+inline constexpr char kRunConfigFile[] = "run_config.json";
+// The config of the run in `run_dir` (its kRunConfigFile) with `resume` set to the run dir:
+// PrepareRunData then resumes from its newest complete checkpoint (docs/cluster-recovery.md).
+Result<Config> LoadRunConfig(const std::string& run_dir);
 
 }  // namespace treepo::cluster

@@ -299,10 +299,25 @@ class Loop {
     while (!sent_batches_.empty() && sent_batches_.begin()->first <= step - o_.keep_batches) {
       sent_batches_.erase(sent_batches_.begin());
     }
+    // A learner lost meanwhile (during the rollout) gets this step with the others.
+    if (std::optional<std::string> lost = relay_.TakeLearnerLost()) return RecoverLearner(*lost);
     for (size_t rank = 0; rank < ranks.size(); ++rank) {
-      TREEPO_RETURN_IF_ERROR(service_->SendToLearner(ranks[rank], std::move(batches[rank])));
+      const Status st = service_->SendToLearner(ranks[rank], std::move(batches[rank]));
+      if (!st.ok()) return LearnerUnreachable(st);
     }
     return OkStatus();
+  }
+
+  // A send to a learner failed (its connection is gone): wait for the loss to be declared
+  // (its process exit, or the heartbeat timeout) and recover; else the send's error.
+  Status LearnerUnreachable(const Status& send) {
+    const auto deadline =
+        Clock::now() + std::chrono::milliseconds(o_.rollout.service.heartbeat_timeout_ms + 1000);
+    while (Clock::now() < deadline) {
+      if (std::optional<std::string> lost = relay_.TakeLearnerLost()) return RecoverLearner(*lost);
+      TREEPO_RETURN_IF_ERROR(service_->Pump(50));
+    }
+    return send;
   }
 
   // A learner was declared dead: fail (learner.on_failure = fail), or restart it from its

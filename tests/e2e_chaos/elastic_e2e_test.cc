@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -31,7 +32,7 @@ using cluster::ChildProcess;
 using testing::ReadAll;
 using testing::WaitFor;
 
-constexpr int kSteps = 16, kQueries = 4, kWidth = 4;
+constexpr int kSteps = 40, kQueries = 4, kWidth = 4;
 
 class ElasticE2eTest : public testing::TinyBaseSuite<ElasticE2eTest> {
  public:
@@ -106,6 +107,7 @@ TEST_F(ElasticE2eTest, ScaleFromTwoToFourToOneWorkersLosesNothing) {
     ASSERT_TRUE(train->Running()) << ReadAll(log);
   }
   const int at_scale_down = steps_done();
+  std::cout << "joiners delivered results by step " << at_scale_down << " of " << kSteps << "\n";
   EXPECT_LT(at_scale_down, kSteps - 2) << "the joins came too late to test the leaves";
 
   // 4 -> 1: both extra workers and train's worker-1 leave (SIGTERM: drain, deregister).
@@ -120,7 +122,8 @@ TEST_F(ElasticE2eTest, ScaleFromTwoToFourToOneWorkersLosesNothing) {
     EXPECT_EQ(w.exit_code(), 0) << ReadAll((dir / (name + ".log")).string());
   }
   for (const std::string name : {"extra-1", "extra-2", "worker-1"}) {
-    EXPECT_TRUE(WaitForText(log, "worker " + ids[name] + " '" + name + "' deregistered", 60000))
+    EXPECT_TRUE(
+        testing::WaitForText(log, "worker " + ids[name] + " '" + name + "' deregistered", 60000))
         << name << "\n"
         << ReadAll(log);
     EXPECT_NE(ReadAll(log).find("worker " + ids[name] + " '" + name + "' drained in"),
@@ -128,6 +131,7 @@ TEST_F(ElasticE2eTest, ScaleFromTwoToFourToOneWorkersLosesNothing) {
         << name;
   }
 
+  std::cout << "3 workers left by step " << steps_done() << "\n";
   ASSERT_TRUE(train->Wait(300000)) << ReadAll(log);
   ASSERT_EQ(train->exit_code(), 0) << ReadAll(log);
   const std::string text = ReadAll(log);

@@ -299,13 +299,19 @@ class WorkerLoop {
       spdlog::info("{}: shutdown requested ({})", name_, sd->reason);
       shutdown_ = true;
     } else if (const auto* err = m.get_if<pr::ErrorReply>()) {
-      if (err->code == StatusCode::kFailedPrecondition && draining_) {
+      // NOT_FOUND to a message of this registration: the scheduler does not know this worker
+      // (a new head on the same endpoint). Join it, or leave when leaving anyway.
+      const bool unknown = err->code == StatusCode::kNotFound && id_.value() != 0 &&
+                           err->about != pr::MessageType::kRegisterWorker;
+      if ((err->code == StatusCode::kFailedPrecondition || unknown) && draining_) {
         // Declared dead while leaving: its tasks went elsewhere already; nothing left to do.
         spdlog::info("{}: fenced while draining ({}): leaving", name_, err->message);
         fenced_out_ = true;
         return OkStatus();
       }
-      if (err->code == StatusCode::kFailedPrecondition) return Reregister(err->message);
+      if (err->code == StatusCode::kFailedPrecondition || unknown) {
+        return Reregister(err->message);
+      }
       spdlog::warn("{}: scheduler refused {}: {}", name_, pr::MessageTypeName(err->about),
                    err->message);
     } else if (const auto* ack = m.get_if<pr::RegisterAck>();
