@@ -212,7 +212,11 @@ scheduler::LivenessProbe SupervisorProbe(Supervisor* children) {
     const Status st = children->Check();
     for (const std::string& name : children->TakeExitedWorkers()) service.WorkerGone(name);
     for (const Supervisor::ExitedLearner& l : children->TakeExitedLearners()) {
-      service.LearnerGone(l.rank, "exited: " + l.message);
+      // A learner that exits before it registered (a config error, a checkpoint it cannot
+      // read) would only do so again: the run ends with its message instead.
+      if (service.LearnerGone(l.rank, "exited: " + l.message) == 0) {
+        return Unavailable(l.message + " (before it registered: not restarted)");
+      }
     }
     return st;
   };

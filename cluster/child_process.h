@@ -117,7 +117,8 @@ class Supervisor {
 // The scheduler's liveness probe for a launcher's children: Check(), and every worker that
 // exited is declared dead at once (SchedulerService::WorkerGone), so its tasks are
 // re-dispatched without waiting for the heartbeat timeout; a restartable learner that exited
-// is declared dead the same way (SchedulerService::LearnerGone: the RL loop restarts it).
+// is declared dead the same way (SchedulerService::LearnerGone: the RL loop restarts it),
+// unless it exited before it registered: that ends the run with its message.
 // `children` outlives the probe.
 scheduler::LivenessProbe SupervisorProbe(Supervisor* children);
 

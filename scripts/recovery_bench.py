@@ -132,18 +132,23 @@ def main():
     ap.add_argument("--treepo", default="build/release/cluster/treepo")
     ap.add_argument("--base", default="", help="base model dir (default: pretrain a tiny one)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dim", type=int, default=32, help="pretrained base: model width")
+    ap.add_argument("--layers", type=int, default=1, help="pretrained base: layers")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="treepo_recovery_bench_")
+    params = ""
     try:
         base = a.base
         if not base:
             base = os.path.join(work, "base")
             subprocess.run([a.treepo, "pretrain", "--out", base, "--steps", "20", "--batch", "8",
-                            "--dim", "32", "--hidden", "64", "--layers", "1", "--heads", "2",
-                            "--kv-heads", "2", "--max-seq-len", "128", "--corpus", "200",
+                            "--dim", str(a.dim), "--hidden", str(2 * a.dim), "--layers",
+                            str(a.layers), "--heads", "2", "--kv-heads", "2",
+                            "--max-seq-len", "128", "--corpus", "200",
                             "--eval-problems", "0", "--threads", "1"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rows = [one_run(a.treepo, base, work, i) for i in range(a.repeats)]
+        params = read(os.path.join(base, "config.json"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cols = [("register", "worker start -> registered"),
@@ -151,6 +156,10 @@ def main():
             ("leave", "worker SIGTERM -> exited (drained)"),
             ("restart", "learner SIGKILL -> learner back"),
             ("next_step", "learner SIGKILL -> next step recorded")]
+    cfg = json.loads(params) if params else {}
+    print("base model: dim %s, %s layers, vocab %s" % (cfg.get("hidden_size"),
+                                                      cfg.get("num_hidden_layers"),
+                                                      cfg.get("vocab_size")))
     print("| measure | " + " | ".join("run %d" % (i + 1) for i in range(len(rows))) +
           " | median |")
     print("|---|" + "---|" * (len(rows) + 1))

@@ -371,6 +371,77 @@ TEST_F(ElasticServiceTest, AWorkerThatLeavesAtOnceHasItsTasksRequeued) {
   EXPECT_EQ(service_->counters().redispatched_tasks, 1);
 }
 
+TEST(LearnerLivenessTest, ALearnerThatHeartbeatsAndFallsSilentIsDeclaredDead) {
+  struct Lost final : LearnerHandler {
+    void OnLearnerRegistered(const LearnerEntry&) override {}
+    void OnLearnerMessage(const LearnerEntry&, const pr::Message&) override {}
+    void OnWorkerWeightAck(WorkerId, const pr::WeightAck&) override {}
+    void OnLearnerLost(const LearnerEntry& l, const std::string& why) override {
+      lost.push_back(l.id);
+      reason = why;
+    }
+    std::vector<LearnerId> lost;
+    std::string reason;
+  } handler;
+  SchedulerOptions o;
+  o.heartbeat_interval_ms = 20;
+  o.heartbeat_timeout_ms = 300;
+  auto s = SchedulerService::Create(o);
+  ASSERT_TRUE(s.ok());
+  SchedulerService& service = **s;
+  service.set_learner_handler(&handler);
+  pr::Context ctx;
+  pr::DealerOptions d;
+  d.identity = "l";
+  auto dealer = pr::Dealer::Connect(ctx, service.endpoint(), d);
+  ASSERT_TRUE(dealer.ok());
+  pr::Message reg;
+  reg.payload = pr::RegisterLearner{"l", 0, 1, 0};
+  ASSERT_TRUE(dealer->Send(pr::Encode(reg)).ok());
+  uint32_t id = 0;
+  uint64_t epoch = 0;
+  for (int i = 0; i < 200 && id == 0; ++i) {
+    ASSERT_TRUE(service.Pump(5).ok());
+    auto r = dealer->Recv(0);
+    if (r.ok() && *r) {
+      auto m = pr::Decode(**r);
+      if (m.ok() && m->get_if<pr::RegisterAck>()) {
+        id = m->get_if<pr::RegisterAck>()->assigned_id;
+        epoch = m->get_if<pr::RegisterAck>()->epoch;
+      }
+    }
+  }
+  ASSERT_NE(id, 0u);
+  // A learner that never heartbeats is never timed out (outside learners).
+  const auto quiet_until = SteadyClock::now() + std::chrono::milliseconds(600);
+  while (SteadyClock::now() < quiet_until) ASSERT_TRUE(service.Pump(10).ok());
+  EXPECT_TRUE(handler.lost.empty());
+  // Heartbeats keep it alive; silence after one makes it dead within the timeout.
+  pr::Message hb;
+  hb.sender = id;
+  hb.epoch = epoch;
+  pr::Heartbeat beat;
+  beat.worker_id = WorkerId(id);
+  beat.epoch = epoch;
+  hb.payload = beat;
+  const auto beating_until = SteadyClock::now() + std::chrono::milliseconds(600);
+  while (SteadyClock::now() < beating_until) {
+    ASSERT_TRUE(dealer->Send(pr::Encode(hb)).ok());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(service.Pump(10).ok());
+  }
+  EXPECT_TRUE(handler.lost.empty());
+  const auto silent_from = SteadyClock::now();
+  while (handler.lost.empty() && SteadyClock::now() - silent_from < std::chrono::seconds(5)) {
+    ASSERT_TRUE(service.Pump(10).ok());
+  }
+  ASSERT_EQ(handler.lost.size(), 1u);
+  EXPECT_EQ(handler.lost[0], LearnerId(id));
+  EXPECT_LT(SteadyClock::now() - silent_from, std::chrono::milliseconds(1500));
+  EXPECT_NE(handler.reason.find("heartbeat_timeout_ms"), std::string::npos);
+  EXPECT_EQ(service.counters().dead_learners, 1);
+  EXPECT_EQ(service.counters().bad_frames, 0);
+}
+
 TEST_F(SchedulerServiceTest, ANonLoopbackBindWithoutKeysIsRefused) {
   SchedulerOptions o;
   o.bind_endpoint = "tcp://0.0.0.0:*";

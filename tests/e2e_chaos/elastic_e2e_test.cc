@@ -153,6 +153,12 @@ TEST_F(ElasticE2eTest, ScaleFromTwoToFourToOneWorkersLosesNothing) {
     EXPECT_EQ(lines[s]["rollout_version_max"].get<uint64_t>(), static_cast<uint64_t>(s));
     EXPECT_EQ(lines[s]["weight_version"].get<uint64_t>(), static_cast<uint64_t>(s + 1));
   }
+  int64_t migrations = 0, recomputed = 0;
+  for (const nlohmann::json& l : lines) {
+    migrations += l.value("kv_migrations", int64_t{0});
+    recomputed += l.value("tokens_recomputed", int64_t{0});
+  }
+  std::cout << "KV migrations " << migrations << ", tokens recomputed " << recomputed << "\n";
   std::set<uint32_t> computed_by;
   for (int s = 0; s < kSteps; ++s) {
     char name[32];

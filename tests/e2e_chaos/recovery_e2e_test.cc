@@ -3,7 +3,8 @@
 //     complete checkpoint, sends it the steps since again, and the run records every step once;
 //   - the head (`train` itself) is SIGKILLed mid-run: `treepo train --resume RUN_DIR` continues
 //     from the newest complete checkpoint, and metrics.jsonl holds every step once, with the
-//     prompts of each step those of an undisturbed run (the dataset cursor continues).
+//     prompts of each step those of an undisturbed run (the dataset cursor continues); a worker
+//     started by hand with --rejoin-timeout-ms registers with the new head.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -122,7 +123,7 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
 }
 
 TEST_F(RecoveryE2eTest, AHeadKilledMidRunIsResumedWithEveryStepOnceAndTheSamePrompts) {
-  constexpr int kSteps = 6;
+  constexpr int kSteps = 12;
   const fs::path dir = root_ / "head_kill";
   fs::create_directories(dir);
   // The undisturbed run the resumed one must follow.
@@ -140,6 +141,17 @@ TEST_F(RecoveryE2eTest, AHeadKilledMidRunIsResumedWithEveryStepOnceAndTheSamePro
       180000))
       << ReadAll(log);
   ASSERT_TRUE(train->Running()) << ReadAll(log);
+  // A worker of its own (not a child of train): it must outlive the head and join the new one.
+  std::string ep = ReadAll(out + "/endpoint");
+  ep.erase(ep.find_last_not_of('\n') + 1);
+  const std::string rejoiner_log = (dir / "rejoiner.log").string();
+  auto rejoiner = ChildProcess::Spawn(
+      {binary_, "worker", "--scheduler", ep, "--model", (root_ / "base").string(), "--pages", "256",
+       "--name", "rejoiner", "--heartbeat-ms", "100", "--rejoin-timeout-ms", "120000"},
+      rejoiner_log);
+  ASSERT_TRUE(rejoiner.ok());
+  ASSERT_TRUE(testing::WaitForText(rejoiner_log, "registered as worker", 30000))
+      << ReadAll(rejoiner_log);
   train->Signal(SIGKILL);
   ASSERT_TRUE(train->Wait(10000));
   const size_t done_before = testing::StepLines(out + "/metrics.jsonl").size();
@@ -158,6 +170,13 @@ TEST_F(RecoveryE2eTest, AHeadKilledMidRunIsResumedWithEveryStepOnceAndTheSamePro
   ASSERT_TRUE(resumed->Wait(300000)) << ReadAll(resume_log);
   ASSERT_EQ(resumed->exit_code(), 0) << ReadAll(resume_log);
   EXPECT_NE(ReadAll(resume_log).find("resuming from"), std::string::npos);
+  EXPECT_NE(ReadAll(resume_log).find("'rejoiner' registered"), std::string::npos)
+      << ReadAll(rejoiner_log);
+  // It served the new head until the end of the run, which shut it down.
+  EXPECT_TRUE(rejoiner->Wait(30000)) << ReadAll(rejoiner_log);
+  EXPECT_EQ(rejoiner->exit_code(), 0) << ReadAll(rejoiner_log);
+  EXPECT_NE(ReadAll(rejoiner_log).find("shutdown requested (training complete)"),
+            std::string::npos);
   ExpectEveryStepOnce(out + "/metrics.jsonl", kSteps);
   for (int s = 0; s < kSteps; ++s) {
     EXPECT_EQ(StepPrompts(out, s), StepPrompts(ref, s)) << "step " << s;

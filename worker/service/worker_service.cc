@@ -329,7 +329,7 @@ class WorkerLoop {
   // results would be refused) and join again as a new worker, keeping the installed weights.
   Status Reregister(const std::string& why) {
     spdlog::warn(
-        "{}: the scheduler fenced worker {} epoch {} ({}); dropping its state and "
+        "{}: the scheduler dropped worker {} epoch {} ({}); dropping its state and "
         "registering again",
         name_, id_.value(), epoch_, why);
     TREEPO_RETURN_IF_ERROR(DropState());
