@@ -1,6 +1,7 @@
 // Learner and head recovery on real processes (tiny model, `treepo train` on loopback):
 //   - the learner is SIGKILLed while it trains a step: `train` restarts it from its newest
 //     complete checkpoint, sends it the steps since again, and the run records every step once;
+//   - the learner is SIGSTOPped: its heartbeats stop, it is declared dead and restarted;
 //   - the head (`train` itself) is SIGKILLed mid-run: `treepo train --resume RUN_DIR` continues
 //     from the newest complete checkpoint, and metrics.jsonl holds every step once, with the
 //     prompts of each step those of an undisturbed run (the dataset cursor continues); a worker
@@ -9,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -119,6 +121,38 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
   EXPECT_NE(text.find("learner exited (signal 9)"), std::string::npos) << text;
   EXPECT_NE(text.find("RL: learner restarted at step 4"), std::string::npos) << text;
   EXPECT_NE(ReadAll(learner_log).find("resumed from"), std::string::npos);
+  ExpectEveryStepOnce(out + "/metrics.jsonl", kSteps);
+}
+
+TEST_F(RecoveryE2eTest, AHungLearnerIsDeclaredDeadByItsHeartbeatsAndRestarted) {
+  constexpr int kSteps = 8;
+  const fs::path dir = root_ / "learner_hang";
+  fs::create_directories(dir);
+  const std::string out = (dir / "run").string(), log = (dir / "train.log").string();
+  auto train = ChildProcess::Spawn(TrainArgv(out, kSteps, 2), log);
+  ASSERT_TRUE(train.ok()) << train.status().ToString();
+  const std::string learner_log = out + "/logs/learner.log";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ReadAll(learner_log).find("step_000002") != std::string::npos || !train->Running();
+      },
+      180000))
+      << ReadAll(log);
+  ASSERT_TRUE(train->Running()) << ReadAll(log);
+  const pid_t learner = testing::FindChild(train->pid(), {"learner"});
+  ASSERT_GT(learner, 0);
+  // Paused, it neither exits nor heartbeats: only the heartbeat timeout (3 s) can tell.
+  ASSERT_EQ(::kill(learner, SIGSTOP), 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::WaitForText(log, "RL: learner restarted", 60000)) << ReadAll(log);
+  const double detected_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  EXPECT_LT(detected_s, 30.0);
+  ASSERT_TRUE(train->Wait(300000)) << ReadAll(log);
+  ASSERT_EQ(train->exit_code(), 0) << ReadAll(log);
+  const std::string text = ReadAll(log);
+  EXPECT_NE(text.find("heartbeat_timeout_ms): declared dead"), std::string::npos) << text;
+  EXPECT_NE(text.find("RL: learner restarted at step 2"), std::string::npos) << text;
   ExpectEveryStepOnce(out + "/metrics.jsonl", kSteps);
 }
 
