@@ -193,6 +193,7 @@ Result<TreeRecord> ReadTree(wire::Tree::Reader r) {
 Result<TreeBatch> Read(wire::TreeBatch::Reader r) {
   TreeBatch m;
   m.step = r.getStep();
+  m.prompts_drawn = r.getPromptsDrawn();
   m.trees.reserve(r.getTrees().size());
   for (auto t : r.getTrees()) {
     TREEPO_ASSIGN_OR_RETURN(TreeRecord tree, ReadTree(t));

@@ -184,6 +184,7 @@ void PutTree(const TreeRecord& t, wire::Tree::Builder b) {
 void Put(const TreeBatch& m, wire::Envelope::Payload::Builder p) {
   auto b = p.initTreeBatch();
   b.setStep(m.step);
+  b.setPromptsDrawn(m.prompts_drawn);
   auto trees = b.initTrees(m.trees.size());
   for (size_t i = 0; i < m.trees.size(); ++i) PutTree(m.trees[i], trees[i]);
 }

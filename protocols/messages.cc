@@ -357,7 +357,7 @@ std::string_view MessageTypeName(MessageType type) {
 }
 
 bool TreeBatch::operator==(const TreeBatch& other) const {
-  return step == other.step &&
+  return step == other.step && prompts_drawn == other.prompts_drawn &&
          std::equal(trees.begin(), trees.end(), other.trees.begin(), other.trees.end(), SameTree);
 }
 

@@ -204,6 +204,10 @@ struct WeightAck {
 struct TreeBatch {
   uint64_t step = 0;
   std::vector<TreeRecord> trees;
+  // The scheduler's dataset cursor after this step's prompts (prompts drawn since the run
+  // began; 0: not reported). The learner writes it into its checkpoints (state.json), so a
+  // resumed run continues the prompt order where the checkpoint left it.
+  uint64_t prompts_drawn = 0;
   bool operator==(const TreeBatch& other) const;  // field-wise, trees included
 };
 

@@ -193,6 +193,7 @@ struct Tree {
 struct TreeBatch {
   step @0 :UInt64;
   trees @1 :List(Tree);
+  promptsDrawn @2 :UInt64;       # the dataset cursor after this step's prompts (0: not reported)
 }
 
 struct Metric {

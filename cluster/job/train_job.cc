@@ -195,8 +195,10 @@ Status PrepareRunData(TrainJob* job) {
     job->start_model = from;
     TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m,
                             ReconcileMetricsForResume(job->metrics_path, st.step));
-    // The dataset cursor where the recorded steps left it.
-    rl.start_cursor = st.step > 0 ? PromptsDrawnAtEnd(job->metrics_path) : 0;
+    // The dataset cursor where the checkpoint (or, for older ones, the recorded steps) left it.
+    rl.start_cursor = st.prompts_drawn >= 0 ? st.prompts_drawn
+                      : st.step > 0         ? PromptsDrawnAtEnd(job->metrics_path)
+                                            : 0;
     spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped; {} prompts drawn)",
                  from, st.step, m.kept_lines, job->metrics_path, m.dropped_lines, rl.start_cursor);
     // A run directory: bind the endpoint the stopped head had, so that workers waiting to

@@ -36,7 +36,12 @@ Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights
   TREEPO_RETURN_IF_ERROR(optimizer.Save((tmp / kOptimizerFile).string()));
   TREEPO_RETURN_IF_ERROR(WriteFileAtomically(
       (tmp / kStateFile).string(),
-      nlohmann::json{{"step", state.step}, {"version", state.version}}.dump() + "\n"));
+      (state.prompts_drawn >= 0 ? nlohmann::json{{"step", state.step},
+                                                 {"version", state.version},
+                                                 {"prompts_drawn", state.prompts_drawn}}
+                                : nlohmann::json{{"step", state.step}, {"version", state.version}})
+              .dump() +
+          "\n"));
   if (!companions_from.empty() && fs::is_directory(companions_from, ec)) {
     for (const char* name : kCompanionFiles) {
       const fs::path from = fs::path(companions_from) / name;
@@ -66,7 +71,15 @@ Result<CheckpointState> ReadCheckpointState(const std::string& dir) {
   Result<int64_t> step = JsonToInt<int64_t>(j["step"], "step");
   Result<uint64_t> version = JsonToInt<uint64_t>(j["version"], "version");
   if (!step.ok() || !version.ok() || *step < 0) return DataLoss(bad);
-  return CheckpointState{*step, *version};
+  CheckpointState st{*step, *version};
+  if (j.contains("prompts_drawn")) {
+    Result<int64_t> drawn = JsonToInt<int64_t>(j["prompts_drawn"], "prompts_drawn");
+    if (!drawn.ok() || *drawn < 0) {
+      return DataLoss(path.string() + ": prompts_drawn is not an integer >= 0");
+    }
+    st.prompts_drawn = *drawn;
+  }
+  return st;
 }
 
 Result<std::string> NewestCompleteCheckpoint(const std::string& root, int64_t max_step) {

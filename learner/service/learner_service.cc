@@ -182,12 +182,14 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
 
   int64_t step = state.step;
   int64_t saved_step = o.resume_dir.empty() ? -1 : state.step;
+  // The scheduler's dataset cursor after the last trained batch (kept in checkpoints).
+  int64_t prompts_drawn = state.prompts_drawn;
   auto checkpoint = [&]() -> Status {
     if (!lead || o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
     const std::string dir = CheckpointDir(o.checkpoint_dir, step);
     TREEPO_RETURN_IF_ERROR(Heartbeating(*conn, [&] {
       return SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
-                            {step, trainer->version().value()}, weights_from);
+                            {step, trainer->version().value(), prompts_drawn}, weights_from);
     }));
     saved_step = step;
     spdlog::info("{}: checkpoint {}", name, dir);
@@ -236,6 +238,7 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
         continue;
       }
       step = static_cast<int64_t>(tb->step) + 1;
+      prompts_drawn = tb->prompts_drawn > 0 ? static_cast<int64_t>(tb->prompts_drawn) : -1;
       if (lead) {
         TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
         pr::TrainDone done{tb->step, trainer->version(), ToMetrics(*metrics)};

@@ -289,6 +289,7 @@ class Loop {
     const auto shards = ShardTreesByTokens(r.kept, static_cast<int>(ranks.size()));
     for (size_t rank = 0; rank < ranks.size(); ++rank) {
       batches[rank].step = static_cast<uint64_t>(step);
+      batches[rank].prompts_drawn = static_cast<uint64_t>(r.prompts_drawn);
       if (ranks.size() == 1) {
         batches[rank].trees = std::move(r.kept);
       } else {

@@ -122,6 +122,14 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
   EXPECT_NE(text.find("RL: learner restarted at step 4"), std::string::npos) << text;
   EXPECT_NE(ReadAll(learner_log).find("resumed from"), std::string::npos);
   ExpectEveryStepOnce(out + "/metrics.jsonl", kSteps);
+  // Every checkpoint holds the dataset cursor of its step.
+  for (int s = 2; s <= kSteps; s += 2) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/checkpoints/step_%06d/state.json", s);
+    const nlohmann::json st = nlohmann::json::parse(ReadAll(out + name));
+    EXPECT_EQ(st["step"].get<int>(), s);
+    EXPECT_EQ(st["prompts_drawn"].get<int64_t>(), int64_t{s} * kQueries) << name;
+  }
 }
 
 TEST_F(RecoveryE2eTest, AHungLearnerIsDeclaredDeadByItsHeartbeatsAndRestarted) {
