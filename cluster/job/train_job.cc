@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -105,6 +106,11 @@ Status RestartLearner(TrainJob* job, const std::string& why) {
   const TrainJobOptions& o = job->options;
   learner::LearnerOptions lo = o.learner;
   Result<std::string> ckpt = learner::NewestCompleteCheckpoint(lo.checkpoint_dir);
+  std::error_code ec;
+  if (ckpt.ok() &&
+      fs::last_write_time(fs::path(*ckpt) / learner::kStateFile, ec) < job->rl_started) {
+    ckpt = NotFound(*ckpt + " is older than this run");  // left by an earlier run in out_dir
+  }
   if (ckpt.ok()) {
     lo.resume_dir = *ckpt;
   } else if (!o.train.resume.empty()) {
@@ -282,6 +288,8 @@ Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomi
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   job->options.rl.rollout.liveness_probe = SupervisorProbe(&job->children);
+  // (A little earlier, for file systems with coarse timestamps.)
+  job->rl_started = fs::file_time_type::clock::now() - std::chrono::seconds(2);
   // learner.on_failure = restart: the built-in single learner is restarted from its newest
   // complete checkpoint (the RL loop asks, RestartLearner does it). Outside learners and
   // data-parallel ranks are not: a learner lost there fails the run.

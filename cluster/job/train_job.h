@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,11 +33,12 @@ struct TrainJob {
   std::string tokenizer_path;            // the base model's
   std::shared_ptr<const model::Tokenizer> tokenizer;
   std::vector<scheduler::PromptRecord> train_records;
-  std::string metrics_path;        // out_dir/metrics.jsonl
-  std::string start_model;         // the base, or the checkpoint resumed from
-  std::string logs_dir;            // out_dir/logs
-  Supervisor children;             // the processes started by StartLocalProcesses
-  ProcessContext process_context;  // how they were started (for a restart)
+  std::string metrics_path;                    // out_dir/metrics.jsonl
+  std::string start_model;                     // the base, or the checkpoint resumed from
+  std::string logs_dir;                        // out_dir/logs
+  Supervisor children;                         // the processes started by StartLocalProcesses
+  ProcessContext process_context;              // how they were started (for a restart)
+  std::filesystem::file_time_type rl_started;  // checkpoints older than this are not this run's
   int learner_restarts = 0;
   scheduler::RlSummary rl_summary;             // after RunRlStage
   std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
