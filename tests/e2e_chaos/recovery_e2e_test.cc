@@ -124,9 +124,11 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
   ExpectEveryStepOnce(out + "/metrics.jsonl", kSteps);
   // Every checkpoint holds the dataset cursor of its step.
   for (int s = 2; s <= kSteps; s += 2) {
-    char name[32];
+    char name[64];
     std::snprintf(name, sizeof(name), "/checkpoints/step_%06d/state.json", s);
-    const nlohmann::json st = nlohmann::json::parse(ReadAll(out + name));
+    const std::string text = ReadAll(out + name);
+    ASSERT_FALSE(text.empty()) << name << " is missing\n" << ReadAll(learner_log);
+    const nlohmann::json st = nlohmann::json::parse(text);
     EXPECT_EQ(st["step"].get<int>(), s);
     EXPECT_EQ(st["prompts_drawn"].get<int64_t>(), int64_t{s} * kQueries) << name;
   }
