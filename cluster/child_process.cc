@@ -169,6 +169,9 @@ Status Supervisor::Check() {
     if (!w.essential) {
       spdlog::warn("{}", msg);
       exited_workers_.push_back(w.name);
+    } else if (w.restart_rank >= 0) {
+      spdlog::warn("{}", msg);
+      exited_learners_.push_back({w.name, static_cast<uint32_t>(w.restart_rank), msg});
     } else if (error_.ok()) {
       error_ = Unavailable(msg);  // the caller reports it as the run's error
     }
@@ -183,10 +186,38 @@ std::vector<std::string> Supervisor::TakeExitedWorkers() {
   return std::exchange(exited_workers_, {});
 }
 
+void Supervisor::SetRestartable(const std::string& name, uint32_t rank) {
+  for (Watched& w : children_) {
+    if (w.name == name) w.restart_rank = static_cast<int>(rank);
+  }
+}
+
+std::vector<Supervisor::ExitedLearner> Supervisor::TakeExitedLearners() {
+  return std::exchange(exited_learners_, {});
+}
+
+bool Supervisor::Replace(const std::string& name, ChildProcess child) {
+  for (Watched& w : children_) {
+    if (w.name != name) continue;
+    if (w.process.Running()) w.process.Terminate(1000);
+    w.process = std::move(child);
+    w.reported = false;
+    return true;
+  }
+  return false;
+}
+
 scheduler::LivenessProbe SupervisorProbe(Supervisor* children) {
   return [children](scheduler::SchedulerService& service) {
     const Status st = children->Check();
     for (const std::string& name : children->TakeExitedWorkers()) service.WorkerGone(name);
+    for (const Supervisor::ExitedLearner& l : children->TakeExitedLearners()) {
+      // A learner that exits before it registered (a config error, a checkpoint it cannot
+      // read) would only do so again: the run ends with its message instead.
+      if (service.LearnerGone(l.rank, "exited: " + l.message) == 0) {
+        return Unavailable(l.message + " (before it registered: not restarted)");
+      }
+    }
     return st;
   };
 }

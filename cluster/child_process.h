@@ -79,6 +79,19 @@ class Supervisor {
   // The names of the non-essential children (workers) whose exit Check() has reported since
   // the last call.
   std::vector<std::string> TakeExitedWorkers();
+  // Makes essential child `name` (a learner of data-parallel rank `rank`) restartable: its
+  // exit is logged and reported by TakeExitedLearners() instead of ending the run, and the
+  // launcher starts a new one with Replace().
+  void SetRestartable(const std::string& name, uint32_t rank);
+  struct ExitedLearner {
+    std::string name;
+    uint32_t rank = 0;
+    std::string message;  // exit status and log tail
+  };
+  std::vector<ExitedLearner> TakeExitedLearners();
+  // Replaces child `name` by `child` (the old one is terminated if it still runs) and watches
+  // the new one. False when there is no such child.
+  bool Replace(const std::string& name, ChildProcess child);
   // The exit description of child `name` with its log tail, for a final report.
   std::string Describe(const std::string& name);
   // The child `name`, or null.
@@ -91,17 +104,22 @@ class Supervisor {
     std::string log_path;
     bool essential = false;
     bool reported = false;  // its exit has been reported
+    int restart_rank = -1;  // >= 0: a restartable learner of that rank
   };
   std::string ExitMessage(Watched& w);
 
   std::vector<Watched> children_;
   std::vector<std::string> exited_workers_;  // reported, not yet taken
+  std::vector<ExitedLearner> exited_learners_;
   Status error_;  // sticky once an essential child (or the last worker) has gone
 };
 
 // The scheduler's liveness probe for a launcher's children: Check(), and every worker that
 // exited is declared dead at once (SchedulerService::WorkerGone), so its tasks are
-// re-dispatched without waiting for the heartbeat timeout. `children` outlives the probe.
+// re-dispatched without waiting for the heartbeat timeout; a restartable learner that exited
+// is declared dead the same way (SchedulerService::LearnerGone: the RL loop restarts it),
+// unless it exited before it registered: that ends the run with its message.
+// `children` outlives the probe.
 scheduler::LivenessProbe SupervisorProbe(Supervisor* children);
 
 // The path of the running executable (/proc/self/exe), for launching `treepo` subcommands.

@@ -5,7 +5,8 @@
 // the held-out split, starts the scheduler and the RL loop in this process and the workers and
 // the learner as child processes on loopback (this same binary), trains, evaluates the final
 // checkpoint, and writes metrics.jsonl, checkpoints/, trees/, eval_*.json, summary.json and a
-// report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint.
+// report (report.md, curves.png) into out_dir. `resume = DIR` continues from a checkpoint;
+// `--resume RUN_DIR` continues a run whose head died (docs/cluster-recovery.md).
 // Logs and a status line per step go to stderr; the summary JSON to stdout. The stages live in
 // the train job (cluster/job/train_job.h).
 
@@ -32,10 +33,14 @@ struct TrainCmdOptions {
   std::vector<std::string> sets;
   std::string cluster_file;               // --cluster: run over a cluster file
   std::vector<std::string> cluster_sets;  // --cluster-set: over the cluster file
+  std::string resume_run;                 // --resume RUN_DIR
 };
 
 Status RunTrainCmd(const TrainCmdOptions& c) {
   if (!c.cluster_file.empty()) {
+    if (!c.resume_run.empty()) {
+      return InvalidArgument("--resume continues a local run; it does not take --cluster");
+    }
     TREEPO_ASSIGN_OR_RETURN(const ClusterSpec spec,
                             LoadClusterFile(c.cluster_file, c.cluster_sets));
     TREEPO_ASSIGN_OR_RETURN(const Config config, ClusterTrainConfig(spec, c.config_path, c.sets));
@@ -43,8 +48,13 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   }
   if (!c.cluster_sets.empty()) return InvalidArgument("--cluster-set needs --cluster FILE");
   Config config;
+  if (!c.resume_run.empty()) {
+    // The stopped run's keys; --config and --set still override them.
+    TREEPO_ASSIGN_OR_RETURN(config, LoadRunConfig(c.resume_run));
+  }
   if (!c.config_path.empty()) {
-    TREEPO_ASSIGN_OR_RETURN(config, Config::LoadTomlFile(c.config_path));
+    TREEPO_ASSIGN_OR_RETURN(Config file, Config::LoadTomlFile(c.config_path));
+    for (const auto& [key, value] : file.values()) config.SetValue(key, value);
   }
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
   return RunTrainJob(config, &g_train_stop);
@@ -64,6 +74,9 @@ void RegisterTrain(CLI::App& app, int* exit_code) {
                   "its train_config");
   cmd->add_option("--cluster-set", opts->cluster_sets,
                   "override a key of the cluster file: key=value (repeatable)");
+  cmd->add_option("--resume", opts->resume_run,
+                  "continue the run in RUN_DIR (after its head died): its config, newest "
+                  "complete checkpoint, metrics and dataset cursor, on its endpoint");
   cmd->callback([opts, exit_code] {
     InitLogging("train");
     std::signal(SIGINT, OnTrainSignal);

@@ -1,6 +1,8 @@
 // `treepo worker`: an inference worker serving one scheduler (worker/service/worker_service.h).
-// SIGINT/SIGTERM stop it; the exit code is non-zero when it stopped on an error (for example a
-// scheduler silent for too long).
+// SIGINT/SIGTERM make it leave: it drains (no new tasks, running segments finish, held KV moves
+// to other workers), deregisters and exits; a second signal makes it deregister and exit at
+// once. The exit code is non-zero when it stopped on an error (for example a scheduler silent
+// for too long).
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -15,8 +17,12 @@ namespace treepo::cluster {
 namespace {
 
 std::atomic<bool> g_worker_stop{false};
+std::atomic<bool> g_worker_stop_now{false};
 
-void OnStopSignal(int) { g_worker_stop.store(true); }
+// The first signal drains, the second leaves at once.
+void OnStopSignal(int) {
+  if (g_worker_stop.exchange(true)) g_worker_stop_now.store(true);
+}
 
 }  // namespace
 
@@ -46,6 +52,13 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--scheduler-timeout-ms", opts->scheduler_timeout_ms,
                   "exit when the scheduler is silent this long")
       ->capture_default_str();
+  cmd->add_option("--rejoin-timeout-ms", opts->rejoin_timeout_ms,
+                  "keep registering (backing off) this long while the scheduler is away, e.g. "
+                  "restarting (0: exit after --scheduler-timeout-ms)")
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout-ms", opts->drain_timeout_ms,
+                  "on SIGTERM: leave after this long even if not drained")
+      ->capture_default_str();
   cmd->add_flag("--debug-drop-tasks", opts->debug_drop_tasks,
                 "testing: never run or answer tasks (heartbeats go on)");
   cmd->add_option("--peer-bind", opts->peer_bind,
@@ -64,7 +77,7 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
     std::signal(SIGINT, OnStopSignal);
     std::signal(SIGTERM, OnStopSignal);
     Status st = LoadPluginFiles(*plugins);
-    if (st.ok()) st = worker::RunWorker(*opts, &g_worker_stop);
+    if (st.ok()) st = worker::RunWorker(*opts, &g_worker_stop, &g_worker_stop_now);
     if (!st.ok()) {
       spdlog::error("worker: {}", st.ToString());
       *exit_code = 1;

@@ -43,9 +43,10 @@ Result<FinishReason> ReadTreeFinish(wire::TreeFinish f) {
 }
 
 Result<RegisterWorker> Read(wire::RegisterWorker::Reader r) {
-  return RegisterWorker{Str(r.getWorkerName()),   r.getThreads(),          r.getPageCapacity(),
-                        r.getPageSize(),          r.getModelFingerprint(), r.getRegistrationId(),
-                        Str(r.getPeerEndpoint()), r.getPageBytes()};
+  return RegisterWorker{
+      Str(r.getWorkerName()),   r.getThreads(),          r.getPageCapacity(),
+      r.getPageSize(),          r.getModelFingerprint(), r.getRegistrationId(),
+      Str(r.getPeerEndpoint()), r.getPageBytes(),        WeightVersion(r.getWeightVersion())};
 }
 
 Result<RegisterAck> Read(wire::RegisterAck::Reader r) {
@@ -192,6 +193,7 @@ Result<TreeRecord> ReadTree(wire::Tree::Reader r) {
 Result<TreeBatch> Read(wire::TreeBatch::Reader r) {
   TreeBatch m;
   m.step = r.getStep();
+  m.prompts_drawn = r.getPromptsDrawn();
   m.trees.reserve(r.getTrees().size());
   for (auto t : r.getTrees()) {
     TREEPO_ASSIGN_OR_RETURN(TreeRecord tree, ReadTree(t));
@@ -256,6 +258,10 @@ Result<KvMigrated> Read(wire::KvMigrated::Reader r) {
                     r.getBytes()};
 }
 
+Result<Deregister> Read(wire::Deregister::Reader r) {
+  return Deregister{Str(r.getReason()), r.getDrain()};
+}
+
 template <typename T>
 Result<Payload> Lift(Result<T> r) {
   if (!r.ok()) return r.status();
@@ -301,6 +307,8 @@ Result<Payload> ReadPayload(PayloadReader p, const CodecOptions& options) {
       return Lift(ReadKvChunk(p.getKvChunk(), options));
     case W::KV_MIGRATED:
       return Lift(Read(p.getKvMigrated()));
+    case W::DEREGISTER:
+      return Lift(Read(p.getDeregister()));
     case W::NONE:
       break;
   }

@@ -33,6 +33,7 @@ void Put(const RegisterWorker& m, wire::Envelope::Payload::Builder p) {
   b.setRegistrationId(m.registration_id);
   b.setPeerEndpoint(Str(m.peer_endpoint));
   b.setPageBytes(m.page_bytes);
+  b.setWeightVersion(m.weight_version.value());
 }
 
 void Put(const RegisterAck& m, wire::Envelope::Payload::Builder p) {
@@ -183,6 +184,7 @@ void PutTree(const TreeRecord& t, wire::Tree::Builder b) {
 void Put(const TreeBatch& m, wire::Envelope::Payload::Builder p) {
   auto b = p.initTreeBatch();
   b.setStep(m.step);
+  b.setPromptsDrawn(m.prompts_drawn);
   auto trees = b.initTrees(m.trees.size());
   for (size_t i = 0; i < m.trees.size(); ++i) PutTree(m.trees[i], trees[i]);
 }
@@ -250,6 +252,12 @@ void Put(const KvMigrated& m, wire::Envelope::Payload::Builder p) {
   b.setMessage(Str(m.message));
   FillIds(b.initNodeIds(m.node_ids.size()), m.node_ids);
   b.setBytes(m.bytes);
+}
+
+void Put(const Deregister& m, wire::Envelope::Payload::Builder p) {
+  auto b = p.initDeregister();
+  b.setReason(Str(m.reason));
+  b.setDrain(m.drain);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ constexpr size_t kMaxNameBytes = 256;
 // Each alternative's index + 1 is its wire MessageType.
 static_assert(std::variant_size_v<Payload> == kMaxMessageType);
 static_assert(std::is_same_v<std::variant_alternative_t<0, Payload>, RegisterWorker>);
-static_assert(std::is_same_v<std::variant_alternative_t<kMaxMessageType - 1, Payload>, KvMigrated>);
+static_assert(std::is_same_v<std::variant_alternative_t<kMaxMessageType - 1, Payload>, Deregister>);
 
 Status Invalid(std::string_view what, const std::string& detail) {
   return InvalidArgument(std::string(what) + ": " + detail);
@@ -302,6 +302,12 @@ Status CheckPayload(const KvMigrated& m, const CodecOptions&) {
   return OkStatus();
 }
 
+Status CheckPayload(const Deregister& m, const CodecOptions&) {
+  if (m.reason.size() > 1024) return Invalid("Deregister", "reason longer than 1024 bytes");
+  if (!IsValidUtf8(m.reason)) return Invalid("Deregister", "reason is not valid UTF-8");
+  return OkStatus();
+}
+
 }  // namespace
 
 std::string_view MessageTypeName(MessageType type) {
@@ -344,12 +350,14 @@ std::string_view MessageTypeName(MessageType type) {
       return "KvChunk";
     case MessageType::kKvMigrated:
       return "KvMigrated";
+    case MessageType::kDeregister:
+      return "Deregister";
   }
   return "Unknown";
 }
 
 bool TreeBatch::operator==(const TreeBatch& other) const {
-  return step == other.step &&
+  return step == other.step && prompts_drawn == other.prompts_drawn &&
          std::equal(trees.begin(), trees.end(), other.trees.begin(), other.trees.end(), SameTree);
 }
 

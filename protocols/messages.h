@@ -40,8 +40,9 @@ enum class MessageType : uint16_t {
   kKvMigrate = 16,
   kKvChunk = 17,
   kKvMigrated = 18,
+  kDeregister = 19,
 };
-inline constexpr uint16_t kMaxMessageType = 18;
+inline constexpr uint16_t kMaxMessageType = 19;
 std::string_view MessageTypeName(
     MessageType type);  // "SegmentTaskBatch"; "Unknown" if out of range
 
@@ -59,6 +60,9 @@ struct RegisterWorker {
   // Where other workers send this one KV pages (KvChunk); empty: it takes no migrations.
   std::string peer_endpoint;
   uint64_t page_bytes = 0;  // bytes of one KV page over all layers (0: not reported)
+  // The weight version its engine runs (0: the model file's, before any WeightChunk), so the
+  // scheduler gives it tasks of that version only and sends it the current weights otherwise.
+  WeightVersion weight_version;
   bool operator==(const RegisterWorker&) const = default;
 };
 
@@ -200,6 +204,10 @@ struct WeightAck {
 struct TreeBatch {
   uint64_t step = 0;
   std::vector<TreeRecord> trees;
+  // The scheduler's dataset cursor after this step's prompts (prompts drawn since the run
+  // began; 0: not reported). The learner writes it into its checkpoints (state.json), so a
+  // resumed run continues the prompt order where the checkpoint left it.
+  uint64_t prompts_drawn = 0;
   bool operator==(const TreeBatch& other) const;  // field-wise, trees included
 };
 
@@ -282,11 +290,22 @@ struct KvMigrated {
   bool operator==(const KvMigrated&) const = default;
 };
 
+// worker -> scheduler: the worker is leaving (SIGTERM, `cluster scale`). drain: place no new
+// tasks on it, let its running segments finish and its held KV move to others (KvMigrate) or
+// be recomputed elsewhere; the scheduler answers Shutdown once nothing needs it any more.
+// !drain: it is gone now (after that Shutdown, or a second signal); the registry forgets it at
+// once instead of after the heartbeat timeout.
+struct Deregister {
+  std::string reason;
+  bool drain = false;
+  bool operator==(const Deregister&) const = default;
+};
+
 // Alternatives are in MessageType order (index + 1 == wire type).
 using Payload = std::variant<RegisterWorker, RegisterAck, RegisterLearner, Heartbeat,
                              SegmentTaskBatch, SegmentResultBatch, TaskRejected, ReleaseNodes,
                              WeightVersionNotice, WeightChunk, WeightAck, TreeBatch, TrainDone,
-                             Shutdown, ErrorReply, KvMigrate, KvChunk, KvMigrated>;
+                             Shutdown, ErrorReply, KvMigrate, KvChunk, KvMigrated, Deregister>;
 
 // One frame: envelope fields plus one payload.
 struct Message {

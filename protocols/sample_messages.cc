@@ -112,6 +112,7 @@ std::vector<Message> SampleMessages() {
                              Fnv1a64(page)},
                      3, 11));
   out.push_back(Wrap(KvMigrated{77, true, "", {NodeId(101)}, page.size()}, 4, 12));
+  out.push_back(Wrap(Deregister{"SIGTERM", true}, 4, 12));
   return out;
 }
 

@@ -38,7 +38,7 @@ Status ZmqStatus(std::string_view what, int err) {
 
 Status ApplySocketOptions(zmq::socket_t& s, const SocketOptions& o) {
   try {
-    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::linger, o.linger_ms);
     s.set(zmq::sockopt::sndhwm, o.send_hwm);
     s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
     s.set(zmq::sockopt::maxmsgsize, o.max_message_bytes);

@@ -48,6 +48,9 @@ struct SocketOptions {
   // How long Send waits on a full queue: 0 = fail at once with kResourceExhausted,
   // -1 = wait indefinitely.
   int send_timeout_ms = 0;
+  // How long closing the socket waits to deliver messages still queued (ZMQ_LINGER): 0 =
+  // drop them at once. A process's last words (Deregister) need a few hundred ms.
+  int linger_ms = 0;
 };
 
 struct RouterOptions {
@@ -135,7 +138,7 @@ class Router {
                              const RouterOptions& options = {});
   Router(Router&&) noexcept;
   Router& operator=(Router&&) noexcept;
-  ~Router();  // closes with linger 0: unsent messages are dropped
+  ~Router();  // closes with SocketOptions::linger_ms (default 0: unsent messages are dropped)
 
   // The bound endpoint with the port resolved, e.g. "tcp://127.0.0.1:40123".
   const std::string& endpoint() const;
@@ -165,7 +168,7 @@ class Dealer {
                                 const DealerOptions& options);
   Dealer(Dealer&&) noexcept;
   Dealer& operator=(Dealer&&) noexcept;
-  ~Dealer();  // closes with linger 0
+  ~Dealer();  // closes with SocketOptions::linger_ms (default 0)
 
   Result<PollResult> Poll(int timeout_ms, const Waker* waker = nullptr);
   // nullopt when nothing came within timeout_ms (-1 = forever) or the Waker fired. A message

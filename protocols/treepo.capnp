@@ -28,6 +28,7 @@ enum MessageType {
   kvMigrate @16;
   kvChunk @17;
   kvMigrated @18;
+  deregister @19;
 }
 
 struct RegisterWorker {
@@ -39,6 +40,7 @@ struct RegisterWorker {
   registrationId @5 :UInt64;     # one registration attempt; its resends get the same ack (0: none)
   peerEndpoint @6 :Text;         # where other workers send it KV pages (KvChunk); empty: none
   pageBytes @7 :UInt64;          # bytes of one KV page over all layers (0: not reported)
+  weightVersion @8 :UInt64;      # the weight version its engine runs (0: the model file's)
 }
 
 struct RegisterLearner {
@@ -191,6 +193,7 @@ struct Tree {
 struct TreeBatch {
   step @0 :UInt64;
   trees @1 :List(Tree);
+  promptsDrawn @2 :UInt64;       # the dataset cursor after this step's prompts (0: not reported)
 }
 
 struct Metric {
@@ -260,6 +263,13 @@ struct KvMigrated {
   bytes @4 :UInt64;
 }
 
+# worker -> scheduler: leaving. drain: stop giving it tasks, let its running segments finish
+# and its held KV move away, then answer Shutdown; !drain: it is gone now, forget it.
+struct Deregister {
+  reason @0 :Text;
+  drain @1 :Bool;
+}
+
 struct Envelope {
   version @0 :UInt16;
   type @1 :MessageType;          # must name the payload union member
@@ -285,5 +295,6 @@ struct Envelope {
     kvMigrate @20 :KvMigrate;
     kvChunk @21 :KvChunk;
     kvMigrated @22 :KvMigrated;
+    deregister @23 :Deregister;
   }
 }

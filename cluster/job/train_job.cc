@@ -3,7 +3,9 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "cluster/eval_job.h"
@@ -89,7 +91,74 @@ Status AddLogFile(const std::string& path) {
   return OkStatus();
 }
 
+// The dataset cursor after the last step line of `metrics` (its prompts_drawn), or -1.
+int64_t PromptsDrawnAtEnd(const std::string& metrics) {
+  std::ifstream in(metrics);
+  int64_t drawn = -1;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && !j.contains("eval") && j.contains("prompts_drawn") &&
+        j["prompts_drawn"].is_number_integer()) {
+      drawn = j["prompts_drawn"].get<int64_t>();
+    }
+  }
+  return drawn;
+}
+
+// `resume` may name a run directory (it holds checkpoints/): its newest complete checkpoint.
+Result<std::string> ResolveResume(const std::string& resume) {
+  const fs::path checkpoints = fs::path(resume) / "checkpoints";
+  if (!fs::is_directory(checkpoints)) return resume;  // a checkpoint directory
+  Result<std::string> newest = learner::NewestCompleteCheckpoint(checkpoints.string());
+  if (!newest.ok()) {
+    return NotFound("resume = " + resume + ": " + newest.status().message() +
+                    " (the run stopped before its first checkpoint; start it again)");
+  }
+  return newest;
+}
+
+// A learner that died, started again from the newest complete checkpoint (the loop then sends
+// it the steps since). Only the built-in single learner can be restarted this way.
+Status RestartLearner(TrainJob* job, const std::string& why) {
+  const TrainJobOptions& o = job->options;
+  learner::LearnerOptions lo = o.learner;
+  Result<std::string> ckpt = learner::NewestCompleteCheckpoint(lo.checkpoint_dir);
+  std::error_code ec;
+  if (ckpt.ok() &&
+      fs::last_write_time(fs::path(*ckpt) / learner::kStateFile, ec) < job->rl_started) {
+    ckpt = NotFound(*ckpt + " is older than this run");  // left by an earlier run in out_dir
+  }
+  if (ckpt.ok()) {
+    lo.resume_dir = *ckpt;
+  } else if (!o.train.resume.empty()) {
+    lo.resume_dir = job->start_model;  // no checkpoint of this run yet: where it started
+  }
+  const std::string name = LearnerNames(1)[0];
+  const std::string log = (fs::path(job->logs_dir) / (name + ".log")).string();
+  ++job->learner_restarts;
+  spdlog::warn("restarting the learner ({}) from {} (restart {})", why,
+               lo.resume_dir.empty() ? lo.model_path : lo.resume_dir, job->learner_restarts);
+  TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
+                          ChildProcess::Spawn(LearnerArgv(o, lo, job->process_context, 0), log));
+  if (!job->children.Replace(name, std::move(l))) return Internal("no learner child to replace");
+  return OkStatus();
+}
+
 }  // namespace
+
+Result<Config> LoadRunConfig(const std::string& run_dir) {
+  const std::string path = (fs::path(run_dir) / kRunConfigFile).string();
+  TREEPO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, "the run's config"));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return DataLoss(path + " is not a JSON object of config keys");
+  Config c;
+  for (const auto& [key, value] : j.items()) {
+    if (!value.is_string()) return DataLoss(path + ": the value of '" + key + "' is not a string");
+    c.SetValue(key, value.get<std::string>());
+  }
+  c.SetValue("resume", run_dir);
+  return c;
+}
 
 Status LoadTrainJob(const Config& config, TrainJob* job) {
   // Plug-ins first: the options below may name what they register.
@@ -117,6 +186,13 @@ Status ConfigureTrainJob(const Config& config, TrainJob* job) {
   TREEPO_RETURN_IF_ERROR(EnsureWritableDir(job->logs_dir, "out_dir/logs"));
   TREEPO_RETURN_IF_ERROR(AddLogFile((fs::path(job->logs_dir) / "train.log").string()));
   spdlog::info("effective config:\n{}", ConfigLines(job->options.rl.dashboard_config));
+  // The run's own keys (not a resume's), for `train --resume RUN_DIR`.
+  if (job->options.train.resume.empty()) {
+    nlohmann::json keys = nlohmann::json::object();
+    for (const auto& [key, value] : config.values()) keys[key] = value;
+    TREEPO_RETURN_IF_ERROR(WriteFileAtomically(
+        (fs::path(job->options.train.out_dir) / kRunConfigFile).string(), keys.dump(2) + "\n"));
+  }
   return OkStatus();
 }
 
@@ -160,12 +236,30 @@ Status PrepareRunData(TrainJob* job) {
   job->metrics_path = (fs::path(t.out_dir) / kMetricsFile).string();
   SetStartModel(job);
   if (!t.resume.empty()) {
-    TREEPO_ASSIGN_OR_RETURN(learner::CheckpointState st, learner::ReadCheckpointState(t.resume));
+    TREEPO_ASSIGN_OR_RETURN(const std::string from, ResolveResume(t.resume));
+    TREEPO_ASSIGN_OR_RETURN(learner::CheckpointState st, learner::ReadCheckpointState(from));
     rl.start_step = st.step;
+    job->options.learner.resume_dir = from;
+    job->start_model = from;
     TREEPO_ASSIGN_OR_RETURN(const ReconciledMetrics m,
                             ReconcileMetricsForResume(job->metrics_path, st.step));
-    spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped)", t.resume, st.step,
-                 m.kept_lines, job->metrics_path, m.dropped_lines);
+    // The dataset cursor where the checkpoint (or, for older ones, the recorded steps) left it.
+    rl.start_cursor = st.prompts_drawn >= 0 ? st.prompts_drawn
+                      : st.step > 0         ? PromptsDrawnAtEnd(job->metrics_path)
+                                            : 0;
+    spdlog::info("resuming from {} at step {} ({} lines of {} kept, {} dropped; {} prompts drawn)",
+                 from, st.step, m.kept_lines, job->metrics_path, m.dropped_lines, rl.start_cursor);
+    // A run directory: bind the endpoint the stopped head had, so that workers waiting to
+    // rejoin (treepo worker --rejoin-timeout-ms) find this one.
+    const std::string endpoint_file = (fs::path(t.resume) / "endpoint").string();
+    if (from != t.resume && fs::exists(endpoint_file)) {
+      Result<std::string> ep = ReadFileToString(endpoint_file, "the run's endpoint");
+      if (ep.ok() && ep->find("tcp://") == 0) {
+        std::string e = *ep;
+        e.erase(e.find_last_not_of(" \n\r") + 1);
+        rl.rollout.service.bind_endpoint = e;
+      }
+    }
   } else {
     fs::remove(job->metrics_path);
   }
@@ -204,6 +298,7 @@ std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endp
     ctx.learner_key_flags = job->keys->LearnerFlags();
   }
   ctx.plugins = job->plugins;
+  job->process_context = ctx;
   // Data-parallel ranks meet in a rendezvous directory of this run (removed at the end).
   learner::LearnerOptions& lo = job->options.learner;
   if (t.learners > 1 && t.learner_command.empty()) {
@@ -226,6 +321,10 @@ Status StartLocalProcesses(TrainJob* job, const std::string& endpoint) {
     TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(p.argv, p.log_path));
     job->children.Add(p.name, std::move(c), p.log_path, p.role == "learner");
   }
+  // learner.on_failure = restart: the learner's exit is the RL loop's to handle (RunRlStage).
+  if (job->options.rl.restart_learner) {
+    job->children.SetRestartable(LearnerNames(job->options.train.learners)[0], 0);
+  }
   return OkStatus();
 }
 
@@ -235,6 +334,18 @@ Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomi
   // Every child is watched from the scheduler's loop: a worker that exits is reported and the
   // run goes on with the others; the learner exiting ends the run at once with its log's tail.
   job->options.rl.rollout.liveness_probe = SupervisorProbe(&job->children);
+  // (A little earlier, for file systems with coarse timestamps.)
+  job->rl_started = fs::file_time_type::clock::now() - std::chrono::seconds(2);
+  // learner.on_failure = restart: the built-in single learner is restarted from its newest
+  // complete checkpoint (the RL loop asks, RestartLearner does it). Outside learners,
+  // data-parallel ranks and learners a cluster launcher placed on other hosts are not: a
+  // learner lost there fails the run.
+  if (job->options.rl.learner_on_failure == "restart" && t.learners == 1 &&
+      t.learner_command.empty() && job->placement.empty()) {
+    job->options.rl.restart_learner = [job](const std::string& why) {
+      return RestartLearner(job, why);
+    };
+  }
   auto on_bound = [&](const std::string& endpoint) -> Status {
     // Whole or absent, for tools that talk to a running train.
     TREEPO_RETURN_IF_ERROR(

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,6 +41,9 @@ struct TrainJob {
   std::vector<HostPlacement> placement;
   std::string executable;
   Supervisor children;                         // the processes started by StartLocalProcesses
+  ProcessContext process_context;              // how they were started (for a restart)
+  std::filesystem::file_time_type rl_started;  // checkpoints older than this are not this run's
+  int learner_restarts = 0;
   scheduler::RlSummary rl_summary;             // after RunRlStage
   std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
   nlohmann::json summary;                      // summary.json
@@ -103,5 +107,12 @@ Status RunTrainJob(const Config& config, const std::atomic<bool>* stop);
 // processes started by `start`.
 Status RunTrainJob(const Config& config, TrainJob* job, const StartProcessesFn& start,
                    const std::atomic<bool>* stop);
+
+// The file in out_dir that keeps the run's config (every key as given), so that
+// `treepo train --resume RUN_DIR` continues the run with the same settings.
+inline constexpr char kRunConfigFile[] = "run_config.json";
+// The config of the run in `run_dir` (its kRunConfigFile) with `resume` set to the run dir:
+// PrepareRunData then resumes from its newest complete checkpoint (docs/cluster-recovery.md).
+Result<Config> LoadRunConfig(const std::string& run_dir);
 
 }  // namespace treepo::cluster

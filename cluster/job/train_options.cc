@@ -127,6 +127,9 @@ void DeriveTrainJobOptions(TrainJobOptions* o) {
   // killed `train` sends it SIGTERM before recording the step it trained.
   lo.checkpoint_on_signal = false;
   lo.checkpoint_dir = (fs::path(t.out_dir) / "checkpoints").string();
+  // A restarted learner resumes from the newest complete checkpoint (or the one before, when
+  // the newest is incomplete): the loop keeps the batches of every step since.
+  rl.keep_batches = t.checkpoint_every > 0 ? 2 * int64_t{t.checkpoint_every} + 2 : rl.steps + 1;
   rl.rollout.dashboard.url_file =
       (fs::path(t.out_dir) / scheduler::dashboard::kDashboardUrlFile).string();
 }
@@ -194,6 +197,8 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"sync.max_staleness", fmt::format("{}", r.max_staleness)},
       {"sync.wait_learner_timeout_ms", fmt::format("{}", r.wait_learner_timeout_ms)},
       {"sync.train_timeout_ms", fmt::format("{}", r.train_timeout_ms)},
+      {"learner.on_failure", r.learner_on_failure},
+      {"learner.max_restarts", fmt::format("{}", r.max_learner_restarts)},
       {"scheduler.heartbeat_interval_ms", fmt::format("{}", ro.service.heartbeat_interval_ms)},
       {"scheduler.heartbeat_timeout_ms", fmt::format("{}", ro.service.heartbeat_timeout_ms)},
       {"scheduler.max_task_attempts", fmt::format("{}", ro.service.max_task_attempts)},

@@ -2,12 +2,15 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "common/atomic_file.h"
 #include "common/file_io.h"
 #include "common/json_number.h"
+#include "common/log.h"
 #include "common/model/safetensors.h"
 
 namespace treepo::learner {
@@ -33,7 +36,12 @@ Status SaveCheckpoint(const std::string& dir, const model::ModelWeights& weights
   TREEPO_RETURN_IF_ERROR(optimizer.Save((tmp / kOptimizerFile).string()));
   TREEPO_RETURN_IF_ERROR(WriteFileAtomically(
       (tmp / kStateFile).string(),
-      nlohmann::json{{"step", state.step}, {"version", state.version}}.dump() + "\n"));
+      (state.prompts_drawn >= 0 ? nlohmann::json{{"step", state.step},
+                                                 {"version", state.version},
+                                                 {"prompts_drawn", state.prompts_drawn}}
+                                : nlohmann::json{{"step", state.step}, {"version", state.version}})
+              .dump() +
+          "\n"));
   if (!companions_from.empty() && fs::is_directory(companions_from, ec)) {
     for (const char* name : kCompanionFiles) {
       const fs::path from = fs::path(companions_from) / name;
@@ -63,7 +71,43 @@ Result<CheckpointState> ReadCheckpointState(const std::string& dir) {
   Result<int64_t> step = JsonToInt<int64_t>(j["step"], "step");
   Result<uint64_t> version = JsonToInt<uint64_t>(j["version"], "version");
   if (!step.ok() || !version.ok() || *step < 0) return DataLoss(bad);
-  return CheckpointState{*step, *version};
+  CheckpointState st{*step, *version};
+  if (j.contains("prompts_drawn")) {
+    Result<int64_t> drawn = JsonToInt<int64_t>(j["prompts_drawn"], "prompts_drawn");
+    if (!drawn.ok() || *drawn < 0) {
+      return DataLoss(path.string() + ": prompts_drawn is not an integer >= 0");
+    }
+    st.prompts_drawn = *drawn;
+  }
+  return st;
+}
+
+Result<std::string> NewestCompleteCheckpoint(const std::string& root, int64_t max_step) {
+  std::error_code ec;
+  std::map<int64_t, std::string, std::greater<>> steps;  // newest first
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory(ec) || name.rfind("step_", 0) != 0 || name.size() <= 5 ||
+        name.find_first_not_of("0123456789", 5) != std::string::npos) {
+      continue;
+    }
+    const int64_t step = std::stoll(name.substr(5));
+    if (max_step < 0 || step <= max_step) steps[step] = e.path().string();
+  }
+  for (const auto& [step, dir] : steps) {
+    std::string missing;
+    for (const char* f : {"config.json", "model.safetensors", kOptimizerFile, kStateFile}) {
+      const fs::path p = fs::path(dir) / f;
+      if (!fs::is_regular_file(p, ec) || fs::file_size(p, ec) == 0) missing = f;
+    }
+    Result<CheckpointState> st =
+        missing.empty() ? ReadCheckpointState(dir) : Result<CheckpointState>(DataLoss(missing));
+    if (st.ok() && st->step == step) return dir;
+    spdlog::warn("checkpoint {} is incomplete ({}): using an older one", dir,
+                 st.ok() ? "state.json names step " + std::to_string(st->step)
+                         : st.status().message() + " missing or unreadable");
+  }
+  return NotFound("no complete checkpoint under " + root);
 }
 
 }  // namespace treepo::learner

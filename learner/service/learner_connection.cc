@@ -46,6 +46,13 @@ Status LearnerConnection::Send(pr::Payload payload) {
   return dealer_.Send(pr::Encode(m));
 }
 
+Status LearnerConnection::SendHeartbeat() {
+  pr::Heartbeat hb;
+  hb.worker_id = WorkerId(id_);
+  hb.epoch = epoch_;
+  return Send(hb);
+}
+
 Result<std::optional<pr::Message>> LearnerConnection::Recv(int timeout_ms) {
   TREEPO_ASSIGN_OR_RETURN(auto frame, dealer_.Recv(timeout_ms));
   if (!frame) return std::optional<pr::Message>();
@@ -78,6 +85,8 @@ Status LearnerConnection::Register(const ConnectionOptions& o, std::atomic<bool>
         id_ = ack->assigned_id;
         epoch_ = ack->epoch;
         scheduler_version_ = ack->weight_version.value();
+        heartbeat_interval_ms_ =
+            static_cast<int>(std::max<uint32_t>(1, ack->heartbeat_interval_ms));
         return OkStatus();
       }
       if (const auto* err = m->get_if<pr::ErrorReply>()) {

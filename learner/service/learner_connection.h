@@ -40,6 +40,13 @@ class LearnerConnection {
   // The next decoded message; nullopt when none came within timeout_ms or it did not decode.
   Result<std::optional<protocols::Message>> Recv(int timeout_ms);
 
+  // A Heartbeat (id and epoch): the scheduler then declares this learner dead when it is silent
+  // longer than its heartbeat timeout. Only a learner that can keep heartbeating (also while
+  // it trains) should send one.
+  Status SendHeartbeat();
+  // The heartbeat period the scheduler gave in RegisterAck.
+  int heartbeat_interval_ms() const { return heartbeat_interval_ms_; }
+
   uint32_t id() const { return id_; }
   // The weight version the scheduler announced in RegisterAck.
   uint64_t scheduler_version() const { return scheduler_version_; }
@@ -54,6 +61,7 @@ class LearnerConnection {
   uint32_t id_ = 0;
   uint64_t epoch_ = 0;
   uint64_t scheduler_version_ = 0;
+  int heartbeat_interval_ms_ = 500;
   int64_t bad_frames_ = 0;
 };
 

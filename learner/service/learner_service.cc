@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -117,6 +118,16 @@ Status ReduceStep(collective::Collective& ranks, const Trainer& trainer, bool ch
   return OkStatus();
 }
 
+// Runs `work` on a helper thread while this one keeps heartbeating (the connection stays on
+// this thread), so a long training step or checkpoint does not look like a dead learner.
+template <typename F>
+auto Heartbeating(LearnerConnection& conn, F&& work) -> decltype(work()) {
+  auto done = std::async(std::launch::async, std::forward<F>(work));
+  const auto every = std::chrono::milliseconds(conn.heartbeat_interval_ms());
+  while (done.wait_for(every) != std::future_status::ready) conn.SendHeartbeat().IgnoreError();
+  return done.get();
+}
+
 }  // namespace
 
 Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
@@ -171,11 +182,15 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
 
   int64_t step = state.step;
   int64_t saved_step = o.resume_dir.empty() ? -1 : state.step;
+  // The scheduler's dataset cursor after the last trained batch (kept in checkpoints).
+  int64_t prompts_drawn = state.prompts_drawn;
   auto checkpoint = [&]() -> Status {
     if (!lead || o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
     const std::string dir = CheckpointDir(o.checkpoint_dir, step);
-    TREEPO_RETURN_IF_ERROR(SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
-                                          {step, trainer->version().value()}, weights_from));
+    TREEPO_RETURN_IF_ERROR(Heartbeating(*conn, [&] {
+      return SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
+                            {step, trainer->version().value(), prompts_drawn}, weights_from);
+    }));
     saved_step = step;
     spdlog::info("{}: checkpoint {}", name, dir);
     return OkStatus();
@@ -184,8 +199,16 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   // A checkpoint checkpoint_every asked for, written on the scheduler's next message (the
   // header says why).
   bool checkpoint_due = false;
+  // Heartbeats tell the scheduler this learner lives (it restarts or fails the run when they
+  // stop, docs/rl-loop.md); they go on while a step trains (Heartbeating).
+  int64_t next_heartbeat = 0;
   while (stop == nullptr || !stop->load()) {
-    TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m, conn->Recv(200));
+    if (SteadyNowMs() >= next_heartbeat) {
+      conn->SendHeartbeat().IgnoreError();
+      next_heartbeat = SteadyNowMs() + conn->heartbeat_interval_ms();
+    }
+    TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m,
+                            conn->Recv(std::min(200, conn->heartbeat_interval_ms())));
     if (!m) continue;
     if (checkpoint_due && (m->get_if<pr::TreeBatch>() || m->get_if<pr::Shutdown>())) {
       checkpoint_due = false;
@@ -195,15 +218,17 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
       if (static_cast<int64_t>(tb->step) != step) {
         spdlog::warn("{}: TreeBatch for step {} while at step {}", name, tb->step, step);
       }
-      Result<LearnerBatch> batch =
-          BuildLearnerBatch(tb->trees, *estimator, max_seq_len, reduce_sum);
-      Result<TrainStepMetrics> metrics =
-          batch.ok() ? trainer->Step(*batch) : Result<TrainStepMetrics>(batch.status());
-      if (metrics.ok() && parallel) {
-        const Status st =
-            ReduceStep(*ranks, *trainer, o.check_weights, tb->step, &*metrics, &*batch);
-        if (!st.ok()) metrics = st;
-      }
+      Result<LearnerBatch> batch = InvalidArgument("not built");
+      Result<TrainStepMetrics> metrics = Heartbeating(*conn, [&]() -> Result<TrainStepMetrics> {
+        batch = BuildLearnerBatch(tb->trees, *estimator, max_seq_len, reduce_sum);
+        Result<TrainStepMetrics> out =
+            batch.ok() ? trainer->Step(*batch) : Result<TrainStepMetrics>(batch.status());
+        if (out.ok() && parallel) {
+          const Status st = ReduceStep(*ranks, *trainer, o.check_weights, tb->step, &*out, &*batch);
+          if (!st.ok()) out = st;
+        }
+        return out;
+      });
       if (!metrics.ok()) {
         spdlog::error("{}: step {} failed: {}", name, tb->step, metrics.status().ToString());
         TREEPO_RETURN_IF_ERROR(conn->Send(pr::ErrorReply{
@@ -213,6 +238,7 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
         continue;
       }
       step = static_cast<int64_t>(tb->step) + 1;
+      prompts_drawn = tb->prompts_drawn > 0 ? static_cast<int64_t>(tb->prompts_drawn) : -1;
       if (lead) {
         TREEPO_RETURN_IF_ERROR(publisher.Publish(trainer->version(), trainer->weights().data));
         pr::TrainDone done{tb->step, trainer->version(), ToMetrics(*metrics)};

@@ -53,6 +53,7 @@ struct StepRollout {
   double rollout_s = 0.0;
   double reward_sum = 0.0;
   int64_t correct = 0;
+  int64_t prompts_drawn = 0;  // by the dataset cursor since the run began, after this step
   uint64_t version_min = UINT64_MAX, version_max = 0;
 };
 
@@ -88,7 +89,9 @@ class Loop {
                  service_->registry().live_count(), relay_.newest()->value(), o_.start_step,
                  o_.steps, o_.sync_mode, o_.queries_per_step);
     // A resumed run continues the prompt order where the saved run stopped.
-    for (int64_t i = 0; i < o_.start_step * o_.queries_per_step; ++i) cursor_.Next();
+    const int64_t skip =
+        o_.start_cursor >= 0 ? o_.start_cursor : o_.start_step * o_.queries_per_step;
+    for (int64_t i = 0; i < skip; ++i) NextPrompt();
     if (!o_.metrics_path.empty()) {
       if (recorder_ != nullptr) ShowEarlierMetrics();
       TREEPO_ASSIGN_OR_RETURN(metrics_, LineAppender::Open(o_.metrics_path));
@@ -192,6 +195,9 @@ class Loop {
                                 " ms waiting for " + what);
       }
       TREEPO_RETURN_IF_ERROR(service_->Pump(50));
+      if (std::optional<std::string> lost = relay_.TakeLearnerLost()) {
+        TREEPO_RETURN_IF_ERROR(RecoverLearner(*lost));
+      }
       relay_.SyncWorkers();
     }
   }
@@ -204,7 +210,7 @@ class Loop {
     size_t need = static_cast<size_t>(o_.queries_per_step);
     for (int round = 0;; ++round) {
       auto records = std::make_shared<std::vector<PromptRecord>>();
-      for (size_t i = 0; i < need; ++i) records->push_back(train_[cursor_.Next()]);
+      for (size_t i = 0; i < need; ++i) records->push_back(train_[NextPrompt()]);
       RolloutJobOptions job = o_.rollout;
       // A fresh sampling stream per step and round, a pure function of the run seed.
       job.seed = o_.rollout.seed + 1000003ULL * static_cast<uint64_t>(step + 1) +
@@ -259,6 +265,7 @@ class Loop {
       r.kept.resize(static_cast<size_t>(o_.queries_per_step));
     }
     r.rollout_s = Since(t0);
+    r.prompts_drawn = prompts_drawn_;
     if (!o_.trees_dir.empty()) {
       char name[32];
       std::snprintf(name, sizeof(name), "step_%06lld.jsonl", static_cast<long long>(step));
@@ -268,23 +275,106 @@ class Loop {
     return r;
   }
 
-  // One TreeBatch per learner rank: its shard of the kept trees (possibly none).
+  int64_t NextPrompt() {
+    ++prompts_drawn_;
+    return cursor_.Next();
+  }
+
+  // One TreeBatch per learner rank: its shard of the kept trees (possibly none). Each is kept
+  // (the last keep_batches steps) to be sent again to a restarted learner.
   Status SendBatch(int64_t step, StepRollout& r) {
     const std::vector<LearnerId> ranks = relay_.learners();
     if (ranks.empty()) return Unavailable("not every learner rank is registered");
-    if (ranks.size() == 1) {
-      pr::TreeBatch batch;
-      batch.step = static_cast<uint64_t>(step);
-      batch.trees = std::move(r.kept);
-      return service_->SendToLearner(ranks[0], std::move(batch));
-    }
+    std::vector<pr::TreeBatch> batches(ranks.size());
     const auto shards = ShardTreesByTokens(r.kept, static_cast<int>(ranks.size()));
     for (size_t rank = 0; rank < ranks.size(); ++rank) {
-      pr::TreeBatch batch;
-      batch.step = static_cast<uint64_t>(step);
-      for (size_t i : shards[rank]) batch.trees.push_back(std::move(r.kept[i]));
-      TREEPO_RETURN_IF_ERROR(service_->SendToLearner(ranks[rank], std::move(batch)));
+      batches[rank].step = static_cast<uint64_t>(step);
+      batches[rank].prompts_drawn = static_cast<uint64_t>(r.prompts_drawn);
+      if (ranks.size() == 1) {
+        batches[rank].trees = std::move(r.kept);
+      } else {
+        for (size_t i : shards[rank]) batches[rank].trees.push_back(std::move(r.kept[i]));
+      }
     }
+    sent_batches_[step] = batches;
+    while (!sent_batches_.empty() && sent_batches_.begin()->first <= step - o_.keep_batches) {
+      sent_batches_.erase(sent_batches_.begin());
+    }
+    // A learner lost meanwhile (during the rollout) gets this step with the others.
+    if (std::optional<std::string> lost = relay_.TakeLearnerLost()) return RecoverLearner(*lost);
+    for (size_t rank = 0; rank < ranks.size(); ++rank) {
+      const Status st = service_->SendToLearner(ranks[rank], std::move(batches[rank]));
+      if (!st.ok()) return LearnerUnreachable(st);
+    }
+    return OkStatus();
+  }
+
+  // A send to a learner failed (its connection is gone): wait for the loss to be declared
+  // (its process exit, or the heartbeat timeout) and recover; else the send's error.
+  Status LearnerUnreachable(const Status& send) {
+    const auto deadline =
+        Clock::now() + std::chrono::milliseconds(o_.rollout.service.heartbeat_timeout_ms + 1000);
+    while (Clock::now() < deadline) {
+      if (std::optional<std::string> lost = relay_.TakeLearnerLost()) return RecoverLearner(*lost);
+      TREEPO_RETURN_IF_ERROR(service_->Pump(50));
+    }
+    return send;
+  }
+
+  // A learner was declared dead: fail (learner.on_failure = fail), or restart it from its
+  // newest complete checkpoint and send it the trees of every step since that checkpoint.
+  Status RecoverLearner(const std::string& why) {
+    if (o_.learner_on_failure != "restart" || !o_.restart_learner) {
+      return Unavailable(why + " (learner.on_failure = " + o_.learner_on_failure + ")");
+    }
+    if (restarts_ >= o_.max_learner_restarts) {
+      return Unavailable(why + "; not restarted: learner.max_restarts = " +
+                         std::to_string(o_.max_learner_restarts) + " restarts done");
+    }
+    ++restarts_;
+    const auto lost_at = Clock::now();
+    spdlog::warn("RL: {}: restarting the learner ({} of at most {})", why, restarts_,
+                 o_.max_learner_restarts);
+    relay_.ExpectRestart();
+    TREEPO_RETURN_IF_ERROR(o_.restart_learner(why));
+    const auto deadline = lost_at + std::chrono::milliseconds(o_.wait_learner_timeout_ms);
+    while (!relay_.restart_version() || relay_.learners().empty()) {
+      TREEPO_RETURN_IF_ERROR(relay_.error());
+      if (std::optional<std::string> again = relay_.TakeLearnerLost()) {
+        return Unavailable("the restarted learner was lost too: " + *again);
+      }
+      if (stop_ != nullptr && stop_->load()) return Cancelled("stopped restarting the learner");
+      if (Clock::now() > deadline) {
+        return DeadlineExceeded("the restarted learner did not register and publish within " +
+                                std::to_string(o_.wait_learner_timeout_ms) +
+                                " ms (sync.wait_learner_timeout_ms)");
+      }
+      TREEPO_RETURN_IF_ERROR(service_->Pump(50));
+    }
+    const uint64_t v = relay_.restart_version()->value();
+    if (v < base_version_) {
+      return FailedPrecondition("the restarted learner is on weight version " + std::to_string(v) +
+                                ", before this run's base version " +
+                                std::to_string(base_version_));
+    }
+    const int64_t from = static_cast<int64_t>(v - base_version_);
+    const int64_t last = sent_batches_.empty() ? from - 1 : sent_batches_.rbegin()->first;
+    std::vector<LearnerId> ranks = relay_.learners();
+    for (int64_t step = from; step <= last; ++step) {
+      auto it = sent_batches_.find(step);
+      if (it == sent_batches_.end()) {
+        return FailedPrecondition("the restarted learner resumes at step " + std::to_string(from) +
+                                  " but the trees of step " + std::to_string(step) +
+                                  " are no longer kept");
+      }
+      for (size_t rank = 0; rank < ranks.size() && rank < it->second.size(); ++rank) {
+        TREEPO_RETURN_IF_ERROR(service_->SendToLearner(ranks[rank], it->second[rank]));
+      }
+    }
+    spdlog::warn(
+        "RL: learner restarted at step {} (weight version {}) in {:.2f} s; sent steps "
+        "{}..{} again",
+        from, v, Since(lost_at), from, last);
     return OkStatus();
   }
 
@@ -320,6 +410,7 @@ class Loop {
     j["rollout_version_max"] = r.version_max;
     j["newest_version_at_rollout_end"] = relay_.newest() ? relay_.newest()->value() : 0;
     j["rollout_s"] = r.rollout_s;
+    j["prompts_drawn"] = r.prompts_drawn;
     return j;
   }
 
@@ -412,6 +503,9 @@ class Loop {
   const std::atomic<bool>* stop_;
   DatasetCursor cursor_;
   uint64_t base_version_ = 0;
+  int64_t prompts_drawn_ = 0;
+  int restarts_ = 0;
+  std::map<int64_t, std::vector<pr::TreeBatch>> sent_batches_;  // step -> one per rank
   std::map<int64_t, Pending> pending_;
   LineAppender metrics_;
   ProgressBar* bar_ = nullptr;

@@ -58,9 +58,25 @@ struct RlOptions {
   int learners = 1;
   int wait_learner_timeout_ms = 120000;  // for the learner to register and publish
   int train_timeout_ms = 600000;         // for one TrainDone (and the weights' arrival)
-  std::string metrics_path;              // metrics JSON lines (appended); "" = none
-  std::string trees_dir;                 // per-step tree files; "" = none
-  bool progress = true;                  // progress bar and a status line per step on stderr
+  // Learner recovery. A learner that dies (its process exits: the launcher's probe calls
+  // SchedulerService::LearnerGone; or it stops heartbeating for heartbeat_timeout_ms) fails the
+  // run (learner.on_failure = fail), or (restart) the loop calls restart_learner, which starts a
+  // new learner from the newest complete checkpoint; the loop waits for its registration and
+  // its first weights (version = base + the checkpoint's step C) and sends the TreeBatches of
+  // steps C.. again (steps already recorded are trained again, not recorded again), so the run
+  // goes on with every step once. At most learner.max_restarts restarts per run.
+  std::string learner_on_failure = "restart";  // learner.on_failure: restart | fail
+  int max_learner_restarts = 3;                // learner.max_restarts
+  std::function<Status(const std::string& why)> restart_learner;  // the launcher's; not a key
+  // TreeBatches kept for a restart: the last keep_batches steps (the launcher sets it from the
+  // checkpoint interval). Not a key.
+  int64_t keep_batches = 1000000;
+  // Prompts the dataset cursor had drawn before start_step (a resumed run's checkpoint
+  // records it); -1: start_step x queries_per_step (exact without dynamic sampling). Not a key.
+  int64_t start_cursor = -1;
+  std::string metrics_path;  // metrics JSON lines (appended); "" = none
+  std::string trees_dir;     // per-step tree files; "" = none
+  bool progress = true;      // progress bar and a status line per step on stderr
   // The model's context in tokens (the launcher sets it from the model's config): a prompt
   // that leaves no room for max_depth x segment_tokens response tokens is skipped with a
   // warning, as `treepo rollout` does. 0 = unknown, no limit.

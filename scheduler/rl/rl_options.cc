@@ -24,6 +24,12 @@ Status RlOptions::Validate() const {
   if (wait_learner_timeout_ms < 1 || train_timeout_ms < 1) {
     return InvalidArgument("timeouts must be >= 1 ms");
   }
+  if (learner_on_failure != "fail" && learner_on_failure != "restart") {
+    return InvalidArgument("learner.on_failure must be restart or fail, not '" +
+                           learner_on_failure + "'");
+  }
+  if (max_learner_restarts < 0) return InvalidArgument("learner.max_restarts must be >= 0");
+  if (keep_batches < 1) return InvalidArgument("keep_batches must be >= 1");
   return OkStatus();
 }
 
@@ -60,6 +66,8 @@ Status LoadRlOptions(const Config& c, RlOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("scheduler.wait_workers_timeout_ms", &r.wait_workers_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("sync.wait_learner_timeout_ms", &o->wait_learner_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("sync.train_timeout_ms", &o->train_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("learner.on_failure", &o->learner_on_failure));
+  TREEPO_RETURN_IF_ERROR(c.Get("learner.max_restarts", &o->max_learner_restarts));
   TREEPO_RETURN_IF_ERROR(dashboard::LoadDashboardOptions(c, &r.dashboard));
   return OkStatus();
 }

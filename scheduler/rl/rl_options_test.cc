@@ -15,7 +15,8 @@ TEST(RlOptionsTest, DefaultTomlMatchesTheStructDefaultsForTimeoutsAndDeadlines) 
   for (const char* key : {"sync.wait_learner_timeout_ms", "sync.train_timeout_ms",
                           "scheduler.wait_workers_timeout_ms", "scheduler.task_deadline_floor_ms",
                           "scheduler.task_deadline_multiplier", "scheduler.assumed_tokens_per_s",
-                          "scheduler.max_missed_deadlines", "scheduler.max_task_deadline_misses"}) {
+                          "scheduler.max_missed_deadlines", "scheduler.max_task_deadline_misses",
+                          "learner.on_failure", "learner.max_restarts"}) {
     EXPECT_TRUE(c->Has(key)) << key << " is not documented in configs/default.toml";
   }
   RlOptions loaded;
@@ -23,6 +24,8 @@ TEST(RlOptionsTest, DefaultTomlMatchesTheStructDefaultsForTimeoutsAndDeadlines) 
   const RlOptions defaults;
   EXPECT_EQ(loaded.wait_learner_timeout_ms, defaults.wait_learner_timeout_ms);
   EXPECT_EQ(loaded.train_timeout_ms, defaults.train_timeout_ms);
+  EXPECT_EQ(loaded.learner_on_failure, defaults.learner_on_failure);
+  EXPECT_EQ(loaded.max_learner_restarts, defaults.max_learner_restarts);
   EXPECT_EQ(loaded.rollout.wait_workers_timeout_ms, defaults.rollout.wait_workers_timeout_ms);
   const DispatchLimits& l = loaded.rollout.service.dispatch;
   const DispatchLimits& d = defaults.rollout.service.dispatch;

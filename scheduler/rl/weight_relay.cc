@@ -72,14 +72,50 @@ void WeightRelay::OnLearnerMessage(const LearnerEntry& learner, const pr::Messag
     }
     assembling_->chunks.push_back(*chunk);
     if (assembling_->chunks.size() == assembling_->notice.n_chunks) {
-      newest_ = std::move(*assembling_);
+      const WeightVersion v = assembling_->notice.version;
+      if (awaiting_restart_ && !restart_version_) restart_version_ = v;
+      if (auto old = complete_.find(v);
+          old != complete_.end() && old->second.notice.checksum != assembling_->notice.checksum) {
+        // A restarted learner trained a step again to other weights than its predecessor's:
+        // workers that had the old ones get the new ones (and the gates wait for their acks).
+        spdlog::warn("learner republished weight version {} with other weights: resending it",
+                     v.value());
+        for (auto* m : {&sent_, &acked_}) {
+          for (auto it = m->begin(); it != m->end();) {
+            it = it->second >= v ? m->erase(it) : std::next(it);
+          }
+        }
+      }
+      complete_[v] = std::move(*assembling_);
       assembling_.reset();
+      Prune();
     }
   } else if (const auto* done = m.get_if<pr::TrainDone>()) {
     train_done_[done->step] = *done;
   } else {
     spdlog::warn("ignoring {} from learner {}", pr::MessageTypeName(m.type()), learner.id.value());
   }
+}
+
+void WeightRelay::OnLearnerLost(const LearnerEntry& learner, const std::string& why) {
+  auto it = learners_.find(learner.rank);
+  if (it == learners_.end() || it->second != learner.id) return;  // not a current one
+  if (learner.rank == 0) assembling_.reset();
+  if (!lost_) {
+    lost_ = "learner " + std::to_string(learner.id.value()) + " '" + learner.name + "'" +
+            (expected_learners_ > 1 ? " (rank " + std::to_string(learner.rank) + ")" : "") + " " +
+            why;
+  }
+}
+
+std::optional<std::string> WeightRelay::TakeLearnerLost() { return std::exchange(lost_, {}); }
+
+void WeightRelay::ExpectRestart() {
+  learners_.clear();
+  assembling_.reset();
+  awaiting_restart_ = true;
+  restart_version_.reset();
+  lost_.reset();
 }
 
 void WeightRelay::OnWorkerWeightAck(WorkerId worker, const pr::WeightAck& ack) {
@@ -93,31 +129,61 @@ void WeightRelay::OnWorkerWeightAck(WorkerId worker, const pr::WeightAck& ack) {
   acked_[worker] = ack.version;
 }
 
-void WeightRelay::SendVersion(WorkerId worker) {
-  Status st = service_->SendToWorker(worker, newest_->notice);
-  for (const pr::WeightChunk& c : newest_->chunks) {
+void WeightRelay::Prune() {
+  const WeightVersion current = service_->weight_version();
+  const WeightVersion newest = complete_.rbegin()->first;
+  for (auto it = complete_.begin(); it != complete_.end();) {
+    it = it->first != newest && it->first != current ? complete_.erase(it) : std::next(it);
+  }
+}
+
+void WeightRelay::SendVersion(WorkerId worker, const Version& version) {
+  Status st = service_->SendToWorker(worker, version.notice);
+  for (const pr::WeightChunk& c : version.chunks) {
     if (st.ok()) st = service_->SendToWorker(worker, c);
   }
   // A failed send leaves sent_ unchanged: the next SyncWorkers retries.
-  if (st.ok()) sent_[worker] = newest_->notice.version;
+  if (st.ok()) sent_[worker] = std::max(sent_[worker], version.notice.version);
+}
+
+void WeightRelay::OnWorkerRegistered(const WorkerEntry& worker) {
+  // What it runs now (0: its model file's weights, which are not trusted to be the run's).
+  if (worker.weight_version.value() != 0) acked_[worker.id] = worker.weight_version;
+  auto it = complete_.find(service_->weight_version());
+  if (it == complete_.end()) return;  // before the learner's first weights: SyncWorkers
+  if (worker.weight_version.value() != 0 && worker.weight_version == it->first) return;
+  spdlog::info("worker {} '{}' joined on weight version {}: sending it version {}",
+               worker.id.value(), worker.name, worker.weight_version.value(), it->first.value());
+  SendVersion(worker.id, it->second);
 }
 
 void WeightRelay::SyncWorkers() {
-  if (!newest_) return;
+  if (complete_.empty()) return;
+  Prune();
+  const Version& newest = complete_.rbegin()->second;
   for (WorkerId w : service_->registry().LiveWorkers()) {
     auto it = sent_.find(w);
-    if (it == sent_.end() || it->second < newest_->notice.version) SendVersion(w);
+    if (it == sent_.end() || it->second < newest.notice.version) SendVersion(w, newest);
   }
 }
 
 std::optional<WeightVersion> WeightRelay::newest() const {
-  if (!newest_) return std::nullopt;
-  return newest_->notice.version;
+  if (complete_.empty()) return std::nullopt;
+  return complete_.rbegin()->first;
+}
+
+std::vector<WorkerId> WeightRelay::ServingWorkers() const {
+  std::vector<WorkerId> out;
+  for (WorkerId w : service_->registry().LiveWorkers()) {
+    const WorkerEntry* e = service_->registry().Find(w);
+    if (!e->draining) out.push_back(w);
+  }
+  return out;
 }
 
 std::optional<WeightVersion> WeightRelay::MinWorkerVersion() const {
   std::optional<WeightVersion> low;
-  for (WorkerId w : service_->registry().LiveWorkers()) {
+  for (WorkerId w : ServingWorkers()) {
     auto it = acked_.find(w);
     if (it == acked_.end()) return std::nullopt;
     if (!low || it->second < *low) low = it->second;
@@ -126,7 +192,7 @@ std::optional<WeightVersion> WeightRelay::MinWorkerVersion() const {
 }
 
 bool WeightRelay::AllWorkersAtLeast(WeightVersion version) const {
-  if (service_->registry().live_count() == 0) return false;
+  if (ServingWorkers().empty()) return false;
   const std::optional<WeightVersion> low = MinWorkerVersion();
   return low && *low >= version;
 }

@@ -237,6 +237,70 @@ TEST_F(DispatcherTest, MigrationWaitsForTheAckThenTheTaskFollowsItsParent) {
   }
 }
 
+TEST_F(DispatcherTest, ADrainingHoldersSubtreeMovesWithItsKvOrIsRecomputedElsewhere) {
+  protocols::RegisterWorker r1 = Reg("m1"), r2 = Reg("m2");
+  r1.peer_endpoint = "tcp://127.0.0.1:1";
+  r2.peer_endpoint = "tcp://127.0.0.1:2";
+  r1.page_bytes = r2.page_bytes = 4096;
+  std::optional<WorkerId> replaced;
+  const WorkerId m1 = reg_.AddWorker("pm1", r1, &replaced).id;
+  const WorkerId m2 = reg_.AddWorker("pm2", r2, &replaced).id;
+  reg_.MarkDead(w1_);
+  reg_.MarkDead(w2_);
+  DispatchLimits limits;
+  limits.move_min_gain_ms = 100000;  // no move would pay for itself: only draining moves it
+  Dispatcher d(&reg_, limits);
+  d.holders().Add(NodeId(10), QueryId(1), m1, 3);
+  reg_.Find(m1)->draining = true;
+  EXPECT_FALSE(d.NeededForDrain(m1));
+  d.Enqueue(Spec(2, 10, {20}));
+  EXPECT_TRUE(d.NeededForDrain(m1));  // a queued task continues a node only it holds
+  EXPECT_FALSE(d.NeededForDrain(m2));
+  EXPECT_TRUE(d.Assign().empty());  // the task waits for its parent's pages to move
+  std::vector<MigrationOrder> moves = d.TakeMigrations();
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].from, m1);
+  EXPECT_EQ(moves[0].to, m2);
+  EXPECT_TRUE(d.NeededForDrain(m1));  // the transfer is under way
+  d.MigrationDone(moves[0].transfer_id, true, 4096);
+  auto batches = d.Assign();
+  ASSERT_EQ(batches.count(m1), 0u);
+  ASSERT_EQ(batches[m2].tasks.size(), 1u);
+  EXPECT_TRUE(batches[m2].tasks[0].prefix_tokens.empty());  // it runs on the moved KV
+  EXPECT_FALSE(d.NeededForDrain(m1));
+
+  // Without a peer endpoint on the other side the subtree is recomputed there instead.
+  protocols::RegisterWorker r3 = Reg("m3");
+  const WorkerId m3 = reg_.AddWorker("pm3", r3, &replaced).id;
+  reg_.MarkDead(m2);
+  d.holders().Add(NodeId(11), QueryId(1), m1, 3);
+  d.Enqueue(Spec(3, 11, {21}));
+  batches = d.Assign();
+  EXPECT_TRUE(d.TakeMigrations().empty());
+  ASSERT_EQ(batches[m3].tasks.size(), 1u);
+  EXPECT_EQ(batches[m3].tasks[0].prefix_tokens, (std::vector<int32_t>{1, 5, 6, 7}));
+}
+
+TEST_F(DispatcherTest, AWorkerIsGivenOnlyTasksOfTheWeightVersionItRuns) {
+  Dispatcher d(&reg_, DispatchLimits());
+  reg_.Find(w1_)->weight_version = WeightVersion(3);
+  protocols::SegmentTask t = Spec(1, 0, {10});
+  t.weight_version = WeightVersion(3);
+  d.Enqueue(t);
+  auto batches = d.Assign();
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches.begin()->first, w1_);  // w2 still runs version 0
+  reg_.Find(w1_)->weight_version = WeightVersion(4);
+  t.task_id = TaskId(2);
+  t.child_node_ids = {NodeId(11)};
+  d.Enqueue(t);
+  EXPECT_TRUE(d.Assign().empty());  // nobody runs version 3 now: it waits
+  reg_.Find(w2_)->weight_version = WeightVersion(3);
+  batches = d.Assign();
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches.begin()->first, w2_);
+}
+
 TEST_F(DispatcherTest, EvictsIdleNodesWhenNothingInFlightCanFreePages) {
   Dispatcher d(&reg_, DispatchLimits{});
   d.holders().Add(NodeId(30), QueryId(2), w1_, 3);  // no queued task forks these

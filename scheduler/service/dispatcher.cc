@@ -275,8 +275,11 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
   if (parent.value() != 0 && arriving_.count(parent) > 0) return std::nullopt;  // coming
   const double positions =
       static_cast<double>(std::max<size_t>(1, q.task.prefix_tokens.size()) - 1);
+  // Targets: live workers that take new tasks of this version (not draining, their weights
+  // installed); a holder that is draining or on other weights can still send its KV away.
   std::vector<const WorkerEntry*> live;
   LiveWorkersInto(&live);
+  std::erase_if(live, [&](const WorkerEntry* w) { return !w->TakesTasks(q.task.weight_version); });
 
   // The live holders of the parent, fastest first.
   const WorkerEntry* holder = nullptr;
@@ -286,9 +289,9 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       const WorkerEntry* w = registry_->Find(id);
       if (w == nullptr || !w->alive || avoided(id)) continue;
       holding.push_back(id);
-      const bool fits = Fits(id, NeedOn(q.task, id, false));
-      const bool best_fits =
-          holder != nullptr && Fits(holder->id, NeedOn(q.task, holder->id, false));
+      const bool fits = w->TakesTasks(q.task.weight_version) && Fits(id, NeedOn(q.task, id, false));
+      const bool best_fits = holder != nullptr && holder->TakesTasks(q.task.weight_version) &&
+                             Fits(holder->id, NeedOn(q.task, holder->id, false));
       if (holder == nullptr || (fits && !best_fits) ||
           (fits == best_fits && WaitMs(id) < WaitMs(holder->id))) {
         holder = w;
@@ -300,7 +303,9 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
   };
 
   if (holder != nullptr) {
-    const bool local_fits = Fits(holder->id, NeedOn(q.task, holder->id, false));
+    // A draining holder runs nothing new: its subtree moves (KV) or is recomputed elsewhere.
+    const bool local_open = holder->TakesTasks(q.task.weight_version);
+    const bool local_fits = local_open && Fits(holder->id, NeedOn(q.task, holder->id, false));
     const double local_ms = WaitMs(holder->id);
     // The cheapest move to another worker, if the policy allows one.
     struct Alt {
@@ -361,7 +366,7 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
       const double need = local_fits ? std::max<double>(limits_.move_min_gain_ms,
                                                         limits_.move_min_gain_fraction * local_ms)
                                      : 0.0;
-      move = gain > need || (!local_fits && holder->in_flight_tasks == 0);
+      move = gain > need || (!local_fits && (holder->in_flight_tasks == 0 || !local_open));
     }
     if (!move) {
       if (!local_fits) return std::nullopt;  // wait for pages to free on the holder
@@ -593,7 +598,7 @@ void Dispatcher::MaybeEvict(const std::deque<Queued>& waiting) {
   std::unordered_map<NodeId, int> wanted;
   for (const Queued& q : waiting) ++wanted[q.task.parent_node_id];
   for (const auto& [id, w] : registry_->workers()) {
-    if (!w.alive || w.in_flight_tasks > 0 || w.page_size == 0) continue;
+    if (!w.alive || w.draining || w.in_flight_tasks > 0 || w.page_size == 0) continue;
     auto book = pages_.find(id);
     if (book == pages_.end() || book->second.total == 0 || book->second.reports_to_wait > 0) {
       continue;
@@ -689,6 +694,24 @@ void Dispatcher::MigrationDone(uint64_t transfer_id, bool ok, uint64_t bytes) {
       static_cast<double>(std::max<int64_t>(1, registry_->clock().NowMs() - t.started_ms));
 }
 
+bool Dispatcher::NeededForDrain(WorkerId worker) const {
+  for (const auto& [id, t] : transfers_) {
+    if (t.from == worker || t.to == worker) return true;
+  }
+  for (const Queued& q : queue_) {
+    const NodeId parent = q.task.parent_node_id;
+    if (parent.value() == 0) continue;
+    const std::vector<WorkerId> hs = holders_.Holders(parent);
+    if (std::find(hs.begin(), hs.end(), worker) == hs.end()) continue;
+    const bool elsewhere = std::any_of(hs.begin(), hs.end(), [&](WorkerId h) {
+      const WorkerEntry* w = registry_->Find(h);
+      return h != worker && w != nullptr && w->alive && !w->draining;
+    });
+    if (!elsewhere) return true;
+  }
+  return false;
+}
+
 void Dispatcher::ExpireTransfers(int64_t now_ms) {
   std::vector<uint64_t> late;
   for (const auto& [id, t] : transfers_) {
@@ -705,7 +728,7 @@ bool Dispatcher::CanAdmit(int64_t positions, int paths, int64_t segment_tokens) 
   int64_t free = 0;
   int page_size = 0;
   for (const auto& [id, w] : registry_->workers()) {
-    if (!w.alive) continue;
+    if (!w.alive || w.draining) continue;
     const std::optional<int64_t> f = FreePages(id);
     if (!f) return true;  // a worker that reports no pages: no page-based admission
     free += *f;

@@ -243,6 +243,11 @@ class Dispatcher {
   // Returns how many tasks were requeued.
   int WorkerDied(WorkerId worker);
 
+  // True while a draining `worker` is still needed: a KV transfer from or to it is under way,
+  // or a queued task continues a node that it alone of the live workers holds (the task will
+  // migrate that KV or recompute it elsewhere). Its in-flight tasks are counted by the registry.
+  bool NeededForDrain(WorkerId worker) const;
+
   // Dispatches so far of a queued or in-flight task (0 if unknown).
   int Attempts(TaskId task) const;
 

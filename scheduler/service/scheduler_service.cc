@@ -50,6 +50,9 @@ const std::string& SchedulerService::endpoint() const { return router_->endpoint
 
 Status SchedulerService::Pump(int timeout_ms) {
   if (!fatal_.ok()) return fatal_;
+  // Before receiving: the tasks the owner queued since the last turn (children of the last
+  // results) show whether a draining worker's KV is still wanted.
+  FinishDrains();
   // Wake in time to notice dead workers even when nothing arrives.
   const int wait = std::min(timeout_ms, options_.heartbeat_interval_ms);
   TREEPO_ASSIGN_OR_RETURN(auto first, router_->Recv(std::max(0, wait)));
@@ -60,6 +63,15 @@ Status SchedulerService::Pump(int timeout_ms) {
     HandleIncoming(*in);
     if (++handled >= 10000) break;
     TREEPO_ASSIGN_OR_RETURN(in, router_->Recv(0));
+  }
+  for (LearnerId id : registry_.ReapDeadLearners()) {
+    const LearnerEntry& l = registry_.learners().at(id);
+    const std::string why = "silent for more than " +
+                            std::to_string(options_.heartbeat_timeout_ms) +
+                            " ms (heartbeat_timeout_ms)";
+    ++counters_.dead_learners;
+    spdlog::warn("learner {} '{}' {}: declared dead", id.value(), pr::EscapeBytes(l.name), why);
+    if (learner_handler_ != nullptr) learner_handler_->OnLearnerLost(l, why);
   }
   for (WorkerId id : registry_.ReapDead()) {
     spdlog::warn("worker {} missed heartbeats for {} ms: declared dead", id.value(),
@@ -238,6 +250,8 @@ void SchedulerService::HandleIncoming(const pr::Router::Incoming& in) {
       Bad(peer, "stale", l.status(), m.type());
       return;
     }
+    registry_.LearnerSeen(LearnerId(m.sender), m.get_if<pr::Heartbeat>() != nullptr);
+    if (m.get_if<pr::Heartbeat>() != nullptr) return;  // a sign of life, nothing more
     if (learner_handler_ == nullptr) {
       Bad(peer, "unexpected_type", Unimplemented("this scheduler runs no RL loop"), m.type());
       return;
@@ -305,6 +319,7 @@ void SchedulerService::HandleRegisterWorker(const pr::Router::Incoming& in,
   Status st = SendToPeer(peer, pr::RegisterAck{w.id.value(), w.epoch, interval, weight_version_});
   // A worker that cannot be answered is reaped by the heartbeat timeout.
   if (!st.ok()) spdlog::warn("RegisterAck to worker {}: {}", w.id.value(), st.ToString());
+  if (learner_handler_ != nullptr) learner_handler_->OnWorkerRegistered(w);
 }
 
 void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
@@ -320,7 +335,7 @@ void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
   // (probed with a Heartbeat, which learners ignore; the Router knows a gone peer at once).
   // Data-parallel ranks must agree on the world size.
   for (const auto& [id, l] : registry_.learners()) {
-    if (l.peer == peer) continue;  // the same connection registering again
+    if (l.peer == peer || !l.alive) continue;  // the same connection again, or a dead one
     pr::Heartbeat hb;
     hb.worker_id = WorkerId(id.value());
     hb.epoch = l.epoch;
@@ -417,7 +432,9 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
     }
     return;
   }
+  if (const auto* d = m.get_if<pr::Deregister>()) return HandleDeregister(worker, *d);
   if (const auto* ack = m.get_if<pr::WeightAck>()) {
+    if (ack->ok) worker->weight_version = ack->version;
     if (learner_handler_ != nullptr) learner_handler_->OnWorkerWeightAck(id, *ack);
     if (!ack->ok)
       spdlog::warn("worker {} refused weights {}: {}", id.value(), ack->version.value(),
@@ -439,6 +456,54 @@ void SchedulerService::OnWorkerDead(WorkerId id) {
   const int n = dispatcher_.WorkerDied(id);
   counters_.redispatched_tasks += n;
   spdlog::warn("worker {} gone: {} in-flight tasks requeued, its KV forgotten", id.value(), n);
+}
+
+void SchedulerService::HandleDeregister(WorkerEntry* worker, const pr::Deregister& d) {
+  const WorkerId id = worker->id;
+  if (d.drain) {
+    if (worker->draining) return;
+    worker->draining = true;
+    worker->draining_since_ms = clock_->NowMs();
+    spdlog::info("worker {} '{}' is leaving ({}): draining, {} tasks in flight", id.value(),
+                 pr::EscapeBytes(worker->name), pr::EscapeBytes(d.reason), worker->in_flight_tasks);
+    return;
+  }
+  ++counters_.left_workers;
+  worker->left = true;
+  registry_.MarkDead(id);
+  const int n = dispatcher_.WorkerDied(id);
+  counters_.redispatched_tasks += n;
+  spdlog::info("worker {} '{}' deregistered ({}): forgotten{}", id.value(),
+               pr::EscapeBytes(worker->name), pr::EscapeBytes(d.reason),
+               n > 0 ? ", " + std::to_string(n) + " in-flight tasks requeued" : std::string());
+}
+
+void SchedulerService::FinishDrains() {
+  for (const auto& [id, w] : registry_.workers()) {
+    if (!w.alive || !w.draining || w.drained || w.in_flight_tasks > 0) continue;
+    if (dispatcher_.NeededForDrain(id)) continue;
+    WorkerEntry* e = registry_.Find(id);
+    e->drained = true;
+    ++counters_.drained_workers;
+    // What it still holds is not wanted by any queued task: forget it (a later task that
+    // needs it is given the prefix to recompute).
+    dispatcher_.WorkerDied(id);
+    spdlog::info("worker {} '{}' drained in {} ms: told to go", id.value(), pr::EscapeBytes(w.name),
+                 clock_->NowMs() - w.draining_since_ms);
+    SendToWorker(id, pr::Shutdown{"drained"}).IgnoreError();
+  }
+}
+
+int SchedulerService::LearnerGone(uint32_t rank, const std::string& why) {
+  int n = 0;
+  for (const auto& [id, l] : registry_.learners()) {
+    if (l.rank != rank || !registry_.MarkLearnerDead(id)) continue;
+    ++counters_.dead_learners;
+    spdlog::warn("learner {} '{}' {}: declared dead", id.value(), pr::EscapeBytes(l.name), why);
+    if (learner_handler_ != nullptr) learner_handler_->OnLearnerLost(l, why);
+    ++n;
+  }
+  return n;
 }
 
 int SchedulerService::WorkerGone(const std::string& name) {

@@ -70,6 +70,12 @@ class LearnerHandler {
   // WeightVersionNotice, WeightChunk, ...).
   virtual void OnLearnerMessage(const LearnerEntry& learner, const protocols::Message& message) = 0;
   virtual void OnWorkerWeightAck(WorkerId worker, const protocols::WeightAck& ack) = 0;
+  // A worker registered (after its RegisterAck went out): a worker joining mid-run is sent the
+  // current weights here.
+  virtual void OnWorkerRegistered(const WorkerEntry& /*worker*/) {}
+  // A learner was declared dead: silent past heartbeat_timeout_ms (it heartbeats), or its
+  // process exited (LearnerGone). `why` says which.
+  virtual void OnLearnerLost(const LearnerEntry& /*learner*/, const std::string& /*why*/) {}
 };
 
 class SchedulerService;
@@ -126,6 +132,9 @@ class SchedulerService {
   // after heartbeat_timeout_ms: its in-flight tasks are re-dispatched to the others and its
   // KV forgotten. For a launcher that saw the worker's process exit. Returns how many.
   int WorkerGone(const std::string& name);
+  // The same for learners: every live learner of data-parallel rank `rank` is declared dead
+  // now (LearnerHandler::OnLearnerLost); `why` goes to the log. Returns how many.
+  int LearnerGone(uint32_t rank, const std::string& why);
 
   // Called by every Pump() before it dispatches (on the loop thread, so it must not block): the
   // launcher checks its child processes there and calls WorkerGone for a worker that exited.
@@ -155,8 +164,11 @@ class SchedulerService {
     int64_t rejections = 0;
     int64_t dead_workers = 0;
     int64_t redispatched_tasks = 0;
-    int64_t late_tasks = 0;      // tasks taken back past their deadline
-    int64_t fenced_workers = 0;  // declared dead for missing max_missed_deadlines in a row
+    int64_t late_tasks = 0;       // tasks taken back past their deadline
+    int64_t fenced_workers = 0;   // declared dead for missing max_missed_deadlines in a row
+    int64_t drained_workers = 0;  // left by Deregister{drain}, told to go once not needed
+    int64_t left_workers = 0;     // forgotten at once on Deregister (not counted as dead)
+    int64_t dead_learners = 0;    // declared dead (silent or exited)
   };
   const Counters& counters() const { return counters_; }
 
@@ -177,6 +189,9 @@ class SchedulerService {
   void ReplyError(const std::string& peer, const Status& status, protocols::MessageType about);
   Status SendToPeer(const std::string& peer, protocols::Payload payload);
   void OnWorkerDead(WorkerId id);
+  // Draining workers that nothing needs any more are told to go (Shutdown).
+  void FinishDrains();
+  void HandleDeregister(WorkerEntry* worker, const protocols::Deregister& d);
   // Takes back tasks past their deadline, fences workers that miss too many.
   void ExpireLateTasks();
   Status Dispatch();

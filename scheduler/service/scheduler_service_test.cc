@@ -27,7 +27,9 @@ struct NullLearnerHandler final : LearnerHandler {
   void OnLearnerRegistered(const LearnerEntry&) override {}
   void OnLearnerMessage(const LearnerEntry&, const pr::Message&) override { ++messages; }
   void OnWorkerWeightAck(WorkerId, const pr::WeightAck&) override {}
+  void OnWorkerRegistered(const WorkerEntry&) override { ++workers_registered; }
   int messages = 0;
+  int workers_registered = 0;
 };
 
 class SchedulerServiceTest : public ::testing::Test {
@@ -205,6 +207,239 @@ TEST_F(SchedulerServiceTest, AWorkerOfAnotherModelIsRefused) {
   EXPECT_NE(m.get_if<pr::ErrorReply>()->message.find("another model"), std::string::npos);
   EXPECT_EQ(Bad("fingerprint"), 1);
   EXPECT_EQ(service_->registry().live_count(), 0);
+}
+
+// A registered fake worker: its dealer, id and epoch.
+struct FakeWorker {
+  pr::Dealer dealer;
+  uint32_t id = 0;
+  uint64_t epoch = 0;
+};
+
+pr::SegmentTask RootTask(SchedulerService& s, uint64_t query) {
+  pr::SegmentTask t;
+  t.task_id = s.NextTaskId();
+  t.query_id = QueryId(query);
+  t.parent_node_id = NodeId(query << 32);
+  t.prefix_tokens = {1, 2, 3};
+  t.child_node_ids = {NodeId((query << 32) | 1)};
+  t.child_seeds = {7};
+  t.max_new_tokens = 4;
+  return t;
+}
+
+class ElasticServiceTest : public SchedulerServiceTest {
+ protected:
+  FakeWorker Join(const std::string& name, uint64_t version = 0) {
+    FakeWorker w{Connect(name)};
+    pr::RegisterWorker reg;
+    reg.worker_name = name;
+    reg.page_capacity = 64;
+    reg.page_size = 16;
+    reg.model_fingerprint = 77;
+    reg.weight_version = WeightVersion(version);
+    EXPECT_TRUE(w.dealer.Send(Frame(reg)).ok());
+    const pr::Message ack = Reply(w.dealer);
+    EXPECT_NE(ack.get_if<pr::RegisterAck>(), nullptr);
+    if (const auto* a = ack.get_if<pr::RegisterAck>()) {
+      w.id = a->assigned_id;
+      w.epoch = a->epoch;
+    }
+    return w;
+  }
+  // Pumps for `ms` and returns the messages `w` got.
+  std::vector<pr::Message> Collect(FakeWorker& w, int ms) {
+    std::vector<pr::Message> out;
+    const auto until = SteadyClock::now() + std::chrono::milliseconds(ms);
+    while (SteadyClock::now() < until) {
+      EXPECT_TRUE(service_->Pump(5).ok());
+      while (true) {
+        auto r = w.dealer.Recv(0);
+        if (!r.ok() || !*r) break;
+        auto m = pr::Decode(**r);
+        if (m.ok()) out.push_back(std::move(*m));
+      }
+    }
+    return out;
+  }
+  static const pr::SegmentTaskBatch* Tasks(const std::vector<pr::Message>& ms) {
+    for (const pr::Message& m : ms) {
+      if (const auto* b = m.get_if<pr::SegmentTaskBatch>()) return b;
+    }
+    return nullptr;
+  }
+  static bool Has(const std::vector<pr::Message>& ms, pr::MessageType type) {
+    for (const pr::Message& m : ms) {
+      if (m.type() == type) return true;
+    }
+    return false;
+  }
+  pr::SegmentResultBatch Answer(const FakeWorker& w, const pr::SegmentTask& t) {
+    pr::SegmentResultBatch b;
+    pr::SegmentResult r;
+    r.task_id = t.task_id;
+    r.worker_id = WorkerId(w.id);
+    pr::ChildResult c;
+    c.node_id = t.child_node_ids[0];
+    c.tokens = {5};
+    c.logprobs = {-0.5f};
+    c.weight_version = t.weight_version;
+    r.children.push_back(c);
+    b.results.push_back(r);
+    return b;
+  }
+};
+
+TEST_F(ElasticServiceTest, AWorkerTakesOnlyTasksOfTheWeightVersionItRuns) {
+  service_->set_weight_version(WeightVersion(5));
+  FakeWorker w = Join("late", 0);
+  EXPECT_EQ(learners_.workers_registered, 1);
+  service_->Submit(RootTask(*service_, 1));
+  EXPECT_EQ(Tasks(Collect(w, 300)), nullptr) << "a worker on version 0 got tasks of version 5";
+  ASSERT_TRUE(w.dealer.Send(Frame(pr::WeightAck{WeightVersion(5), true, ""}, w.id, w.epoch)).ok());
+  const pr::SegmentTaskBatch* b = nullptr;
+  std::vector<pr::Message> got;
+  for (int i = 0; i < 20 && b == nullptr; ++i) {
+    got = Collect(w, 100);
+    b = Tasks(got);
+  }
+  ASSERT_NE(b, nullptr) << "no tasks once it runs version 5";
+  EXPECT_EQ(b->tasks[0].weight_version, WeightVersion(5));
+  // A worker that registers on the current version takes tasks at once.
+  FakeWorker v = Join("current", 5);
+  service_->Submit(RootTask(*service_, 2));
+  EXPECT_EQ(service_->registry().Find(WorkerId(v.id))->weight_version, WeightVersion(5));
+}
+
+TEST_F(ElasticServiceTest, ADrainingWorkerFinishesItsTasksIsToldToGoAndForgottenOnDeregister) {
+  FakeWorker a = Join("a"), b = Join("b");
+  service_->Submit(RootTask(*service_, 1));
+  std::vector<pr::Message> got_a, got_b;
+  for (int i = 0; i < 50 && !Tasks(got_a) && !Tasks(got_b); ++i) {
+    got_a = Collect(a, 20);
+    got_b = Collect(b, 20);
+  }
+  ASSERT_TRUE(Tasks(got_a) || Tasks(got_b));
+  FakeWorker& busy = Tasks(got_a) ? a : b;
+  FakeWorker& other = Tasks(got_a) ? b : a;
+  const pr::SegmentTask task = (Tasks(got_a) ? Tasks(got_a) : Tasks(got_b))->tasks[0];
+
+  // The busy worker leaves: it keeps its task, new tasks go to the other one.
+  ASSERT_TRUE(busy.dealer.Send(Frame(pr::Deregister{"test", true}, busy.id, busy.epoch)).ok());
+  Collect(busy, 50);
+  EXPECT_TRUE(service_->registry().Find(WorkerId(busy.id))->draining);
+  service_->Submit(RootTask(*service_, 2));
+  std::vector<pr::Message> busy_got = Collect(busy, 200);
+  const std::vector<pr::Message> other_got = Collect(other, 200);
+  const pr::SegmentTaskBatch* other_tasks = Tasks(other_got);
+  EXPECT_EQ(Tasks(busy_got), nullptr) << "a draining worker got a new task";
+  EXPECT_FALSE(Has(busy_got, pr::MessageType::kShutdown)) << "told to go with a task running";
+  ASSERT_NE(other_tasks, nullptr);
+  EXPECT_EQ(other_tasks->tasks[0].query_id, QueryId(2));
+
+  // Its task done, it is told to go; its Deregister makes the registry forget it at once.
+  ASSERT_TRUE(busy.dealer.Send(Frame(Answer(busy, task), busy.id, busy.epoch)).ok());
+  bool told = false;
+  for (int i = 0; i < 50 && !told; ++i) told = Has(Collect(busy, 20), pr::MessageType::kShutdown);
+  ASSERT_TRUE(told);
+  EXPECT_EQ(service_->counters().results, 1);
+  EXPECT_EQ(service_->counters().drained_workers, 1);
+  ASSERT_TRUE(busy.dealer.Send(Frame(pr::Deregister{"drained", false}, busy.id, busy.epoch)).ok());
+  Collect(busy, 50);
+  EXPECT_FALSE(service_->registry().Find(WorkerId(busy.id))->alive);
+  EXPECT_EQ(service_->registry().live_count(), 1);
+  EXPECT_EQ(service_->counters().left_workers, 1);
+  EXPECT_EQ(service_->counters().dead_workers, 0);
+  EXPECT_EQ(service_->counters().bad_frames, 0);
+}
+
+TEST_F(ElasticServiceTest, AWorkerThatLeavesAtOnceHasItsTasksRequeued) {
+  FakeWorker a = Join("a");
+  service_->Submit(RootTask(*service_, 1));
+  const pr::SegmentTaskBatch* t = nullptr;
+  std::vector<pr::Message> got;
+  for (int i = 0; i < 50 && t == nullptr; ++i) {
+    got = Collect(a, 20);
+    t = Tasks(got);
+  }
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(a.dealer.Send(Frame(pr::Deregister{"second signal", false}, a.id, a.epoch)).ok());
+  Collect(a, 50);
+  EXPECT_EQ(service_->registry().live_count(), 0);
+  EXPECT_EQ(service_->dispatcher().in_flight(), 0u);
+  EXPECT_EQ(service_->dispatcher().queued(), 1u);
+  EXPECT_EQ(service_->counters().redispatched_tasks, 1);
+}
+
+TEST(LearnerLivenessTest, ALearnerThatHeartbeatsAndFallsSilentIsDeclaredDead) {
+  struct Lost final : LearnerHandler {
+    void OnLearnerRegistered(const LearnerEntry&) override {}
+    void OnLearnerMessage(const LearnerEntry&, const pr::Message&) override {}
+    void OnWorkerWeightAck(WorkerId, const pr::WeightAck&) override {}
+    void OnLearnerLost(const LearnerEntry& l, const std::string& why) override {
+      lost.push_back(l.id);
+      reason = why;
+    }
+    std::vector<LearnerId> lost;
+    std::string reason;
+  } handler;
+  SchedulerOptions o;
+  o.heartbeat_interval_ms = 20;
+  o.heartbeat_timeout_ms = 300;
+  auto s = SchedulerService::Create(o);
+  ASSERT_TRUE(s.ok());
+  SchedulerService& service = **s;
+  service.set_learner_handler(&handler);
+  pr::Context ctx;
+  pr::DealerOptions d;
+  d.identity = "l";
+  auto dealer = pr::Dealer::Connect(ctx, service.endpoint(), d);
+  ASSERT_TRUE(dealer.ok());
+  pr::Message reg;
+  reg.payload = pr::RegisterLearner{"l", 0, 1, 0};
+  ASSERT_TRUE(dealer->Send(pr::Encode(reg)).ok());
+  uint32_t id = 0;
+  uint64_t epoch = 0;
+  for (int i = 0; i < 200 && id == 0; ++i) {
+    ASSERT_TRUE(service.Pump(5).ok());
+    auto r = dealer->Recv(0);
+    if (r.ok() && *r) {
+      auto m = pr::Decode(**r);
+      if (m.ok() && m->get_if<pr::RegisterAck>()) {
+        id = m->get_if<pr::RegisterAck>()->assigned_id;
+        epoch = m->get_if<pr::RegisterAck>()->epoch;
+      }
+    }
+  }
+  ASSERT_NE(id, 0u);
+  // A learner that never heartbeats is never timed out (outside learners).
+  const auto quiet_until = SteadyClock::now() + std::chrono::milliseconds(600);
+  while (SteadyClock::now() < quiet_until) ASSERT_TRUE(service.Pump(10).ok());
+  EXPECT_TRUE(handler.lost.empty());
+  // Heartbeats keep it alive; silence after one makes it dead within the timeout.
+  pr::Message hb;
+  hb.sender = id;
+  hb.epoch = epoch;
+  pr::Heartbeat beat;
+  beat.worker_id = WorkerId(id);
+  beat.epoch = epoch;
+  hb.payload = beat;
+  const auto beating_until = SteadyClock::now() + std::chrono::milliseconds(600);
+  while (SteadyClock::now() < beating_until) {
+    ASSERT_TRUE(dealer->Send(pr::Encode(hb)).ok());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(service.Pump(10).ok());
+  }
+  EXPECT_TRUE(handler.lost.empty());
+  const auto silent_from = SteadyClock::now();
+  while (handler.lost.empty() && SteadyClock::now() - silent_from < std::chrono::seconds(5)) {
+    ASSERT_TRUE(service.Pump(10).ok());
+  }
+  ASSERT_EQ(handler.lost.size(), 1u);
+  EXPECT_EQ(handler.lost[0], LearnerId(id));
+  EXPECT_LT(SteadyClock::now() - silent_from, std::chrono::milliseconds(1500));
+  EXPECT_NE(handler.reason.find("heartbeat_timeout_ms"), std::string::npos);
+  EXPECT_EQ(service.counters().dead_learners, 1);
+  EXPECT_EQ(service.counters().bad_frames, 0);
 }
 
 TEST_F(SchedulerServiceTest, ANonLoopbackBindWithoutKeysIsRefused) {

@@ -23,6 +23,7 @@ const WorkerEntry& WorkerRegistry::AddWorker(const std::string& peer,
   e.id = WorkerId(next_id_++);
   e.peer = peer;
   e.name = reg.worker_name;
+  e.weight_version = reg.weight_version;
   e.epoch = next_epoch_++;
   e.registration_id = reg.registration_id;
   e.page_capacity = reg.page_capacity;
@@ -42,6 +43,7 @@ const LearnerEntry& WorkerRegistry::AddLearner(const std::string& peer,
   e.rank = reg.rank;
   e.world_size = reg.world_size;
   e.epoch = next_epoch_++;
+  e.last_seen_ms = clock_->NowMs();
   return learners_[e.id] = std::move(e);
 }
 
@@ -63,7 +65,7 @@ Result<const LearnerEntry*> WorkerRegistry::AuthenticateLearner(const std::strin
                                                                 uint64_t epoch) const {
   auto it = learners_.find(LearnerId(sender));
   if (it == learners_.end()) return NotFound("unknown learner " + std::to_string(sender));
-  if (it->second.epoch != epoch || it->second.peer != peer) {
+  if (!it->second.alive || it->second.epoch != epoch || it->second.peer != peer) {
     return FailedPrecondition("stale registration of learner " + std::to_string(sender));
   }
   return &it->second;
@@ -71,6 +73,7 @@ Result<const LearnerEntry*> WorkerRegistry::AuthenticateLearner(const std::strin
 
 void WorkerRegistry::RecordHeartbeat(WorkerEntry* worker, const protocols::Heartbeat& heartbeat) {
   worker->load = heartbeat;
+  worker->weight_version = heartbeat.weight_version;
 }
 
 void WorkerRegistry::AddInFlight(WorkerEntry* worker, int tasks, int sequences) {
@@ -84,6 +87,32 @@ void WorkerRegistry::AddInFlight(WorkerEntry* worker, int tasks, int sequences) 
     worker->busy_ms += static_cast<double>(now - worker->busy_since_ms);
     worker->busy_since_ms = -1;
   }
+}
+
+void WorkerRegistry::LearnerSeen(LearnerId id, bool heartbeat) {
+  auto it = learners_.find(id);
+  if (it == learners_.end()) return;
+  it->second.last_seen_ms = clock_->NowMs();
+  it->second.heartbeats = it->second.heartbeats || heartbeat;
+}
+
+std::vector<LearnerId> WorkerRegistry::ReapDeadLearners() {
+  std::vector<LearnerId> dead;
+  const int64_t now = clock_->NowMs();
+  for (auto& [id, l] : learners_) {
+    if (l.alive && l.heartbeats && now - l.last_seen_ms > heartbeat_timeout_ms_) {
+      l.alive = false;
+      dead.push_back(id);
+    }
+  }
+  return dead;
+}
+
+bool WorkerRegistry::MarkLearnerDead(LearnerId id) {
+  auto it = learners_.find(id);
+  if (it == learners_.end() || !it->second.alive) return false;
+  it->second.alive = false;
+  return true;
 }
 
 std::vector<WorkerId> WorkerRegistry::ReapDead() {

@@ -53,6 +53,21 @@ struct WorkerEntry {
   double busy_ms = 0;                        // wall time with in_flight_tasks > 0
   int64_t busy_since_ms = -1;                // start of the current busy interval, or -1
   int64_t first_result_ms = -1;              // when its first accepted result came, or -1
+  // The weight version its engine runs (registration, heartbeats, WeightAck): it is given only
+  // tasks of that version, so a worker that joins mid-run takes tasks once it has the current
+  // weights.
+  WeightVersion weight_version;
+  // Leaving (Deregister{drain}): no new tasks; its running segments finish and its held KV
+  // moves away; the scheduler then tells it to go (Shutdown).
+  bool draining = false;
+  int64_t draining_since_ms = -1;
+  bool drained = false;  // told to go
+  bool left = false;     // deregistered: dead at once, not by the heartbeat timeout
+
+  // May be given new tasks of `version`.
+  bool TakesTasks(WeightVersion version) const {
+    return alive && !draining && weight_version == version;
+  }
 };
 
 struct LearnerEntry {
@@ -62,6 +77,10 @@ struct LearnerEntry {
   uint32_t rank = 0;
   uint32_t world_size = 1;
   uint64_t epoch = 0;
+  int64_t last_seen_ms = 0;  // any valid message counts as a sign of life
+  // It sends Heartbeats (the built-in learner does): only then does silence make it dead.
+  bool heartbeats = false;
+  bool alive = true;  // false once declared dead (silent, or its process exited)
 };
 
 class WorkerRegistry {
@@ -83,6 +102,13 @@ class WorkerRegistry {
                                                   uint64_t epoch) const;
 
   void RecordHeartbeat(WorkerEntry* worker, const protocols::Heartbeat& heartbeat);
+  // A valid message from learner `id` (heartbeat: it was a Heartbeat).
+  void LearnerSeen(LearnerId id, bool heartbeat);
+  // Declares dead every live learner that heartbeats and was unheard of for longer than the
+  // timeout; returns them.
+  std::vector<LearnerId> ReapDeadLearners();
+  // Declares learner `id` dead (its process exited); false when it was not live.
+  bool MarkLearnerDead(LearnerId id);
   // Adjusts in-flight counts (and busy time) by a task of `sequences` children.
   void AddInFlight(WorkerEntry* worker, int tasks, int sequences);
 

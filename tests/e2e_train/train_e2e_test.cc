@@ -147,6 +147,7 @@ TEST_F(TrainE2eTest, LearnerConfigErrorIsReportedAtOnceWithTheLearnersMessage) {
   EXPECT_EQ(log.find("timed out"), std::string::npos) << log;
 }
 
+// learner.on_failure = fail; the default (restart) is tested by tests/e2e_chaos/recovery_e2e_test.
 TEST_F(TrainE2eTest, SigkillOfTheLearnerMidRunEndsTrainWithinSeconds) {
   const fs::path out = root_ / "killed_learner";
   const std::string log = out.string() + ".log";
@@ -154,7 +155,8 @@ TEST_F(TrainE2eTest, SigkillOfTheLearnerMidRunEndsTrainWithinSeconds) {
                                    "exec " + TrainCommand(out,
                                                           "--set steps=40 --set "
                                                           "eval.before=false --set "
-                                                          "eval.after=false")};
+                                                          "eval.after=false --set "
+                                                          "learner.on_failure=fail")};
   auto train = treepo::cluster::ChildProcess::Spawn(argv, log);
   ASSERT_TRUE(train.ok()) << train.status().ToString();
   const std::string metrics = (out / "metrics.jsonl").string();

@@ -127,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Status result;
   std::atomic<bool> done{false};
   std::thread t([&] {
-    result = worker::RunWorker(o, &stop);
+    result = worker::RunWorker(o, &stop, /*stop_now=*/&stop);  // the stop flag: leave at once
     done.store(true);
   });
 

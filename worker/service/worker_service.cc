@@ -69,8 +69,9 @@ pr::SegmentResult ToWire(const SegmentResult& r, WorkerId worker) {
 // The worker's actor: all state of one RunWorker call.
 class WorkerLoop {
  public:
-  WorkerLoop(const WorkerOptions& o, std::string name, std::atomic<bool>* stop)
-      : o_(o), name_(std::move(name)), stop_(stop) {}
+  WorkerLoop(const WorkerOptions& o, std::string name, std::atomic<bool>* stop,
+             std::atomic<bool>* stop_now)
+      : o_(o), name_(std::move(name)), stop_(stop), stop_now_(stop_now) {}
 
   Status Run() {
     TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o_.model_path));
@@ -80,6 +81,7 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, WeightVersion(0), o_.engine));
     pr::DealerOptions dopt;
     dopt.identity = name_ + "#" + std::to_string(NowMs() % 1000000);
+    dopt.socket.linger_ms = 1000;  // the last Deregister reaches the scheduler
     TREEPO_ASSIGN_OR_RETURN(dopt.curve, pr::ResolveClientKeys(o_.keys, o_.scheduler_endpoint));
     TREEPO_ASSIGN_OR_RETURN(pr::Dealer dealer,
                             pr::Dealer::Connect(ctx_, o_.scheduler_endpoint, dopt));
@@ -100,12 +102,14 @@ class WorkerLoop {
     } else if (!o_.peer_bind.empty()) {
       spdlog::info("{}: CURVE keys in use: this worker takes part in no KV migration", name_);
     }
-    TREEPO_RETURN_IF_ERROR(Register());
+    TREEPO_RETURN_IF_ERROR(Register(std::max(o_.scheduler_timeout_ms, o_.rejoin_timeout_ms)));
+    if (Stopped()) return OkStatus();  // stopped before it was registered: nothing to drain
     return Serve();
   }
 
  private:
-  bool Stopped() const { return stop_ != nullptr && stop_->load(); }
+  bool Stopped() const { return (stop_ != nullptr && stop_->load()) || StoppedNow(); }
+  bool StoppedNow() const { return stop_now_ != nullptr && stop_now_->load(); }
 
   Status Send(pr::Payload payload) {
     pr::Message m;
@@ -116,12 +120,14 @@ class WorkerLoop {
     // A full queue means the scheduler is not reading: wait for room rather than lose results.
     for (int attempt = 0;; ++attempt) {
       Status st = dealer_->Send(frame);
-      if (st.code() != StatusCode::kResourceExhausted || attempt > 1000 || Stopped()) return st;
+      if (st.code() != StatusCode::kResourceExhausted || attempt > 1000 || StoppedNow()) return st;
       (void)dealer_->Poll(1);
     }
   }
 
-  Status Register() {
+  // Registers, resending RegisterWorker (backing off from register_retry_ms to 5 s) until a
+  // RegisterAck comes or `timeout_ms` pass.
+  Status Register(int timeout_ms) {
     pr::RegisterWorker reg;
     reg.worker_name = name_;
     reg.threads = static_cast<uint32_t>(std::max(1, o_.engine.blas_threads));
@@ -130,12 +136,15 @@ class WorkerLoop {
     reg.model_fingerprint = pr::ModelFingerprint(weights_->config);
     if (peer_) reg.peer_endpoint = peer_->endpoint();
     reg.page_bytes = engine_->kv_cache().PageFloats() * sizeof(float);
+    reg.weight_version = engine_->Load().weight_version;
     // One id per registration attempt: its resends are answered with the same ack.
     reg.registration_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
-    const int64_t deadline = NowMs() + o_.scheduler_timeout_ms;
+    const int64_t deadline = NowMs() + timeout_ms;
+    int64_t retry_ms = o_.register_retry_ms;
     while (!Stopped()) {
       TREEPO_RETURN_IF_ERROR(Send(reg));
-      const int64_t retry_at = std::min(deadline, NowMs() + o_.register_retry_ms);
+      const int64_t retry_at = std::min(deadline, NowMs() + retry_ms);
+      retry_ms = std::min<int64_t>(std::max(o_.register_retry_ms, 5000), retry_ms * 2);
       while (NowMs() < retry_at && !Stopped()) {
         TREEPO_ASSIGN_OR_RETURN(auto frame, dealer_->Recv(static_cast<int>(retry_at - NowMs())));
         if (!frame) continue;
@@ -166,7 +175,7 @@ class WorkerLoop {
       }
       if (NowMs() >= deadline) {
         return Unavailable("no RegisterAck from " + o_.scheduler_endpoint + " within " +
-                           std::to_string(o_.scheduler_timeout_ms) + " ms");
+                           std::to_string(timeout_ms) + " ms");
       }
     }
     return OkStatus();
@@ -174,14 +183,39 @@ class WorkerLoop {
 
   Status Serve() {
     int64_t next_heartbeat = NowMs();
-    while (!Stopped() && !shutdown_) {
+    int64_t drain_deadline = 0;
+    while (!shutdown_) {
+      if (fenced_out_) return OkStatus();
+      if (StoppedNow()) return Leave("stopped at once");
+      if (Stopped() && !draining_) {
+        // Leave without losing anything: the scheduler gives no new tasks, lets the running
+        // segments finish and moves the held KV away, then sends Shutdown.
+        draining_ = true;
+        drain_deadline = NowMs() + o_.drain_timeout_ms;
+        spdlog::info("{}: leaving: draining (at most {} ms)", name_, o_.drain_timeout_ms);
+        TREEPO_RETURN_IF_ERROR(Send(pr::Deregister{"stop signal", true}));
+      }
+      if (draining_ && NowMs() >= drain_deadline) {
+        spdlog::warn("{}: not drained within {} ms: leaving anyway", name_, o_.drain_timeout_ms);
+        return Leave("drain timed out");
+      }
       const int64_t now = NowMs();
       if (now >= next_heartbeat) {
         TREEPO_RETURN_IF_ERROR(SendHeartbeat());
         next_heartbeat = now + heartbeat_ms_;
       }
       if (now - last_heard_ms_ > o_.scheduler_timeout_ms) {
-        return Unavailable("scheduler silent for " + std::to_string(now - last_heard_ms_) + " ms");
+        const std::string silent =
+            "scheduler silent for " + std::to_string(now - last_heard_ms_) + " ms";
+        if (draining_) {
+          spdlog::warn("{}: {} while draining: leaving", name_, silent);
+          return OkStatus();
+        }
+        if (o_.rejoin_timeout_ms <= 0) return Unavailable(silent);
+        TREEPO_RETURN_IF_ERROR(Rejoin(silent));
+        if (Stopped()) return OkStatus();
+        next_heartbeat = NowMs();
+        continue;
       }
       const int timeout =
           engine_->Idle() ? static_cast<int>(std::max<int64_t>(0, next_heartbeat - NowMs())) : 0;
@@ -202,11 +236,16 @@ class WorkerLoop {
       }
       TREEPO_RETURN_IF_ERROR(MaybeSwapWeights());
     }
-    if (shutdown_) {
-      TREEPO_RETURN_IF_ERROR(SendResults(engine_->RunUntilIdle()));
-      spdlog::info("{}: shut down after draining", name_);
-    }
-    return OkStatus();
+    TREEPO_RETURN_IF_ERROR(SendResults(engine_->RunUntilIdle()));
+    spdlog::info("{}: shut down after draining", name_);
+    return Leave(draining_ ? "drained" : "shutdown");
+  }
+
+  // The last word: the scheduler forgets this worker at once (its in-flight tasks, if any,
+  // go to others) instead of waiting for the heartbeat timeout.
+  Status Leave(const std::string& why) {
+    spdlog::info("{}: deregistering ({})", name_, why);
+    return Send(pr::Deregister{why, false});
   }
 
   Status DrainSocket() {
@@ -260,7 +299,19 @@ class WorkerLoop {
       spdlog::info("{}: shutdown requested ({})", name_, sd->reason);
       shutdown_ = true;
     } else if (const auto* err = m.get_if<pr::ErrorReply>()) {
-      if (err->code == StatusCode::kFailedPrecondition) return Reregister(err->message);
+      // NOT_FOUND to a message of this registration: the scheduler does not know this worker
+      // (a new head on the same endpoint). Join it, or leave when leaving anyway.
+      const bool unknown = err->code == StatusCode::kNotFound && id_.value() != 0 &&
+                           err->about != pr::MessageType::kRegisterWorker;
+      if ((err->code == StatusCode::kFailedPrecondition || unknown) && draining_) {
+        // Declared dead while leaving: its tasks went elsewhere already; nothing left to do.
+        spdlog::info("{}: fenced while draining ({}): leaving", name_, err->message);
+        fenced_out_ = true;
+        return OkStatus();
+      }
+      if (err->code == StatusCode::kFailedPrecondition || unknown) {
+        return Reregister(err->message);
+      }
       spdlog::warn("{}: scheduler refused {}: {}", name_, pr::MessageTypeName(err->about),
                    err->message);
     } else if (const auto* ack = m.get_if<pr::RegisterAck>();
@@ -278,9 +329,26 @@ class WorkerLoop {
   // results would be refused) and join again as a new worker, keeping the installed weights.
   Status Reregister(const std::string& why) {
     spdlog::warn(
-        "{}: the scheduler fenced worker {} epoch {} ({}); dropping its state and "
+        "{}: the scheduler dropped worker {} epoch {} ({}); dropping its state and "
         "registering again",
         name_, id_.value(), epoch_, why);
+    TREEPO_RETURN_IF_ERROR(DropState());
+    // Replies to messages sent under the old registration arrive before the RegisterAck
+    // (the scheduler answers one peer in order), so Register() consumes and ignores them.
+    return Register(std::max(o_.scheduler_timeout_ms, o_.rejoin_timeout_ms));
+  }
+
+  // The scheduler went silent (its process died; a new one is expected on the same
+  // endpoint): drop what belonged to the old registration and register again, backing off,
+  // for up to rejoin_timeout_ms.
+  Status Rejoin(const std::string& why) {
+    spdlog::warn("{}: {}: registering again for up to {} ms", name_, why, o_.rejoin_timeout_ms);
+    TREEPO_RETURN_IF_ERROR(DropState());
+    return Register(o_.rejoin_timeout_ms);
+  }
+
+  // Drops every sequence and KV page, and any half-received weights; keeps the installed ones.
+  Status DropState() {
     const WeightVersion version = engine_->Load().weight_version;
     engine_.reset();  // frees the KV pool before the new one is allocated
     incoming_.clear();
@@ -289,9 +357,7 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, version, o_.engine));
     pending_weights_.reset();
     intake_ = WeightIntake();
-    // Replies to messages sent under the old registration arrive before the RegisterAck
-    // (the scheduler answers one peer in order), so Register() consumes and ignores them.
-    return Register();
+    return OkStatus();
   }
 
   Status Accept(const pr::SegmentTask& t) {
@@ -552,6 +618,7 @@ class WorkerLoop {
   const WorkerOptions& o_;
   const std::string name_;
   std::atomic<bool>* stop_;
+  std::atomic<bool>* stop_now_;
   pr::Context ctx_;
   std::optional<pr::Dealer> dealer_;
   std::optional<pr::Router> peer_;  // KV chunks from other workers
@@ -574,6 +641,8 @@ class WorkerLoop {
   uint64_t decoded_total_ = 0;
   int64_t bad_frames_ = 0;
   bool shutdown_ = false;
+  bool draining_ = false;
+  bool fenced_out_ = false;
 };
 
 }  // namespace
@@ -584,15 +653,19 @@ Status WorkerOptions::Validate() const {
   if (heartbeat_interval_ms < 0) return InvalidArgument("worker: heartbeat_interval_ms < 0");
   if (scheduler_timeout_ms < 1) return InvalidArgument("worker: scheduler_timeout_ms < 1");
   if (register_retry_ms < 1) return InvalidArgument("worker: register_retry_ms < 1");
+  if (rejoin_timeout_ms < 0) return InvalidArgument("worker: rejoin_timeout_ms < 0");
+  if (drain_timeout_ms < 0) return InvalidArgument("worker: drain_timeout_ms < 0");
   if (debug_step_sleep_ms < 0) return InvalidArgument("worker: debug_step_sleep_ms < 0");
   if (!IsValidUtf8(name)) return InvalidArgument("worker: name is not valid UTF-8");
   return engine.Validate();
 }
 
-Status RunWorker(const WorkerOptions& options, std::atomic<bool>* stop) {
+Status RunWorker(const WorkerOptions& options, std::atomic<bool>* stop,
+                 std::atomic<bool>* stop_now) {
   TREEPO_RETURN_IF_ERROR(options.Validate());
-  WorkerLoop loop(
-      options, options.name.empty() ? "worker-" + std::to_string(::getpid()) : options.name, stop);
+  WorkerLoop loop(options,
+                  options.name.empty() ? "worker-" + std::to_string(::getpid()) : options.name,
+                  stop, stop_now);
   return loop.Run();
 }
 

@@ -1,6 +1,7 @@
 // The worker process: one thread owns a Dealer connected to the scheduler and an Engine.
 //
-// Protocol (docs/scheduler.md): RegisterWorker -> RegisterAck (retried until the deadline);
+// Protocol (docs/scheduler.md): RegisterWorker -> RegisterAck (retried, backing off, until the
+// deadline);
 // then SegmentTaskBatch in, SegmentResultBatch out (every task finished in one engine step
 // goes in one batch), TaskRejected for tasks the engine refuses (the Status code travels:
 // kResourceExhausted when out of KV pages), ReleaseNodes frees KV, WeightVersionNotice +
@@ -9,6 +10,9 @@
 // a scheduler silent for longer than scheduler_timeout_ms ends the worker with kUnavailable.
 // An ErrorReply with kFailedPrecondition means the scheduler declared this registration dead
 // (fenced): the worker drops its sequences and KV, keeps its weights, and registers again.
+// Leaving: on *stop the worker sends Deregister{drain} and keeps serving (running segments
+// finish, KvMigrate(send) moves its held subtrees to other workers) until the scheduler's
+// Shutdown, then sends Deregister{!drain} and returns; the scheduler forgets it at once.
 // An ErrorReply with kInvalidArgument to RegisterWorker (a key of another role, another model)
 // ends the worker with that error. Whatever else arrives (frames that do not decode, multipart
 // messages, unexpected types) is logged with a bound and dropped.
@@ -40,6 +44,15 @@ struct WorkerOptions {
   // Give up when nothing came from the scheduler for this long (registration included).
   int scheduler_timeout_ms = 15000;
   int register_retry_ms = 1000;  // resend RegisterWorker when no RegisterAck came in this time
+  // Keep registering (again) for this long, resends backing off from register_retry_ms to
+  // 5 s, when the scheduler is not there yet or went silent (a head that is restarted on the
+  // same endpoint, `treepo train --resume`); the worker then drops its tasks and KV, keeps its
+  // weights and joins the new head. 0: give up after scheduler_timeout_ms.
+  int rejoin_timeout_ms = 0;
+  // Leaving (*stop, SIGTERM): the worker tells the scheduler it drains (Deregister{drain}),
+  // finishes its running segments and sends held KV where the scheduler asks; when told to go
+  // (Shutdown) it deregisters and exits. After this long it deregisters anyway.
+  int drain_timeout_ms = 60000;
   // Testing only: take task batches and never run or answer them (heartbeats go on), the
   // way a wedged engine would; the scheduler's task deadlines must recover from it.
   bool debug_drop_tasks = false;
@@ -57,9 +70,11 @@ struct WorkerOptions {
   Status Validate() const;
 };
 
-// Runs the worker until Shutdown (OkStatus), `*stop` becomes true (OkStatus), or a fatal error:
-// model load failure, a silent scheduler (kUnavailable), a registration fenced by the
-// scheduler (kFailedPrecondition). `stop` may be null.
-Status RunWorker(const WorkerOptions& options, std::atomic<bool>* stop);
+// Runs the worker until Shutdown (OkStatus), a leave (`*stop` becomes true: drained, then
+// deregistered; OkStatus), `*stop_now` becomes true (deregisters at once; OkStatus), or a
+// fatal error: model load failure, a silent scheduler (kUnavailable, unless rejoin_timeout_ms
+// lets it register again). `stop` and `stop_now` may be null.
+Status RunWorker(const WorkerOptions& options, std::atomic<bool>* stop,
+                 std::atomic<bool>* stop_now = nullptr);
 
 }  // namespace treepo::worker
