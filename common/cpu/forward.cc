@@ -139,10 +139,10 @@ void ForwardWorkspace::Reserve(const model::ModelConfig& c, int rows, int max_co
   const size_t r = static_cast<size_t>(std::max(rows, 1));
   Grow(x_, r * c.dim);
   Grow(xb_, r * c.dim);
-  Grow(q_, r * c.dim);
+  Grow(q_, r * c.q_dim());
   Grow(k_, r * c.kv_dim());
   Grow(v_, r * c.kv_dim());
-  Grow(att_, r * c.dim);
+  Grow(att_, r * c.q_dim());
   Grow(hb_, r * c.hidden_dim);
   Grow(hb2_, r * c.hidden_dim);
   Grow(final_, r * c.dim);
@@ -156,7 +156,7 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
   const model::ModelConfig& c = w.config;
   const model::ParamLayout& L = w.layout;
   const int rows = static_cast<int>(batch.tokens.size());
-  const int dim = c.dim, kv_dim = c.kv_dim(), hid = c.hidden_dim;
+  const int dim = c.dim, qd = c.q_dim(), kv_dim = c.kv_dim(), hid = c.hidden_dim;
   TREEPO_CHECK_EQ(kv.n_layers, c.n_layers);
   TREEPO_CHECK_EQ(kv.kv_dim, kv_dim);
   if (rows == 0) return;
@@ -204,16 +204,20 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LayerOffsets& o = L.layer(l);
     RmsNorm(x, w.at(o.attn_norm), xb, rows, dim, c.norm_eps);
-    Linear(xb, w.at(o.wq), q, rows, dim, dim, 0.0f, stats);
+    Linear(xb, w.at(o.wq), q, rows, qd, dim, 0.0f, stats);
     Linear(xb, w.at(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
     Linear(xb, w.at(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
     if (o.bq != model::ParamLayout::kNone) {
-      AddBias(q, w.at(o.bq), rows, dim);
+      AddBias(q, w.at(o.bq), rows, qd);
       AddBias(k, w.at(o.bk), rows, kv_dim);
       AddBias(v, w.at(o.bv), rows, kv_dim);
     }
-    Rope(q, positions, rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
-    Rope(k, positions, rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    if (o.q_norm != model::ParamLayout::kNone) {  // per head, in place
+      RmsNorm(q, w.at(o.q_norm), q, rows * c.n_heads, c.head_dim(), c.norm_eps);
+      RmsNorm(k, w.at(o.k_norm), k, rows * c.n_kv_heads, c.head_dim(), c.norm_eps);
+    }
+    Rope(q, positions, rows, c.n_heads, c);
+    Rope(k, positions, rows, c.n_kv_heads, c);
     // Write this batch's K and V into the pages, then attend per sequence.
     for (int r = 0; const SeqSlice& s : batch.seqs) {
       for (int i = 0; i < s.num_rows; ++i, ++r) {
@@ -230,11 +234,11 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
       const int r1 = static_cast<int>(static_cast<int64_t>(rows) * (t + 1) / attend_tasks);
       for (int r = r0; r < r1; ++r) {
         const SeqSlice& s = batch.seqs[row_seq[r]];
-        AttendRow(c, kv, l, s.block_table, positions[r], q + static_cast<size_t>(r) * dim,
-                  att + static_cast<size_t>(r) * dim, scores);
+        AttendRow(c, kv, l, s.block_table, positions[r], q + static_cast<size_t>(r) * qd,
+                  att + static_cast<size_t>(r) * qd, scores);
       }
     });
-    Linear(att, w.at(o.wo), x, rows, dim, dim, 1.0f, stats);  // residual: x += att . wo^T
+    Linear(att, w.at(o.wo), x, rows, dim, qd, 1.0f, stats);  // residual: x += att . wo^T
     RmsNorm(x, w.at(o.ffn_norm), xb, rows, dim, c.norm_eps);
     Linear(xb, w.at(o.w1), hb, rows, hid, dim, 0.0f, stats);
     Linear(xb, w.at(o.w3), hb2, rows, hid, dim, 0.0f, stats);

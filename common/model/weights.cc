@@ -10,21 +10,27 @@ namespace treepo::model {
 ParamLayout::ParamLayout(const ModelConfig& c) {
   TREEPO_CHECK_OK(c.Validate());
   const int64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
+  const int64_t qd = c.q_dim(), hd = c.head_dim();
   embed_ = Add("model.embed_tokens.weight", {vocab, dim});
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets o;
     o.attn_norm = Add(p + "input_layernorm.weight", {dim});
-    o.wq = Add(p + "self_attn.q_proj.weight", {dim, dim});
+    o.wq = Add(p + "self_attn.q_proj.weight", {qd, dim});
     o.wk = Add(p + "self_attn.k_proj.weight", {kv, dim});
     o.wv = Add(p + "self_attn.v_proj.weight", {kv, dim});
     o.bq = o.bk = o.bv = kNone;
     if (c.qkv_bias) {
-      o.bq = Add(p + "self_attn.q_proj.bias", {dim});
+      o.bq = Add(p + "self_attn.q_proj.bias", {qd});
       o.bk = Add(p + "self_attn.k_proj.bias", {kv});
       o.bv = Add(p + "self_attn.v_proj.bias", {kv});
     }
-    o.wo = Add(p + "self_attn.o_proj.weight", {dim, dim});
+    o.q_norm = o.k_norm = kNone;
+    if (c.qk_norm) {
+      o.q_norm = Add(p + "self_attn.q_norm.weight", {hd});
+      o.k_norm = Add(p + "self_attn.k_norm.weight", {hd});
+    }
+    o.wo = Add(p + "self_attn.o_proj.weight", {dim, qd});
     o.ffn_norm = Add(p + "post_attention_layernorm.weight", {dim});
     o.w1 = Add(p + "mlp.gate_proj.weight", {hid, dim});
     o.w2 = Add(p + "mlp.down_proj.weight", {dim, hid});

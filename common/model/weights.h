@@ -23,9 +23,9 @@ struct TensorInfo {
   size_t numel = 0;
 };
 
-// Offsets (in floats) of one layer's tensors. A bias offset is kNone when absent.
+// Offsets (in floats) of one layer's tensors. A bias or q/k norm offset is kNone when absent.
 struct LayerOffsets {
-  size_t attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w1, w2, w3;
+  size_t attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, w1, w2, w3;
 };
 
 class ParamLayout {

@@ -15,7 +15,8 @@ constexpr uint64_t kReservedBit = uint64_t{1} << 63;
 bool SameShape(const model::ModelConfig& a, const model::ModelConfig& b) {
   return a.dim == b.dim && a.hidden_dim == b.hidden_dim && a.n_layers == b.n_layers &&
          a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads && a.vocab_size == b.vocab_size &&
-         a.qkv_bias == b.qkv_bias && a.tied_embeddings == b.tied_embeddings;
+         a.qkv_bias == b.qkv_bias && a.tied_embeddings == b.tied_embeddings &&
+         a.qk_norm == b.qk_norm && a.head_dim() == b.head_dim();
 }
 
 std::string Id(NodeId n) { return std::to_string(n.value()); }
