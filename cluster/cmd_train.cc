@@ -36,7 +36,7 @@
 #include "common/line_appender.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
-#include "common/model/tokenizer.h"
+#include "common/model/text_tokenizer.h"
 #include "learner/service/checkpoint.h"
 #include "learner/service/learner_service.h"
 #include "scheduler/dataset/task_source.h"
@@ -60,9 +60,12 @@ struct TrainOptions {
   std::string prompts;                   // task.prompts: JSONL prompt file ("" = built-in task)
   std::string prompt_field = "prompt";   // task.prompt_field
   std::string answer_field = "answer";   // task.answer_field
-  int train_problems = 4000;             // task.train_problems: built-in task train set size
-  int workers = 2;                       // cluster.workers
-  int learners = 1;                      // cluster.learners: data-parallel learner processes
+  // task.chat, task.system_prompt, task.instruction_suffix, task.enable_thinking: prompts (RL
+  // and eval) as user messages rendered with the base model's chat template.
+  scheduler::ChatModeOptions chat;
+  int train_problems = 4000;  // task.train_problems: built-in task train set size
+  int workers = 2;            // cluster.workers
+  int learners = 1;           // cluster.learners: data-parallel learner processes
   // cluster.learner_command: a shell command run (once per rank) instead of the built-in
   // learner, e.g. "/usr/bin/python3 examples/torch_learner.py"; it gets TREEPO_* variables
   // (LearnerCommandEnv) and must serve the scheduler through libtreepo_client.
@@ -95,6 +98,8 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompts", &o->prompts));
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompt_field", &o->prompt_field));
   TREEPO_RETURN_IF_ERROR(c.Get("task.answer_field", &o->answer_field));
+  TREEPO_RETURN_IF_ERROR(o->chat.Load(c, "task."));
+  if (Status s = o->chat.Validate(); !s.ok()) return s.WithContext("task");
   TREEPO_RETURN_IF_ERROR(c.Get("task.train_problems", &o->train_problems));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.workers", &o->workers));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learners", &o->learners));
@@ -137,6 +142,10 @@ std::map<std::string, std::string> EffectiveConfig(const TrainOptions& t,
       {"model.pretrain_steps", std::to_string(t.pretrain_steps)},
       {"task.prompts", t.prompts},
       {"task.train_problems", std::to_string(t.train_problems)},
+      {"task.chat", t.chat.enabled ? "true" : "false"},
+      {"task.system_prompt", t.chat.system_prompt},
+      {"task.instruction_suffix", t.chat.instruction_suffix},
+      {"task.enable_thinking", t.chat.enable_thinking},
       {"cluster.workers", std::to_string(t.workers)},
       {"cluster.learners", std::to_string(t.learners)},
       {"cluster.learner_command", t.learner_command},
@@ -184,12 +193,10 @@ Status AppendEvalLine(const std::string& path, int64_t step, const EvalReport& r
   return AppendLine(path, {{"step", step}, {"eval", nlohmann::json::parse(EvalReportJson(r))}});
 }
 
-Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
-                            const std::string& tokenizer, uint64_t seed,
+Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir, uint64_t seed,
                             const std::string& out_json) {
   EvalOptions e;
   e.model_path = model_dir;
-  e.tokenizer_path = tokenizer;
   e.samples = t.eval_samples;
   e.problems = t.eval_problems;
   e.prompts_path = t.prompts;
@@ -197,6 +204,7 @@ Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
     e.prompt_field = t.prompt_field;
     e.answer_field = t.answer_field;
   }
+  e.chat = t.chat;
   e.max_new_tokens = t.eval_max_new_tokens;
   e.seed = seed;
   e.out_json = out_json;
@@ -328,12 +336,14 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     if (t.pretrain_steps > 0) p.steps = t.pretrain_steps;
     TREEPO_RETURN_IF_ERROR(RunPretrain(p).status());
   }
-  const std::string tokenizer_path = (fs::path(t.base) / "tokenizer.bin").string();
+  // The base's tokenizer (tokenizer.json or tokenizer.bin); eval finds it beside each checkpoint.
   TREEPO_ASSIGN_OR_RETURN(model::ModelConfig base_config,
                           model::LoadHfConfig((fs::path(t.base) / "config.json").string()));
-  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(tokenizer_path, base_config.vocab_size));
-  auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  TREEPO_ASSIGN_OR_RETURN(std::shared_ptr<const model::TextTokenizer> tokenizer,
+                          scheduler::LoadModelTokenizer("", t.base, base_config.vocab_size));
+  TREEPO_ASSIGN_OR_RETURN(scheduler::PromptEncoder encoder,
+                          scheduler::PromptEncoder::Create(tokenizer, t.chat, t.base));
+  auto prompt_encoder = std::make_shared<const scheduler::PromptEncoder>(std::move(encoder));
   TREEPO_ASSIGN_OR_RETURN(std::vector<scheduler::PromptRecord> train,
                           TrainRecords(t, rl.rollout.seed));
 
@@ -358,7 +368,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   nlohmann::json summary;
   if (t.eval_before && t.resume.empty()) {
     const std::string path = (fs::path(t.out_dir) / kBaseEvalFile).string();
-    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, tokenizer_path, 1, path));
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, 1, path));
     TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, 0, r));
     summary["accuracy_before"] = r.accuracy;
     spdlog::info("base model held-out accuracy {:.3f} ({} problems)", r.accuracy, r.problems);
@@ -430,7 +440,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     return OkStatus();
   };
   Result<scheduler::RlSummary> out =
-      scheduler::RunRl(rl, std::move(train), tokenizer, spawn, &g_train_stop);
+      scheduler::RunRl(rl, std::move(train), prompt_encoder, spawn, &g_train_stop);
   // The learner (rank 0) writes its final checkpoint on Shutdown before it exits.
   for (const std::string& name : LearnerNames(t.learners)) {
     children.WaitOrTerminate(name, out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
@@ -444,7 +454,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     }
   }
 
-  // Every checkpoint of this run gets the base's tokenizer and task knobs, so `treepo eval
+  // Every checkpoint of this run gets the base's tokenizer, chat template, generation config
+  // and task knobs, so `treepo eval
   // --model CHECKPOINT` reads it as it is.
   std::map<int64_t, std::string> checkpoints;  // step -> dir, this run's only
   for (int64_t s = rl.start_step + 1; s <= rl.steps; ++s) {
@@ -452,7 +463,8 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
     if (fs::exists(fs::path(dir) / "config.json")) checkpoints[s] = dir;
   }
   for (const auto& [s, dir] : checkpoints) {
-    for (const char* f : {"tokenizer.bin", "task.json"}) {
+    for (const char* f : {"tokenizer.bin", "tokenizer.json", "tokenizer_config.json",
+                          "generation_config.json", "task.json"}) {
       const fs::path from = fs::path(t.base) / f;
       std::error_code ec;
       if (fs::exists(from)) {
@@ -468,7 +480,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
       if (s == rl.steps) continue;
       const std::string path =
           (fs::path(t.out_dir) / ("eval_step_" + std::to_string(s) + ".json")).string();
-      TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, tokenizer_path, 1, path));
+      TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, 1, path));
       TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, s, r));
       spdlog::info("checkpoint step {} held-out accuracy {:.3f}", s, r.accuracy);
     }
@@ -485,7 +497,7 @@ Status RunTrainCmd(const TrainCmdOptions& c) {
   summary["checkpoint"] = final_dir;
   if (t.eval_after && fs::exists(final_dir)) {
     const std::string path = (fs::path(t.out_dir) / kFinalEvalFile).string();
-    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, tokenizer_path, 1, path));
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, 1, path));
     TREEPO_RETURN_IF_ERROR(AppendEvalLine(metrics, rl.steps, r));
     summary["accuracy_after"] = r.accuracy;
     spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);
