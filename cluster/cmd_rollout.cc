@@ -81,7 +81,9 @@ Status CheckWorkersFitMemory(const std::string& model_path, int workers, int pag
   TREEPO_RETURN_IF_ERROR(
       model::CheckKvPoolFitsMemory(c, static_cast<int64_t>(pages) * workers, page_size)
           .WithContext(std::to_string(workers) + " workers"));
-  return model::CheckWeightsFitMemory(c);
+  // Workers keep a 16-bit checkpoint 16-bit.
+  TREEPO_ASSIGN_OR_RETURN(const model::WeightDtype dtype, model::StoredWeightDtype(model_path));
+  return model::CheckWeightsFitMemory(c, dtype == model::WeightDtype::kF32 ? 4 : 2);
 }
 
 struct RolloutCmdOptions {

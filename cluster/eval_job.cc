@@ -198,7 +198,8 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
   if (problems.empty()) return InvalidArgument("eval: no problems with answers");
   rep.problems = static_cast<int>(problems.size());
 
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o.model_path));
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded,
+                          model::LoadModel(o.model_path, /*keep_16bit=*/true));
   auto weights = std::make_shared<const model::ModelWeights>(std::move(loaded));
   TREEPO_ASSIGN_OR_RETURN(
       std::shared_ptr<const model::TextTokenizer> tokenizer,

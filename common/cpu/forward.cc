@@ -20,14 +20,22 @@ void Grow(std::vector<T>& v, size_t n) {
 
 // y[m, n] = beta * y + x[m, k] . w[n, k]^T in the fixed per-element order (batch-invariant),
 // timed into `stats` when given.
-void Linear(const float* x, const float* w, float* y, int m, int n, int k, float beta,
+void MatMul(const float* x, const model::MatrixRef& w, float* y, int m, int n, int k, float beta) {
+  if (w.dtype == model::WeightDtype::kF32) {
+    FixedOrderMatMulWt(x, w.f32, y, m, n, k, beta);
+  } else {
+    FixedOrderMatMulWt16(x, w.half, w.dtype, y, m, n, k, beta);
+  }
+}
+
+void Linear(const float* x, const model::MatrixRef& w, float* y, int m, int n, int k, float beta,
             ForwardStats* stats) {
   if (stats == nullptr) {
-    FixedOrderMatMulWt(x, w, y, m, n, k, beta);
+    MatMul(x, w, y, m, n, k, beta);
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  FixedOrderMatMulWt(x, w, y, m, n, k, beta);
+  MatMul(x, w, y, m, n, k, beta);
   stats->matmul_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   stats->matmul_flops += 2.0 * m * n * k;
@@ -195,26 +203,25 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
   for (int r = 0; r < rows; ++r) {
     const int32_t tok = batch.tokens[r];
     TREEPO_CHECK(tok >= 0 && tok < c.vocab_size) << "token " << tok;
-    std::memcpy(x + static_cast<size_t>(r) * dim, w.at(L.embed()) + static_cast<size_t>(tok) * dim,
-                sizeof(float) * dim);
+    w.MatrixRow(L.embed(), tok, dim, x + static_cast<size_t>(r) * dim);
   }
 
   float *xb = ws->xb_.data(), *q = ws->q_.data(), *k = ws->k_.data(), *v = ws->v_.data();
   float *att = ws->att_.data(), *hb = ws->hb_.data(), *hb2 = ws->hb2_.data();
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LayerOffsets& o = L.layer(l);
-    RmsNorm(x, w.at(o.attn_norm), xb, rows, dim, c.norm_eps);
-    Linear(xb, w.at(o.wq), q, rows, qd, dim, 0.0f, stats);
-    Linear(xb, w.at(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
-    Linear(xb, w.at(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
+    RmsNorm(x, w.Vector(o.attn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.Matrix(o.wq), q, rows, qd, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
     if (o.bq != model::ParamLayout::kNone) {
-      AddBias(q, w.at(o.bq), rows, qd);
-      AddBias(k, w.at(o.bk), rows, kv_dim);
-      AddBias(v, w.at(o.bv), rows, kv_dim);
+      AddBias(q, w.Vector(o.bq), rows, qd);
+      AddBias(k, w.Vector(o.bk), rows, kv_dim);
+      AddBias(v, w.Vector(o.bv), rows, kv_dim);
     }
     if (o.q_norm != model::ParamLayout::kNone) {  // per head, in place
-      RmsNorm(q, w.at(o.q_norm), q, rows * c.n_heads, c.head_dim(), c.norm_eps);
-      RmsNorm(k, w.at(o.k_norm), k, rows * c.n_kv_heads, c.head_dim(), c.norm_eps);
+      RmsNorm(q, w.Vector(o.q_norm), q, rows * c.n_heads, c.head_dim(), c.norm_eps);
+      RmsNorm(k, w.Vector(o.k_norm), k, rows * c.n_kv_heads, c.head_dim(), c.norm_eps);
     }
     Rope(q, positions, rows, c.n_heads, c);
     Rope(k, positions, rows, c.n_kv_heads, c);
@@ -238,15 +245,15 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
                   att + static_cast<size_t>(r) * qd, scores);
       }
     });
-    Linear(att, w.at(o.wo), x, rows, dim, qd, 1.0f, stats);  // residual: x += att . wo^T
-    RmsNorm(x, w.at(o.ffn_norm), xb, rows, dim, c.norm_eps);
-    Linear(xb, w.at(o.w1), hb, rows, hid, dim, 0.0f, stats);
-    Linear(xb, w.at(o.w3), hb2, rows, hid, dim, 0.0f, stats);
+    Linear(att, w.Matrix(o.wo), x, rows, dim, qd, 1.0f, stats);  // residual: x += att . wo^T
+    RmsNorm(x, w.Vector(o.ffn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.Matrix(o.w1), hb, rows, hid, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.w3), hb2, rows, hid, dim, 0.0f, stats);
     for (int r = 0; r < rows; ++r) {  // per row: the same elementwise code for every row
       const size_t off = static_cast<size_t>(r) * hid;
       SiluMul(hb + off, hb2 + off, hb + off, static_cast<size_t>(hid));
     }
-    Linear(hb, w.at(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
+    Linear(hb, w.Matrix(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
   }
 
   const int n_out = static_cast<int>(batch.logit_rows.size());
@@ -258,8 +265,8 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
     std::memcpy(fin + static_cast<size_t>(i) * dim, x + static_cast<size_t>(r) * dim,
                 sizeof(float) * dim);
   }
-  RmsNorm(fin, w.at(L.final_norm()), fin, n_out, dim, c.norm_eps);
-  Linear(fin, w.at(L.lm_head()), logits, n_out, c.vocab_size, dim, 0.0f, stats);
+  RmsNorm(fin, w.Vector(L.final_norm()), fin, n_out, dim, c.norm_eps);
+  Linear(fin, w.Matrix(L.lm_head()), logits, n_out, c.vocab_size, dim, 0.0f, stats);
 }
 
 }  // namespace treepo::cpu

@@ -159,8 +159,9 @@ double ModelConfig::ParamCount() const {
   return vocab * d * (tied_embeddings ? 1 : 2) + per_layer * n_layers + d;
 }
 
-Status CheckWeightsFitMemory(const ModelConfig& c) {
-  return CheckMemoryBudget(c.ParamCount() * sizeof(float), "the weights of model " + c.ToString());
+Status CheckWeightsFitMemory(const ModelConfig& c, int bytes_per_param) {
+  return CheckMemoryBudget(c.ParamCount() * bytes_per_param,
+                           "the weights of model " + c.ToString());
 }
 
 Status CheckKvPoolFitsMemory(const ModelConfig& c, int64_t num_pages, int64_t page_size) {

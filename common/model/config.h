@@ -79,9 +79,9 @@ struct ModelConfig {
 // applied. Unscaled: theta^(-2i / head_dim) in float, as llama2.c and transformers compute it.
 std::vector<float> RopeInvFrequencies(const ModelConfig& config);
 
-// kResourceExhausted when the fp32 weights of `config` would not fit in memory
-// (common/memory_budget.h), checked before anything is allocated.
-Status CheckWeightsFitMemory(const ModelConfig& config);
+// kResourceExhausted when the weights of `config` at `bytes_per_param` (4: fp32, 2: bf16/f16)
+// would not fit in memory (common/memory_budget.h), checked before anything is allocated.
+Status CheckWeightsFitMemory(const ModelConfig& config, int bytes_per_param = 4);
 
 // kResourceExhausted when a KV pool of `num_pages` pages of `page_size` positions for
 // `config` (keys and values of every layer, fp32) would not fit in memory.

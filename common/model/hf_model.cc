@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "common/atomic_file.h"
@@ -335,9 +336,10 @@ Status AddSiblingEosIds(const fs::path& dir, ModelConfig* c) {
 
 Status CheckFinite(const ModelWeights& w) {
   for (const TensorInfo& t : w.layout.tensors()) {
-    const float* p = w.at(t.offset);
     for (size_t i = 0; i < t.numel; ++i) {
-      if (!std::isfinite(p[i])) {
+      const float v = w.dtype == WeightDtype::kF32 ? w.data[t.offset + i]
+                                                   : HalfToFloat(w.half[t.offset + i], w.dtype);
+      if (!std::isfinite(v)) {
         return DataLoss("tensor " + t.name + " has a non-finite value at element " +
                         std::to_string(i));
       }
@@ -347,11 +349,13 @@ Status CheckFinite(const ModelWeights& w) {
 }
 
 // Every tensor of the directory: model.safetensors, or the shards of the index.
-Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir) {
+Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir, bool keep_16bit) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
   std::error_code ec;
-  if (fs::exists(single, ec) || !fs::exists(index, ec)) return LoadSafetensors(single.string());
+  if (fs::exists(single, ec) || !fs::exists(index, ec)) {
+    return LoadSafetensors(single.string(), nullptr, keep_16bit);
+  }
   TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObjectFile(index.string()));
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
     return DataLoss(index.string() + ": no \"weight_map\" object");
@@ -365,7 +369,8 @@ Result<std::map<std::string, NamedTensor>> LoadDirTensors(const fs::path& dir) {
   }
   std::map<std::string, NamedTensor> all;
   for (const std::string& shard : shards) {
-    TREEPO_ASSIGN_OR_RETURN(auto part, LoadSafetensors((dir / shard).string()));
+    TREEPO_ASSIGN_OR_RETURN(auto part,
+                            LoadSafetensors((dir / shard).string(), nullptr, keep_16bit));
     for (auto& [name, t] : part) {
       if (!all.emplace(name, std::move(t)).second) {
         return DataLoss(index.string() + ": tensor " + name + " is in two shards");
@@ -446,12 +451,35 @@ Status SaveHfConfig(const ModelConfig& c, const std::string& path) {
   return WriteFileAtomically(path, j.dump(2) + "\n");
 }
 
-Result<ModelWeights> LoadHfModel(const std::string& dir) {
+Result<ModelWeights> LoadHfModel(const std::string& dir, bool keep_16bit) {
   const fs::path d(dir);
   TREEPO_ASSIGN_OR_RETURN(ModelConfig config, LoadHfConfig((d / "config.json").string()));
-  TREEPO_RETURN_IF_ERROR(CheckWeightsFitMemory(config));
-  TREEPO_ASSIGN_OR_RETURN(auto tensors, LoadDirTensors(d));
-  TREEPO_ASSIGN_OR_RETURN(ModelWeights w, ModelWeights::Zeros(config));
+  TREEPO_RETURN_IF_ERROR(CheckWeightsFitMemory(config, keep_16bit ? 2 : 4));
+  TREEPO_ASSIGN_OR_RETURN(auto tensors, LoadDirTensors(d, keep_16bit));
+  // One 16-bit storage type when asked for and every matrix has it; fp32 otherwise.
+  const ParamLayout layout(config);
+  WeightDtype dtype = WeightDtype::kF32;
+  if (keep_16bit) {
+    std::optional<WeightDtype> common;
+    bool mixed = false;
+    for (const TensorInfo& info : layout.tensors()) {
+      auto it = tensors.find(info.name);
+      if (info.shape.size() != 2 || it == tensors.end()) continue;
+      if (common && *common != it->second.dtype) mixed = true;
+      common = it->second.dtype;
+    }
+    if (common && !mixed) dtype = *common;
+  }
+  ModelWeights w;
+  if (dtype == WeightDtype::kF32) {
+    TREEPO_RETURN_IF_ERROR(CheckWeightsFitMemory(config));
+    TREEPO_ASSIGN_OR_RETURN(w, ModelWeights::Zeros(config));
+  } else {
+    w.config = config;
+    w.layout = layout;
+    w.dtype = dtype;
+    w.half.assign(layout.total(), 0);
+  }
   const std::string where = "model " + dir + ": ";
   for (const TensorInfo& info : w.layout.tensors()) {
     auto it = tensors.find(info.name);
@@ -464,7 +492,15 @@ Result<ModelWeights> LoadHfModel(const std::string& dir) {
                       ShapeToString(it->second.shape) + " but the config implies " +
                       ShapeToString(info.shape));
     }
-    std::copy(it->second.data.begin(), it->second.data.end(), w.at(info.offset));
+    const NamedTensor& t = it->second;
+    for (size_t i = 0; i < info.numel; ++i) {
+      const float v = t.dtype == WeightDtype::kF32 ? t.data[i] : HalfToFloat(t.half[i], t.dtype);
+      if (dtype == WeightDtype::kF32) {
+        w.data[info.offset + i] = v;
+      } else {
+        w.half[info.offset + i] = t.dtype == dtype ? t.half[i] : FloatToHalf(v, dtype);
+      }
+    }
     tensors.erase(it);
   }
   // Weights of layers past the config's count mean the config describes another model:
@@ -485,14 +521,16 @@ Result<ModelWeights> LoadHfModel(const std::string& dir) {
     spdlog::warn("{}ignoring {} tensor(s) the config does not use, e.g. {}", where, tensors.size(),
                  tensors.begin()->first);
   }
+  if (w.dtype != WeightDtype::kF32) w.IndexVectors();
   if (Status s = CheckFinite(w); !s.ok()) return s.WithContext(where);
   return w;
 }
 
 Status SaveHfModel(const ModelWeights& weights, const std::string& dir) {
-  if (weights.data.size() != weights.layout.total()) {
-    return InvalidArgument("weights hold " + std::to_string(weights.data.size()) +
-                           " floats, layout needs " + std::to_string(weights.layout.total()));
+  if (!weights.complete()) {
+    return InvalidArgument("weights hold " +
+                           std::to_string(weights.data.size() + weights.half.size()) +
+                           " values, layout needs " + std::to_string(weights.layout.total()));
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -500,21 +538,74 @@ Status SaveHfModel(const ModelWeights& weights, const std::string& dir) {
   TREEPO_RETURN_IF_ERROR(SaveHfConfig(weights.config, (fs::path(dir) / "config.json").string()));
   std::map<std::string, NamedTensor> tensors;
   for (const TensorInfo& t : weights.layout.tensors()) {
-    tensors[t.name] = NamedTensor{
-        t.shape, std::vector<float>(weights.at(t.offset), weights.at(t.offset) + t.numel)};
+    NamedTensor& out = tensors[t.name];
+    out.shape = t.shape;
+    out.dtype = weights.dtype;
+    if (weights.dtype == WeightDtype::kF32) {
+      out.data.assign(weights.at(t.offset), weights.at(t.offset) + t.numel);
+    } else {
+      out.half.assign(weights.half.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                      weights.half.begin() + static_cast<std::ptrdiff_t>(t.offset + t.numel));
+    }
   }
   return SaveSafetensors((fs::path(dir) / "model.safetensors").string(), tensors,
                          {{"format", "pt"}});
 }
 
-Result<ModelWeights> LoadModel(const std::string& path) {
+Result<ModelWeights> LoadModel(const std::string& path, bool keep_16bit) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) return NotFound("model path " + path + " does not exist");
-  if (fs::is_directory(st)) return LoadHfModel(path);
+  if (fs::is_directory(st)) return LoadHfModel(path, keep_16bit);
   if (fs::path(path).extension() == ".bin") return LoadLlama2cCheckpoint(path);
   return InvalidArgument("model path " + path +
                          ": expected a Hugging Face model directory or a llama2.c .bin file");
+}
+
+Result<WeightDtype> StoredWeightDtype(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return WeightDtype::kF32;
+  const fs::path dir(path);
+  std::vector<fs::path> files;
+  const fs::path index = dir / "model.safetensors.index.json";
+  if (!fs::exists(dir / "model.safetensors", ec) && fs::exists(index, ec)) {
+    TREEPO_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObjectFile(index.string()));
+    std::set<std::string> shards;
+    if (j.contains("weight_map") && j["weight_map"].is_object()) {
+      for (const auto& [name, file] : j["weight_map"].items()) {
+        if (file.is_string()) shards.insert(file.get<std::string>());
+      }
+    }
+    for (const std::string& s : shards) files.push_back(dir / s);
+  } else {
+    files.push_back(dir / "model.safetensors");
+  }
+  std::optional<std::string> common;
+  for (const fs::path& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    uint64_t len = 0;
+    if (!in.read(reinterpret_cast<char*>(&len), sizeof(len)) || len > (uint64_t{100} << 20)) {
+      return DataLoss("safetensors " + f.string() + ": cannot read the header");
+    }
+    std::string text(len, '\0');
+    if (!in.read(text.data(), static_cast<std::streamsize>(len))) {
+      return DataLoss("safetensors " + f.string() + ": truncated header");
+    }
+    const nlohmann::json h = nlohmann::json::parse(text, nullptr, false);
+    if (!h.is_object()) return DataLoss("safetensors " + f.string() + ": header is not JSON");
+    for (const auto& [name, e] : h.items()) {
+      if (!e.is_object() || !e.contains("shape") || !e["shape"].is_array() ||
+          e["shape"].size() != 2 || !e.contains("dtype") || !e["dtype"].is_string()) {
+        continue;
+      }
+      const std::string d = e["dtype"].get<std::string>();
+      if (common && *common != d) return WeightDtype::kF32;
+      common = d;
+    }
+  }
+  if (common == "BF16") return WeightDtype::kBF16;
+  if (common == "F16") return WeightDtype::kF16;
+  return WeightDtype::kF32;
 }
 
 Result<ModelConfig> LoadModelConfig(const std::string& path) {

@@ -150,9 +150,9 @@ namespace {
 Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o, uint64_t* fingerprint) {
   model::ModelConfig c;
   if (!o.model_path.empty()) {
-    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
-    c = w.config;
-    *fingerprint = protocols::ModelFingerprint(w.config);
+    // config.json alone: the scheduler never holds the weights.
+    TREEPO_ASSIGN_OR_RETURN(c, model::LoadModelConfig(o.model_path));
+    *fingerprint = protocols::ModelFingerprint(c);
   }
   if (o.vocab_size > 0) c.vocab_size = o.vocab_size;
   return c;

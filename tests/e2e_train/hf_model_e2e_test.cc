@@ -1,5 +1,6 @@
 // A Hugging Face model directory end to end: a random tiny Qwen3-shaped model (q/k norms,
-// head_dim 16 with hidden 32 and 4 heads, tied embeddings, the real 151,936-row vocabulary)
+// head_dim 16 with hidden 32 and 4 heads, tied embeddings, the real 151,936-row vocabulary,
+// BF16 weights)
 // beside the real Qwen3 tokenizer.json and tokenizer_config.json (chat template), run through
 // `treepo rollout`, `treepo eval` and `treepo train` with math-eval prompts in chat form.
 // The weights are random, so only the plumbing is checked: prompts rendered with the template
@@ -58,7 +59,11 @@ class HfModelE2eTest : public ::testing::Test {
     auto w = treepo::model::ModelWeights::Random(c, 7);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     const fs::path model = root_ / "qwen3_tiny";
-    ASSERT_TRUE(treepo::model::SaveHfModel(*w, model.string()).ok());
+    // BF16 on disk, as real checkpoints: workers keep it BF16, the learner trains fp32.
+    ASSERT_TRUE(treepo::model::SaveHfModel(
+                    treepo::model::ModelWeights::ToHalf(*w, treepo::model::WeightDtype::kBF16),
+                    model.string())
+                    .ok());
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
       fs::copy_file(fs::path(treepo::testing::HfTokenizerModelDir("qwen3")) / f, model / f);
     }
@@ -136,6 +141,16 @@ TEST_F(HfModelE2eTest, EvalOnAMathEvalSetInChatForm) {
                   root_ / "eval_bad.log"),
             0);
   EXPECT_NE(ReadAll(root_ / "eval_bad.log").find("enable_thinking"), std::string::npos);
+}
+
+TEST_F(HfModelE2eTest, GenerateReadsTheDirectorysTokenizer) {
+  const fs::path log = root_ / "generate.log";
+  ASSERT_EQ(Shell(binary_ + " generate --model " + Model() +
+                      " --prompt 'What is 2+3?' --max-tokens 4 --temperature 0",
+                  log),
+            0)
+      << ReadAll(log);
+  EXPECT_NE(ReadAll(log).find("What is 2+3?"), std::string::npos);
 }
 
 TEST_F(HfModelE2eTest, TwoRlStepsThroughTheModel) {

@@ -25,7 +25,7 @@ class HfArchEngineTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     const std::string dir = testing::SourceDir() + "/tests/data/hf_arch/" + GetParam();
-    auto w = model::LoadHfModel(dir);
+    auto w = model::LoadHfModel(dir, /*keep_16bit=*/true);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     weights_ = std::make_shared<const model::ModelWeights>(std::move(w).value());
     std::ifstream in(dir + "/reference.json");
@@ -96,6 +96,50 @@ TEST_P(HfArchEngineTest, LogitsMatchPyTorchOverPrefillChunks) { CheckLogits(5, 9
 INSTANTIATE_TEST_SUITE_P(Architectures, HfArchEngineTest,
                          ::testing::Values("qwen2", "qwen2_yarn", "qwen3", "llama31",
                                            "llama_linear"));
+
+// The Qwen3 checkpoint is BF16: kept 16-bit its logits are bitwise those of its fp32 widening
+// (the other checkpoints are F32 and load as fp32).
+TEST(HfArchStorageTest, Bf16WeightsGiveTheLogitsOfTheirFp32Widening) {
+  const std::string dir = testing::SourceDir() + "/tests/data/hf_arch/qwen3";
+  auto half = model::LoadHfModel(dir, /*keep_16bit=*/true);
+  ASSERT_TRUE(half.ok()) << half.status().ToString();
+  ASSERT_EQ(half->dtype, model::WeightDtype::kBF16);
+  EXPECT_LT(half->StorageBytes(), half->layout.total() * 2 + 4096);
+  auto full = model::LoadHfModel(dir);
+  ASSERT_TRUE(full.ok());
+  ASSERT_EQ(full->dtype, model::WeightDtype::kF32);
+  std::vector<std::vector<float>> logits;
+  for (auto* w : {&*half, &*full}) {
+    EngineOptions o;
+    o.kv.page_size = 8;
+    o.kv.num_pages = 32;
+    auto e = Engine::Create(std::make_shared<const model::ModelWeights>(*w), WeightVersion(0), o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    SegmentRequest r;
+    r.task = TaskId(1);
+    r.prefix_tokens = {1, 5, 9, 33, 60, 2, 7, 71, 12};
+    r.children = {NodeId(2), NodeId(3)};
+    r.seeds = {1, 2};
+    r.max_new_tokens = 12;
+    r.sampling.stop_at_eos = false;
+    r.return_logits = true;
+    ASSERT_TRUE((*e)->Submit(r).ok());
+    auto results = (*e)->RunUntilIdle();
+    ASSERT_EQ(results.size(), 1u);
+    std::vector<float> all = results[0].prefix_logits;
+    for (const auto& c : results[0].children)
+      all.insert(all.end(), c.logits.begin(), c.logits.end());
+    logits.push_back(std::move(all));
+  }
+  EXPECT_EQ(logits[0], logits[1]);
+  // Saved again, the checkpoint keeps its dtype and its bits.
+  const std::string again = testing::FreshTempDir("hf_arch_bf16_save");
+  ASSERT_TRUE(model::SaveHfModel(*half, again).ok());
+  auto reread = model::LoadHfModel(again, /*keep_16bit=*/true);
+  ASSERT_TRUE(reread.ok()) << reread.status().ToString();
+  EXPECT_EQ(reread->dtype, model::WeightDtype::kBF16);
+  EXPECT_EQ(reread->half, half->half);
+}
 
 TEST(HfArchConfigTest, ReadsWhatEachArchitectureNeeds) {
   const std::string data = testing::SourceDir() + "/tests/data/hf_arch/";
