@@ -12,6 +12,9 @@
 //
 // Usage: weights_dtype_bench [--layers N] [--dim N] [--hidden N] [--heads N] [--kv-heads N]
 //        [--vocab N] [--threads N] [--reps N] [--dtype bf16|f16] [--json FILE]
+//
+// RSS growth is exact for the first model loaded in the process; the second may reuse pages
+// the first freed. --rss-check fp32|16 loads that one alone and prints its RSS growth.
 #include <unistd.h>
 
 #include <chrono>
@@ -121,31 +124,33 @@ struct Row {
 int main(int argc, char** argv) {
   int layers = 4, dim = 896, hidden = 4864, heads = 14, kv_heads = 2, vocab = 151936;
   int threads = 1, reps = 2;
-  std::string dtype_name = "bf16", json_path;
+  std::string dtype_name = "bf16", json_path, rss_check;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const std::string v = argv[i + 1];
-    if (a == "--layers")
+    if (a == "--layers") {
       layers = std::stoi(v);
-    else if (a == "--dim")
+    } else if (a == "--dim") {
       dim = std::stoi(v);
-    else if (a == "--hidden")
+    } else if (a == "--hidden") {
       hidden = std::stoi(v);
-    else if (a == "--heads")
+    } else if (a == "--heads") {
       heads = std::stoi(v);
-    else if (a == "--kv-heads")
+    } else if (a == "--kv-heads") {
       kv_heads = std::stoi(v);
-    else if (a == "--vocab")
+    } else if (a == "--vocab") {
       vocab = std::stoi(v);
-    else if (a == "--threads")
+    } else if (a == "--threads") {
       threads = std::stoi(v);
-    else if (a == "--reps")
+    } else if (a == "--reps") {
       reps = std::stoi(v);
-    else if (a == "--dtype")
+    } else if (a == "--dtype") {
       dtype_name = v;
-    else if (a == "--json")
+    } else if (a == "--json") {
       json_path = v;
-    else {
+    } else if (a == "--rss-check") {
+      rss_check = v;
+    } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
     }
@@ -183,6 +188,16 @@ int main(int argc, char** argv) {
   std::printf("model: %s, %.0fM parameters, checkpoint %s\n", c.ToString().c_str(),
               c.ParamCount() / 1e6, model::DtypeName(dtype));
 
+  if (!rss_check.empty()) {
+    const size_t rss0 = RssBytes();
+    auto loaded = model::LoadHfModel(dir.string(), rss_check != "fp32");
+    const size_t growth = RssBytes() - rss0;
+    std::filesystem::remove_all(dir);
+    if (!loaded.ok()) return 1;
+    std::printf("%s alone: storage %.1f MB, RSS growth %.1f MB\n", rss_check.c_str(),
+                loaded->StorageBytes() / 1e6, growth / 1e6);
+    return 0;
+  }
   std::vector<Row> rows;
   std::vector<std::vector<float>> logits(2);
   for (int keep = 0; keep < 2; ++keep) {
