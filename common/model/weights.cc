@@ -153,17 +153,4 @@ ModelWeights ModelWeights::ToHalf(const ModelWeights& w, WeightDtype dtype) {
   return h;
 }
 
-ModelWeights ModelWeights::ToF32() const {
-  ModelWeights f;
-  f.config = config;
-  f.layout = layout;
-  if (dtype == WeightDtype::kF32) {
-    f.data = data;
-    return f;
-  }
-  f.data.resize(half.size());
-  for (size_t i = 0; i < half.size(); ++i) f.data[i] = HalfToFloat(half[i], dtype);
-  return f;
-}
-
 }  // namespace treepo::model

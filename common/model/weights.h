@@ -100,9 +100,7 @@ struct ModelWeights {
 
   // `w` (kF32) with its tensors rounded to `dtype` (kBF16 / kF16, nearest even).
   static ModelWeights ToHalf(const ModelWeights& w, WeightDtype dtype);
-  // The fp32 widening of 16-bit weights (a copy of fp32 ones).
-  ModelWeights ToF32() const;
-  // The 16-bit form of `w` from its full half buffer (fills vectors and vector_index).
+  // 16-bit weights: fills vectors and vector_index from `half`.
   void IndexVectors();
 };
 

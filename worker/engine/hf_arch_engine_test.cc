@@ -104,6 +104,9 @@ TEST(HfArchStorageTest, Bf16WeightsGiveTheLogitsOfTheirFp32Widening) {
   auto half = model::LoadHfModel(dir, /*keep_16bit=*/true);
   ASSERT_TRUE(half.ok()) << half.status().ToString();
   ASSERT_EQ(half->dtype, model::WeightDtype::kBF16);
+  EXPECT_EQ(*model::StoredWeightDtype(dir), model::WeightDtype::kBF16);  // from the header alone
+  EXPECT_EQ(*model::StoredWeightDtype(testing::SourceDir() + "/tests/data/hf_arch/qwen2"),
+            model::WeightDtype::kF32);
   EXPECT_LT(half->StorageBytes(), half->layout.total() * 2 + 4096);
   auto full = model::LoadHfModel(dir);
   ASSERT_TRUE(full.ok());
