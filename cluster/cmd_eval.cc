@@ -16,7 +16,14 @@ void RegisterEval(CLI::App& app, int* exit_code) {
       app.add_subcommand("eval", "Accuracy, Maj@k and pass@k of a model (in-process engine)");
   cmd->add_option("--model", o->model_path, "HF model dir or llama2.c .bin")->required();
   cmd->add_option("--tokenizer", o->tokenizer_path,
-                  "llama2.c tokenizer (default: <model>/tokenizer.bin)");
+                  "tokenizer.json or llama2.c tokenizer.bin (default: the model's)");
+  cmd->add_flag("--chat", o->chat.enabled,
+                "prompts as user messages rendered with the model's chat template");
+  cmd->add_option("--system-prompt", o->chat.system_prompt, "chat mode: system message");
+  cmd->add_option("--instruction-suffix", o->chat.instruction_suffix,
+                  "chat mode: appended to each prompt (e.g. 'Put the final answer in \\boxed{}.')");
+  cmd->add_option("--enable-thinking", o->chat.enable_thinking,
+                  "chat mode: the template's enable_thinking (true | false)");
   cmd->add_option("--samples", o->samples,
                   "k samples per problem at temperature 1 (0: greedy only)")
       ->capture_default_str();

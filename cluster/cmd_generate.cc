@@ -14,7 +14,7 @@
 #include "common/log.h"
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
-#include "common/model/tokenizer.h"
+#include "common/model/text_tokenizer.h"
 #include "common/sampling_check.h"
 #include "worker/engine/engine.h"
 
@@ -47,18 +47,23 @@ Status RunGenerate(const GenerateOptions& o) {
   TREEPO_RETURN_IF_ERROR(CheckSamplingParams(o.temperature, o.top_p, o.top_k, "--"));
   if (!o.logits_out.empty())
     TREEPO_RETURN_IF_ERROR(CheckWritableFile(o.logits_out, "--logits-out"));
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o.model_path));
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded,
+                          model::LoadModel(o.model_path, /*keep_16bit=*/true));
   auto weights = std::make_shared<const model::ModelWeights>(std::move(loaded));
   const model::ModelConfig& c = weights->config;
-  const std::string tokenizer_path = !o.tokenizer_path.empty() ? o.tokenizer_path
-                                     : std::filesystem::is_directory(o.model_path)
-                                         ? o.model_path + "/tokenizer.bin"
-                                         : std::string();
-  if (tokenizer_path.empty()) return InvalidArgument("--tokenizer is required for a .bin model");
+  std::string tokenizer_path = o.tokenizer_path;
+  if (tokenizer_path.empty()) {
+    if (!std::filesystem::is_directory(o.model_path)) {
+      return InvalidArgument("--tokenizer is required for a .bin model");
+    }
+    // tokenizer.json beside config.json, else tokenizer.bin.
+    TREEPO_ASSIGN_OR_RETURN(tokenizer_path, model::FindTokenizerFile(o.model_path));
+  }
   TREEPO_RETURN_IF_ERROR(CheckReadableFile(tokenizer_path, "tokenizer"));
-  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(tokenizer_path, c.vocab_size));
-  const std::vector<int32_t> prompt = tok.Encode(o.prompt, /*add_bos=*/true);
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<model::TextTokenizer> tok,
+                          model::LoadTextTokenizer(tokenizer_path, c.vocab_size));
+  const std::vector<int32_t> prompt = tok->Encode(o.prompt, /*add_special_tokens=*/true);
+  if (prompt.empty()) return InvalidArgument("the prompt encodes to no tokens");
   spdlog::info("model {}; prompt {} tokens", c.ToString(), prompt.size());
 
   worker::EngineOptions eo;
@@ -82,7 +87,12 @@ Status RunGenerate(const GenerateOptions& o) {
   std::vector<worker::SegmentResult> results = engine->RunUntilIdle();
   const worker::ChildResult& child = results.at(0).children.at(0);
 
-  std::cout << o.prompt << tok.Decode(child.tokens, prompt.back()) << "\n";
+  std::string text = tok->Decode(child.tokens, /*skip_special_tokens=*/true);
+  // llama2.c drops the space of the first piece after BOS (its dummy prefix).
+  if (tok->format() == "llama2.c" && prompt.size() == 1 && !text.empty() && text[0] == ' ') {
+    text.erase(0, 1);
+  }
+  std::cout << o.prompt << text << "\n";
   std::cout.flush();
   spdlog::info("{} tokens ({}), prefill {:.1f} ms, decode {:.1f} ms", child.tokens.size(),
                worker::FinishReasonName(child.finish), child.timings.prefill_ms,
@@ -98,7 +108,7 @@ void RegisterGenerate(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("generate", "Sample a continuation of a prompt (CPU)");
   cmd->add_option("--model", opts->model_path, "llama2.c checkpoint or HF model dir")->required();
   cmd->add_option("--tokenizer", opts->tokenizer_path,
-                  "llama2.c tokenizer (default for a model dir: <dir>/tokenizer.bin)");
+                  "tokenizer.json or llama2.c tokenizer.bin (default: the model dir's)");
   cmd->add_option("--prompt", opts->prompt, "prompt text (empty: start from BOS)");
   cmd->add_option("--max-tokens", opts->max_tokens, "tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", opts->temperature, "0 = greedy")->capture_default_str();

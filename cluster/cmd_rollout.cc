@@ -35,7 +35,7 @@ void OnRolloutSignal(int) { g_rollout_stop.store(true); }
 // Flags that map one to one onto config keys.
 constexpr const char* kFlagKeys[][2] = {
     {"model", "llama2.c .bin or Hugging Face directory (workers load it)"},
-    {"tokenizer", "llama2.c tokenizer file"},
+    {"tokenizer", "tokenizer.json or llama2.c tokenizer.bin (default: the model's)"},
     {"prompts", "prompt file: JSON lines {\"id\",\"prompt\",\"answer\"}"},
     {"workers", "worker processes to start (default 2)"},
     {"worker-threads", "BLAS threads per worker (default 1)"},
@@ -57,6 +57,10 @@ constexpr const char* kFlagKeys[][2] = {
     {"reward", "reward function name"},
     {"max-queries", "roll out only the first N prompts"},
     {"max-concurrent-queries", "queries in flight at once"},
+    {"chat", "true: prompts as user messages rendered with the model's chat template"},
+    {"system-prompt", "chat mode: system message"},
+    {"instruction-suffix", "chat mode: appended to each prompt"},
+    {"enable-thinking", "chat mode: the template's enable_thinking (true | false)"},
 };
 
 std::string KeyOf(std::string flag) {
@@ -77,7 +81,9 @@ Status CheckWorkersFitMemory(const std::string& model_path, int workers, int pag
   TREEPO_RETURN_IF_ERROR(
       model::CheckKvPoolFitsMemory(c, static_cast<int64_t>(pages) * workers, page_size)
           .WithContext(std::to_string(workers) + " workers"));
-  return model::CheckWeightsFitMemory(c);
+  // Workers keep a 16-bit checkpoint 16-bit.
+  TREEPO_ASSIGN_OR_RETURN(const model::WeightDtype dtype, model::StoredWeightDtype(model_path));
+  return model::CheckWeightsFitMemory(c, dtype == model::WeightDtype::kF32 ? 4 : 2);
 }
 
 struct RolloutCmdOptions {

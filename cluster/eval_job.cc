@@ -36,6 +36,7 @@ namespace fs = std::filesystem;
 Status EvalOptions::Validate() const {
   if (model_path.empty()) return InvalidArgument("eval: --model is required");
   if (samples < 0) return InvalidArgument("eval: --samples must be >= 0");
+  if (Status s = chat.Validate(); !s.ok()) return s.WithContext("eval");
   if (split != "heldout" && split != "train") {
     return InvalidArgument("eval: --split must be heldout or train");
   }
@@ -197,20 +198,27 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
   if (problems.empty()) return InvalidArgument("eval: no problems with answers");
   rep.problems = static_cast<int>(problems.size());
 
-  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o.model_path));
+  TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded,
+                          model::LoadModel(o.model_path, /*keep_16bit=*/true));
   auto weights = std::make_shared<const model::ModelWeights>(std::move(loaded));
-  const std::string tok_path = o.tokenizer_path.empty()
-                                   ? (fs::path(ModelDir(o.model_path)) / "tokenizer.bin").string()
-                                   : o.tokenizer_path;
-  TREEPO_RETURN_IF_ERROR(CheckReadableFile(tok_path, "eval: tokenizer"));
-  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(tok_path, weights->config.vocab_size));
+  TREEPO_ASSIGN_OR_RETURN(
+      std::shared_ptr<const model::TextTokenizer> tokenizer,
+      scheduler::LoadModelTokenizer(o.tokenizer_path, o.model_path, weights->config.vocab_size));
+  const model::TextTokenizer& tok = *tokenizer;
+  TREEPO_ASSIGN_OR_RETURN(
+      const scheduler::PromptEncoder encoder,
+      scheduler::PromptEncoder::Create(
+          tokenizer, o.chat, o.tokenizer_path.empty() ? ModelDir(o.model_path) : o.tokenizer_path));
   scheduler::RewardOptions ro;
   ro.name = o.reward;
   TREEPO_ASSIGN_OR_RETURN(auto reward, scheduler::MakeRewardFn(ro));
 
   std::vector<std::vector<int32_t>> prompts;
-  for (const Problem& p : problems) prompts.push_back(tok.Encode(p.prompt, /*add_bos=*/true));
+  for (size_t i = 0; i < problems.size(); ++i) {
+    Result<std::vector<int32_t>> ids = encoder.Encode(problems[i].prompt);
+    if (!ids.ok()) return ids.status().WithContext("eval: problem " + std::to_string(i + 1));
+    prompts.push_back(std::move(ids).value());
+  }
   spdlog::info("eval: {} problems from {}, k = {}, model {}", problems.size(), rep.source,
                o.samples, weights->config.ToString());
   TREEPO_ASSIGN_OR_RETURN(auto responses, Generate(o, weights, prompts));
@@ -229,7 +237,7 @@ Result<EvalReport> RunEval(const EvalOptions& o) {
       std::vector<int32_t>& t = responses[i].tokens[s];
       rep.tokens_generated += static_cast<int64_t>(t.size());
       ++responses_count;
-      const std::string text = tok.Decode(t, prompts[i].back());
+      const std::string text = tok.Decode(t, /*skip_special_tokens=*/true);
       const scheduler::RewardResult r =
           reward->Score(text, problems[i].answer, static_cast<int>(t.size()));
       const bool correct = r.reward > 0.0f;

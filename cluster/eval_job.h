@@ -10,13 +10,14 @@
 #include <string>
 
 #include "common/status.h"
+#include "scheduler/dataset/prompt_encoder.h"
 #include "scheduler/task/arithmetic_task.h"
 
 namespace treepo::cluster {
 
 struct EvalOptions {
   std::string model_path;         // HF model dir or llama2.c .bin
-  std::string tokenizer_path;     // "": <model dir>/tokenizer.bin
+  std::string tokenizer_path;     // "": the model's (<model dir>/tokenizer.json or .bin)
   int samples = 8;                // k: sampled answers per problem (0: greedy only)
   std::string split = "heldout";  // heldout | train (built-in task only)
   int problems = 200;             // problems evaluated (prompt file: its first N; 0 = all)
@@ -25,6 +26,8 @@ struct EvalOptions {
   // ...) or else "prompt" / "answer" with answer mode auto.
   std::string prompt_field;
   std::string answer_field;
+  // Chat mode: each prompt as a user message rendered with the model's chat template.
+  scheduler::ChatModeOptions chat;
   int max_new_tokens = 96;   // capped by the model's positions minus the longest prompt
   float temperature = 1.0f;  // for the k samples
   uint64_t seed = 1;         // problem set and sample seeds

@@ -74,6 +74,11 @@ class Llama:
     def __init__(self, config, params):
         self.c = config
         self.p = params  # {hf_name: torch.nn.Parameter}
+        if (config.get("qk_norm") or config.get("rope_scaling", "none") != "none"
+                or config.get("head_dim", config["dim"] // config["n_heads"])
+                != config["dim"] // config["n_heads"]):
+            raise SystemExit("this example supports Llama/Qwen2 shapes only (no q/k norm, "
+                             "rope_scaling or head_dim other than dim / n_heads)")
         hd = config["dim"] // config["n_heads"]
         freq = config["rope_theta"] ** (-2.0 * torch.arange(hd // 2, dtype=torch.float64) / hd)
         ang = torch.arange(config["max_seq_len"], dtype=torch.float64)[:, None] * freq[None, :]

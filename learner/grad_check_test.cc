@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/model/llama2c.h"
 #include "common/model/safetensors.h"
@@ -72,6 +73,30 @@ TEST(GradCheckTest, RandomQkvBiasRotateHalfUntiedMatchesPyTorch) {
   ASSERT_EQ(w->config.rope_layout, model::RopeLayout::kRotateHalf);
   CompareWithReference(*w, data + "grad_random_tokens.txt", data + "grad_random.safetensors");
 }
+
+// Random tiny Qwen2 (biases), Qwen2 + YaRN, Qwen3 (q/k norms, head_dim != hidden / heads,
+// BF16 weights), Llama 3.1 (llama3 RoPE scaling) and Llama + linear scaling models
+// (tests/reference/gen_hf_arch_reference.py).
+class HfArchGradCheckTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(HfArchGradCheckTest, MatchesPyTorch) {
+  const std::string dir = SourceDir() + "/tests/data/hf_arch/" + GetParam();
+  auto w = model::LoadHfModel(dir);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  std::ifstream in(dir + "/reference.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  const std::string tokens_file =
+      ::treepo::testing::FreshTempDir(std::string("hf_arch_grad_") + GetParam()) + "/tokens.txt";
+  {
+    std::ofstream out(tokens_file);
+    for (int t : j["grad_tokens"]) out << t << " ";
+  }
+  CompareWithReference(*w, tokens_file, dir + "/grads.safetensors");
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, HfArchGradCheckTest,
+                         ::testing::Values("qwen2", "qwen2_yarn", "qwen3", "llama31",
+                                           "llama_linear"));
 
 TEST(GradCheckTest, TokenFileValidation) {
   const std::string path = ::treepo::testing::FreshTempDir("grad_tokens") + "/tokens.txt";

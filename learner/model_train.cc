@@ -129,14 +129,22 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
   const model::ModelConfig& c = w_->config;
   const model::ParamLayout& lay = w_->layout;
   TREEPO_RETURN_IF_ERROR(Plan(batch));
-  const int rows = rows_, dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
+  const int rows = rows_, dim = c.dim, qd = c.q_dim(), kv = c.kv_dim(), hid = c.hidden_dim;
   const int vocab = c.vocab_size, layers = c.n_layers;
   const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
+  const size_t rq = static_cast<size_t>(rows) * qd;
   const size_t rh = static_cast<size_t>(rows) * hid;
   Grow(&x_, rd * (layers + 1));
-  for (auto* v : {&xmid_, &xn1_, &xn2_, &q_, &ao_}) Grow(v, rd * layers);
+  for (auto* v : {&xmid_, &xn1_, &xn2_}) Grow(v, rd * layers);
+  for (auto* v : {&q_, &ao_}) Grow(v, rq * layers);
   for (auto* v : {&inv1_, &inv2_}) Grow(v, static_cast<size_t>(rows) * layers);
   for (auto* v : {&k_, &v_}) Grow(v, rk * layers);
+  if (c.qk_norm) {
+    Grow(&qraw_, rq * layers);
+    Grow(&kraw_, rk * layers);
+    Grow(&invq_, static_cast<size_t>(rows) * c.n_heads * layers);
+    Grow(&invk_, static_cast<size_t>(rows) * c.n_kv_heads * layers);
+  }
   for (auto* v : {&gate_, &up_, &act_}) Grow(v, rh * layers);
   Grow(&att_, att_per_layer_ * layers);
   Grow(&xnf_, rd);
@@ -151,20 +159,29 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
     const model::LayerOffsets& o = lay.layer(l);
     const float* xin = x_.data() + rd * l;
     float* xn1 = xn1_.data() + rd * l;
-    float* q = q_.data() + rd * l;
+    float* q = q_.data() + rq * l;
     float* k = k_.data() + rk * l;
     float* v = v_.data() + rk * l;
     cpu::RmsNorm(xin, w_->at(o.attn_norm), xn1, rows, dim, c.norm_eps, inv1_.data() + rows * l);
-    cpu::MatMulWt(xn1, w_->at(o.wq), q, rows, dim, dim);
+    cpu::MatMulWt(xn1, w_->at(o.wq), q, rows, qd, dim);
     cpu::MatMulWt(xn1, w_->at(o.wk), k, rows, kv, dim);
     cpu::MatMulWt(xn1, w_->at(o.wv), v, rows, kv, dim);
     if (c.qkv_bias) {
-      AddBias(q, w_->at(o.bq), rows, dim);
+      AddBias(q, w_->at(o.bq), rows, qd);
       AddBias(k, w_->at(o.bk), rows, kv);
       AddBias(v, w_->at(o.bv), rows, kv);
     }
-    cpu::Rope(q, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
-    cpu::Rope(k, positions_.data(), rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    if (c.qk_norm) {
+      const int hd = c.head_dim();
+      std::copy_n(q, rq, qraw_.data() + rq * l);
+      std::copy_n(k, rk, kraw_.data() + rk * l);
+      cpu::RmsNorm(q, w_->at(o.q_norm), q, rows * c.n_heads, hd, c.norm_eps,
+                   invq_.data() + static_cast<size_t>(rows) * c.n_heads * l);
+      cpu::RmsNorm(k, w_->at(o.k_norm), k, rows * c.n_kv_heads, hd, c.norm_eps,
+                   invk_.data() + static_cast<size_t>(rows) * c.n_kv_heads * l);
+    }
+    cpu::Rope(q, positions_.data(), rows, c.n_heads, c);
+    cpu::Rope(k, positions_.data(), rows, c.n_kv_heads, c);
     if (tree_) {
       TreeAttentionForward(l);
     } else {
@@ -172,7 +189,7 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
     }
     float* xmid = xmid_.data() + rd * l;
     std::copy_n(xin, rd, xmid);
-    cpu::MatMulWt(ao_.data() + rd * l, w_->at(o.wo), xmid, rows, dim, dim, 1.0f);
+    cpu::MatMulWt(ao_.data() + rq * l, w_->at(o.wo), xmid, rows, dim, qd, 1.0f);
     float* xn2 = xn2_.data() + rd * l;
     cpu::RmsNorm(xmid, w_->at(o.ffn_norm), xn2, rows, dim, c.norm_eps, inv2_.data() + rows * l);
     float* g = gate_.data() + rh * l;

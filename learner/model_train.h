@@ -4,8 +4,9 @@
 // one GEMM over all rows; attention is full causal attention within each sequence (positions
 // 0..n-1, no KV pages). Forward saves the activations backward needs (including each
 // sequence's attention probabilities: n^2 floats per head and layer); buffers only grow, so a
-// steady-state step allocates nothing. Both RoPE layouts, grouped-query attention, optional
-// q/k/v biases and tied or untied output projections are supported.
+// steady-state step allocates nothing. Both RoPE layouts and every rope_scaling, grouped-query
+// attention, a head width other than dim / heads, optional q/k/v biases, Qwen3's per-head q/k
+// RMSNorm and tied or untied output projections are supported.
 //
 // Row r predicts token r + 1 of its sequence. logp[r] = log p(tokens[r + 1] | tokens[..r]) and
 // entropy[r] = entropy of that next-token distribution; for the last row of each sequence
@@ -98,16 +99,19 @@ class TrainModel {
   std::vector<float> xmid_;         // [layers, rows, dim]: residual after attention
   std::vector<float> xn1_, xn2_;    // [layers, rows, dim]: normed inputs of attention / FFN
   std::vector<float> inv1_, inv2_;  // [layers, rows]
-  std::vector<float> q_;            // [layers, rows, dim] after RoPE
+  std::vector<float> q_;            // [layers, rows, q_dim] after RoPE
   std::vector<float> k_, v_;        // [layers, rows, kv_dim] (k after RoPE)
-  std::vector<float> att_;          // [layers, sum over seqs of heads * n^2] probabilities
-  std::vector<float> ao_;           // [layers, rows, dim] attention output before o_proj
+  // q/k norm models: q and k before the norm, and each head's 1/rms.
+  std::vector<float> qraw_, kraw_;      // [layers, rows, q_dim], [layers, rows, kv_dim]
+  std::vector<float> invq_, invk_;      // [layers, rows * n_heads], [layers, rows * n_kv_heads]
+  std::vector<float> att_;              // [layers, sum over seqs of heads * n^2] probabilities
+  std::vector<float> ao_;               // [layers, rows, q_dim] attention output before o_proj
   std::vector<float> gate_, up_, act_;  // [layers, rows, hidden]
   std::vector<float> xnf_, invf_;       // [rows, dim], [rows]
   std::vector<float> probs_;            // [rows, vocab] softmax of the logits
 
   // Backward scratch.
-  std::vector<float> dx_, dxmid_, dxn_, dq_, dk_, dv_, dao_, dh_, dg_, du_, dp_;
+  std::vector<float> dx_, dxmid_, dxn_, dq_, dk_, dv_, dao_, dh_, dg_, du_, dp_, dqn_, dkn_;
 };
 
 }  // namespace treepo::learner

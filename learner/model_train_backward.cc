@@ -45,7 +45,7 @@ void ColumnSums(const float* dy, int rows, int n, float* g) {
 
 void TrainModel::AttentionForward(int layer) {
   const model::ModelConfig& c = w_->config;
-  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const int dim = c.q_dim(), kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
   const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.data() + rd * layer;
@@ -77,7 +77,7 @@ void TrainModel::AttentionForward(int layer) {
 
 void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, float* dk, float* dv) {
   const model::ModelConfig& c = w_->config;
-  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const int dim = c.q_dim(), kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
   const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.data() + rd * layer;
@@ -131,7 +131,7 @@ void GatherRows(const float* src, const int* rows, int n, int w, float* dst) {
 
 void TrainModel::TreeAttentionForward(int layer) {
   const model::ModelConfig& c = w_->config;
-  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const int dim = c.q_dim(), kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
   const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.data() + rd * layer;
@@ -167,7 +167,7 @@ void TrainModel::TreeAttentionForward(int layer) {
 void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, float* dk,
                                        float* dv) {
   const model::ModelConfig& c = w_->config;
-  const int dim = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
+  const int dim = c.q_dim(), kv = c.kv_dim(), hd = c.head_dim(), hpk = c.heads_per_kv();
   const size_t rd = static_cast<size_t>(rows_) * dim, rk = static_cast<size_t>(rows_) * kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.data() + rd * layer;
@@ -234,12 +234,18 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
   TREEPO_CHECK(dentropy.empty() || dentropy.size() == static_cast<size_t>(rows_));
   const model::ModelConfig& c = w_->config;
   const model::ParamLayout& lay = w_->layout;
-  const int rows = rows_, dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim;
+  const int rows = rows_, dim = c.dim, qd = c.q_dim(), kv = c.kv_dim(), hid = c.hidden_dim;
   const int vocab = c.vocab_size, layers = c.n_layers;
   const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
+  const size_t rq = static_cast<size_t>(rows) * qd;
   const size_t rh = static_cast<size_t>(rows) * hid;
-  for (auto* b : {&dx_, &dxmid_, &dxn_, &dq_, &dao_}) Grow(b, rd);
+  for (auto* b : {&dx_, &dxmid_, &dxn_}) Grow(b, rd);
+  for (auto* b : {&dq_, &dao_}) Grow(b, rq);
   for (auto* b : {&dk_, &dv_}) Grow(b, rk);
+  if (c.qk_norm) {
+    Grow(&dqn_, rq);
+    Grow(&dkn_, rk);
+  }
   for (auto* b : {&dh_, &dg_, &du_}) Grow(b, rh);
 
   // dlogits, in place of the probabilities: for logp_t = z_t - lse, dz_j = g (1[j = t] - p_j);
@@ -306,9 +312,9 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
                     dim, dxmid, grad + o.ffn_norm);
 
     // Attention: xmid = xin + ao wo^T.
-    cpu::MatMulTn(dxmid, ao_.data() + rd * l, grad + o.wo, rows, dim, dim);
+    cpu::MatMulTn(dxmid, ao_.data() + rq * l, grad + o.wo, rows, dim, qd);
     float* dao = dao_.data();
-    cpu::MatMul(dxmid, w_->at(o.wo), dao, rows, dim, dim);
+    cpu::MatMul(dxmid, w_->at(o.wo), dao, rows, qd, dim);
     float* dq = dq_.data();
     float* dk = dk_.data();
     float* dv = dv_.data();
@@ -318,20 +324,31 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
       AttentionBackward(l, dao, dq, dk, dv);
     }
     // RoPE is a rotation: its backward is the inverse rotation.
-    cpu::Rope(dq, positions_.data(), rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout,
-              /*inverse=*/true);
-    cpu::Rope(dk, positions_.data(), rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout,
-              /*inverse=*/true);
+    cpu::Rope(dq, positions_.data(), rows, c.n_heads, c, /*inverse=*/true);
+    cpu::Rope(dk, positions_.data(), rows, c.n_kv_heads, c, /*inverse=*/true);
+    if (c.qk_norm) {  // through the per-head norms, to q and k before them
+      const int hd = c.head_dim();
+      std::fill_n(dqn_.data(), rq, 0.0f);
+      std::fill_n(dkn_.data(), rk, 0.0f);
+      RmsNormBackward(dq, qraw_.data() + rq * l, w_->at(o.q_norm),
+                      invq_.data() + static_cast<size_t>(rows) * c.n_heads * l, rows * c.n_heads,
+                      hd, dqn_.data(), grad + o.q_norm);
+      RmsNormBackward(dk, kraw_.data() + rk * l, w_->at(o.k_norm),
+                      invk_.data() + static_cast<size_t>(rows) * c.n_kv_heads * l,
+                      rows * c.n_kv_heads, hd, dkn_.data(), grad + o.k_norm);
+      dq = dqn_.data();
+      dk = dkn_.data();
+    }
     if (c.qkv_bias) {
-      ColumnSums(dq, rows, dim, grad + o.bq);
+      ColumnSums(dq, rows, qd, grad + o.bq);
       ColumnSums(dk, rows, kv, grad + o.bk);
       ColumnSums(dv, rows, kv, grad + o.bv);
     }
     const float* xn1 = xn1_.data() + rd * l;
-    cpu::MatMulTn(dq, xn1, grad + o.wq, rows, dim, dim);
+    cpu::MatMulTn(dq, xn1, grad + o.wq, rows, qd, dim);
     cpu::MatMulTn(dk, xn1, grad + o.wk, rows, kv, dim);
     cpu::MatMulTn(dv, xn1, grad + o.wv, rows, kv, dim);
-    cpu::MatMul(dq, w_->at(o.wq), dxn, rows, dim, dim);
+    cpu::MatMul(dq, w_->at(o.wq), dxn, rows, dim, qd);
     cpu::MatMul(dk, w_->at(o.wk), dxn, rows, dim, kv, 1.0f);
     cpu::MatMul(dv, w_->at(o.wv), dxn, rows, dim, kv, 1.0f);
     std::copy_n(dxmid, rd, dx);

@@ -39,12 +39,10 @@ Status AppendEvalLine(const std::string& path, int64_t step, const EvalReport& r
   return AppendLineToFile(path, j.dump());
 }
 
-Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
-                            const std::string& tokenizer, uint64_t seed,
+Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir, uint64_t seed,
                             const std::string& out_json) {
   EvalOptions e;
   e.model_path = model_dir;
-  e.tokenizer_path = tokenizer;
   e.samples = t.eval_samples;
   e.problems = t.eval_problems;
   e.prompts_path = t.prompts;
@@ -52,6 +50,7 @@ Result<EvalReport> Evaluate(const TrainOptions& t, const std::string& model_dir,
     e.prompt_field = t.prompt_field;
     e.answer_field = t.answer_field;
   }
+  e.chat = t.chat;
   e.max_new_tokens = t.eval_max_new_tokens;
   e.seed = seed;
   e.out_json = out_json;
@@ -208,12 +207,14 @@ Status PrepareBaseModel(TrainJob* job) {
     if (t.pretrain_steps > 0) p.steps = t.pretrain_steps;
     TREEPO_RETURN_IF_ERROR(RunPretrain(p).status());
   }
-  job->tokenizer_path = (fs::path(t.base) / "tokenizer.bin").string();
+  // The base's tokenizer (tokenizer.json or tokenizer.bin); eval finds it beside each checkpoint.
   TREEPO_ASSIGN_OR_RETURN(model::ModelConfig base_config,
                           model::LoadHfConfig((fs::path(t.base) / "config.json").string()));
-  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok, model::Tokenizer::LoadLlama2c(
-                                                    job->tokenizer_path, base_config.vocab_size));
-  job->tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  TREEPO_ASSIGN_OR_RETURN(std::shared_ptr<const model::TextTokenizer> tokenizer,
+                          scheduler::LoadModelTokenizer("", t.base, base_config.vocab_size));
+  TREEPO_ASSIGN_OR_RETURN(scheduler::PromptEncoder encoder,
+                          scheduler::PromptEncoder::Create(tokenizer, t.chat, t.base));
+  job->prompt_encoder = std::make_shared<const scheduler::PromptEncoder>(std::move(encoder));
   job->options.rl.max_seq_len = base_config.max_seq_len;
   return OkStatus();
 }
@@ -272,7 +273,7 @@ Status EvaluateBase(TrainJob* job) {
   const TrainOptions& t = job->options.train;
   if (!t.eval_before || !t.resume.empty()) return OkStatus();
   const std::string path = (fs::path(t.out_dir) / kBaseEvalFile).string();
-  TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, job->tokenizer_path, 1, path));
+  TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, t.base, 1, path));
   TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, 0, r));
   job->summary["accuracy_before"] = r.accuracy;
   spdlog::info("base model held-out accuracy {:.3f} ({} problems)", r.accuracy, r.problems);
@@ -353,7 +354,7 @@ Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomi
     return start(job, endpoint);
   };
   Result<scheduler::RlSummary> out = scheduler::RunRl(
-      job->options.rl, std::move(job->train_records), job->tokenizer, on_bound, stop);
+      job->options.rl, std::move(job->train_records), job->prompt_encoder, on_bound, stop);
   // The learner (rank 0) writes its final checkpoint on Shutdown before it exits.
   for (const std::string& name : LearnerNames(t.learners)) {
     job->children.WaitOrTerminate(name, out.ok() ? t.learner_exit_timeout_ms : 5000, 2000);
@@ -378,7 +379,8 @@ Status CollectCheckpoints(TrainJob* job) {
     if (fs::exists(fs::path(dir) / "config.json")) job->checkpoints[s] = dir;
   }
   for (const auto& [s, dir] : job->checkpoints) {
-    for (const char* f : {"tokenizer.bin", "task.json"}) {
+    for (const char* f : {"tokenizer.bin", "tokenizer.json", "tokenizer_config.json",
+                          "generation_config.json", "task.json"}) {
       const fs::path from = fs::path(t.base) / f;
       std::error_code ec;
       if (fs::exists(from)) {
@@ -397,7 +399,7 @@ Status EvaluateCheckpoints(TrainJob* job) {
     if (s == job->options.rl.steps) continue;
     const std::string path =
         (fs::path(t.out_dir) / ("eval_step_" + std::to_string(s) + ".json")).string();
-    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, job->tokenizer_path, 1, path));
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, dir, 1, path));
     TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, s, r));
     spdlog::info("checkpoint step {} held-out accuracy {:.3f}", s, r.accuracy);
   }
@@ -423,7 +425,7 @@ Status WriteTrainReport(TrainJob* job) {
   summary["checkpoint"] = final_dir;
   if (t.eval_after && fs::exists(final_dir)) {
     const std::string path = (fs::path(t.out_dir) / kFinalEvalFile).string();
-    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, job->tokenizer_path, 1, path));
+    TREEPO_ASSIGN_OR_RETURN(EvalReport r, Evaluate(t, final_dir, 1, path));
     TREEPO_RETURN_IF_ERROR(AppendEvalLine(job->metrics_path, rl.steps, r));
     summary["accuracy_after"] = r.accuracy;
     spdlog::info("trained model held-out accuracy {:.3f}", r.accuracy);

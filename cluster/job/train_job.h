@@ -19,8 +19,8 @@
 #include "cluster/job/train_processes.h"
 #include "cluster/local_keys.h"
 #include "common/config.h"
-#include "common/model/tokenizer.h"
 #include "common/status.h"
+#include "scheduler/dataset/prompt_encoder.h"
 #include "scheduler/dataset/task_source.h"
 
 namespace treepo::cluster {
@@ -30,8 +30,9 @@ struct TrainJob {
   TrainJobOptions options;
   std::vector<std::string> plugins;      // absolute paths, for the children
   std::unique_ptr<LocalCurveKeys> keys;  // scheduler.key_dir or scheduler.curve (else null)
-  std::string tokenizer_path;            // the base model's
-  std::shared_ptr<const model::Tokenizer> tokenizer;
+  // The base's tokenizer (tokenizer.json or tokenizer.bin) and chat template, as the RL loop
+  // encodes prompts (task.chat); eval finds them beside each checkpoint.
+  std::shared_ptr<const scheduler::PromptEncoder> prompt_encoder;
   std::vector<scheduler::PromptRecord> train_records;
   std::string metrics_path;  // out_dir/metrics.jsonl
   std::string start_model;   // the base, or the checkpoint resumed from

@@ -67,6 +67,8 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompts", &o->prompts));
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompt_field", &o->prompt_field));
   TREEPO_RETURN_IF_ERROR(c.Get("task.answer_field", &o->answer_field));
+  TREEPO_RETURN_IF_ERROR(o->chat.Load(c, "task."));
+  if (Status s = o->chat.Validate(); !s.ok()) return s.WithContext("task");
   TREEPO_RETURN_IF_ERROR(c.Get("task.train_problems", &o->train_problems));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.workers", &o->workers));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learners", &o->learners));
@@ -149,6 +151,10 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"task.prompts", t.prompts},
       {"task.prompt_field", t.prompt_field},
       {"task.answer_field", t.answer_field},
+      {"task.chat", t.chat.enabled ? "true" : "false"},
+      {"task.system_prompt", t.chat.system_prompt},
+      {"task.instruction_suffix", t.chat.instruction_suffix},
+      {"task.enable_thinking", t.chat.enable_thinking},
       {"task.train_problems", fmt::format("{}", t.train_problems)},
       {"cluster.workers", fmt::format("{}", t.workers)},
       {"cluster.learners", fmt::format("{}", t.learners)},

@@ -11,6 +11,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "learner/service/learner_service.h"
+#include "scheduler/dataset/prompt_encoder.h"
 #include "scheduler/rl/rl_loop.h"
 
 namespace treepo::cluster {
@@ -25,9 +26,12 @@ struct TrainOptions {
   std::string prompts;                   // task.prompts: JSONL prompt file ("" = built-in task)
   std::string prompt_field = "prompt";   // task.prompt_field
   std::string answer_field = "answer";   // task.answer_field
-  int train_problems = 4000;             // task.train_problems: built-in task train set size
-  int workers = 2;                       // cluster.workers
-  int learners = 1;                      // cluster.learners: data-parallel learner processes
+  // task.chat, task.system_prompt, task.instruction_suffix, task.enable_thinking: prompts (RL
+  // and eval) as user messages rendered with the base model's chat template.
+  scheduler::ChatModeOptions chat;
+  int train_problems = 4000;  // task.train_problems: built-in task train set size
+  int workers = 2;            // cluster.workers
+  int learners = 1;           // cluster.learners: data-parallel learner processes
   // cluster.learner_command: a shell command run (once per rank) instead of the built-in
   // learner, e.g. "/usr/bin/python3 examples/torch_learner.py"; it gets TREEPO_* variables
   // (LearnerCommandArgv) and must serve the scheduler through libtreepo_client.

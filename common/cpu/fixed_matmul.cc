@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "common/cpu/parallel_for.h"
+#include "common/model/dtype.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -17,22 +18,35 @@ namespace {
 
 constexpr int kLanes = 8;
 
+using model::WeightDtype;
+
+// A weight element widened to fp32 (exact for every format).
+template <WeightDtype D, typename T>
+inline float Widen(T v) {
+  if constexpr (D == WeightDtype::kF32) {
+    return v;
+  } else {
+    return model::HalfToFloat(v, D);
+  }
+}
+
 inline float Finish(float acc_sum, float* y, float beta) {
   return beta == 0.0f ? acc_sum : *y + acc_sum;
 }
 
 // The reference arithmetic, element by element.
-void PortableBlock(const float* x, const float* w, float* y, int m, int n, int k, int ldy, int j0,
+template <WeightDtype D, typename T>
+void PortableBlock(const float* x, const T* w, float* y, int m, int n, int k, int ldy, int j0,
                    int j1, float beta) {
   for (int j = j0; j < j1; ++j) {
-    const float* wj = w + static_cast<size_t>(j) * k;
+    const T* wj = w + static_cast<size_t>(j) * k;
     for (int i = 0; i < m; ++i) {
       const float* xi = x + static_cast<size_t>(i) * k;
       float acc[kLanes] = {};
       for (int kk = 0; kk < k; kk += kLanes) {
         for (int l = 0; l < kLanes; ++l) {
           const bool in = kk + l < k;
-          acc[l] = std::fma(in ? xi[kk + l] : 0.0f, in ? wj[kk + l] : 0.0f, acc[l]);
+          acc[l] = std::fma(in ? xi[kk + l] : 0.0f, in ? Widen<D>(wj[kk + l]) : 0.0f, acc[l]);
         }
       }
       const float s =
@@ -70,10 +84,37 @@ __attribute__((target("avx2,fma"))) inline __m128 HorizontalSum4(__m256 a, __m25
       _mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0)));
 }
 
+// Eight weights widened to fp32.
+template <WeightDtype D, typename T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 LoadW(const T* p) {
+  if constexpr (D == WeightDtype::kF32) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (D == WeightDtype::kBF16) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+// The first `n` (< 8) weights at p widened, the other lanes 0.
+template <WeightDtype D, typename T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 LoadWTail(const T* p, int n,
+                                                                 __m256i tail_mask) {
+  if constexpr (D == WeightDtype::kF32) {
+    (void)n;
+    return _mm256_maskload_ps(p, tail_mask);
+  } else {
+    alignas(16) T tmp[kLanes] = {};
+    for (int i = 0; i < n; ++i) tmp[i] = p[i];
+    return LoadW<D>(tmp);
+  }
+}
+
 // An R x C tile of y: rows i.., columns j.. .
-template <int R, int C>
-__attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, float* y, int k,
-                                              int ldy, float beta, __m256i tail_mask) {
+template <WeightDtype D, typename T, int R, int C>
+__attribute__((target("avx2,fma,f16c"))) void Tile(const float* x, const T* w, float* y, int k,
+                                                   int ldy, float beta, __m256i tail_mask) {
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
@@ -82,7 +123,7 @@ __attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, fl
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + static_cast<size_t>(r) * k + kk);
     for (int c = 0; c < C; ++c) {
-      const __m256 wv = _mm256_loadu_ps(w + static_cast<size_t>(c) * k + kk);
+      const __m256 wv = LoadW<D>(w + static_cast<size_t>(c) * k + kk);
       for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
     }
   }
@@ -91,7 +132,7 @@ __attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, fl
     for (int r = 0; r < R; ++r)
       xv[r] = _mm256_maskload_ps(x + static_cast<size_t>(r) * k + kk, tail_mask);
     for (int c = 0; c < C; ++c) {
-      const __m256 wv = _mm256_maskload_ps(w + static_cast<size_t>(c) * k + kk, tail_mask);
+      const __m256 wv = LoadWTail<D>(w + static_cast<size_t>(c) * k + kk, k - kk, tail_mask);
       for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
     }
   }
@@ -109,23 +150,25 @@ __attribute__((target("avx2,fma"))) void Tile(const float* x, const float* w, fl
 constexpr int kTileRows = 3, kTileCols = 4;
 constexpr int kRowBlock = 48;  // a multiple of kTileRows
 
-template <int C>
-__attribute__((target("avx2,fma"))) void ColumnBlock(const float* x, const float* w, float* y,
-                                                     int m, int k, int ldy, float beta,
-                                                     __m256i mask) {
+template <WeightDtype D, typename T, int C>
+__attribute__((target("avx2,fma,f16c"))) void ColumnBlock(const float* x, const T* w, float* y,
+                                                          int m, int k, int ldy, float beta,
+                                                          __m256i mask) {
   int i = 0;
   for (; i + kTileRows <= m; i += kTileRows) {
-    Tile<kTileRows, C>(x + static_cast<size_t>(i) * k, w, y + static_cast<size_t>(i) * ldy, k, ldy,
-                       beta, mask);
+    Tile<D, T, kTileRows, C>(x + static_cast<size_t>(i) * k, w, y + static_cast<size_t>(i) * ldy, k,
+                             ldy, beta, mask);
   }
   const float* xi = x + static_cast<size_t>(i) * k;
   float* yi = y + static_cast<size_t>(i) * ldy;
-  if (m - i == 2) Tile<2, C>(xi, w, yi, k, ldy, beta, mask);
-  if (m - i == 1) Tile<1, C>(xi, w, yi, k, ldy, beta, mask);
+  if (m - i == 2) Tile<D, T, 2, C>(xi, w, yi, k, ldy, beta, mask);
+  if (m - i == 1) Tile<D, T, 1, C>(xi, w, yi, k, ldy, beta, mask);
 }
 
-__attribute__((target("avx2,fma"))) void Avx2Block(const float* x, const float* w, float* y, int m,
-                                                   int k, int ldy, int j0, int j1, float beta) {
+template <WeightDtype D, typename T>
+__attribute__((target("avx2,fma,f16c"))) void Avx2Block(const float* x, const T* w, float* y, int m,
+                                                        int k, int ldy, int j0, int j1,
+                                                        float beta) {
   alignas(32) int32_t lanes[kLanes];
   for (int l = 0; l < kLanes; ++l) lanes[l] = l < k % kLanes ? -1 : 0;
   const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
@@ -136,18 +179,19 @@ __attribute__((target("avx2,fma"))) void Avx2Block(const float* x, const float* 
     float* yb = y + static_cast<size_t>(i0) * ldy;
     int j = j0;
     for (; j + kTileCols <= j1; j += kTileCols) {
-      ColumnBlock<kTileCols>(xb, w + static_cast<size_t>(j) * k, yb + j, rows, k, ldy, beta, mask);
+      ColumnBlock<D, T, kTileCols>(xb, w + static_cast<size_t>(j) * k, yb + j, rows, k, ldy, beta,
+                                   mask);
     }
-    const float* wj = w + static_cast<size_t>(j) * k;
+    const T* wj = w + static_cast<size_t>(j) * k;
     switch (j1 - j) {
       case 3:
-        ColumnBlock<3>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        ColumnBlock<D, T, 3>(xb, wj, yb + j, rows, k, ldy, beta, mask);
         break;
       case 2:
-        ColumnBlock<2>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        ColumnBlock<D, T, 2>(xb, wj, yb + j, rows, k, ldy, beta, mask);
         break;
       case 1:
-        ColumnBlock<1>(xb, wj, yb + j, rows, k, ldy, beta, mask);
+        ColumnBlock<D, T, 1>(xb, wj, yb + j, rows, k, ldy, beta, mask);
         break;
       default:
         break;
@@ -156,7 +200,8 @@ __attribute__((target("avx2,fma"))) void Avx2Block(const float* x, const float* 
 }
 
 bool HasAvx2Fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
   return has;
 }
 
@@ -169,23 +214,20 @@ constexpr double kMinParallelMacs = 1 << 20;
 
 }  // namespace
 
-void FixedOrderMatMulWtPortable(const float* x, const float* w, float* y, int m, int n, int k,
-                                float beta) {
-  TREEPO_CHECK(beta == 0.0f || beta == 1.0f) << "beta " << beta;
-  PortableBlock(x, w, y, m, n, k, n, 0, n, beta);
-}
+namespace {
 
-void FixedOrderMatMulWt(const float* x, const float* w, float* y, int m, int n, int k, float beta) {
+template <WeightDtype D, typename T>
+void MatMul(const float* x, const T* w, float* y, int m, int n, int k, float beta) {
   TREEPO_CHECK(beta == 0.0f || beta == 1.0f) << "beta " << beta;
   if (m <= 0 || n <= 0) return;
   auto block = [&](int j0, int j1) {
 #ifdef TREEPO_FIXED_MATMUL_AVX2
     if (HasAvx2Fma()) {
-      Avx2Block(x, w, y, m, k, n, j0, j1, beta);
+      Avx2Block<D>(x, w, y, m, k, n, j0, j1, beta);
       return;
     }
 #endif
-    PortableBlock(x, w, y, m, n, k, n, j0, j1, beta);
+    PortableBlock<D>(x, w, y, m, n, k, n, j0, j1, beta);
   };
   const int tasks = (n + kColumnsPerTask - 1) / kColumnsPerTask;
   if (tasks == 1 || static_cast<double>(m) * n * k < kMinParallelMacs || CpuThreads() == 1) {
@@ -194,6 +236,38 @@ void FixedOrderMatMulWt(const float* x, const float* w, float* y, int m, int n, 
   }
   ParallelFor(tasks,
               [&](int t) { block(t * kColumnsPerTask, std::min(n, (t + 1) * kColumnsPerTask)); });
+}
+
+}  // namespace
+
+void FixedOrderMatMulWtPortable(const float* x, const float* w, float* y, int m, int n, int k,
+                                float beta) {
+  TREEPO_CHECK(beta == 0.0f || beta == 1.0f) << "beta " << beta;
+  PortableBlock<WeightDtype::kF32>(x, w, y, m, n, k, n, 0, n, beta);
+}
+
+void FixedOrderMatMulWt(const float* x, const float* w, float* y, int m, int n, int k, float beta) {
+  MatMul<WeightDtype::kF32>(x, w, y, m, n, k, beta);
+}
+
+void FixedOrderMatMulWt16(const float* x, const uint16_t* w, model::WeightDtype dtype, float* y,
+                          int m, int n, int k, float beta) {
+  if (dtype == WeightDtype::kBF16) {
+    MatMul<WeightDtype::kBF16>(x, w, y, m, n, k, beta);
+  } else {
+    TREEPO_CHECK(dtype == WeightDtype::kF16);
+    MatMul<WeightDtype::kF16>(x, w, y, m, n, k, beta);
+  }
+}
+
+void FixedOrderMatMulWt16Portable(const float* x, const uint16_t* w, model::WeightDtype dtype,
+                                  float* y, int m, int n, int k, float beta) {
+  TREEPO_CHECK(beta == 0.0f || beta == 1.0f) << "beta " << beta;
+  if (dtype == WeightDtype::kBF16) {
+    PortableBlock<WeightDtype::kBF16>(x, w, y, m, n, k, n, 0, n, beta);
+  } else {
+    PortableBlock<WeightDtype::kF16>(x, w, y, m, n, k, n, 0, n, beta);
+  }
 }
 
 }  // namespace treepo::cpu

@@ -13,6 +13,10 @@
 // vary with the shape and the library build), which is why the worker's forward uses this.
 #pragma once
 
+#include <cstdint>
+
+#include "common/model/dtype.h"
+
 namespace treepo::cpu {
 
 // y[m, n] = beta * y + x[m, k] . w[n, k]^T, beta 0 (y is not read) or 1 (y += ...).
@@ -23,5 +27,12 @@ void FixedOrderMatMulWt(const float* x, const float* w, float* y, int m, int n, 
 // The portable path alone (tests compare it with the SIMD one).
 void FixedOrderMatMulWtPortable(const float* x, const float* w, float* y, int m, int n, int k,
                                 float beta = 0.0f);
+
+// The same with 16-bit weights (bf16 or f16), widened to fp32 as they are loaded: the result
+// equals FixedOrderMatMulWt over the widened weights, bit for bit.
+void FixedOrderMatMulWt16(const float* x, const uint16_t* w, model::WeightDtype dtype, float* y,
+                          int m, int n, int k, float beta = 0.0f);
+void FixedOrderMatMulWt16Portable(const float* x, const uint16_t* w, model::WeightDtype dtype,
+                                  float* y, int m, int n, int k, float beta = 0.0f);
 
 }  // namespace treepo::cpu

@@ -93,6 +93,37 @@ TEST_P(FixedMatMulTest, BetaOneAccumulates) {
   }
 }
 
+// 16-bit weights: the product equals the fp32 product over the widened weights, bit for bit,
+// on the SIMD and the portable path, with any thread count and beta.
+TEST_P(FixedMatMulTest, SixteenBitWeightsEqualTheirFp32Widening) {
+  const auto [n, k] = GetParam();
+  const int m = 11;
+  const std::vector<float> x = Random(static_cast<size_t>(m) * k, 5);
+  const std::vector<float> w32 = Random(static_cast<size_t>(n) * k, 6);
+  const std::vector<float> y0 = Random(static_cast<size_t>(m) * n, 7);
+  for (model::WeightDtype d : {model::WeightDtype::kBF16, model::WeightDtype::kF16}) {
+    std::vector<uint16_t> w16(w32.size());
+    std::vector<float> widened(w32.size());
+    for (size_t i = 0; i < w32.size(); ++i) {
+      w16[i] = model::FloatToHalf(w32[i], d);
+      widened[i] = model::HalfToFloat(w16[i], d);
+    }
+    for (int threads : {1, 3}) {
+      SetCpuThreads(threads);
+      for (float beta : {0.0f, 1.0f}) {
+        std::vector<float> want = y0, got = y0, portable = y0;
+        FixedOrderMatMulWt(x.data(), widened.data(), want.data(), m, n, k, beta);
+        FixedOrderMatMulWt16(x.data(), w16.data(), d, got.data(), m, n, k, beta);
+        FixedOrderMatMulWt16Portable(x.data(), w16.data(), d, portable.data(), m, n, k, beta);
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), sizeof(float) * want.size()))
+            << model::DtypeName(d) << " threads " << threads << " beta " << beta;
+        ASSERT_EQ(0, std::memcmp(want.data(), portable.data(), sizeof(float) * want.size()))
+            << model::DtypeName(d) << " portable";
+      }
+    }
+  }
+}
+
 // (n, k): tails in both dimensions, the stories260K and 512-dim shapes.
 INSTANTIATE_TEST_SUITE_P(Shapes, FixedMatMulTest,
                          ::testing::Values(std::pair{1, 1}, std::pair{5, 3}, std::pair{13, 17},

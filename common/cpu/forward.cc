@@ -20,14 +20,22 @@ void Grow(std::vector<T>& v, size_t n) {
 
 // y[m, n] = beta * y + x[m, k] . w[n, k]^T in the fixed per-element order (batch-invariant),
 // timed into `stats` when given.
-void Linear(const float* x, const float* w, float* y, int m, int n, int k, float beta,
+void MatMul(const float* x, const model::MatrixRef& w, float* y, int m, int n, int k, float beta) {
+  if (w.dtype == model::WeightDtype::kF32) {
+    FixedOrderMatMulWt(x, w.f32, y, m, n, k, beta);
+  } else {
+    FixedOrderMatMulWt16(x, w.half, w.dtype, y, m, n, k, beta);
+  }
+}
+
+void Linear(const float* x, const model::MatrixRef& w, float* y, int m, int n, int k, float beta,
             ForwardStats* stats) {
   if (stats == nullptr) {
-    FixedOrderMatMulWt(x, w, y, m, n, k, beta);
+    MatMul(x, w, y, m, n, k, beta);
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  FixedOrderMatMulWt(x, w, y, m, n, k, beta);
+  MatMul(x, w, y, m, n, k, beta);
   stats->matmul_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   stats->matmul_flops += 2.0 * m * n * k;
@@ -139,10 +147,10 @@ void ForwardWorkspace::Reserve(const model::ModelConfig& c, int rows, int max_co
   const size_t r = static_cast<size_t>(std::max(rows, 1));
   Grow(x_, r * c.dim);
   Grow(xb_, r * c.dim);
-  Grow(q_, r * c.dim);
+  Grow(q_, r * c.q_dim());
   Grow(k_, r * c.kv_dim());
   Grow(v_, r * c.kv_dim());
-  Grow(att_, r * c.dim);
+  Grow(att_, r * c.q_dim());
   Grow(hb_, r * c.hidden_dim);
   Grow(hb2_, r * c.hidden_dim);
   Grow(final_, r * c.dim);
@@ -156,7 +164,7 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
   const model::ModelConfig& c = w.config;
   const model::ParamLayout& L = w.layout;
   const int rows = static_cast<int>(batch.tokens.size());
-  const int dim = c.dim, kv_dim = c.kv_dim(), hid = c.hidden_dim;
+  const int dim = c.dim, qd = c.q_dim(), kv_dim = c.kv_dim(), hid = c.hidden_dim;
   TREEPO_CHECK_EQ(kv.n_layers, c.n_layers);
   TREEPO_CHECK_EQ(kv.kv_dim, kv_dim);
   if (rows == 0) return;
@@ -195,25 +203,28 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
   for (int r = 0; r < rows; ++r) {
     const int32_t tok = batch.tokens[r];
     TREEPO_CHECK(tok >= 0 && tok < c.vocab_size) << "token " << tok;
-    std::memcpy(x + static_cast<size_t>(r) * dim, w.at(L.embed()) + static_cast<size_t>(tok) * dim,
-                sizeof(float) * dim);
+    w.MatrixRow(L.embed(), tok, dim, x + static_cast<size_t>(r) * dim);
   }
 
   float *xb = ws->xb_.data(), *q = ws->q_.data(), *k = ws->k_.data(), *v = ws->v_.data();
   float *att = ws->att_.data(), *hb = ws->hb_.data(), *hb2 = ws->hb2_.data();
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LayerOffsets& o = L.layer(l);
-    RmsNorm(x, w.at(o.attn_norm), xb, rows, dim, c.norm_eps);
-    Linear(xb, w.at(o.wq), q, rows, dim, dim, 0.0f, stats);
-    Linear(xb, w.at(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
-    Linear(xb, w.at(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
+    RmsNorm(x, w.Vector(o.attn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.Matrix(o.wq), q, rows, qd, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.wk), k, rows, kv_dim, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.wv), v, rows, kv_dim, dim, 0.0f, stats);
     if (o.bq != model::ParamLayout::kNone) {
-      AddBias(q, w.at(o.bq), rows, dim);
-      AddBias(k, w.at(o.bk), rows, kv_dim);
-      AddBias(v, w.at(o.bv), rows, kv_dim);
+      AddBias(q, w.Vector(o.bq), rows, qd);
+      AddBias(k, w.Vector(o.bk), rows, kv_dim);
+      AddBias(v, w.Vector(o.bv), rows, kv_dim);
     }
-    Rope(q, positions, rows, c.n_heads, c.head_dim(), c.rope_theta, c.rope_layout);
-    Rope(k, positions, rows, c.n_kv_heads, c.head_dim(), c.rope_theta, c.rope_layout);
+    if (o.q_norm != model::ParamLayout::kNone) {  // per head, in place
+      RmsNorm(q, w.Vector(o.q_norm), q, rows * c.n_heads, c.head_dim(), c.norm_eps);
+      RmsNorm(k, w.Vector(o.k_norm), k, rows * c.n_kv_heads, c.head_dim(), c.norm_eps);
+    }
+    Rope(q, positions, rows, c.n_heads, c);
+    Rope(k, positions, rows, c.n_kv_heads, c);
     // Write this batch's K and V into the pages, then attend per sequence.
     for (int r = 0; const SeqSlice& s : batch.seqs) {
       for (int i = 0; i < s.num_rows; ++i, ++r) {
@@ -230,19 +241,19 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
       const int r1 = static_cast<int>(static_cast<int64_t>(rows) * (t + 1) / attend_tasks);
       for (int r = r0; r < r1; ++r) {
         const SeqSlice& s = batch.seqs[row_seq[r]];
-        AttendRow(c, kv, l, s.block_table, positions[r], q + static_cast<size_t>(r) * dim,
-                  att + static_cast<size_t>(r) * dim, scores);
+        AttendRow(c, kv, l, s.block_table, positions[r], q + static_cast<size_t>(r) * qd,
+                  att + static_cast<size_t>(r) * qd, scores);
       }
     });
-    Linear(att, w.at(o.wo), x, rows, dim, dim, 1.0f, stats);  // residual: x += att . wo^T
-    RmsNorm(x, w.at(o.ffn_norm), xb, rows, dim, c.norm_eps);
-    Linear(xb, w.at(o.w1), hb, rows, hid, dim, 0.0f, stats);
-    Linear(xb, w.at(o.w3), hb2, rows, hid, dim, 0.0f, stats);
+    Linear(att, w.Matrix(o.wo), x, rows, dim, qd, 1.0f, stats);  // residual: x += att . wo^T
+    RmsNorm(x, w.Vector(o.ffn_norm), xb, rows, dim, c.norm_eps);
+    Linear(xb, w.Matrix(o.w1), hb, rows, hid, dim, 0.0f, stats);
+    Linear(xb, w.Matrix(o.w3), hb2, rows, hid, dim, 0.0f, stats);
     for (int r = 0; r < rows; ++r) {  // per row: the same elementwise code for every row
       const size_t off = static_cast<size_t>(r) * hid;
       SiluMul(hb + off, hb2 + off, hb + off, static_cast<size_t>(hid));
     }
-    Linear(hb, w.at(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
+    Linear(hb, w.Matrix(o.w2), x, rows, dim, hid, 1.0f, stats);  // residual
   }
 
   const int n_out = static_cast<int>(batch.logit_rows.size());
@@ -254,8 +265,8 @@ void Forward(const model::ModelWeights& w, const KvView& kv, const ForwardBatch&
     std::memcpy(fin + static_cast<size_t>(i) * dim, x + static_cast<size_t>(r) * dim,
                 sizeof(float) * dim);
   }
-  RmsNorm(fin, w.at(L.final_norm()), fin, n_out, dim, c.norm_eps);
-  Linear(fin, w.at(L.lm_head()), logits, n_out, c.vocab_size, dim, 0.0f, stats);
+  RmsNorm(fin, w.Vector(L.final_norm()), fin, n_out, dim, c.norm_eps);
+  Linear(fin, w.Matrix(L.lm_head()), logits, n_out, c.vocab_size, dim, 0.0f, stats);
 }
 
 }  // namespace treepo::cpu

@@ -39,21 +39,16 @@ void RmsNorm(const float* x, const float* w, float* out, int rows, int n, float 
   }
 }
 
-void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_dim, float theta,
-          model::RopeLayout layout, bool inverse) {
+void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_dim,
+          const float* inv_freq, float scale, model::RopeLayout layout, bool inverse) {
   const int half = head_dim / 2;
-  thread_local std::vector<float> freq;  // reused: no allocation per call once warm
-  freq.resize(half);
-  for (int i = 0; i < half; ++i) {
-    freq[i] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
-  }
   const float sign = inverse ? -1.0f : 1.0f;
   for (int r = 0; r < rows; ++r) {
     const float pos = static_cast<float>(positions[r]);
     float* row = x + static_cast<size_t>(r) * n_heads * head_dim;
     for (int i = 0; i < half; ++i) {
-      const float angle = pos * freq[i];
-      const float c = std::cos(angle), s = sign * std::sin(angle);
+      const float angle = pos * inv_freq[i];
+      const float c = scale * std::cos(angle), s = sign * scale * std::sin(angle);
       for (int h = 0; h < n_heads; ++h) {
         float* v = row + h * head_dim;
         const int a = layout == model::RopeLayout::kAdjacentPairs ? 2 * i : i;
@@ -64,6 +59,22 @@ void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_di
       }
     }
   }
+}
+
+void Rope(float* x, const int32_t* positions, int rows, int n_heads, const model::ModelConfig& c,
+          bool inverse) {
+  // Frequencies of the last config seen on this thread: no allocation per call once warm.
+  thread_local model::ModelConfig cached;
+  thread_local std::vector<float> freq;
+  thread_local bool have = false;
+  if (!have || cached.head_dim() != c.head_dim() || cached.rope_theta != c.rope_theta ||
+      !(cached.rope_scaling == c.rope_scaling)) {
+    cached = c;
+    freq = model::RopeInvFrequencies(c);
+    have = true;
+  }
+  const float scale = static_cast<float>(c.rope_scaling.attention_factor);
+  Rope(x, positions, rows, n_heads, c.head_dim(), freq.data(), scale, c.rope_layout, inverse);
 }
 
 void SiluMul(const float* gate, const float* up, float* out, size_t n) {

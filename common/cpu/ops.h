@@ -23,10 +23,15 @@ void MatMulTn(const float* dy, const float* x, float* g, int m, int n, int k, fl
 void RmsNorm(const float* x, const float* w, float* out, int rows, int n, float eps,
              float* inv_rms = nullptr);
 
-// Rotates q or k in place. x: [rows, n_heads * head_dim], positions: [rows].
-// `inverse` applies the opposite rotation (the backward pass of RoPE).
-void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_dim, float theta,
-          model::RopeLayout layout, bool inverse = false);
+// Rotates q or k in place. x: [rows, n_heads * head_dim], positions: [rows]; inv_freq:
+// [head_dim / 2] (model::RopeInvFrequencies). cos and sin are multiplied by `scale` (YaRN's
+// attention factor; 1 otherwise). `inverse` applies the transpose (the backward pass of RoPE:
+// the opposite rotation, the same scale).
+void Rope(float* x, const int32_t* positions, int rows, int n_heads, int head_dim,
+          const float* inv_freq, float scale, model::RopeLayout layout, bool inverse = false);
+// The same for a model: its head_dim, frequencies (rope_scaling applied), scale and layout.
+void Rope(float* x, const int32_t* positions, int rows, int n_heads, const model::ModelConfig& c,
+          bool inverse = false);
 
 // out[i] = silu(gate[i]) * up[i] over n elements.
 void SiluMul(const float* gate, const float* up, float* out, size_t n);

@@ -23,22 +23,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors is little
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
 constexpr uint64_t kMaxElements = uint64_t{1} << 40;
 
-float HalfToFloat(uint16_t h) {
-  const int exp = (h >> 10) & 0x1f;
-  const int mant = h & 0x3ff;
-  float v;
-  if (exp == 0) {
-    v = std::ldexp(static_cast<float>(mant), -24);
-  } else if (exp == 31) {
-    v = mant == 0 ? INFINITY : NAN;
-  } else {
-    v = std::ldexp(static_cast<float>(mant | 0x400), exp - 25);
-  }
-  return (h & 0x8000) ? -v : v;
-}
-
-float Bf16ToFloat(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
-
 // Bytes per element of a supported dtype, 0 otherwise.
 int DtypeBytes(const std::string& dtype) {
   if (dtype == "F32") return 4;
@@ -120,14 +104,16 @@ Status SaveSafetensors(const std::string& path, const std::map<std::string, Name
       if (d < 0) return InvalidArgument("tensor '" + name + "' has a negative dimension");
       numel *= static_cast<uint64_t>(d);
     }
-    if (numel != t.data.size()) {
+    const bool half = t.dtype != WeightDtype::kF32;
+    const size_t width = half ? sizeof(uint16_t) : sizeof(float);
+    if (numel != (half ? t.half.size() : t.data.size())) {
       return InvalidArgument("tensor '" + name + "' has shape " + ShapeToString(t.shape) + " but " +
-                             std::to_string(t.data.size()) + " values");
+                             std::to_string(half ? t.half.size() : t.data.size()) + " values");
     }
-    header[name] = {{"dtype", "F32"},
+    header[name] = {{"dtype", DtypeName(t.dtype)},
                     {"shape", t.shape},
-                    {"data_offsets", {offset, offset + numel * sizeof(float)}}};
-    offset += numel * sizeof(float);
+                    {"data_offsets", {offset, offset + numel * width}}};
+    offset += numel * width;
   }
   std::string text = header.dump();
   text.resize((text.size() + 7) / 8 * 8, ' ');  // pad so the data buffer is 8-byte aligned
@@ -137,6 +123,11 @@ Status SaveSafetensors(const std::string& path, const std::map<std::string, Name
       out.Append(std::string_view(reinterpret_cast<const char*>(&len), sizeof(len))));
   TREEPO_RETURN_IF_ERROR(out.Append(text));
   for (const auto& [name, t] : tensors) {
+    if (t.dtype != WeightDtype::kF32) {
+      TREEPO_RETURN_IF_ERROR(out.Append(std::string_view(
+          reinterpret_cast<const char*>(t.half.data()), t.half.size() * sizeof(uint16_t))));
+      continue;
+    }
     TREEPO_RETURN_IF_ERROR(out.Append(std::string_view(reinterpret_cast<const char*>(t.data.data()),
                                                        t.data.size() * sizeof(float))));
   }
@@ -144,7 +135,7 @@ Status SaveSafetensors(const std::string& path, const std::map<std::string, Name
 }
 
 Result<std::map<std::string, NamedTensor>> LoadSafetensors(
-    const std::string& path, std::map<std::string, std::string>* metadata) {
+    const std::string& path, std::map<std::string, std::string>* metadata, bool keep_16bit) {
   const std::string where = "safetensors " + path + ": ";
   TREEPO_RETURN_IF_ERROR(CheckReadableFile(path, "safetensors file"));
   std::ifstream in(path, std::ios::binary);
@@ -207,6 +198,13 @@ Result<std::map<std::string, NamedTensor>> LoadSafetensors(
     t.shape = e.shape;
     const char* src = body + e.begin;
     const size_t n = (e.end - e.begin) / DtypeBytes(e.dtype);
+    if (keep_16bit && e.dtype != "F32") {
+      t.dtype = e.dtype == "F16" ? WeightDtype::kF16 : WeightDtype::kBF16;
+      t.half.resize(n);
+      if (n > 0) std::memcpy(t.half.data(), src, n * sizeof(uint16_t));
+      out.emplace(e.name, std::move(t));
+      continue;
+    }
     t.data.resize(n);
     if (e.dtype == "F32") {
       if (n > 0) std::memcpy(t.data.data(), src, n * sizeof(float));
@@ -214,7 +212,7 @@ Result<std::map<std::string, NamedTensor>> LoadSafetensors(
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);
-        t.data[i] = e.dtype == "F16" ? HalfToFloat(h) : Bf16ToFloat(h);
+        t.data[i] = e.dtype == "F16" ? F16ToFloat(h) : Bf16ToFloat(h);
       }
     }
     out.emplace(e.name, std::move(t));

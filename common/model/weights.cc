@@ -1,5 +1,6 @@
 #include "common/model/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -10,21 +11,27 @@ namespace treepo::model {
 ParamLayout::ParamLayout(const ModelConfig& c) {
   TREEPO_CHECK_OK(c.Validate());
   const int64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
+  const int64_t qd = c.q_dim(), hd = c.head_dim();
   embed_ = Add("model.embed_tokens.weight", {vocab, dim});
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets o;
     o.attn_norm = Add(p + "input_layernorm.weight", {dim});
-    o.wq = Add(p + "self_attn.q_proj.weight", {dim, dim});
+    o.wq = Add(p + "self_attn.q_proj.weight", {qd, dim});
     o.wk = Add(p + "self_attn.k_proj.weight", {kv, dim});
     o.wv = Add(p + "self_attn.v_proj.weight", {kv, dim});
     o.bq = o.bk = o.bv = kNone;
     if (c.qkv_bias) {
-      o.bq = Add(p + "self_attn.q_proj.bias", {dim});
+      o.bq = Add(p + "self_attn.q_proj.bias", {qd});
       o.bk = Add(p + "self_attn.k_proj.bias", {kv});
       o.bv = Add(p + "self_attn.v_proj.bias", {kv});
     }
-    o.wo = Add(p + "self_attn.o_proj.weight", {dim, dim});
+    o.q_norm = o.k_norm = kNone;
+    if (c.qk_norm) {
+      o.q_norm = Add(p + "self_attn.q_norm.weight", {hd});
+      o.k_norm = Add(p + "self_attn.k_norm.weight", {hd});
+    }
+    o.wo = Add(p + "self_attn.o_proj.weight", {dim, qd});
     o.ffn_norm = Add(p + "post_attention_layernorm.weight", {dim});
     o.w1 = Add(p + "mlp.gate_proj.weight", {hid, dim});
     o.w2 = Add(p + "mlp.down_proj.weight", {dim, hid});
@@ -83,6 +90,67 @@ Result<ModelWeights> ModelWeights::Random(const ModelConfig& config, uint64_t se
     }
   }
   return w;
+}
+
+bool ModelWeights::complete() const {
+  return dtype == WeightDtype::kF32 ? data.size() == layout.total()
+                                    : half.size() == layout.total() && data.empty();
+}
+
+const float* ModelWeights::Vector(size_t offset) const {
+  if (dtype == WeightDtype::kF32) return data.data() + offset;
+  auto it = std::lower_bound(vector_index.begin(), vector_index.end(),
+                             std::pair<size_t, size_t>(offset, 0));
+  TREEPO_CHECK(it != vector_index.end() && it->first == offset) << "no 1-D tensor at " << offset;
+  return vectors.data() + it->second;
+}
+
+MatrixRef ModelWeights::Matrix(size_t offset) const {
+  MatrixRef m;
+  m.dtype = dtype;
+  if (dtype == WeightDtype::kF32) {
+    m.f32 = data.data() + offset;
+  } else {
+    m.half = half.data() + offset;
+  }
+  return m;
+}
+
+void ModelWeights::MatrixRow(size_t offset, int64_t row, int cols, float* out) const {
+  const size_t begin = offset + static_cast<size_t>(row) * cols;
+  if (dtype == WeightDtype::kF32) {
+    std::copy_n(data.data() + begin, cols, out);
+    return;
+  }
+  for (int i = 0; i < cols; ++i) out[i] = HalfToFloat(half[begin + i], dtype);
+}
+
+size_t ModelWeights::StorageBytes() const {
+  return data.size() * sizeof(float) + half.size() * sizeof(uint16_t) +
+         vectors.size() * sizeof(float);
+}
+
+void ModelWeights::IndexVectors() {
+  vectors.clear();
+  vector_index.clear();
+  for (const TensorInfo& t : layout.tensors()) {
+    if (t.shape.size() != 1) continue;
+    vector_index.emplace_back(t.offset, vectors.size());
+    for (size_t i = 0; i < t.numel; ++i) vectors.push_back(HalfToFloat(half[t.offset + i], dtype));
+  }
+  std::sort(vector_index.begin(), vector_index.end());
+}
+
+ModelWeights ModelWeights::ToHalf(const ModelWeights& w, WeightDtype dtype) {
+  TREEPO_CHECK(w.dtype == WeightDtype::kF32 && dtype != WeightDtype::kF32);
+  ModelWeights h;
+  h.config = w.config;
+  h.layout = w.layout;
+  h.dtype = dtype;
+  h.half.resize(w.data.size());
+  for (size_t i = 0; i < w.data.size(); ++i) h.half[i] = FloatToHalf(w.data[i], dtype);
+  h.IndexVectors();
+  return h;
 }
 
 }  // namespace treepo::model

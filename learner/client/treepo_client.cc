@@ -167,6 +167,12 @@ const char* treepo_client_model_json(treepo_client* c) {
        m.rope_layout == treepo::model::RopeLayout::kRotateHalf ? "rotate_half" : "adjacent_pairs"},
       {"tied_embeddings", m.tied_embeddings},
       {"qkv_bias", m.qkv_bias},
+      {"qk_norm", m.qk_norm},
+      {"head_dim", m.head_dim()},
+      {"rope_scaling", m.rope_scaling.type == treepo::model::RopeScalingType::kNone     ? "none"
+                       : m.rope_scaling.type == treepo::model::RopeScalingType::kLinear ? "linear"
+                       : m.rope_scaling.type == treepo::model::RopeScalingType::kLlama3 ? "llama3"
+                                                                                        : "yarn"},
       {"bos_id", m.bos_id},
       {"eos_id", m.eos_id}};
   j["tensors"] = nlohmann::json::array();

@@ -18,13 +18,18 @@ Result<int64_t> MaxPromptTokens(int64_t max_seq_len, int64_t response_tokens) {
   return max_seq_len - response_tokens;
 }
 
-AdmittedPrompts AdmitPrompts(std::vector<PromptRecord> records, const model::Tokenizer& tokenizer,
-                             int64_t max_prompt_tokens) {
+Result<AdmittedPrompts> AdmitPrompts(std::vector<PromptRecord> records,
+                                     const PromptEncoder& encoder, int64_t max_prompt_tokens) {
   AdmittedPrompts out;
   out.records.reserve(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     PromptRecord& r = records[i];
-    r.prompt_tokens = tokenizer.Encode(r.prompt, /*add_bos=*/true);
+    Result<std::vector<int32_t>> tokens = encoder.Encode(r.prompt);
+    if (!tokens.ok()) {
+      return tokens.status().WithContext("prompt index " + std::to_string(i) + " (id '" + r.id +
+                                         "')");
+    }
+    r.prompt_tokens = std::move(tokens).value();
     const int64_t n = static_cast<int64_t>(r.prompt_tokens.size());
     if (n > max_prompt_tokens) {
       spdlog::warn(

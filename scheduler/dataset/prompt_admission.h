@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "common/model/tokenizer.h"
 #include "common/status.h"
 #include "scheduler/dataset/prompt_dataset.h"
+#include "scheduler/dataset/prompt_encoder.h"
 
 namespace treepo::scheduler {
 
@@ -32,10 +32,12 @@ struct AdmittedPrompts {
   std::vector<SkippedPrompt> skipped;
 };
 
-// Tokenizes each record's prompt (BOS first) into its prompt_tokens and keeps those of at most
-// `max_prompt_tokens` tokens; each skipped one is logged as a warning with its index, id and
-// length. Linear in the total prompt size (Tokenizer::Encode is O(n log n) per prompt).
-AdmittedPrompts AdmitPrompts(std::vector<PromptRecord> records, const model::Tokenizer& tokenizer,
-                             int64_t max_prompt_tokens);
+// Encodes each record's prompt (PromptEncoder: BOS first, or the chat template's rendering)
+// into its prompt_tokens and keeps those of at most `max_prompt_tokens` tokens; each skipped
+// one is logged as a warning with its index, id and length. A prompt the chat template
+// refuses fails the whole set (kInvalidArgument naming the record). Linear in the total
+// prompt size.
+Result<AdmittedPrompts> AdmitPrompts(std::vector<PromptRecord> records,
+                                     const PromptEncoder& encoder, int64_t max_prompt_tokens);
 
 }  // namespace treepo::scheduler

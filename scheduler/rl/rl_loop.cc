@@ -60,7 +60,7 @@ struct StepRollout {
 class Loop {
  public:
   Loop(const RlOptions& o, std::vector<PromptRecord> train,
-       std::shared_ptr<const model::Tokenizer> tokenizer, SchedulerService* service,
+       std::shared_ptr<const model::TextTokenizer> tokenizer, SchedulerService* service,
        dashboard::SnapshotRecorder* recorder, const std::atomic<bool>* stop)
       : o_(o),
         train_(std::move(train)),
@@ -496,7 +496,7 @@ class Loop {
 
   const RlOptions& o_;
   std::vector<PromptRecord> train_;
-  std::shared_ptr<const model::Tokenizer> tokenizer_;
+  std::shared_ptr<const model::TextTokenizer> tokenizer_;
   SchedulerService* service_;
   WeightRelay relay_;
   dashboard::SnapshotRecorder* recorder_;  // null: no dashboard
@@ -517,9 +517,10 @@ class Loop {
 }  // namespace
 
 Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> train,
-                        std::shared_ptr<const model::Tokenizer> tokenizer,
+                        std::shared_ptr<const PromptEncoder> encoder,
                         const std::function<Status(const std::string&)>& on_bound,
                         const std::atomic<bool>* stop) {
+  std::shared_ptr<const model::TextTokenizer> tokenizer = encoder->tokenizer();
   TREEPO_RETURN_IF_ERROR(options.Validate());
   if (train.empty()) return InvalidArgument("RL: no train prompts");
   // Every prompt is tokenized once, here, so that the service loop never tokenizes.
@@ -528,7 +529,8 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
       MaxPromptTokens(options.max_seq_len, static_cast<int64_t>(options.rollout.max_depth) *
                                                options.rollout.segment_tokens));
   const size_t loaded = train.size();
-  AdmittedPrompts admitted = AdmitPrompts(std::move(train), *tokenizer, max_prompt_tokens);
+  TREEPO_ASSIGN_OR_RETURN(AdmittedPrompts admitted,
+                          AdmitPrompts(std::move(train), *encoder, max_prompt_tokens));
   if (admitted.records.empty()) {
     return InvalidArgument("all " + std::to_string(loaded) + " train prompts are longer than the " +
                            std::to_string(max_prompt_tokens) +
@@ -544,11 +546,12 @@ Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> trai
                           SchedulerService::Create(options.rollout.service));
   std::unique_ptr<dashboard::Dashboard> dash;
   if (options.rollout.dashboard.enabled) {
-    TREEPO_ASSIGN_OR_RETURN(
-        dash,
-        dashboard::Dashboard::Start(
-            options.rollout.dashboard,
-            [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); }, "train"));
+    TREEPO_ASSIGN_OR_RETURN(dash, dashboard::Dashboard::Start(
+                                      options.rollout.dashboard,
+                                      [tokenizer](const std::vector<int32_t>& t) {
+                                        return tokenizer->Decode(t, false);
+                                      },
+                                      "train"));
     dash->recorder().SetConfig(options.dashboard_config);
     dash->recorder().SetStep(options.start_step, options.steps);
     service->set_loop_observer(&dash->recorder());

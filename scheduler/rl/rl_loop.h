@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "common/config.h"
-#include "common/model/tokenizer.h"
 #include "common/status.h"
 #include "scheduler/dataset/prompt_dataset.h"
+#include "scheduler/dataset/prompt_encoder.h"
 #include "scheduler/service/rollout_job.h"
 
 namespace treepo::scheduler {
@@ -103,11 +103,12 @@ struct RlSummary {
 
 // Runs steps [start_step, steps). `train` are the prompts (with answers) to sample from,
 // those too long for max_seq_len skipped (kInvalidArgument when that is all of them);
-// `tokenizer` encodes prompts and decodes responses for the reward. `on_bound(endpoint)` runs
+// `encoder` encodes prompts (chat mode included); its tokenizer decodes responses for the
+// reward. `on_bound(endpoint)` runs
 // once the scheduler is bound (start workers and the learner there). At the end the learner
 // and every worker are sent Shutdown. `stop` may be null.
 Result<RlSummary> RunRl(const RlOptions& options, std::vector<PromptRecord> train,
-                        std::shared_ptr<const model::Tokenizer> tokenizer,
+                        std::shared_ptr<const PromptEncoder> encoder,
                         const std::function<Status(const std::string&)>& on_bound,
                         const std::atomic<bool>* stop);
 

@@ -9,7 +9,6 @@
 #include "common/file_io.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
-#include "common/model/tokenizer.h"
 #include "common/progress.h"
 #include "common/tree/tree_record.h"
 #include "protocols/model_fingerprint.h"
@@ -20,7 +19,10 @@
 namespace treepo::scheduler {
 
 Status RolloutJobOptions::Validate() const {
-  if (tokenizer_path.empty()) return InvalidArgument("rollout: tokenizer is not set");
+  if (tokenizer_path.empty() && model_path.empty()) {
+    return InvalidArgument("rollout: set tokenizer (or model, to use the tokenizer beside it)");
+  }
+  TREEPO_RETURN_IF_ERROR(chat.Validate());
   if (prompts_path.empty()) return InvalidArgument("rollout: prompts is not set");
   if (dashboard.enabled) TREEPO_RETURN_IF_ERROR(dashboard.Validate());
   if (vocab_size <= 0 && model_path.empty()) {
@@ -41,6 +43,7 @@ Status LoadRolloutJobOptions(const Config& c, RolloutJobOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("prompts", &o->prompts_path));
   TREEPO_RETURN_IF_ERROR(c.Get("prompt_field", &o->prompt_field));
   TREEPO_RETURN_IF_ERROR(c.Get("answer_field", &o->answer_field));
+  TREEPO_RETURN_IF_ERROR(o->chat.Load(c, ""));
   TREEPO_RETURN_IF_ERROR(c.Get("max_queries", &o->max_queries));
   TREEPO_RETURN_IF_ERROR(c.Get("mode", &o->mode));
   TREEPO_RETURN_IF_ERROR(c.Get("width", &o->width));
@@ -147,9 +150,9 @@ namespace {
 Result<model::ModelConfig> ModelShape(const RolloutJobOptions& o, uint64_t* fingerprint) {
   model::ModelConfig c;
   if (!o.model_path.empty()) {
-    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights w, model::LoadModel(o.model_path));
-    c = w.config;
-    *fingerprint = protocols::ModelFingerprint(w.config);
+    // config.json alone: the scheduler never holds the weights.
+    TREEPO_ASSIGN_OR_RETURN(c, model::LoadModelConfig(o.model_path));
+    *fingerprint = protocols::ModelFingerprint(c);
   }
   if (o.vocab_size > 0) c.vocab_size = o.vocab_size;
   return c;
@@ -208,7 +211,6 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
                                     const std::atomic<bool>* stop) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
   TREEPO_ASSIGN_OR_RETURN(std::optional<TreeFileWriter> writer, OpenOutputs(o));
-  TREEPO_RETURN_IF_ERROR(CheckReadableFile(o.tokenizer_path, "tokenizer"));
   PromptFileOptions po;
   po.prompt_field = o.prompt_field;
   po.answer_field = o.answer_field;
@@ -220,9 +222,12 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   SchedulerOptions service_options = o.service;
   TREEPO_ASSIGN_OR_RETURN(const model::ModelConfig shape,
                           ModelShape(o, &service_options.expected_model_fingerprint));
-  TREEPO_ASSIGN_OR_RETURN(model::Tokenizer tok,
-                          model::Tokenizer::LoadLlama2c(o.tokenizer_path, shape.vocab_size));
-  auto tokenizer = std::make_shared<const model::Tokenizer>(std::move(tok));
+  TREEPO_ASSIGN_OR_RETURN(std::shared_ptr<const model::TextTokenizer> tokenizer,
+                          LoadModelTokenizer(o.tokenizer_path, o.model_path, shape.vocab_size));
+  TREEPO_ASSIGN_OR_RETURN(
+      const PromptEncoder encoder,
+      PromptEncoder::Create(tokenizer, o.chat,
+                            o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path));
   // Every prompt is tokenized here, before the service loop starts.
   TREEPO_ASSIGN_OR_RETURN(
       const int64_t max_prompt_tokens,
@@ -231,7 +236,8 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
     spdlog::info("no model given: prompt lengths are not checked against its context");
   }
   const size_t loaded = prompts.size();
-  AdmittedPrompts admitted = AdmitPrompts(std::move(prompts), *tokenizer, max_prompt_tokens);
+  TREEPO_ASSIGN_OR_RETURN(AdmittedPrompts admitted,
+                          AdmitPrompts(std::move(prompts), encoder, max_prompt_tokens));
   if (admitted.records.empty()) {
     return InvalidArgument("all " + std::to_string(loaded) + " prompts of " + o.prompts_path +
                            " are longer than the " + std::to_string(max_prompt_tokens) +
@@ -245,11 +251,12 @@ Result<RolloutOutput> RunRolloutJob(const RolloutJobOptions& o,
   service->set_liveness_probe(o.liveness_probe);
   std::unique_ptr<dashboard::Dashboard> dash;
   if (o.dashboard.enabled) {
-    TREEPO_ASSIGN_OR_RETURN(
-        dash, dashboard::Dashboard::Start(
-                  o.dashboard,
-                  [tokenizer](const std::vector<int32_t>& t) { return tokenizer->Decode(t); },
-                  "rollout"));
+    TREEPO_ASSIGN_OR_RETURN(dash, dashboard::Dashboard::Start(
+                                      o.dashboard,
+                                      [tokenizer](const std::vector<int32_t>& t) {
+                                        return tokenizer->Decode(t, false);
+                                      },
+                                      "rollout"));
     service->set_loop_observer(&dash->recorder());
   }
   if (on_bound) TREEPO_RETURN_IF_ERROR(on_bound(service->endpoint()));

@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "scheduler/dashboard/dashboard.h"
+#include "scheduler/dataset/prompt_encoder.h"
 #include "scheduler/service/rollout_runner.h"
 #include "scheduler/service/scheduler_service.h"
 
@@ -20,18 +21,21 @@ namespace treepo::scheduler {
 // Every field can be set from a TOML file or `--set key=value` under the key named in its
 // comment (LoadRolloutJobOptions).
 struct RolloutJobOptions {
-  std::string tokenizer_path;             // tokenizer: llama2.c tokenizer file
-  int vocab_size = 0;                     // vocab_size: the model's vocabulary (0: from model_path)
-  std::string model_path;                 // model: only read for vocab_size when that is 0
-  std::string prompts_path;               // prompts: JSON lines {"id","prompt","answer"}
-  std::string prompt_field = "prompt";    // prompt_field
-  std::string answer_field = "answer";    // answer_field ("" = no answers)
-  int64_t max_queries = 0;                // max_queries: first N prompts only (0 = all)
-  std::string mode = "tree";              // mode: tree | sequential
-  int width = 4;                          // width: leaves per query (w)
-  int segment_tokens = 16;                // segment_tokens: L
-  int max_depth = 4;                      // max_depth: d
-  int branch = 2;                         // branch: b
+  std::string tokenizer_path;           // tokenizer: tokenizer.json, llama2.c tokenizer.bin or a
+                                        // directory ("" = the one beside model)
+  int vocab_size = 0;                   // vocab_size: the model's vocabulary (0: from model_path)
+  std::string model_path;               // model: only read for vocab_size when that is 0
+  std::string prompts_path;             // prompts: JSON lines {"id","prompt","answer"}
+  std::string prompt_field = "prompt";  // prompt_field
+  std::string answer_field = "answer";  // answer_field ("" = no answers)
+  ChatModeOptions chat;       // chat, system_prompt, instruction_suffix, enable_thinking: prompts
+                              // as user messages rendered with the model's chat template
+  int64_t max_queries = 0;    // max_queries: first N prompts only (0 = all)
+  std::string mode = "tree";  // mode: tree | sequential
+  int width = 4;              // width: leaves per query (w)
+  int segment_tokens = 16;    // segment_tokens: L
+  int max_depth = 4;          // max_depth: d
+  int branch = 2;             // branch: b
   std::string init_divergence = "fixed";  // init_divergence: fixed | more
   int max_init_divergence = 8;            // max_init_divergence: k_max for "more"
   float temperature = 1.0f;               // temperature

@@ -118,7 +118,7 @@ Result<SamplerOptions> TreeDriverOptionsFrom(const RolloutJobOptions& job) {
 
 Result<TreeDriverSetup> MakeTreeDriverSetup(
     const RolloutJobOptions& job, std::shared_ptr<const std::vector<PromptRecord>> records,
-    std::shared_ptr<const model::Tokenizer> tokenizer) {
+    std::shared_ptr<const model::TextTokenizer> tokenizer) {
   TREEPO_ASSIGN_OR_RETURN(SamplerOptions sampler_options, TreeDriverOptionsFrom(job));
   RewardOptions ro;
   ro.name = job.reward;
@@ -127,7 +127,7 @@ Result<TreeDriverSetup> MakeTreeDriverSetup(
   if (records->size() >= (uint64_t{1} << 31)) return InvalidArgument("too many queries");
 
   Detokenizer detok = [tokenizer](const std::vector<int32_t>& tokens) {
-    return tokenizer->Decode(tokens, /*prev=*/0);
+    return tokenizer->Decode(tokens, /*skip_special_tokens=*/false);
   };
   TreeDriverSetup setup;
   setup.factory = [records, tokenizer, sampler_options, detok,
@@ -139,8 +139,9 @@ Result<TreeDriverSetup> MakeTreeDriverSetup(
     q.prompt = r.prompt;
     q.answer = r.answer.value_or("");
     // Tokenized when the set was loaded (AdmitPrompts), off the scheduler's loop.
-    q.prompt_tokens =
-        r.prompt_tokens.empty() ? tokenizer->Encode(r.prompt, /*add_bos=*/true) : r.prompt_tokens;
+    q.prompt_tokens = r.prompt_tokens.empty()
+                          ? tokenizer->Encode(r.prompt, /*add_special_tokens=*/true)
+                          : r.prompt_tokens;
     auto d = std::make_unique<TreeQueryDriver>(q.id, job);
     TREEPO_RETURN_IF_ERROR(d->Init(std::move(q), sampler_options, detok));
     return std::unique_ptr<QueryDriver>(std::move(d));
@@ -148,8 +149,8 @@ Result<TreeDriverSetup> MakeTreeDriverSetup(
   setup.scorer = [reward, tokenizer](TreeRecord* tree) -> Status {
     for (TreeLeafRecord& leaf : tree->leaves) {
       const std::vector<int32_t> tokens = tree->ResponseTokens(leaf);
-      const RewardResult r = reward->Score(tokenizer->Decode(tokens, /*prev=*/0), tree->answer,
-                                           static_cast<int>(tokens.size()));
+      const RewardResult r = reward->Score(tokenizer->Decode(tokens, /*skip_special_tokens=*/false),
+                                           tree->answer, static_cast<int>(tokens.size()));
       leaf.reward = r.reward;
     }
     return OkStatus();

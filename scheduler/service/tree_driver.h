@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "common/model/tokenizer.h"
+#include "common/model/text_tokenizer.h"
 #include "common/status.h"
 #include "scheduler/dataset/prompt_dataset.h"
 #include "scheduler/service/rollout_runner.h"
@@ -31,6 +31,6 @@ struct TreeDriverSetup {
 
 Result<TreeDriverSetup> MakeTreeDriverSetup(
     const RolloutJobOptions& job, std::shared_ptr<const std::vector<PromptRecord>> records,
-    std::shared_ptr<const model::Tokenizer> tokenizer);
+    std::shared_ptr<const model::TextTokenizer> tokenizer);
 
 }  // namespace treepo::scheduler

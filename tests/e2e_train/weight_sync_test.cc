@@ -58,6 +58,28 @@ TEST(WeightSyncTest, WorkerIntakeReassemblesWhatTheLearnerPublishes) {
   EXPECT_EQ((*w)->data, next.data);
 }
 
+// A worker that holds bf16 weights takes the learner's fp32 version in as bf16 (rounded to
+// nearest even), ready for the same engine.
+TEST(WeightSyncTest, ABf16WorkerRoundsTheFp32VersionToBf16) {
+  const model::ModelWeights current =
+      model::ModelWeights::ToHalf(Model(1), model::WeightDtype::kBF16);
+  const model::ModelWeights next = Model(2);
+  const std::vector<pr::Message> sent = Publish(next, WeightVersion(6), 1000);
+  worker::WeightIntake intake;
+  ASSERT_TRUE(intake.Begin(*sent[0].get_if<pr::WeightVersionNotice>(), current).ok());
+  for (size_t i = 1; i < sent.size(); ++i) {
+    ASSERT_TRUE(intake.Add(*sent[i].get_if<pr::WeightChunk>()).ok());
+  }
+  auto w = intake.Finish(current);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)->dtype, model::WeightDtype::kBF16);
+  EXPECT_TRUE((*w)->complete());
+  EXPECT_EQ((*w)->half, model::ModelWeights::ToHalf(next, model::WeightDtype::kBF16).half);
+  const model::LayerOffsets& o = (*w)->layout.layer(0);
+  EXPECT_EQ((*w)->Vector(o.attn_norm)[3],
+            model::Bf16ToFloat(model::FloatToBf16(next.data[o.attn_norm + 3])));
+}
+
 TEST(WeightSyncTest, CorruptedChunkIsRefusedByTheWholeBufferChecksum) {
   const model::ModelWeights current = Model(1), next = Model(2);
   std::vector<pr::Message> sent = Publish(next, WeightVersion(5), 1 << 20);

@@ -15,7 +15,8 @@ constexpr uint64_t kReservedBit = uint64_t{1} << 63;
 bool SameShape(const model::ModelConfig& a, const model::ModelConfig& b) {
   return a.dim == b.dim && a.hidden_dim == b.hidden_dim && a.n_layers == b.n_layers &&
          a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads && a.vocab_size == b.vocab_size &&
-         a.qkv_bias == b.qkv_bias && a.tied_embeddings == b.tied_embeddings;
+         a.qkv_bias == b.qkv_bias && a.tied_embeddings == b.tied_embeddings &&
+         a.qk_norm == b.qk_norm && a.head_dim() == b.head_dim();
 }
 
 std::string Id(NodeId n) { return std::to_string(n.value()); }
@@ -43,7 +44,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const model::Mode
   TREEPO_RETURN_IF_ERROR(options.Validate());
   if (weights == nullptr) return InvalidArgument("engine needs weights");
   TREEPO_RETURN_IF_ERROR(weights->config.Validate());
-  if (weights->data.size() != weights->layout.total()) {
+  if (!weights->complete()) {
     return InvalidArgument("weights buffer does not match its layout");
   }
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<TokenSampler> sampler,
@@ -297,8 +298,8 @@ Status Engine::SwapWeights(std::shared_ptr<const model::ModelWeights> weights,
     return FailedPrecondition("cannot swap weights with " + std::to_string(s_->tasks.size()) +
                               " tasks in flight");
   }
-  if (!SameShape(weights->config, s_->weights->config) ||
-      weights->data.size() != s_->weights->data.size()) {
+  if (!SameShape(weights->config, s_->weights->config) || !weights->complete() ||
+      weights->dtype != s_->weights->dtype) {
     return InvalidArgument("new weights have another shape: " + weights->config.ToString());
   }
   s_->weights = std::move(weights);

@@ -100,7 +100,7 @@ std::vector<SegmentResult> Engine::Step() {
     if (req.return_logits) r.logits.insert(r.logits.end(), logits, logits + vocab);
     s.kv.SetLength(child.node, s.kv.Length(child.node) + 1);
     child.next_input = sample.token;
-    const bool eos = req.sampling.stop_at_eos && sample.token == s.weights->config.eos_id;
+    const bool eos = req.sampling.stop_at_eos && s.weights->config.IsEos(sample.token);
     if (eos || static_cast<int>(r.tokens.size()) == req.max_new_tokens) {
       r.finish = eos ? FinishReason::kEos : FinishReason::kLength;
       r.timings.decode_ms = Ms(child.decode_start, end);

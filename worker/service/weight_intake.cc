@@ -11,7 +11,7 @@ Status WeightIntake::Begin(const protocols::WeightVersionNotice& notice,
   bytes_.clear();
   received_.clear();
   n_received_ = 0;
-  const uint64_t expected = static_cast<uint64_t>(like.data.size()) * sizeof(float);
+  const uint64_t expected = static_cast<uint64_t>(like.layout.total()) * sizeof(float);
   if (notice.total_bytes != expected) {
     return InvalidArgument("weight version " + std::to_string(notice.version.value()) + " has " +
                            std::to_string(notice.total_bytes) + " bytes, the model needs " +
@@ -61,8 +61,14 @@ Result<std::shared_ptr<const model::ModelWeights>> WeightIntake::Finish(
   auto weights = std::make_shared<model::ModelWeights>();
   weights->config = like.config;
   weights->layout = like.layout;
-  weights->data.resize(like.data.size());
+  weights->data.resize(like.layout.total());
   std::memcpy(weights->data.data(), bytes.data(), bytes.size());
+  bytes = {};
+  // A worker that holds 16-bit weights keeps them 16-bit: the learner's fp32 update is rounded.
+  if (like.dtype != model::WeightDtype::kF32) {
+    return std::make_shared<const model::ModelWeights>(
+        model::ModelWeights::ToHalf(*weights, like.dtype));
+  }
   return std::shared_ptr<const model::ModelWeights>(std::move(weights));
 }
 

@@ -74,7 +74,8 @@ class WorkerLoop {
       : o_(o), name_(std::move(name)), stop_(stop), stop_now_(stop_now) {}
 
   Status Run() {
-    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded, model::LoadModel(o_.model_path));
+    TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded,
+                            model::LoadModel(o_.model_path, /*keep_16bit=*/true));
     weights_ = std::make_shared<const model::ModelWeights>(std::move(loaded));
     TREEPO_RETURN_IF_ERROR(model::CheckKvPoolFitsMemory(weights_->config, o_.engine.kv.num_pages,
                                                         o_.engine.kv.page_size));
