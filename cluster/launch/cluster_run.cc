@@ -58,6 +58,20 @@ std::string DashboardUrl(const ClusterSpec& spec) {
   return url.ok() ? Trim(*url) : "";
 }
 
+// The record of process `p` started now by `launcher` (pid 0 until known).
+ProcessRecord RecordOf(const ProcessSpec& p, const Launcher& launcher, int64_t pid = 0) {
+  ProcessRecord r;
+  r.name = p.name;
+  r.role = p.role;
+  r.host = p.host;
+  r.address = p.address;
+  r.launcher = launcher.name();
+  r.pid = pid;
+  r.log_path = p.log_path;
+  r.started_ms = WallNowMs();
+  return r;
+}
+
 // A loaded train job of the cluster's config (nothing written), for building command lines.
 Status LoadClusterJob(const ClusterSpec& spec, const Config& train_config, TrainJob* job) {
   TREEPO_RETURN_IF_ERROR(LoadTrainJob(train_config, job));
@@ -177,14 +191,7 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
     if (!launcher) return OkStatus();  // Pods join by themselves
     for (const ProcessSpec& p : PlanJobProcesses(j, endpoint)) {
       if (!only.empty() && !only.count(p.host)) continue;
-      ProcessRecord r;
-      r.name = p.name;
-      r.role = p.role;
-      r.host = p.host;
-      r.address = p.address;
-      r.launcher = launcher->name();
-      r.log_path = p.log_path;
-      r.started_ms = WallNowMs();
+      ProcessRecord r = RecordOf(p, *launcher);
       // A remote process's log stays on its host; its watcher's output (the log's tail once it
       // exits) is kept here.
       const std::string local_log = launcher->name() == "ssh"
@@ -363,15 +370,7 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
   }
   head.log_path = (fs::path(spec.run_dir) / "logs" / "head.log").string();
   TREEPO_ASSIGN_OR_RETURN(const int64_t pid, launcher->StartDetached(head));
-  ProcessRecord r;
-  r.name = head.name;
-  r.role = head.role;
-  r.host = head.host;
-  r.address = head.address;
-  r.launcher = launcher->name();
-  r.pid = pid;
-  r.log_path = head.log_path;
-  r.started_ms = WallNowMs();
+  ProcessRecord r = RecordOf(head, *launcher, pid);
   TREEPO_RETURN_IF_ERROR(SaveProcessRecord(spec.run_dir, r));
   spdlog::info("head started on {} (pid {}), log {}", head.address, pid, head.log_path);
   // Up when its dashboard answers /healthz.
@@ -524,15 +523,8 @@ Status ClusterScale(const ClusterSpec& spec, const std::string& request, std::st
     w.name = name;
     w.log_path = (fs::path(job.logs_dir) / (name + ".log")).string();
     TREEPO_ASSIGN_OR_RETURN(const int64_t pid, launcher->StartDetached(w));
-    ProcessRecord r;
-    r.name = w.name;
+    ProcessRecord r = RecordOf(w, *launcher, pid);
     r.role = "worker";
-    r.host = w.host;
-    r.address = w.address;
-    r.launcher = launcher->name();
-    r.pid = pid;
-    r.log_path = w.log_path;
-    r.started_ms = WallNowMs();
     TREEPO_RETURN_IF_ERROR(SaveProcessRecord(spec.run_dir, r));
     ++per_host[host->name];
     ++next_index;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,42 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
     return argv;
   }
 
+  // A train run of `steps` steps (checkpoints every 2) in root_/NAME, running and with its
+  // learner past the checkpoint of step `checkpoint`: the learner's pid, or 0 (and a failure).
+  struct LearnerRun {
+    std::string out, log, learner_log;
+    std::optional<ChildProcess> train;
+    pid_t learner = 0;
+  };
+  LearnerRun StartUntilCheckpoint(const std::string& name, int steps, int checkpoint) {
+    LearnerRun r;
+    const fs::path dir = root_ / name;
+    fs::create_directories(dir);
+    r.out = (dir / "run").string();
+    r.log = (dir / "train.log").string();
+    r.learner_log = r.out + "/logs/learner.log";
+    auto train = ChildProcess::Spawn(TrainArgv(r.out, steps, 2), r.log);
+    if (!train.ok()) {
+      ADD_FAILURE() << train.status().ToString();
+      return r;
+    }
+    r.train.emplace(std::move(*train));
+    char ckpt[32];
+    std::snprintf(ckpt, sizeof(ckpt), "step_%06d", checkpoint);
+    const bool seen = WaitFor(
+        [&] {
+          return ReadAll(r.learner_log).find(ckpt) != std::string::npos || !r.train->Running();
+        },
+        180000);
+    if (!seen || !r.train->Running()) {
+      ADD_FAILURE() << "no checkpoint " << ckpt << " while train ran\n" << ReadAll(r.log);
+      return r;
+    }
+    r.learner = testing::FindChild(r.train->pid(), {"learner"});
+    EXPECT_GT(r.learner, 0);
+    return r;
+  }
+
   // Every step 0..steps-1 exactly once, in order, each with every query's w leaves and the
   // weight version it trained to.
   static void ExpectEveryStepOnce(const std::string& metrics, int steps) {
@@ -95,23 +132,13 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
 
 TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOnce) {
   constexpr int kSteps = 8;
-  const fs::path dir = root_ / "learner_kill";
-  fs::create_directories(dir);
-  const std::string out = (dir / "run").string(), log = (dir / "train.log").string();
-  auto train = ChildProcess::Spawn(TrainArgv(out, kSteps, 2), log);
-  ASSERT_TRUE(train.ok()) << train.status().ToString();
   // The checkpoint of step 4 is written when TreeBatch 4 arrives, just before the learner
   // trains step 4: killing it then kills it mid-step.
-  const std::string learner_log = out + "/logs/learner.log";
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return ReadAll(learner_log).find("step_000004") != std::string::npos || !train->Running();
-      },
-      180000))
-      << ReadAll(log);
-  ASSERT_TRUE(train->Running()) << ReadAll(log);
-  const pid_t learner = testing::FindChild(train->pid(), {"learner"});
-  ASSERT_GT(learner, 0);
+  LearnerRun run = StartUntilCheckpoint("learner_kill", kSteps, 4);
+  ASSERT_GT(run.learner, 0);
+  const std::string &out = run.out, &log = run.log, &learner_log = run.learner_log;
+  std::optional<ChildProcess>& train = run.train;
+  const pid_t learner = run.learner;
   ASSERT_EQ(::kill(learner, SIGKILL), 0);
   EXPECT_LT(testing::StepLines(out + "/metrics.jsonl").size(), static_cast<size_t>(kSteps));
 
@@ -136,21 +163,11 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
 
 TEST_F(RecoveryE2eTest, AHungLearnerIsDeclaredDeadByItsHeartbeatsAndRestarted) {
   constexpr int kSteps = 8;
-  const fs::path dir = root_ / "learner_hang";
-  fs::create_directories(dir);
-  const std::string out = (dir / "run").string(), log = (dir / "train.log").string();
-  auto train = ChildProcess::Spawn(TrainArgv(out, kSteps, 2), log);
-  ASSERT_TRUE(train.ok()) << train.status().ToString();
-  const std::string learner_log = out + "/logs/learner.log";
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return ReadAll(learner_log).find("step_000002") != std::string::npos || !train->Running();
-      },
-      180000))
-      << ReadAll(log);
-  ASSERT_TRUE(train->Running()) << ReadAll(log);
-  const pid_t learner = testing::FindChild(train->pid(), {"learner"});
-  ASSERT_GT(learner, 0);
+  LearnerRun run = StartUntilCheckpoint("learner_hang", kSteps, 2);
+  ASSERT_GT(run.learner, 0);
+  const std::string &out = run.out, &log = run.log;
+  std::optional<ChildProcess>& train = run.train;
+  const pid_t learner = run.learner;
   // Paused, it neither exits nor heartbeats: only the heartbeat timeout (3 s) can tell.
   ASSERT_EQ(::kill(learner, SIGSTOP), 0);
   const auto stopped = std::chrono::steady_clock::now();
