@@ -25,8 +25,7 @@ const std::vector<RegisterFn>& AllCommands() {
       &RegisterGenerate,  &RegisterGrad,         &RegisterAdvantages, &RegisterWorker,
       &RegisterScheduler, &RegisterRollout,      &RegisterScore,      &RegisterPretrain,
       &RegisterEval,      &RegisterLearner,      &RegisterTrain,      &RegisterKeys,
-      &RegisterTokenize,  &RegisterChatTemplate, &RegisterTop,
-      &RegisterCluster,
+      &RegisterTokenize,  &RegisterChatTemplate, &RegisterTop,        &RegisterCluster,
   };
   return kCommands;
 }
