@@ -209,19 +209,12 @@ void SnapshotRecorder::OnTaskResult(size_t, const InFlightTask& task,
 }
 
 void SnapshotRecorder::OnQueryFinished(size_t query, const TreeRecord& tree) {
-  auto key = query_key_.find(query);
   Finished f;
   f.tree = &tree;
   f.finished_unix_ms = UnixMs();
-  if (key != query_key_.end()) {
-    f.live = std::move(running_[key->second]);
-    running_.erase(key->second);
-    query_key_.erase(key);
-  } else {  // never opened (a driver without a tree): numbered now
-    f.live = std::move(TreeFor(query));
-    running_.erase(f.live.view.key);
-    query_key_.erase(query);
-  }
+  f.live = std::move(TreeFor(query));  // (numbered now if it was never opened)
+  running_.erase(f.live.view.key);
+  query_key_.erase(query);
   f.live.source = nullptr;  // the query's QueryTree goes away now
   finishing_.push_back(std::move(f));
   // Only the newest finished_trees can still be shown: older ones are never built.

@@ -270,16 +270,22 @@ TEST_F(RecorderTest, TreesGrowWithTheQueryTreesAndFinishWithLeavesAndCutPaths) {
   EXPECT_EQ(f.nodes[2]->text, "c");
 }
 
-TEST_F(RecorderTest, FinishedTreesAreBounded) {
-  TreeRecord rec;
-  rec.nodes = {{1, std::nullopt, 1, {7}, {}, "a", FinishReason::kEos, 1, 0}};
-  rec.leaves = {{1, 0.0f, FinishReason::kEos, 1}};
-  recorder_->OnRolloutStarted(3);
-  for (size_t q = 0; q < 3; ++q) recorder_->OnQueryFinished(q, rec);
+TEST_F(RecorderTest, FinishedTreesAreBoundedAndOutliveTheirRollout) {
+  {
+    // The rollout's trees go away once it ended: the views must be built by then.
+    TreeRecord rec;
+    rec.nodes = {{1, std::nullopt, 1, {7}, {}, "a", FinishReason::kEos, 1, 0}};
+    rec.leaves = {{1, 0.0f, FinishReason::kEos, 1}};
+    recorder_->OnRolloutStarted(3);
+    for (size_t q = 0; q < 3; ++q) recorder_->OnQueryFinished(q, rec);
+    recorder_->OnRolloutFinished();
+  }
   auto s = Publish();
   ASSERT_EQ(s->trees.size(), 2u);
   EXPECT_EQ(s->trees[0]->key, 3u);  // newest first
   EXPECT_EQ(s->trees[1]->key, 2u);
+  ASSERT_EQ(s->trees[0]->nodes.size(), 1u);
+  EXPECT_EQ(s->trees[0]->nodes[0]->text, "a");
 }
 
 TEST_F(RecorderTest, MetricLinesFeedTheRlFiguresAndAreSharedBetweenSnapshots) {
