@@ -262,9 +262,8 @@ TEST_F(ChaosE2eTest, GarbageKilledAndPausedWorkersDoNotReachTheTreesOrStopTheRun
   EXPECT_GE(real.size(), 4u) << "worker-2 registers again after the pause";
   const int vocab = nlohmann::json::parse(ReadAll(dir_ + "/base/config.json"))["vocab_size"];
   for (int s = 0; s < kSteps; ++s) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "step_%06d.jsonl", s);
-    auto trees = ReadTreeFile(out + "/trees/" + name);
+    const std::string name = testing::StepTreesPath(out, s);
+    auto trees = ReadTreeFile(name);
     ASSERT_TRUE(trees.ok()) << trees.status().ToString();
     ASSERT_EQ(trees->size(), static_cast<size_t>(kQueries)) << name;
     for (const TreeRecord& t : *trees) {

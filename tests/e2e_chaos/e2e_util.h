@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,13 @@ inline std::string ReadAll(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The tree file `train` writes for RL step `step` under its out_dir `out`.
+inline std::string StepTreesPath(const std::string& out, int step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step_%06d.jsonl", step);
+  return out + "/trees/" + name;
 }
 
 inline int CountOf(const std::string& text, const std::string& needle) {

@@ -161,9 +161,8 @@ TEST_F(ElasticE2eTest, ScaleFromTwoToFourToOneWorkersLosesNothing) {
   std::cout << "KV migrations " << migrations << ", tokens recomputed " << recomputed << "\n";
   std::set<uint32_t> computed_by;
   for (int s = 0; s < kSteps; ++s) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "step_%06d.jsonl", s);
-    auto trees = ReadTreeFile(out + "/trees/" + name);
+    const std::string name = testing::StepTreesPath(out, s);
+    auto trees = ReadTreeFile(name);
     ASSERT_TRUE(trees.ok()) << trees.status().ToString();
     ASSERT_EQ(trees->size(), static_cast<size_t>(kQueries)) << name;
     for (const TreeRecord& t : *trees) {

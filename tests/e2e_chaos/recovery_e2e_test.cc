@@ -119,9 +119,7 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
 
   // The prompts of step `step`'s trees, in order.
   static std::vector<std::string> StepPrompts(const std::string& out, int step) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "step_%06d.jsonl", step);
-    auto trees = ReadTreeFile(out + "/trees/" + name);
+    auto trees = ReadTreeFile(testing::StepTreesPath(out, step));
     EXPECT_TRUE(trees.ok()) << trees.status().ToString();
     std::vector<std::string> prompts;
     if (!trees.ok()) return prompts;

@@ -73,9 +73,8 @@ class LearnersE2eTest : public treepo::testing::TinyBaseSuite<LearnersE2eTest> {
       EXPECT_NEAR(lines[i]["ratio_mean"].get<double>(), 1.0, 1e-3);
     }
     for (int step = 0; step < 3; ++step) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "step_%06d.jsonl", step);
-      auto trees = treepo::ReadTreeFile((out / "trees" / name).string());
+      const std::string name = treepo::testing::StepTreesPath(out.string(), step);
+      auto trees = treepo::ReadTreeFile(name);
       ASSERT_TRUE(trees.ok()) << trees.status().ToString();
       for (const treepo::TreeRecord& t : *trees) {
         for (const treepo::TreeNodeRecord& n : t.nodes) {
