@@ -116,10 +116,18 @@ Result<std::string> ResolveResume(const std::string& resume) {
   return newest;
 }
 
-// A learner that died, started again from the newest complete checkpoint (the loop then sends
-// it the steps since). Only the built-in single learner can be restarted this way.
-Status RestartLearner(TrainJob* job, const std::string& why) {
+// The learners that died, started again from the newest complete checkpoint (the loop then
+// sends them the steps since): every rank, since data-parallel ranks meet again as one new group
+// (a fresh rendezvous) and the survivors of the old one cannot go on without their peer. Each is
+// started the way the start stage started it (a child here, or through the cluster's launcher
+// on its host); a learner this job did not start (another node's task) cannot be restarted.
+Status RestartLearners(TrainJob* job, const std::string& why) {
   const TrainJobOptions& o = job->options;
+  if (!job->start_process) {
+    return FailedPrecondition(
+        "the learners were not started by this run (Kubernetes Pods): "
+        "not restarted");
+  }
   learner::LearnerOptions lo = o.learner;
   Result<std::string> ckpt = learner::NewestCompleteCheckpoint(lo.checkpoint_dir);
   std::error_code ec;
@@ -132,14 +140,35 @@ Status RestartLearner(TrainJob* job, const std::string& why) {
   } else if (!o.train.resume.empty()) {
     lo.resume_dir = job->start_model;  // no checkpoint of this run yet: where it started
   }
-  const std::string name = LearnerNames(1)[0];
-  const std::string log = (fs::path(job->logs_dir) / (name + ".log")).string();
   ++job->learner_restarts;
-  spdlog::warn("restarting the learner ({}) from {} (restart {})", why,
-               lo.resume_dir.empty() ? lo.model_path : lo.resume_dir, job->learner_restarts);
-  TREEPO_ASSIGN_OR_RETURN(ChildProcess l,
-                          ChildProcess::Spawn(LearnerArgv(o, lo, job->process_context, 0), log));
-  if (!job->children.Replace(name, std::move(l))) return Internal("no learner child to replace");
+  if (o.train.learners > 1) {
+    lo.collective_run_id += "-restart-" + std::to_string(job->learner_restarts);
+  }
+  std::vector<ProcessSpec> learners;
+  for (ProcessSpec& p :
+       PlanProcesses(o, lo, job->process_context, PlannedHosts(*job), job->logs_dir)) {
+    if (p.role != "learner") continue;
+    if (job->children.Find(p.name) == nullptr) {
+      return FailedPrecondition(p.name + " runs on " + p.host +
+                                ", started by that host's own task: not restarted");
+    }
+    learners.push_back(std::move(p));
+  }
+  spdlog::warn(
+      "restarting {} ({}) from {} (restart {})",
+      learners.size() == 1 ? "the learner" : std::to_string(learners.size()) + " learner ranks",
+      why, lo.resume_dir.empty() ? lo.model_path : lo.resume_dir, job->learner_restarts);
+  // Every old rank goes before a new one starts: a survivor stuck in a collective with the dead
+  // one would otherwise hold its host's cores (and, remote, outlive its watcher).
+  for (const ProcessSpec& p : learners) {
+    if (ChildProcess* old = job->children.Find(p.name); old->Running()) old->Terminate(1000);
+    if (job->stop_process) job->stop_process(p);
+  }
+  for (const ProcessSpec& p : learners) {
+    Result<ChildProcess> l = job->start_process(p);
+    if (!l.ok()) return l.status().WithContext("restarting " + p.name);
+    job->children.Replace(p.name, std::move(*l));
+  }
   return OkStatus();
 }
 
@@ -307,26 +336,36 @@ std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endp
     lo.collective_run_id =
         "run-" + std::to_string(::getpid()) + "-" + std::to_string(SteadyNowMs());
   }
-  std::vector<HostPlacement> hosts = job->placement;
-  if (hosts.empty()) {
-    HostPlacement local;
-    local.workers = t.workers;
-    local.learners = t.learners;
-    hosts.push_back(local);
+  return PlanProcesses(job->options, lo, ctx, PlannedHosts(*job), job->logs_dir);
+}
+
+std::vector<HostPlacement> PlannedHosts(const TrainJob& job) {
+  if (!job.placement.empty()) return job.placement;
+  HostPlacement local;
+  local.workers = job.options.train.workers;
+  local.learners = job.options.train.learners;
+  return {local};
+}
+
+Status StartPlannedProcesses(TrainJob* job, const std::vector<ProcessSpec>& specs) {
+  for (const ProcessSpec& p : specs) {
+    TREEPO_ASSIGN_OR_RETURN(ChildProcess c, job->start_process(p));
+    job->children.Add(p.name, std::move(c), job->watch_log(p), p.role == "learner");
   }
-  return PlanProcesses(job->options, lo, ctx, hosts, job->logs_dir);
+  // learner.on_failure = restart: a learner's exit is the RL loop's to handle (RunRlStage).
+  if (job->options.rl.restart_learner) {
+    const std::vector<std::string> names = LearnerNames(job->options.train.learners);
+    for (size_t rank = 0; rank < names.size(); ++rank) {
+      job->children.SetRestartable(names[rank], static_cast<uint32_t>(rank));
+    }
+  }
+  return OkStatus();
 }
 
 Status StartLocalProcesses(TrainJob* job, const std::string& endpoint) {
-  for (const ProcessSpec& p : PlanJobProcesses(job, endpoint)) {
-    TREEPO_ASSIGN_OR_RETURN(ChildProcess c, ChildProcess::Spawn(p.argv, p.log_path));
-    job->children.Add(p.name, std::move(c), p.log_path, p.role == "learner");
-  }
-  // learner.on_failure = restart: the learner's exit is the RL loop's to handle (RunRlStage).
-  if (job->options.rl.restart_learner) {
-    job->children.SetRestartable(LearnerNames(job->options.train.learners)[0], 0);
-  }
-  return OkStatus();
+  job->start_process = [](const ProcessSpec& p) { return ChildProcess::Spawn(p.argv, p.log_path); };
+  job->watch_log = [](const ProcessSpec& p) { return p.log_path; };
+  return StartPlannedProcesses(job, PlanJobProcesses(job, endpoint));
 }
 
 Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomic<bool>* stop) {
@@ -337,14 +376,13 @@ Status RunRlStage(TrainJob* job, const StartProcessesFn& start, const std::atomi
   job->options.rl.rollout.liveness_probe = SupervisorProbe(&job->children);
   // (A little earlier, for file systems with coarse timestamps.)
   job->rl_started = fs::file_time_type::clock::now() - std::chrono::seconds(2);
-  // learner.on_failure = restart: the built-in single learner is restarted from its newest
-  // complete checkpoint (the RL loop asks, RestartLearner does it). Outside learners,
-  // data-parallel ranks and learners a cluster launcher placed on other hosts are not: a
-  // learner lost there fails the run.
-  if (job->options.rl.learner_on_failure == "restart" && t.learners == 1 &&
-      t.learner_command.empty() && job->placement.empty()) {
+  // learner.on_failure = restart: the built-in learners are restarted from their newest
+  // complete checkpoint (the RL loop asks, RestartLearners does it), every data-parallel rank
+  // together, wherever the launcher placed them. Outside learners (cluster.learner_command) are
+  // not: losing one fails the run.
+  if (job->options.rl.learner_on_failure == "restart" && t.learner_command.empty()) {
     job->options.rl.restart_learner = [job](const std::string& why) {
-      return RestartLearner(job, why);
+      return RestartLearners(job, why);
     };
   }
   auto on_bound = [&](const std::string& endpoint) -> Status {

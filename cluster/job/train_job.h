@@ -41,8 +41,17 @@ struct TrainJob {
   // binary they run ("" = this one).
   std::vector<HostPlacement> placement;
   std::string executable;
-  Supervisor children;                         // the processes started by StartLocalProcesses
-  ProcessContext process_context;              // how they were started (for a restart)
+  Supervisor children;             // the processes the start stage started (or their watchers)
+  ProcessContext process_context;  // how they were started (for a restart)
+  // How the start stage starts one planned process: a child of this one, or a launcher's
+  // watcher of a process on another host (exits with it). A learner restart uses it again.
+  // Null where the run starts nothing (Kubernetes Pods join by themselves).
+  std::function<Result<ChildProcess>(const ProcessSpec&)> start_process;
+  // The local log of a started process's child (its own log, or its watcher's output).
+  std::function<std::string(const ProcessSpec&)> watch_log;
+  // Stops what start_process left running on its host once its child is gone (remote
+  // processes outlive their watchers); null where stopping the child stops the process.
+  std::function<void(const ProcessSpec&)> stop_process;
   std::filesystem::file_time_type rl_started;  // checkpoints older than this are not this run's
   int learner_restarts = 0;
   scheduler::RlSummary rl_summary;             // after RunRlStage
@@ -81,6 +90,13 @@ std::string AdvertisedEndpoint(const std::string& advertise, const std::string& 
 // Every worker and learner of the run, serving `endpoint` (the learners' rendezvous set when
 // there are several).
 std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endpoint);
+
+// Where the processes go: job.placement, or this machine with every worker and learner.
+std::vector<HostPlacement> PlannedHosts(const TrainJob& job);
+
+// Starts `specs` with job->start_process and watches them (job->children): a learner is
+// essential, and restartable (by rank) when learner.on_failure = restart.
+Status StartPlannedProcesses(TrainJob* job, const std::vector<ProcessSpec>& specs);
 
 // Starts the workers and learners as child processes of this one, serving `endpoint`.
 Status StartLocalProcesses(TrainJob* job, const std::string& endpoint);

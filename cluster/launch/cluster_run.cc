@@ -176,6 +176,17 @@ Status ApplySlurmNodes(const SlurmRole& role, ClusterSpec* spec) {
   return OkStatus();
 }
 
+namespace {
+
+// Where the child that stands for `p` writes: a remote process's log stays on its host, and its
+// watcher's output (the log's tail once it exits) is kept in the run's logs beside it.
+std::string WatchLog(const Launcher& launcher, const ProcessSpec& p) {
+  if (launcher.name() != "ssh") return p.log_path;
+  return (fs::path(p.log_path).parent_path() / (p.name + ".ssh.log")).string();
+}
+
+}  // namespace
+
 Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
                        const std::vector<std::string>& hosts, const std::atomic<bool>* stop) {
   if (spec.curve) TREEPO_RETURN_IF_ERROR(LocalCurveKeys::EnsureKeyDir(spec.KeysDir()));
@@ -189,21 +200,30 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
   job.executable = spec.binary;
   auto start = [&](TrainJob* j, const std::string& endpoint) -> Status {
     if (!launcher) return OkStatus();  // Pods join by themselves
-    for (const ProcessSpec& p : PlanJobProcesses(j, endpoint)) {
-      if (!only.empty() && !only.count(p.host)) continue;
+    j->start_process = [&launcher, &spec](const ProcessSpec& p) -> Result<ChildProcess> {
       ProcessRecord r = RecordOf(p, *launcher);
-      // A remote process's log stays on its host; its watcher's output (the log's tail once it
-      // exits) is kept here.
-      const std::string local_log = launcher->name() == "ssh"
-                                        ? (fs::path(j->logs_dir) / (p.name + ".ssh.log")).string()
-                                        : p.log_path;
-      Result<ChildProcess> c = launcher->StartAttached(p, local_log, &r);
+      Result<ChildProcess> c = launcher->StartAttached(p, WatchLog(*launcher, p), &r);
       if (!c.ok()) return c.status().WithContext("starting " + p.name + " on " + p.address);
       TREEPO_RETURN_IF_ERROR(SaveProcessRecord(spec.run_dir, r));
       spdlog::info("started {} on {} ({}, pid {})", p.name, p.address, r.launcher, r.pid);
-      j->children.Add(p.name, std::move(*c), local_log, p.role == "learner");
+      return c;
+    };
+    j->watch_log = [&launcher](const ProcessSpec& p) { return WatchLog(*launcher, p); };
+    if (launcher->name() == "ssh") {
+      // A remote process outlives its watcher: a replaced one is killed on its host.
+      j->stop_process = [&launcher, &spec](const ProcessSpec& p) {
+        Result<std::vector<ProcessRecord>> rs = LoadProcessRecords(spec.run_dir);
+        if (!rs.ok()) return;
+        for (const ProcessRecord& r : *rs) {
+          if (r.name == p.name) (void)launcher->Signal(r, SIGKILL);
+        }
+      };
     }
-    return OkStatus();
+    std::vector<ProcessSpec> specs;
+    for (ProcessSpec& p : PlanJobProcesses(j, endpoint)) {
+      if (only.empty() || only.count(p.host)) specs.push_back(std::move(p));
+    }
+    return StartPlannedProcesses(j, specs);
   };
   const Status st = RunTrainJob(train_config, &job, start, stop);
   // Remote processes outlive their watchers: stop the ones a failed run left behind.

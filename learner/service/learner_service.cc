@@ -98,8 +98,8 @@ Result<std::unique_ptr<collective::Collective>> JoinRanks(const LearnerOptions& 
     return FailedPrecondition("learner rank " + std::to_string(o.rank) +
                               " loaded other weights than rank 0 from " + weights_from);
   }
-  spdlog::info("{}: rank {} of {} joined its peers ({})", name, o.rank, o.world_size,
-               ranks->backend());
+  spdlog::info("{}: rank {} of {} joined its peers ({}, group {})", name, o.rank, o.world_size,
+               ranks->backend(), o.collective_run_id);
   return ranks;
 }
 
@@ -231,6 +231,12 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
       });
       if (!metrics.ok()) {
         spdlog::error("{}: step {} failed: {}", name, tb->step, metrics.status().ToString());
+        // A peer rank that is gone (the collective says kUnavailable) is not this batch's
+        // fault: the rank exits, and the scheduler restarts the whole group (learner.on_failure)
+        // or ends the run on the exits it sees.
+        if (parallel && metrics.status().code() == StatusCode::kUnavailable) {
+          return metrics.status();
+        }
         TREEPO_RETURN_IF_ERROR(conn->Send(pr::ErrorReply{
             metrics.status().code(), metrics.status().message(), pr::MessageType::kTreeBatch}));
         // Ranks that took different paths cannot go on together.

@@ -1,6 +1,8 @@
 // Learner and head recovery on real processes (tiny model, `treepo train` on loopback):
 //   - the learner is SIGKILLed while it trains a step: `train` restarts it from its newest
 //     complete checkpoint, sends it the steps since again, and the run records every step once;
+//   - one of two data-parallel learner ranks is SIGKILLed mid-step: both ranks are restarted
+//     together (a new group) and the run records every step once;
 //   - the learner is SIGSTOPped: its heartbeats stop, it is declared dead and restarted;
 //   - the head (`train` itself) is SIGKILLed mid-run: `treepo train --resume RUN_DIR` continues
 //     from the newest complete checkpoint, and metrics.jsonl holds every step once, with the
@@ -37,7 +39,8 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
   static constexpr const char* kDirPrefix = "treepo_recovery_e2e_";
 
  protected:
-  std::vector<std::string> TrainArgv(const std::string& out, int steps, int checkpoint_every) {
+  std::vector<std::string> TrainArgv(const std::string& out, int steps, int checkpoint_every,
+                                     int learners = 1) {
     std::vector<std::string> argv = {binary_, "train"};
     for (const std::string& s : {"model.base=" + (root_ / "base").string(),
                                  "out_dir=" + out,
@@ -50,6 +53,7 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
                                  std::string("task.train_problems=64"),
                                  std::string("learner.lr=1e-3"),
                                  std::string("cluster.workers=2"),
+                                 "cluster.learners=" + std::to_string(learners),
                                  std::string("cluster.worker_pages=256"),
                                  std::string("scheduler.heartbeat_interval_ms=200"),
                                  std::string("scheduler.heartbeat_timeout_ms=3000"),
@@ -67,20 +71,22 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
   }
 
   // A train run of `steps` steps (checkpoints every 2) in root_/NAME, running and with its
-  // learner past the checkpoint of step `checkpoint`: the learner's pid, or 0 (and a failure).
+  // learner (rank 0) past the checkpoint of step `checkpoint`: the pid of the learner of rank
+  // `kill_rank`, or 0 (and a failure).
   struct LearnerRun {
     std::string out, log, learner_log;
     std::optional<ChildProcess> train;
     pid_t learner = 0;
   };
-  LearnerRun StartUntilCheckpoint(const std::string& name, int steps, int checkpoint) {
+  LearnerRun StartUntilCheckpoint(const std::string& name, int steps, int checkpoint,
+                                  int learners = 1, int kill_rank = 0) {
     LearnerRun r;
     const fs::path dir = root_ / name;
     fs::create_directories(dir);
     r.out = (dir / "run").string();
     r.log = (dir / "train.log").string();
-    r.learner_log = r.out + "/logs/learner.log";
-    auto train = ChildProcess::Spawn(TrainArgv(r.out, steps, 2), r.log);
+    r.learner_log = r.out + (learners == 1 ? "/logs/learner.log" : "/logs/learner-0.log");
+    auto train = ChildProcess::Spawn(TrainArgv(r.out, steps, 2, learners), r.log);
     if (!train.ok()) {
       ADD_FAILURE() << train.status().ToString();
       return r;
@@ -97,7 +103,10 @@ class RecoveryE2eTest : public testing::TinyBaseSuite<RecoveryE2eTest> {
       ADD_FAILURE() << "no checkpoint " << ckpt << " while train ran\n" << ReadAll(r.log);
       return r;
     }
-    r.learner = testing::FindChild(r.train->pid(), {"learner"});
+    r.learner =
+        learners == 1
+            ? testing::FindChild(r.train->pid(), {"learner"})
+            : testing::FindChild(r.train->pid(), {"learner", "rank=" + std::to_string(kill_rank)});
     EXPECT_GT(r.learner, 0);
     return r;
   }
@@ -157,6 +166,27 @@ TEST_F(RecoveryE2eTest, ALearnerKilledMidStepIsRestartedAndEveryStepIsRecordedOn
     EXPECT_EQ(st["step"].get<int>(), s);
     EXPECT_EQ(st["prompts_drawn"].get<int64_t>(), int64_t{s} * kQueries) << name;
   }
+}
+
+TEST_F(RecoveryE2eTest, ADataParallelRankKilledMidStepRestartsBothRanksAndEveryStepOnce) {
+  constexpr int kSteps = 6;
+  // Rank 1 dies while both train step 2; rank 0 is left waiting in the gradient all-reduce.
+  LearnerRun run = StartUntilCheckpoint("rank_kill", kSteps, 2, /*learners=*/2, /*kill_rank=*/1);
+  ASSERT_GT(run.learner, 0);
+  ASSERT_EQ(::kill(run.learner, SIGKILL), 0);
+  ASSERT_TRUE(run.train->Wait(300000)) << ReadAll(run.log);
+  ASSERT_EQ(run.train->exit_code(), 0) << ReadAll(run.log);
+  const std::string text = ReadAll(run.log);
+  EXPECT_NE(text.find("learner-1 exited (signal 9)"), std::string::npos) << text;
+  EXPECT_NE(text.find("restarting 2 learner ranks"), std::string::npos) << text;
+  EXPECT_NE(text.find("RL: learner restarted at step 2"), std::string::npos) << text;
+  // Both ranks of the new group resumed from the checkpoint and met again.
+  for (const char* rank_log : {"/logs/learner-0.log", "/logs/learner-1.log"}) {
+    const std::string l = ReadAll(run.out + rank_log);
+    EXPECT_NE(l.find("resumed from"), std::string::npos) << rank_log << "\n" << l;
+    EXPECT_NE(l.find("restart-1"), std::string::npos) << rank_log << "\n" << l;
+  }
+  ExpectEveryStepOnce(run.out + "/metrics.jsonl", kSteps);
 }
 
 TEST_F(RecoveryE2eTest, AHungLearnerIsDeclaredDeadByItsHeartbeatsAndRestarted) {

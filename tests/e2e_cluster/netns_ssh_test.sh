@@ -4,7 +4,8 @@
 # last (with netem delay and loss on its link where the kernel has netem), CurveZMQ on, every
 # process started by the ssh launcher. `netns_ssh_test.sh train` or `... ops`:
 #   train: `treepo train --cluster FILE` completes every step exactly once, and again when a
-#          worker is SIGKILLed on its host mid-run (reported at once through its watcher);
+#          worker is SIGKILLed on its host mid-run (reported at once through its watcher), and
+#          when the learner is (restarted on its host over ssh from its newest checkpoint);
 #   ops:   `treepo cluster up` (the head itself started over ssh), `status` (the table with the
 #      registered workers), `scale workers=+1` (a third worker registers), `scale workers=-1`,
 #      `down` (nothing is left running in any namespace, the logs are fetched).
@@ -95,6 +96,33 @@ for line in open(sys.argv[1]):
         break
 PY
 echo "ok: a worker SIGKILLed on its host is reported and the run completes"
+
+# The learner SIGKILLed on its host mid-run: the head restarts it there over ssh from the
+# newest complete checkpoint, sends it the steps since again, and every step is recorded once.
+rm -rf run
+write_train_config 12 | sed 's/^checkpoint_every = 0$/checkpoint_every = 2/' >train.toml
+ip netns exec "${NS_PREFIX}0" "$BIN" train --cluster cluster.toml >train.out 2>train.err &
+TRAIN=$!
+wait_for 90 "the checkpoint of step 4" "[ -s run/checkpoints/step_000004/state.json ]" ||
+  fail "no checkpoint of step 4" train.err
+LPID=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' run/procs/learner.json)
+KILLED=$(date +%s.%N)
+ip netns exec "${NS_PREFIX}3" pkill -9 -P "$LPID" || fail "no learner process under $LPID on h3"
+wait "$TRAIN" || fail "train --cluster exited $? after the learner was killed" train.err
+check_steps run/metrics.jsonl 12 || fail "metrics.jsonl after the learner's kill"
+grep -q "learner exited (exit code 137)" run/logs/train.log || fail "the kill was not reported" run/logs/train.log
+grep -q "RL: learner restarted at step" run/logs/train.log || fail "no restart" run/logs/train.log
+[ "$(grep -c "started learner on $NS_NET.4 (ssh" run/logs/train.log)" -eq 2 ] ||
+  fail "the learner was not started again on h3 over ssh" run/logs/train.log
+/usr/bin/python3 - run/logs/train.log "$KILLED" <<'PY'
+import datetime, re, sys
+for line in open(sys.argv[1]):
+    if "RL: learner restarted at step" in line:
+        t = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        print("the learner's SIGKILL on h3 to its restart over ssh: %.0f ms" % ((t - float(sys.argv[2])) * 1000))
+        break
+PY
+echo "ok: the learner SIGKILLed on its host is restarted there and every step is recorded once"
 exit 0
 fi
 
