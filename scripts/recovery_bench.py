@@ -67,7 +67,7 @@ def train_argv(treepo, base, out, steps):
     sets = ["model.base=" + base, "out_dir=" + out, "steps=%d" % steps,
             "rollout.queries_per_step=4", "rollout.width=4", "rollout.segment_tokens=8",
             "rollout.max_depth=3", "rollout.branch=2", "task.train_problems=64",
-            "learner.lr=1e-3", "cluster.workers=2", "cluster.worker_pages=256",
+            "learner.lr=1e-3", "cluster.workers=2", "cluster.learners=1", "cluster.worker_pages=256",
             "scheduler.heartbeat_interval_ms=200", "scheduler.heartbeat_timeout_ms=3000",
             "output.checkpoint_every=1", "eval.before=false", "eval.after=false",
             "eval.checkpoints=false", "output.report=false", "output.progress=false",

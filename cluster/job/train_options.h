@@ -31,7 +31,7 @@ struct TrainOptions {
   scheduler::ChatModeOptions chat;
   int train_problems = 4000;  // task.train_problems: built-in task train set size
   int workers = 2;            // cluster.workers
-  int learners = 1;           // cluster.learners: data-parallel learner processes
+  int learners = 2;           // cluster.learners: data-parallel learner processes
   // cluster.learner_command: a shell command run (once per rank) instead of the built-in
   // learner, e.g. "/usr/bin/python3 examples/torch_learner.py"; it gets TREEPO_* variables
   // (LearnerCommandArgv) and must serve the scheduler through libtreepo_client.
@@ -40,7 +40,7 @@ struct TrainOptions {
   std::string worker_sampler = "default";  // cluster.worker_sampler: token sampler name
   int worker_pages = 2048;                 // cluster.worker_pages
   int page_size = 16;                      // cluster.page_size
-  int learner_threads = 2;                 // cluster.learner_threads
+  int learner_threads = 1;                 // cluster.learner_threads: BLAS threads per rank
   int learner_exit_timeout_ms = 120000;    // cluster.learner_exit_timeout_ms: final checkpoint
   bool eval_before = true;                 // eval.before
   bool eval_after = true;                  // eval.after

@@ -39,16 +39,16 @@ class LearnersE2eTest : public treepo::testing::TinyBaseSuite<LearnersE2eTest> {
  protected:
   // `treepo train` with tiny settings, 3 steps; returns its exit code (log in <out>.log).
   int Train(const fs::path& out, const std::string& extra) {
-    return Shell(binary_ + " train --set model.base=" + (root_ / "base").string() +
-                     " --set out_dir=" + out.string() +
-                     " --set steps=3 --set rollout.queries_per_step=4 --set rollout.width=2" +
-                     " --set rollout.segment_tokens=8 --set rollout.max_depth=2" +
-                     " --set rollout.branch=2 --set task.train_problems=50" +
-                     " --set learner.lr=1e-3 --set output.checkpoint_every=0" +
-                     " --set output.progress=false --set cluster.worker_pages=256" +
-                     " --set eval.before=false --set eval.problems=4" +
-                     " --set eval.max_new_tokens=32 " + extra,
-                 out.string() + ".log");
+    return Shell(
+        binary_ + " train --set model.base=" + (root_ / "base").string() + " --set out_dir=" +
+            out.string() + " --set steps=3 --set rollout.queries_per_step=4 --set rollout.width=2" +
+            " --set rollout.segment_tokens=8 --set rollout.max_depth=2" +
+            " --set rollout.branch=2 --set task.train_problems=50" +
+            " --set learner.lr=1e-3 --set output.checkpoint_every=0" +
+            " --set output.progress=false --set cluster.worker_pages=256" +
+            " --set cluster.learners=1" + " --set eval.before=false --set eval.problems=4" +
+            " --set eval.max_new_tokens=32 " + extra,
+        out.string() + ".log");
   }
 
   // Versions advance one per step, the workers follow, each step's trees come from its

@@ -48,7 +48,7 @@ class TrainE2eTest : public treepo::testing::TinyBaseSuite<TrainE2eTest> {
            "rollout.segment_tokens=8" +
            " --set rollout.max_depth=2 --set rollout.branch=2 --set task.train_problems=50" +
            " --set learner.lr=1e-3 --set output.checkpoint_every=2 --set output.progress=false" +
-           " --set cluster.worker_pages=256 " + extra;
+           " --set cluster.learners=1 --set cluster.worker_pages=256 " + extra;
   }
 
   // `treepo train` with tiny settings; returns its exit code (log in <out>.log).

@@ -34,8 +34,8 @@ class PluginTrainE2eTest : public treepo::testing::TinyBaseSuite<PluginTrainE2eT
         " --set rollout.queries_per_step=2 --set rollout.width=2 --set rollout.segment_tokens=8" +
         " --set rollout.max_depth=2 --set rollout.branch=2 --set task.train_problems=50" +
         " --set learner.lr=1e-3 --set output.checkpoint_every=0 --set output.progress=false" +
-        " --set cluster.worker_pages=256 --set eval.before=false --set eval.problems=4" +
-        " --set eval.max_new_tokens=16 " + extra;
+        " --set cluster.learners=1 --set cluster.worker_pages=256 --set eval.before=false" +
+        " --set eval.problems=4" + " --set eval.max_new_tokens=16 " + extra;
     return Shell(cmd, out.string() + ".log");
   }
 };
