@@ -11,10 +11,14 @@ or let `treepo train` start it in place of the built-in learner:
 
     treepo train --set "cluster.learner_command=/usr/bin/python3 examples/torch_learner.py"
 
-(then every option comes from the TREEPO_* environment variables train sets).
+(then every option comes from the TREEPO_* environment variables train sets). With
+`cluster.learners = N` (the default is 2) train starts N ranks of it: each trains on its shard
+of the step's trees, and the ranks sum their gradients and token counts with torch.distributed
+(Gloo, rendezvous in the file TREEPO_RENDEZVOUS), so every rank takes the same step; rank 0
+publishes, reports and checkpoints.
 
 Per step: one sequence per leaf (prompt + root-to-leaf path), the advantages treepo's
-estimator computed (whitened over the batch), logp_old recomputed with the current weights
+estimator computed (whitened over the batch; with several ranks over this rank's shard), logp_old recomputed with the current weights
 (tokens sampled by an older version use the workers' log-probs), the clipped loss
 (eps 0.2 / 0.28, dual clip 10, token mean over the batch), global-norm clip and one AdamW
 step; then publish version v+1 and report TrainDone. On Shutdown it writes the final
@@ -29,9 +33,11 @@ import shutil
 import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
+import torch.distributed
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "learner",
@@ -53,6 +59,9 @@ def parse_args():
     p.add_argument("--estimator", default=env("ESTIMATOR", "treepo"))
     p.add_argument("--rank", type=int, default=int(env("RANK", "0")))
     p.add_argument("--world-size", type=int, default=int(env("WORLD_SIZE", "1")))
+    p.add_argument("--rendezvous", default=env("RENDEZVOUS", ""),
+                   help="with world size > 1: a file path every rank can reach, not yet existing "
+                        "(torch.distributed's file:// rendezvous)")
     p.add_argument("--lr", type=float, default=float(env("LR", "2e-5")))
     p.add_argument("--warmup-steps", type=int, default=int(env("WARMUP_STEPS", "2")))
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -65,7 +74,19 @@ def parse_args():
     a = p.parse_args()
     if not a.scheduler or not a.model:
         p.error("--scheduler and --model are required (or TREEPO_SCHEDULER, TREEPO_MODEL)")
+    if a.world_size > 1 and not a.rendezvous:
+        p.error("--world-size > 1 needs --rendezvous (or TREEPO_RENDEZVOUS)")
     return a
+
+
+def all_reduce(values, op="sum"):
+    """`values` (floats) summed (or maxed) over the data-parallel ranks; as they are alone."""
+    if not torch.distributed.is_initialized():
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(
+        t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM)
+    return t.tolist()
 
 
 class Llama:
@@ -163,7 +184,9 @@ def train_step(model, opt, sched, batch, version, a):
     for i in range(n):
         tokens, plen, adv, lp, ver = batch.sequence(i)
         resp.append((adv[plen:], lp[plen:], ver[plen:]))
-    total = sum(len(r[0]) for r in resp)
+    # The loss is the token mean over the whole step's batch: every rank's tokens count.
+    local = sum(len(r[0]) for r in resp)
+    total = int(all_reduce([float(local)])[0])
     stats = {"loss": 0.0, "clipped": 0.0, "ratio_sum": 0.0, "ratio_max": 0.0, "mismatch": 0.0}
     opt.zero_grad(set_to_none=True)
     for start in range(0, n, a.micro_batch):
@@ -176,7 +199,7 @@ def train_step(model, opt, sched, batch, version, a):
         current = torch.from_numpy(ver == version)
         old = torch.where(current, logp.detach(), worker)
         pg, ratio, clipped = clipped_loss(logp, old, adv, a)
-        loss = pg.sum() / total
+        loss = pg.sum() / max(1, total)
         loss.backward()
         stats["loss"] += loss.item()
         stats["clipped"] += clipped.sum().item()
@@ -184,6 +207,20 @@ def train_step(model, opt, sched, batch, version, a):
         stats["ratio_max"] = max(stats["ratio_max"], ratio.max().item())
         stats["mismatch"] += (logp.detach() - worker).abs().sum().item()
     params = list(model.p.values())
+    if torch.distributed.is_initialized():
+        # One flat buffer: one all-reduce per step (a rank with an empty shard adds zeros).
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        stats["loss"], stats["clipped"], stats["ratio_sum"], stats["mismatch"] = all_reduce(
+            [stats["loss"], stats["clipped"], stats["ratio_sum"], stats["mismatch"]])
+        stats["ratio_max"] = all_reduce([stats["ratio_max"]], op="max")[0]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm).item()
     lr = opt.param_groups[0]["lr"]
     opt.step()
@@ -191,7 +228,7 @@ def train_step(model, opt, sched, batch, version, a):
     return {"loss": stats["loss"], "clip_fraction": stats["clipped"] / max(1, total),
             "ratio_mean": stats["ratio_sum"] / max(1, total), "ratio_max": stats["ratio_max"],
             "logp_mismatch": stats["mismatch"] / max(1, total), "grad_norm": grad_norm,
-            "lr": lr, "tokens": float(total), "sequences": float(n),
+            "lr": lr, "tokens": float(total), "sequences": float(all_reduce([float(n)])[0]),
             "optimizer_steps": 1.0, "train_s": time.perf_counter() - t0}
 
 
@@ -236,6 +273,10 @@ def save_checkpoint(root, step, version, model_dir, tensors):
 def main():
     a = parse_args()
     torch.set_num_threads(a.threads)
+    if a.world_size > 1:
+        os.makedirs(os.path.dirname(os.path.abspath(a.rendezvous)), exist_ok=True)
+        torch.distributed.init_process_group("gloo", init_method="file://" + a.rendezvous,
+                                             rank=a.rank, world_size=a.world_size)
     client = treepo_client.Client(a.scheduler, a.model, estimator=a.estimator,
                                   scheduler_key=a.scheduler_key, key=a.key, rank=a.rank,
                                   world_size=a.world_size,
@@ -265,18 +306,21 @@ def main():
         client.publish(version, named())  # the workers start from this learner's weights
     step = 0
     for batch in client.batches():
-        if a.world_size > 1:
-            client.fail("examples/torch_learner.py trains one rank; use torch.distributed "
-                        "to reduce gradients over ranks")
-            return 1
         metrics = train_step(model, opt, sched, batch, version, a)
         version += 1
         step = batch.step + 1
-        client.publish(version, named())
-        client.train_done(batch.step, version, metrics)
+        if lead:
+            client.publish(version, named())
+            client.train_done(batch.step, version, metrics)
         print("step %d -> version %d: loss %+.4f clip %.3f grad norm %.3f tokens %d in %.2fs" %
               (batch.step, version, metrics["loss"], metrics["clip_fraction"],
                metrics["grad_norm"], metrics["tokens"], metrics["train_s"]), flush=True)
+    if a.world_size > 1:
+        # Every rank took the same steps: the same weights, bit for bit.
+        crc = 0
+        for name in sorted(params):
+            crc = zlib.crc32(params[name].detach().numpy().tobytes(), crc)
+        print("rank %d/%d final weights crc32 %08x" % (a.rank, a.world_size, crc), flush=True)
     if lead and a.checkpoint_dir and step > 0:
         print("checkpoint", save_checkpoint(a.checkpoint_dir, step, version, a.model, named()),
               flush=True)

@@ -331,7 +331,7 @@ std::vector<ProcessSpec> PlanJobProcesses(TrainJob* job, const std::string& endp
   job->process_context = ctx;
   // Data-parallel ranks meet in a rendezvous directory of this run (removed at the end).
   learner::LearnerOptions& lo = job->options.learner;
-  if (t.learners > 1 && t.learner_command.empty()) {
+  if (t.learners > 1) {
     lo.collective_store = (fs::path(job->logs_dir) / "rendezvous").string();
     lo.collective_run_id =
         "run-" + std::to_string(::getpid()) + "-" + std::to_string(SteadyNowMs());

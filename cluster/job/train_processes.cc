@@ -43,6 +43,12 @@ std::vector<std::string> LearnerCommandArgv(const TrainJobOptions& o,
       "TREEPO_LR=" + std::to_string(lo.trainer.adamw.lr),
       "TREEPO_WARMUP_STEPS=" + std::to_string(lo.trainer.adamw.warmup_steps),
       "TREEPO_THREADS=" + std::to_string(t.learner_threads)};
+  // Data-parallel ranks meet in a file of the run's rendezvous directory (torch.distributed's
+  // file:// init in examples/torch_learner.py).
+  if (t.learners > 1) {
+    argv.push_back("TREEPO_RENDEZVOUS=" + lo.collective_store + "/" + lo.collective_run_id +
+                   ".torch");
+  }
   const std::vector<std::string>& key_flags = c.learner_key_flags;
   for (size_t i = 0; i + 1 < key_flags.size(); i += 2) {
     if (key_flags[i] == "--scheduler-key")

@@ -145,4 +145,36 @@ TEST_F(LearnersE2eTest, TorchLearnerServesTrainThroughTheClientLibrary) {
   EXPECT_NE(log.find("step 2 -> version 3"), std::string::npos) << log;
 }
 
+TEST_F(LearnersE2eTest, TorchLearnerRanksReduceWithTorchDistributedAndStayIdentical) {
+  if (std::system("/usr/bin/python3 -c 'import torch.distributed as d, numpy; "
+                  "assert d.is_gloo_available()' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3-torch with Gloo or python3-numpy is not installed";
+  }
+#if defined(__SANITIZE_THREAD__) || defined(TREEPO_ASAN_RUNTIME)
+  GTEST_SKIP() << "the single-rank torch test covers the client library in sanitizer builds";
+#endif
+  const fs::path out = root_ / "torch_ranks";
+  const std::string learner = "TREEPO_CLIENT_LIB=" + std::string(TREEPO_CLIENT_LIB_DEFAULT) +
+                              " /usr/bin/python3 " + treepo::testing::SourceDir() +
+                              "/examples/torch_learner.py";
+  ASSERT_EQ(Train(out, "--set cluster.learners=2 --set 'cluster.learner_command=" + learner + "'"),
+            0)
+      << ReadAll(out.string() + ".log") << ReadAll(out / "logs/learner-0.log")
+      << ReadAll(out / "logs/learner-1.log");
+  ExpectThreeSyncSteps(out);
+  std::string crc[2];
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string log = ReadAll(out / ("logs/learner-" + std::to_string(rank) + ".log"));
+    const std::string tag = "rank " + std::to_string(rank) + "/2 final weights crc32 ";
+    const size_t at = log.find(tag);
+    ASSERT_NE(at, std::string::npos) << log;
+    crc[rank] = log.substr(at + tag.size(), 8);
+  }
+  EXPECT_EQ(crc[0], crc[1]);
+  // Both ranks trained: the step's sequences are the two shards together.
+  for (const nlohmann::json& line : StepLines(out / "metrics.jsonl")) {
+    EXPECT_EQ(line["sequences"].get<double>(), 8.0) << line.dump();
+  }
+}
+
 }  // namespace
