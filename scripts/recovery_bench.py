@@ -5,6 +5,9 @@ a learner SIGKILL to the next completed step. Runs real processes (a tiny base m
 first, or --base DIR), polls the logs and metrics every 10 ms, and prints a table.
 
   scripts/recovery_bench.py --treepo build/release/cluster/treepo [--repeats 3] [--base DIR]
+                            [--learners N]
+
+With --learners 2 (train's default) the SIGKILL hits rank 1 and both ranks are restarted.
 """
 import argparse
 import json
@@ -63,11 +66,11 @@ def child_pid(parent, needle):
     return -1
 
 
-def train_argv(treepo, base, out, steps):
+def train_argv(treepo, base, out, steps, learners):
     sets = ["model.base=" + base, "out_dir=" + out, "steps=%d" % steps,
             "rollout.queries_per_step=4", "rollout.width=4", "rollout.segment_tokens=8",
             "rollout.max_depth=3", "rollout.branch=2", "task.train_problems=64",
-            "learner.lr=1e-3", "cluster.workers=2", "cluster.learners=1", "cluster.worker_pages=256",
+            "learner.lr=1e-3", "cluster.workers=2", "cluster.learners=%d" % learners, "cluster.worker_pages=256",
             "scheduler.heartbeat_interval_ms=200", "scheduler.heartbeat_timeout_ms=3000",
             "output.checkpoint_every=1", "eval.before=false", "eval.after=false",
             "eval.checkpoints=false", "output.report=false", "output.progress=false",
@@ -78,12 +81,12 @@ def train_argv(treepo, base, out, steps):
     return argv
 
 
-def one_run(treepo, base, work, i):
+def one_run(treepo, base, work, i, learners):
     out = os.path.join(work, "run%d" % i)
     log = os.path.join(work, "train%d.log" % i)
     metrics = os.path.join(out, "metrics.jsonl")
     with open(log, "w") as lf:
-        train = subprocess.Popen(train_argv(treepo, base, out, 12), stdout=lf, stderr=lf)
+        train = subprocess.Popen(train_argv(treepo, base, out, 12, learners), stdout=lf, stderr=lf)
     try:
         wait_for(lambda: step_lines(metrics) >= 2, 300, "two steps")
         endpoint = read(os.path.join(out, "endpoint")).strip()
@@ -108,7 +111,7 @@ def one_run(treepo, base, work, i):
                            120, "the joiner's first result")
         # The learner is SIGKILLed; train restarts it and completes the next step.
         done = step_lines(metrics)
-        learner = child_pid(train.pid, "learner")
+        learner = child_pid(train.pid, "learner" if learners == 1 else "rank=1")
         t_kill = time.monotonic()
         os.kill(learner, signal.SIGKILL)
         t_back = wait_for(lambda: "RL: learner restarted" in read(log), 120, "the restart")
@@ -132,6 +135,7 @@ def main():
     ap.add_argument("--treepo", default="build/release/cluster/treepo")
     ap.add_argument("--base", default="", help="base model dir (default: pretrain a tiny one)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--learners", type=int, default=2, help="data-parallel learner ranks")
     ap.add_argument("--dim", type=int, default=32, help="pretrained base: model width")
     ap.add_argument("--layers", type=int, default=1, help="pretrained base: layers")
     a = ap.parse_args()
@@ -147,7 +151,7 @@ def main():
                             "--max-seq-len", "128", "--corpus", "200",
                             "--eval-problems", "0", "--threads", "1"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rows = [one_run(a.treepo, base, work, i) for i in range(a.repeats)]
+        rows = [one_run(a.treepo, base, work, i, a.learners) for i in range(a.repeats)]
         params = read(os.path.join(base, "config.json"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -157,9 +161,8 @@ def main():
             ("restart", "learner SIGKILL -> learner back"),
             ("next_step", "learner SIGKILL -> next step recorded")]
     cfg = json.loads(params) if params else {}
-    print("base model: dim %s, %s layers, vocab %s" % (cfg.get("hidden_size"),
-                                                      cfg.get("num_hidden_layers"),
-                                                      cfg.get("vocab_size")))
+    print("base model: dim %s, %s layers, vocab %s; %d learner rank(s)" % (
+        cfg.get("hidden_size"), cfg.get("num_hidden_layers"), cfg.get("vocab_size"), a.learners))
     print("| measure | " + " | ".join("run %d" % (i + 1) for i in range(len(rows))) +
           " | median |")
     print("|---|" + "---|" * (len(rows) + 1))
