@@ -124,9 +124,7 @@ Result<std::string> ResolveResume(const std::string& resume) {
 Status RestartLearners(TrainJob* job, const std::string& why) {
   const TrainJobOptions& o = job->options;
   if (!job->start_process) {
-    return FailedPrecondition(
-        "the learners were not started by this run (Kubernetes Pods): "
-        "not restarted");
+    return FailedPrecondition("the learners are Pods, not started by this run: not restarted");
   }
   learner::LearnerOptions lo = o.learner;
   Result<std::string> ckpt = learner::NewestCompleteCheckpoint(lo.checkpoint_dir);
