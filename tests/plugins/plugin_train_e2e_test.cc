@@ -78,7 +78,9 @@ TEST_F(PluginTrainE2eTest, TrainsWithPluginRewardAndEstimator) {
 // plug-in's state.
 TEST_F(PluginTrainE2eTest, TrainsWithPluginLearner) {
   const fs::path out = root_ / "learner";
-  ASSERT_EQ(Train(out, std::string("--set steps=3 --set plugins=") + EXAMPLE_LEARNER_SO +
+  ASSERT_EQ(Train(out, std::string("--set steps=3 --set plugins=") + EXAMPLE_LEARNER_SO + "," +
+                           EXAMPLE_REWARD_SO +
+                           " --set rollout.reward=short_response"
                            " --set learner.algorithm=reinforce_sgd"
                            " --set learner.algorithm_options=lr=0.05"),
             0)
@@ -94,6 +96,9 @@ TEST_F(PluginTrainE2eTest, TrainsWithPluginLearner) {
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_EQ(lines[i]["weight_version"].get<uint64_t>(), i + 1);
     EXPECT_EQ(lines[i]["rollout_version_max"].get<uint64_t>(), i);
+    // The leaves' rewards differ (a length penalty), so the plug-in's gradient is not zero.
+    EXPECT_GT(lines[i]["grad_norm"].get<double>(), 0.0) << lines[i].dump();
+    EXPECT_EQ(lines[i]["lr"].get<double>(), 0.05);
   }
   const std::string learner_log = ReadAll(out / "logs" / "learner.log");
   EXPECT_NE(learner_log.find("registered learner algorithm 'reinforce_sgd'"), std::string::npos)
@@ -103,15 +108,17 @@ TEST_F(PluginTrainE2eTest, TrainsWithPluginLearner) {
   const nlohmann::json state = nlohmann::json::parse(ReadAll(ckpt / "state.json"));
   EXPECT_EQ(state["algorithm"], "reinforce_sgd");
   EXPECT_EQ(ReadAll(ckpt / "reinforce_sgd_state.txt"), "steps 3\n");
+  // The weights it trained are the ones checkpointed: they moved away from the base model.
+  EXPECT_NE(ReadAll(ckpt / "model.safetensors"), ReadAll(root_ / "base" / "model.safetensors"));
 }
 
 // An unknown algorithm name stops the learner at start with the registered names; a learner
 // plug-in built for ABI version 1 is refused with the version message.
 TEST_F(PluginTrainE2eTest, UnknownAlgorithmOrOldAbiStopsTheStart) {
   const fs::path unknown = root_ / "unknown_algorithm";
-  EXPECT_NE(Train(unknown, std::string("--set steps=1 --set plugins=") + EXAMPLE_LEARNER_SO +
+  EXPECT_EQ(Train(unknown, std::string("--set steps=1 --set plugins=") + EXAMPLE_LEARNER_SO +
                                " --set learner.algorithm=reinforce_sgdd"),
-            0);
+            1);
   const std::string log =
       ReadAll(unknown.string() + ".log") + ReadAll(unknown / "logs" / "learner.log");
   EXPECT_NE(log.find("unknown learner algorithm 'reinforce_sgdd' (known: ppo_clip, reinforce_sgd)"),
