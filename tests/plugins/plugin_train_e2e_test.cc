@@ -110,6 +110,26 @@ TEST_F(PluginTrainE2eTest, TrainsWithPluginLearner) {
   EXPECT_EQ(ReadAll(ckpt / "reinforce_sgd_state.txt"), "steps 3\n");
   // The weights it trained are the ones checkpointed: they moved away from the base model.
   EXPECT_NE(ReadAll(ckpt / "model.safetensors"), ReadAll(root_ / "base" / "model.safetensors"));
+
+  // A resume runs the algorithm that wrote the checkpoint, with its state loaded back.
+  const std::string plugins = std::string(" --set plugins=") + EXAMPLE_LEARNER_SO + "," +
+                              EXAMPLE_REWARD_SO + " --set rollout.reward=short_response";
+  const fs::path other = root_ / "resume_other";
+  EXPECT_EQ(Train(other, "--set steps=4 --set resume=" + ckpt.string() + plugins), 1);
+  const std::string olog = ReadAll(other.string() + ".log");
+  EXPECT_NE(olog.find("was written by learner algorithm 'reinforce_sgd', this learner runs "
+                      "'ppo_clip'"),
+            std::string::npos)
+      << olog;
+  const fs::path resumed = root_ / "resume_same";
+  ASSERT_EQ(Train(resumed, "--set steps=4 --set resume=" + ckpt.string() + plugins +
+                               " --set learner.algorithm=reinforce_sgd"),
+            0)
+      << ReadAll(resumed.string() + ".log");
+  const nlohmann::json s2 = nlohmann::json::parse(ReadAll(resumed / "summary.json"));
+  EXPECT_EQ(s2["final_version"].get<uint64_t>(), 4u);
+  EXPECT_EQ(ReadAll(resumed / "checkpoints" / "step_000004" / "reinforce_sgd_state.txt"),
+            "steps 4\n");
 }
 
 // An unknown algorithm name stops the learner at start with the registered names; a learner
