@@ -196,8 +196,8 @@ typedef struct TreepoLearnerSequence {
 
 /* What a step may report; the host starts every field at 0 and sends them with TrainDone. */
 typedef struct TreepoLearnerMetrics {
-  double loss;
-  double grad_norm;
+  double loss;      /* this rank's part: the host sums it over the ranks */
+  double grad_norm; /* of the whole batch's gradient (the same on every rank) */
   double lr;
   int64_t optimizer_steps;
 } TreepoLearnerMetrics;

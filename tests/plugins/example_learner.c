@@ -58,10 +58,11 @@ static void Destroy(void* instance) { free(instance); }
 static int Step(void* instance, const TreepoLearnerStep* ctx) {
   Instance* in = (Instance*)instance;
   const size_t n = ctx->n_tokens;
-  double totals[2] = {(double)n, 0.0}; /* tokens, sum of A_t logp_t */
+  double totals[2] = {(double)n, 0.0}; /* tokens, sum of A_t logp_t: this rank's, then all */
   float* logp = (float*)malloc((n > 0 ? n : 1) * sizeof(float));
   float* coeff = (float*)malloc((n > 0 ? n : 1) * sizeof(float));
   float** grads = (float**)malloc((ctx->n_tensors > 0 ? ctx->n_tensors : 1) * sizeof(float*));
+  double local_sum = 0.0;
   int rc = (logp == NULL || coeff == NULL || grads == NULL) ? 1 : 0;
   if (rc == 0 && ctx->forward(ctx, logp) != 0) rc = 2;
   if (rc == 0) {
@@ -72,6 +73,7 @@ static int Step(void* instance, const TreepoLearnerStep* ctx) {
         totals[1] += (double)s->advantages[j] * logp[t];
       }
     }
+    local_sum = totals[1];
     if (ctx->all_reduce_sum(ctx, totals, 2) != 0) rc = 3;
   }
   /* totals[0] is the same on every rank, so every rank calls backward alike (or none does). */
@@ -95,7 +97,7 @@ static int Step(void* instance, const TreepoLearnerStep* ctx) {
         w[e] -= (float)(in->lr * g[e]);
       }
     }
-    ctx->metrics->loss = -totals[1] / totals[0];
+    ctx->metrics->loss = -local_sum / totals[0]; /* the host sums the ranks' parts */
     ctx->metrics->grad_norm = sqrt(norm2);
     ctx->metrics->optimizer_steps = 1;
   }

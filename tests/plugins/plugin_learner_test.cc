@@ -209,7 +209,9 @@ TEST_F(PluginLearnerTest, TwoRanksTakeTheStepOfOne) {
   const std::vector<TreeRecord> trees = RandomTrees(6, 9);
   auto one = Make("reinforce_sgd", "lr=0.5", HostOptions());
   ASSERT_TRUE(one.ok());
-  ASSERT_TRUE((*one)->Step(Batch(trees)).ok());
+  auto one_m = (*one)->Step(Batch(trees));
+  ASSERT_TRUE(one_m.ok());
+  std::vector<double> loss(2, 0.0);
   const auto shards = ShardTreesByTokens(trees, 2);
   const std::string store = testing::FreshTempDir("plugin_learner_dp");
   std::vector<std::vector<float>> weights(2);
@@ -234,6 +236,7 @@ TEST_F(PluginLearnerTest, TwoRanksTakeTheStepOfOne) {
       auto m = (*algo)->Step(b);
       ASSERT_TRUE(m.ok()) << m.status().ToString();
       weights[static_cast<size_t>(r)] = (*algo)->weights().data;
+      loss[static_cast<size_t>(r)] = m->loss;
     });
   }
   for (std::thread& t : threads) t.join();
@@ -244,6 +247,8 @@ TEST_F(PluginLearnerTest, TwoRanksTakeTheStepOfOne) {
       MaxRelDiff(SmallModel(), weights[0], std::vector<double>(w1.begin(), w1.end()));
   std::printf("max relative difference of the weights, 2 ranks vs 1: %.3g\n", rel);
   EXPECT_LE(rel, 1e-5);
+  // Each rank reports its part of the loss; the learner process sums them.
+  EXPECT_NEAR(loss[0] + loss[1], one_m->loss, 1e-6);
 }
 
 TEST_F(PluginLearnerTest, StateGoesIntoCheckpoints) {

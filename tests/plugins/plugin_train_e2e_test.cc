@@ -132,6 +132,36 @@ TEST_F(PluginTrainE2eTest, TrainsWithPluginLearner) {
             "steps 4\n");
 }
 
+// Two data-parallel learner ranks, each with its own instance of the plug-in: the host's
+// backward sums the gradient over them, so their weights stay identical (checked by a hash
+// every step) and the run goes on as with one.
+TEST_F(PluginTrainE2eTest, TrainsWithPluginLearnerOnTwoRanks) {
+  const fs::path out = root_ / "learner_dp";
+  ASSERT_EQ(Train(out, std::string("--set steps=2 --set plugins=") + EXAMPLE_LEARNER_SO + "," +
+                           EXAMPLE_REWARD_SO +
+                           " --set rollout.reward=short_response --set rollout.queries_per_step=4"
+                           " --set learner.algorithm=reinforce_sgd --set cluster.learners=2"
+                           " --set learner.check_weights=true"),
+            0)
+      << ReadAll(out.string() + ".log");
+  const nlohmann::json summary = nlohmann::json::parse(ReadAll(out / "summary.json"));
+  EXPECT_EQ(summary["final_version"].get<uint64_t>(), 2u);
+  for (const auto& [name, v] : summary["worker_versions"].items()) {
+    EXPECT_EQ(v.get<uint64_t>(), 2u) << name;
+  }
+  const std::vector<nlohmann::json> lines = treepo::testing::StepLines(out / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const nlohmann::json& l : lines) {
+    EXPECT_EQ(l["learner_ranks"].get<double>(), 2.0);
+    EXPECT_GT(l["grad_norm"].get<double>(), 0.0);
+  }
+  for (const char* rank : {"learner-0.log", "learner-1.log"}) {
+    EXPECT_NE(ReadAll(out / "logs" / rank).find("reinforce_sgd learner algorithm"),
+              std::string::npos)
+        << rank;
+  }
+}
+
 // An unknown algorithm name stops the learner at start with the registered names; a learner
 // plug-in built for ABI version 1 is refused with the version message.
 TEST_F(PluginTrainE2eTest, UnknownAlgorithmOrOldAbiStopsTheStart) {
