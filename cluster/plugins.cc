@@ -4,6 +4,7 @@
 
 #include "common/plugin/plugin_loader.h"
 #include "learner/advantage/advantage.h"
+#include "learner/service/learner_algorithm.h"
 #include "scheduler/reward/reward_fn.h"
 #include "scheduler/tree/policies.h"
 #include "scheduler/tree/stop_rules.h"
@@ -18,6 +19,7 @@ Status LoadPluginFiles(const std::vector<std::string>& paths) {
   host.stop_rule = scheduler::RegisterStopRulePlugin;
   host.branching = scheduler::RegisterBranchingPlugin;
   host.sampler = worker::RegisterSamplerPlugin;
+  host.learner = learner::RegisterLearnerPlugin;
   return LoadPlugins(paths, host);
 }
 

@@ -1,6 +1,7 @@
 // Plug-in loading for every `treepo` command: the libraries named by the config key `plugins`
 // (a TOML array of paths, or `--set plugins=a.so,b.so`) register into the registries of the
-// scheduler (rewards, stop rules, branching policies) and the learner (advantage estimators).
+// scheduler (rewards, stop rules, branching policies), the learner (advantage estimators,
+// learner algorithms) and the worker (token samplers).
 // docs/plugins.md describes the ABI.
 #pragma once
 

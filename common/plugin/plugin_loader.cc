@@ -58,6 +58,9 @@ int RegisterBranching(void* h, const TreepoBranchingPlugin* d) {
 int RegisterSampler(void* h, const TreepoSamplerPlugin* d) {
   return Register(h, d, static_cast<InitContext*>(h)->host->sampler, "token sampler");
 }
+int RegisterLearner(void* h, const TreepoLearnerPlugin* d) {
+  return Register(h, d, static_cast<InitContext*>(h)->host->learner, "learner algorithm");
+}
 const char* LastError(void* h) { return static_cast<InitContext*>(h)->last_error.c_str(); }
 void Log(void* h, const char* message) {
   spdlog::info("plugin {}: {}", static_cast<InitContext*>(h)->library,
@@ -118,6 +121,7 @@ Status LoadOne(const std::string& path, const PluginHost& host) {
   api.register_stop_rule = &RegisterStopRule;
   api.register_branching = &RegisterBranching;
   api.register_sampler = &RegisterSampler;
+  api.register_learner = &RegisterLearner;
   api.last_error = &LastError;
   api.log = &Log;
   const int rc = init_fn(&api);

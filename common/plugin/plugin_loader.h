@@ -25,6 +25,7 @@ struct PluginHost {
   std::function<Status(const TreepoStopRulePlugin&)> stop_rule;
   std::function<Status(const TreepoBranchingPlugin&)> branching;
   std::function<Status(const TreepoSamplerPlugin&)> sampler;
+  std::function<Status(const TreepoLearnerPlugin&)> learner;
 };
 
 // A comma-separated config value (how a TOML array such as `plugins = [...]` reads) split

@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define TREEPO_PLUGIN_ABI_VERSION 1u
+#define TREEPO_PLUGIN_ABI_VERSION 2u
 
 /* A string that is not NUL-terminated. */
 typedef struct TreepoText {
@@ -161,6 +161,106 @@ typedef struct TreepoSamplerPlugin {
   TreepoSamplerDrawFn draw;
 } TreepoSamplerPlugin;
 
+/* ---- learners (the learner process: the training algorithm) ----
+ *
+ * A learner plug-in brings its loss and optimiser; the host brings the model: its forward
+ * pass (per response token log-probs under the current weights) and backward pass (the
+ * gradient of any per-token weighted sum of those log-probs), tree-packed and in micro-batches
+ * as the learner.* options say. The host advances the weight version after every step,
+ * publishes the weights to the workers and checkpoints them; the plug-in checkpoints its own
+ * state (optimiser moments) through save_state / load_state. */
+
+/* One weight tensor: Hugging Face name, row-major. `data` is the host's fp32 storage, which
+ * the plug-in updates in place; it stays at this address for the life of the instance. */
+typedef struct TreepoTensor {
+  const char* name; /* NUL-terminated, e.g. "model.layers.0.self_attn.q_proj.weight" */
+  float* data;
+  const int64_t* shape;
+  int32_t ndim;
+  size_t numel;
+} TreepoTensor;
+
+/* One training sequence: a leaf's root-to-leaf path (prompt, then response). */
+typedef struct TreepoLearnerSequence {
+  const int32_t* tokens; /* [n_tokens]: prompt tokens, then response tokens */
+  int32_t n_tokens;
+  int32_t prompt_len; /* >= 1; response token j is tokens[prompt_len + j] */
+  /* The response tokens' values, each [n_tokens - prompt_len]: */
+  const float* rollout_logp; /* log-probs the workers sampled them with */
+  const float* advantages;   /* the estimator's per-token advantages (learner.estimator) */
+  const uint64_t* versions;  /* weight version that sampled each token */
+  uint32_t tree;             /* index of the leaf's tree in this step's batch (this rank's) */
+  TreepoText query_id;       /* the tree's query */
+  float reward;              /* the leaf's reward */
+} TreepoLearnerSequence;
+
+/* What a step may report; the host starts every field at 0 and sends them with TrainDone. */
+typedef struct TreepoLearnerMetrics {
+  double loss;      /* this rank's part: the host sums it over the ranks */
+  double grad_norm; /* of the whole batch's gradient (the same on every rank) */
+  double lr;
+  int64_t optimizer_steps;
+} TreepoLearnerMetrics;
+
+typedef struct TreepoLearnerStep TreepoLearnerStep;
+struct TreepoLearnerStep {
+  void* host;         /* the host's; leave alone */
+  uint64_t version;   /* version of the weights now; the step makes version + 1 */
+  int32_t rank;       /* this rank, 0 .. world_size - 1 */
+  int32_t world_size; /* data-parallel ranks, each stepping on its own shard of the batch */
+  const TreepoLearnerSequence* sequences; /* this rank's shard, grouped by tree */
+  size_t n_sequences;
+  /* Response tokens over `sequences`: the length of forward's and backward's arrays, which
+   * hold sequence 0's response tokens, then sequence 1's, ... */
+  size_t n_tokens;
+  TreepoTensor* tensors; /* the weights (same as at create) */
+  size_t n_tensors;
+  TreepoLearnerMetrics* metrics;
+  /* logp_out[n_tokens] = log p(response token | its path) under the weights as they are now.
+   * 0, or non-zero on failure (the reason in `error`; return non-zero from step then). */
+  int (*forward)(const TreepoLearnerStep* ctx, float* logp_out);
+  /* The gradient of sum_t coeff[t] * logp_t (coeff[n_tokens]) under the weights as they are
+   * now, summed over every rank (every rank must call it the same number of times, also with
+   * an empty shard); grads[i] is set to tensor i's gradient (tensors[i].numel floats, the
+   * host's buffer, valid until the next backward or the end of the step). Runs its own
+   * forward pass. 0, or non-zero on failure. */
+  int (*backward)(const TreepoLearnerStep* ctx, const float* coeff, float** grads);
+  /* Sums values[0 .. n) over every rank in place (token counts, loss sums); every rank must
+   * call it alike. 0, or non-zero on failure. */
+  int (*all_reduce_sum)(const TreepoLearnerStep* ctx, double* values, size_t n);
+  char* error; /* the step's failure reason (NUL-terminated, at most error_cap bytes) */
+  size_t error_cap;
+};
+
+typedef struct TreepoLearnerInit {
+  TreepoTensor* tensors; /* the weights, updated in place by step */
+  size_t n_tensors;
+  int32_t rank;
+  int32_t world_size;
+  TreepoText settings; /* learner.algorithm_options, verbatim ("" when unset) */
+  char* error;         /* create's failure reason (NUL-terminated, at most error_cap bytes) */
+  size_t error_cap;
+} TreepoLearnerInit;
+
+typedef struct TreepoLearnerPlugin {
+  const char* name; /* the name the config uses (learner.algorithm); NUL-terminated */
+  void* state;      /* the plug-in's; handed to create */
+  /* Makes one learner instance (one per learner process, or per rank in a test) into
+   * *instance. 0, or non-zero with the reason in init->error. Required. */
+  int (*create)(void* state, const TreepoLearnerInit* init, void** instance);
+  /* Frees an instance. Optional (NULL). */
+  void (*destroy)(void* instance);
+  /* One training step on ctx's batch: update ctx->tensors in place. 0, or non-zero with the
+   * reason in ctx->error; a failed step leaves the version where it was. Required. Called
+   * from one thread at a time per instance. */
+  int (*step)(void* instance, const TreepoLearnerStep* ctx);
+  /* Writes the instance's own state (optimiser) into the checkpoint directory `dir` (the
+   * host writes the weights there); load_state reads it back on a resume. Optional (NULL:
+   * the plug-in keeps no state across steps). 0, or non-zero on failure. */
+  int (*save_state)(void* instance, const char* dir);
+  int (*load_state)(void* instance, const char* dir);
+} TreepoLearnerPlugin;
+
 /* ---- the host's side ---- */
 
 typedef struct TreepoPluginApi {
@@ -171,6 +271,7 @@ typedef struct TreepoPluginApi {
   int (*register_stop_rule)(void* host, const TreepoStopRulePlugin* plugin);
   int (*register_branching)(void* host, const TreepoBranchingPlugin* plugin);
   int (*register_sampler)(void* host, const TreepoSamplerPlugin* plugin);
+  int (*register_learner)(void* host, const TreepoLearnerPlugin* plugin);
   /* The reason of the last refused registration ("" when none); valid until the next call. */
   const char* (*last_error)(void* host);
   /* Writes one line to the host's log at info level. */

@@ -18,6 +18,8 @@ void ForEachKey(O& o, F&& f) {
   f("checkpoint_every", &o.checkpoint_every);
   f("checkpoint_on_signal", &o.checkpoint_on_signal);
   f("estimator", &o.estimator);
+  f("algorithm", &o.algorithm);
+  f("algorithm_options", &o.algorithm_options);
   f("weight_chunk_bytes", &o.weight_chunk_bytes);
   f("blas_threads", &o.blas_threads);
   f("rank", &o.rank);
@@ -55,6 +57,7 @@ Status LearnerOptions::Validate() const {
   if (model_path.empty() && resume_dir.empty()) {
     return InvalidArgument("learner: set model (or resume)");
   }
+  if (algorithm.empty()) return InvalidArgument("learner: algorithm is empty");
   if (checkpoint_every < 0) return InvalidArgument("checkpoint_every must be >= 0");
   if (weight_chunk_bytes < 1 || weight_chunk_bytes > (int64_t{32} << 20)) {
     return InvalidArgument("weight_chunk_bytes must be in [1, 32 MiB]");

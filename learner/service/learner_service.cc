@@ -79,7 +79,7 @@ uint64_t WeightsHash(const model::ModelWeights& w) {
 Result<std::unique_ptr<collective::Collective>> JoinRanks(const LearnerOptions& o,
                                                           const std::string& name,
                                                           const std::string& weights_from,
-                                                          Trainer* trainer) {
+                                                          LearnerAlgorithm* trainer) {
   collective::CollectiveOptions co;
   co.backend = o.collective_backend;
   co.rank = o.rank;
@@ -105,8 +105,9 @@ Result<std::unique_ptr<collective::Collective>> JoinRanks(const LearnerOptions& 
 
 // After a data-parallel step: the metrics over every rank, and (check_weights) the check
 // that every rank holds the same weights.
-Status ReduceStep(collective::Collective& ranks, const Trainer& trainer, bool check_weights,
-                  uint64_t step, TrainStepMetrics* metrics, LearnerBatch* batch) {
+Status ReduceStep(collective::Collective& ranks, const LearnerAlgorithm& trainer,
+                  bool check_weights, uint64_t step, TrainStepMetrics* metrics,
+                  LearnerBatch* batch) {
   TREEPO_RETURN_IF_ERROR(ReduceMetrics(ranks, metrics, batch));
   if (!check_weights) return OkStatus();
   TREEPO_ASSIGN_OR_RETURN(const bool same,
@@ -145,12 +146,23 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   const int max_seq_len = weights.config.max_seq_len;
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<AdvantageEstimator> estimator,
                           MakeAdvantageEstimator(o.estimator));
-  TREEPO_ASSIGN_OR_RETURN(
-      std::unique_ptr<Trainer> trainer,
-      Trainer::Create(std::move(weights), o.trainer, WeightVersion(state.version)));
+  LearnerAlgorithmOptions ao;
+  ao.trainer = &o.trainer;
+  ao.settings = o.algorithm_options;
+  ao.version = WeightVersion(state.version);
+  ao.rank = o.rank;
+  ao.world_size = o.world_size;
+  TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<LearnerAlgorithm> trainer,
+                          MakeLearnerAlgorithm(o.algorithm, std::move(weights), ao));
   if (!o.resume_dir.empty()) {
-    TREEPO_RETURN_IF_ERROR(
-        trainer->optimizer().Load(o.resume_dir + "/" + std::string(kOptimizerFile)));
+    const std::string saved_by =
+        state.algorithm.empty() ? kDefaultLearnerAlgorithm : state.algorithm;
+    if (saved_by != trainer->name()) {
+      return FailedPrecondition(
+          "checkpoint " + o.resume_dir + " was written by learner algorithm '" + saved_by +
+          "', this learner runs '" + std::string(trainer->name()) + "' (learner.algorithm)");
+    }
+    TREEPO_RETURN_IF_ERROR(trainer->LoadState(o.resume_dir));
     spdlog::info("{}: resumed from {} at step {} (weight version {})", name, o.resume_dir,
                  state.step, state.version);
   }
@@ -171,8 +183,8 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   copt.keys = o.keys;
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<LearnerConnection> conn,
                           LearnerConnection::Connect(copt, stop));
-  spdlog::info("{}: registered with {} ({} estimator, lr {})", name, o.scheduler_endpoint,
-               estimator->name(), o.trainer.adamw.lr);
+  spdlog::info("{}: registered with {} ({} estimator, {} learner algorithm, lr {})", name,
+               o.scheduler_endpoint, estimator->name(), trainer->name(), o.trainer.adamw.lr);
 
   MessageWeightPublisher publisher([&conn](pr::Payload p) { return conn->Send(std::move(p)); },
                                    static_cast<size_t>(o.weight_chunk_bytes));
@@ -188,8 +200,11 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
     if (!lead || o.checkpoint_dir.empty() || saved_step == step) return OkStatus();
     const std::string dir = CheckpointDir(o.checkpoint_dir, step);
     TREEPO_RETURN_IF_ERROR(Heartbeating(*conn, [&] {
-      return SaveCheckpoint(dir, trainer->weights(), trainer->optimizer(),
-                            {step, trainer->version().value(), prompts_drawn}, weights_from);
+      CheckpointState cs;
+      cs.step = step;
+      cs.version = trainer->version().value();
+      cs.prompts_drawn = prompts_drawn;
+      return SaveCheckpoint(dir, *trainer, cs, weights_from);
     }));
     saved_step = step;
     spdlog::info("{}: checkpoint {}", name, dir);

@@ -1,10 +1,11 @@
 // The learner process (`treepo learner`): one thread owns a Dealer connected to the scheduler
-// and a Trainer. It registers (RegisterLearner, retried until RegisterAck), publishes its
-// current weights once (so every worker starts from the learner's version, e.g. after a
-// resume), then for each TreeBatch: advantages (estimator by name), training step, publish
-// version v+1 (WeightVersionNotice + WeightChunks, relayed by the scheduler to every worker),
-// TrainDone {step, v+1, metrics}. Shutdown, or *stop, ends it after a final checkpoint of any
-// step not yet saved (on *stop only with checkpoint_on_signal).
+// and a learner algorithm (by name, learner_algorithm.h; the built-in Trainer by default). It
+// registers (RegisterLearner, retried until RegisterAck), publishes its current weights once (so
+// every worker starts from the learner's version, e.g. after a resume), then for each TreeBatch:
+// advantages (estimator by name), training step, publish version v+1 (WeightVersionNotice +
+// WeightChunks, relayed by the scheduler to every worker), TrainDone {step, v+1, metrics}.
+// Shutdown, or *stop, ends it after a final checkpoint of any step not yet saved (on *stop only
+// with checkpoint_on_signal).
 //
 // Data parallel (world_size > 1): every rank registers with the scheduler, which sends each
 // rank its shard of every step's trees; the ranks meet through a Collective (collective_*
@@ -29,6 +30,7 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "learner/service/learner_algorithm.h"
 #include "learner/service/trainer.h"
 #include "protocols/curve_keys.h"
 
@@ -47,7 +49,11 @@ struct LearnerOptions {
   // train` sets it false: there the learner gets SIGTERM when `train` dies (the scheduler has
   // then not recorded the last step) and a Ctrl-C reaches it too; `train` ends it by Shutdown.
   bool checkpoint_on_signal = true;
-  std::string estimator = "treepo";      // estimator: advantage estimator name
+  std::string estimator = "treepo";  // estimator: advantage estimator name
+  // algorithm: the learner algorithm by name (learner_algorithm.h): "ppo_clip" (the built-in
+  // Trainer) or a plug-in's; algorithm_options: its settings, handed to it verbatim.
+  std::string algorithm = kDefaultLearnerAlgorithm;
+  std::string algorithm_options;
   int64_t weight_chunk_bytes = 1 << 20;  // weight_chunk_bytes: bytes per WeightChunk
   int blas_threads = 0;                  // blas_threads: 0 = leave OpenBLAS's setting
   int rank = 0;                          // rank: this learner's data-parallel rank

@@ -81,6 +81,7 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
       reward_sum += leaf.reward;
       TrainSequence s;
       s.tree = q;
+      s.query_id = t.query_id;
       s.reward = leaf.reward;
       s.prompt_len = prompt_len;
       s.tokens = t.prompt_tokens;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -21,6 +22,7 @@ struct TrainSequence {
   std::vector<float> rollout_logp;  // [response tokens] log-probs the worker reported
   std::vector<uint64_t> versions;   // [response tokens] weight version of the node it came from
   size_t tree = 0;                  // index of the leaf's tree in the batch
+  std::string query_id;             // the tree's query
   float reward = 0.0f;
 
   int response_tokens() const { return static_cast<int>(tokens.size()) - prompt_len; }

@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "learner/service/checkpoint.h"
+
 namespace treepo::learner {
 
 Status TrainerOptions::Validate() const {
@@ -120,11 +122,12 @@ Rows BuildRows(const LearnerBatch& batch, const std::vector<size_t>& seqs, bool 
   return r;
 }
 
-std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch,
-                                                       const std::vector<size_t>& seqs) const {
+std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
+                                              const std::vector<size_t>& seqs,
+                                              int micro_batch_tokens, bool packed) {
   // Units that stay together: one sequence, or (tree-packed) one tree's sequences.
   std::vector<std::pair<size_t, size_t>> units;
-  if (options_.tree_packing) {
+  if (packed) {
     units = TreeRuns(batch, seqs);
   } else {
     for (size_t i = 0; i < seqs.size(); ++i) units.emplace_back(i, i + 1);
@@ -133,9 +136,9 @@ std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch
   size_t rows = 0;
   for (const auto& [begin, end] : units) {
     const std::vector<size_t> unit(seqs.begin() + begin, seqs.begin() + end);
-    const size_t n = options_.tree_packing ? BuildRows(batch, unit, true).tokens.size()
-                                           : batch.sequences[unit[0]].tokens.size();
-    if (out.empty() || rows + n > static_cast<size_t>(options_.micro_batch_tokens)) {
+    const size_t n = packed ? BuildRows(batch, unit, true).tokens.size()
+                            : batch.sequences[unit[0]].tokens.size();
+    if (out.empty() || rows + n > static_cast<size_t>(micro_batch_tokens)) {
       out.emplace_back();
       rows = 0;
     }
@@ -143,6 +146,14 @@ std::vector<std::vector<size_t>> Trainer::MicroBatches(const LearnerBatch& batch
     rows += n;
   }
   return out;
+}
+
+Status Trainer::SaveState(const std::string& dir) const {
+  return adamw_.Save(dir + "/" + kOptimizerFile);
+}
+
+Status Trainer::LoadState(const std::string& dir) {
+  return adamw_.Load(dir + "/" + kOptimizerFile);
 }
 
 Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,

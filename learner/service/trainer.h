@@ -19,6 +19,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/collective/collective.h"
@@ -28,6 +30,7 @@
 #include "learner/adamw.h"
 #include "learner/loss.h"
 #include "learner/model_train.h"
+#include "learner/service/learner_algorithm.h"
 #include "learner/service/train_batch.h"
 #include "protocols/messages.h"
 
@@ -65,27 +68,14 @@ struct Rows {
 };
 Rows BuildRows(const LearnerBatch& batch, const std::vector<size_t>& seqs, bool packed);
 
-// Metrics of one step (TrainDone carries them by these names; see ToMetrics).
-struct TrainStepMetrics {
-  double loss = 0.0;           // mean over optimiser steps
-  double clip_fraction = 0.0;  // token-weighted over every micro-batch
-  double ratio_mean = 0.0;
-  double ratio_max = 0.0;
-  double kl_mean = 0.0;
-  double entropy_mean = 0.0;
-  double advantage_mean = 0.0;
-  double advantage_std = 0.0;
-  double logp_mismatch = 0.0;  // mean |recomputed logp_old - rollout logp| per token
-  double logp_mismatch_max = 0.0;
-  double grad_norm = 0.0;  // mean global norm before clipping over optimiser steps
-  double lr = 0.0;         // of the last optimiser step
-  int64_t tokens = 0;      // response tokens trained on (per epoch)
-  int64_t sequences = 0;
-  int64_t optimizer_steps = 0;
-  double train_s = 0.0;
-};
+// Groups the sequences `seqs` of `batch` into micro-batches of at most micro_batch_tokens rows
+// (a longer unit runs alone), keeping each tree's sequences together when `packed`.
+std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
+                                              const std::vector<size_t>& seqs,
+                                              int micro_batch_tokens, bool packed);
 
-class Trainer {
+// The built-in learner algorithm "ppo_clip".
+class Trainer : public LearnerAlgorithm {
  public:
   // Refuses invalid options (kInvalidArgument).
   static Result<std::unique_ptr<Trainer>> Create(model::ModelWeights weights,
@@ -95,24 +85,28 @@ class Trainer {
   // One step; on success the weights are version() + 1. A batch with no token changes
   // nothing and returns zero metrics (the version still advances, so versions count steps).
   // kFailedPrecondition when a token's sampling version is neither current nor kept.
-  Result<TrainStepMetrics> Step(const LearnerBatch& batch);
+  Result<TrainStepMetrics> Step(const LearnerBatch& batch) override;
 
-  const model::ModelWeights& weights() const { return *weights_; }
-  WeightVersion version() const { return version_; }
+  std::string_view name() const override { return kDefaultLearnerAlgorithm; }
+  const model::ModelWeights& weights() const override { return *weights_; }
+  WeightVersion version() const override { return version_; }
   AdamW& optimizer() { return adamw_; }
   // Ranks to reduce over (null or world_size 1: this trainer alone). Must outlive the trainer.
   // kInvalidArgument when world_size > 1 and mini_batch_queries > 0.
-  Status set_collective(collective::Collective* collective);
+  Status set_collective(collective::Collective* collective) override;
+  // The AdamW state, as optimizer.safetensors (kOptimizerFile) in `dir`.
+  Status SaveState(const std::string& dir) const override;
+  Status LoadState(const std::string& dir) override;
 
  private:
   Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version);
 
   // Fills logp_old (per sequence, per response token) with the sampling version's weights.
   Status RecomputeOldLogp(const LearnerBatch& batch, std::vector<std::vector<float>>* logp_old);
-  // Groups the sequences `seqs` into micro-batches of at most micro_batch_tokens rows, keeping
-  // each tree's sequences together when tree_packing is on.
   std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
-                                                const std::vector<size_t>& seqs) const;
+                                                const std::vector<size_t>& seqs) const {
+    return learner::MicroBatches(batch, seqs, options_.micro_batch_tokens, options_.tree_packing);
+  }
 
   TrainerOptions options_;
   std::unique_ptr<model::ModelWeights> weights_;

@@ -114,6 +114,13 @@ TEST(TrainerTest, OldVersionsAreKeptUpToTheStalenessBound) {
   EXPECT_EQ((*t)->Step(TwoSequences(0)).status().code(), StatusCode::kFailedPrecondition);
 }
 
+CheckpointState State(int64_t step, uint64_t version) {
+  CheckpointState s;
+  s.step = step;
+  s.version = version;
+  return s;
+}
+
 TEST(TrainerTest, CheckpointRoundTrip) {
   TrainerOptions o;
   auto t = Trainer::Create(TinyModel(), o, WeightVersion(0));
@@ -121,11 +128,20 @@ TEST(TrainerTest, CheckpointRoundTrip) {
   ASSERT_TRUE((*t)->Step(TwoSequences(0)).ok());
   const std::string root = ::treepo::testing::FreshTempDir("ckpt");
   const std::string dir = CheckpointDir(root, 1);
-  ASSERT_TRUE(SaveCheckpoint(dir, (*t)->weights(), (*t)->optimizer(), {1, 1}).ok());
+  ASSERT_TRUE(SaveCheckpoint(dir, **t, State(1, 1)).ok());
   auto st = ReadCheckpointState(dir);
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->step, 1);
   EXPECT_EQ(st->version, 1u);
+  EXPECT_EQ(st->algorithm, "ppo_clip");
+  EXPECT_EQ(st->state_files, std::vector<std::string>{kOptimizerFile});
+  auto newest = NewestCompleteCheckpoint(root);
+  ASSERT_TRUE(newest.ok()) << newest.status().ToString();
+  EXPECT_EQ(*newest, dir);
+  // Without the file its algorithm's state is in, the checkpoint is incomplete.
+  std::filesystem::remove(dir + "/" + kOptimizerFile);
+  EXPECT_EQ(NewestCompleteCheckpoint(root).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(SaveCheckpoint(dir, **t, State(1, 1)).ok());
   auto w = model::LoadModel(dir);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   EXPECT_EQ(w->data, (*t)->weights().data);
@@ -147,7 +163,7 @@ TEST(TrainerTest, CheckpointCarriesTheTokenizerAndTaskOfItsModel) {
   std::ofstream(base + "/tokenizer.bin") << "tokenizer bytes";
   std::ofstream(base + "/task.json") << "{}";
   const std::string dir = CheckpointDir(root + "/checkpoints", 2);
-  ASSERT_TRUE(SaveCheckpoint(dir, (*t)->weights(), (*t)->optimizer(), {2, 2}, base).ok());
+  ASSERT_TRUE(SaveCheckpoint(dir, **t, State(2, 2), base).ok());
   std::ifstream tok(dir + "/tokenizer.bin");
   std::string text((std::istreambuf_iterator<char>(tok)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "tokenizer bytes");

@@ -2,7 +2,8 @@
  *   1  built for another ABI version
  *   2  init registers a reward under a built-in's name ("math")
  *   3  init reports failure without registering anything
- *   4  no entry points at all (an ordinary shared library) */
+ *   4  no entry points at all (an ordinary shared library)
+ *   5  built for ABI version 1 (before learner plug-ins) */
 #include "common/plugin/treepo_plugin.h"
 
 #if BAD_KIND == 4
@@ -17,6 +18,8 @@ static void Score(void* state, TreepoText response, TreepoText reference, int32_
 uint32_t treepo_plugin_abi_version(void) {
 #if BAD_KIND == 1
   return TREEPO_PLUGIN_ABI_VERSION + 1;
+#elif BAD_KIND == 5
+  return 1;
 #else
   return TREEPO_PLUGIN_ABI_VERSION;
 #endif

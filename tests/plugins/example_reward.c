@@ -2,7 +2,10 @@
  *
  * "boxed_exact": the content of the response's last \boxed{...} (balanced braces) compared
  * byte for byte with the reference answer, both trimmed of spaces: +1 when equal, 0 when a box
- * holds something else, -1 when there is no box. */
+ * holds something else, -1 when there is no box.
+ *
+ * "short_response": a length penalty alone, -(response bytes) / 256 floored at -1, so the
+ * leaves of a tree differ in reward even when none is right (the learner tests use it). */
 #include <string.h>
 
 #include "common/plugin/treepo_plugin.h"
@@ -55,12 +58,21 @@ static void Score(void* state, TreepoText response, TreepoText reference, int32_
   out->reward = box_size == ref_size && memcmp(box, ref, ref_size) == 0 ? 1.0f : 0.0f;
 }
 
+static void ScoreShort(void* state, TreepoText response, TreepoText reference,
+                       int32_t response_tokens, TreepoRewardOutput* out) {
+  (void)state, (void)reference, (void)response_tokens;
+  const float r = -(float)response.size / 256.0f;
+  out->reward = r < -1.0f ? -1.0f : r;
+}
+
 uint32_t treepo_plugin_abi_version(void) { return TREEPO_PLUGIN_ABI_VERSION; }
 
 int treepo_plugin_init(const TreepoPluginApi* api) {
   if (api->abi_version != TREEPO_PLUGIN_ABI_VERSION) return 1;
   const TreepoRewardPlugin reward = {"boxed_exact", NULL, Score};
   if (api->register_reward(api->host, &reward) != 0) return 2;
+  const TreepoRewardPlugin short_response = {"short_response", NULL, ScoreShort};
+  if (api->register_reward(api->host, &short_response) != 0) return 3;
   api->log(api->host, "boxed_exact reward ready");
   return 0;
 }
