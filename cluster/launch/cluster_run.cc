@@ -102,6 +102,63 @@ void FetchLogs(const ClusterSpec& spec, Launcher* launcher, const std::vector<Pr
   }
 }
 
+// A resumed run (`train --resume RUN_DIR --cluster FILE`): what the dead head left running.
+// Workers that still run are returned when `adopt_workers` (they register with the new head
+// by themselves: --rejoin-timeout-ms); every other process still running (the learner, whose
+// state is ahead of the checkpoint the run resumes from, or workers that cannot rejoin) is
+// stopped: SIGTERM, SIGKILL after `grace_ms`. Only the hosts in `only` (empty: all).
+Result<std::vector<ProcessRecord>> TakeOverLeftovers(const ClusterSpec& spec, Launcher* launcher,
+                                                     bool adopt_workers,
+                                                     const std::set<std::string>& only,
+                                                     int grace_ms) {
+  TREEPO_ASSIGN_OR_RETURN(std::vector<ProcessRecord> records, LoadProcessRecords(spec.run_dir));
+  std::vector<ProcessRecord> candidates;
+  for (const ProcessRecord& r : records) {
+    if (r.role != "head" && (only.empty() || only.count(r.host) > 0)) candidates.push_back(r);
+  }
+  std::vector<ProcessRecord> adopted, stopping;
+  std::vector<Result<bool>> alive = launcher->AliveAll(candidates);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const ProcessRecord& r = candidates[i];
+    if (!alive[i].ok()) {
+      spdlog::warn("cannot tell whether {} (pid {} on {}) of the previous head still runs: {}",
+                   r.name, r.pid, r.address, alive[i].status().ToString());
+      continue;
+    }
+    if (!*alive[i]) continue;
+    if (r.role == "worker" && adopt_workers) {
+      spdlog::info("{} (pid {} on {}) of the previous head still runs: it rejoins this one", r.name,
+                   r.pid, r.address);
+      adopted.push_back(r);
+    } else {
+      spdlog::info("stopping {} (pid {} on {}) of the previous head{}", r.name, r.pid, r.address,
+                   r.role == "learner" ? ": the run resumes from its newest checkpoint" : "");
+      (void)launcher->Signal(r, SIGTERM);
+      stopping.push_back(r);
+    }
+  }
+  const int64_t deadline = SteadyNowMs() + grace_ms;
+  while (!stopping.empty()) {
+    std::vector<ProcessRecord> still;
+    std::vector<Result<bool>> a = launcher->AliveAll(stopping);
+    for (size_t i = 0; i < stopping.size(); ++i) {
+      if (a[i].ok() && *a[i]) still.push_back(stopping[i]);
+    }
+    stopping.swap(still);
+    if (stopping.empty()) break;
+    if (SteadyNowMs() >= deadline) {
+      for (const ProcessRecord& r : stopping) {
+        spdlog::warn("{} (pid {} on {}) did not stop within {} ms: SIGKILL", r.name, r.pid,
+                     r.address, grace_ms);
+        (void)launcher->Signal(r, SIGKILL);
+      }
+      break;
+    }
+    SleepMs(100);
+  }
+  return adopted;
+}
+
 }  // namespace
 
 Result<ClusterSpec> LoadClusterFile(const std::string& path, const std::vector<std::string>& sets) {
@@ -176,6 +233,26 @@ Status ApplySlurmNodes(const SlurmRole& role, ClusterSpec* spec) {
   return OkStatus();
 }
 
+Result<Config> ClusterResumeConfig(const ClusterSpec& spec, const std::string& run_dir,
+                                   const std::string& train_config,
+                                   const std::vector<std::string>& sets) {
+  std::error_code ec1, ec2;
+  const fs::path given = fs::weakly_canonical(run_dir, ec1);
+  const fs::path own = fs::weakly_canonical(spec.run_dir, ec2);
+  if (ec1 || ec2 || given != own) {
+    return InvalidArgument("--resume " + run_dir + ": the cluster file " + spec.path +
+                           " runs in run_dir = " + spec.run_dir + "; resume that directory");
+  }
+  TREEPO_ASSIGN_OR_RETURN(Config c, LoadRunConfig(run_dir));
+  if (!train_config.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(Config file, Config::LoadTomlFile(train_config));
+    for (const auto& [key, value] : file.values()) c.SetValue(key, value);
+  }
+  for (const auto& [k, v] : TrainKeysFromCluster(spec)) c.SetValue(k, v);
+  for (const std::string& s : sets) TREEPO_RETURN_IF_ERROR(c.Set(s));
+  return c;
+}
+
 Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
                        const std::vector<std::string>& hosts, const std::atomic<bool>* stop) {
   if (spec.curve) TREEPO_RETURN_IF_ERROR(LocalCurveKeys::EnsureKeyDir(spec.KeysDir()));
@@ -189,14 +266,33 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
   job.executable = spec.binary;
   auto start = [&](TrainJob* j, const std::string& endpoint) -> Status {
     if (!launcher) return OkStatus();  // Pods join by themselves
+    // A remote process's log stays on its host; its watcher's output (the log's tail once it
+    // exits) is kept here.
+    auto local_log_of = [&](const std::string& name, const std::string& log_path) {
+      return launcher->name() == "ssh" ? (fs::path(j->logs_dir) / (name + ".ssh.log")).string()
+                                       : log_path;
+    };
+    std::set<std::string> adopted;
+    if (!j->options.train.resume.empty()) {
+      // Resuming: the workers the dead head left rejoin (they register again on its endpoint)
+      // and are watched again; its learner is replaced by one from the checkpoint.
+      const bool adopt =
+          launcher->ProcessesOutliveHead() && j->options.train.worker_rejoin_timeout_ms > 0;
+      TREEPO_ASSIGN_OR_RETURN(std::vector<ProcessRecord> left,
+                              TakeOverLeftovers(spec, launcher.get(), adopt, only, 10000));
+      for (const ProcessRecord& r : left) {
+        const std::string local_log = local_log_of(r.name, r.log_path);
+        Result<ChildProcess> c = launcher->Watch(r, local_log);
+        if (!c.ok()) return c.status().WithContext("watching " + r.name + " on " + r.address);
+        j->children.Add(r.name, std::move(*c), local_log, false);
+        adopted.insert(r.name);
+      }
+    }
     for (const ProcessSpec& p : PlanJobProcesses(j, endpoint)) {
       if (!only.empty() && !only.count(p.host)) continue;
+      if (adopted.count(p.name) > 0) continue;
       ProcessRecord r = RecordOf(p, *launcher);
-      // A remote process's log stays on its host; its watcher's output (the log's tail once it
-      // exits) is kept here.
-      const std::string local_log = launcher->name() == "ssh"
-                                        ? (fs::path(j->logs_dir) / (p.name + ".ssh.log")).string()
-                                        : p.log_path;
+      const std::string local_log = local_log_of(p.name, p.log_path);
       Result<ChildProcess> c = launcher->StartAttached(p, local_log, &r);
       if (!c.ok()) return c.status().WithContext("starting " + p.name + " on " + p.address);
       TREEPO_RETURN_IF_ERROR(SaveProcessRecord(spec.run_dir, r));

@@ -22,6 +22,13 @@ Result<ClusterSpec> LoadClusterFile(const std::string& path, const std::vector<s
 Result<Config> ClusterTrainConfig(const ClusterSpec& spec, const std::string& train_config,
                                   const std::vector<std::string>& sets);
 
+// The config of `train --resume RUN_DIR --cluster FILE`: the run's own keys (RUN_DIR's
+// run_config.json, with `resume` = RUN_DIR), then `train_config` ("" = none), the file's keys
+// and `sets` over them. RUN_DIR must be the file's run_dir.
+Result<Config> ClusterResumeConfig(const ClusterSpec& spec, const std::string& run_dir,
+                                   const std::string& train_config,
+                                   const std::vector<std::string>& sets);
+
 // The file's hosts as a run's placement.
 std::vector<HostPlacement> ClusterPlacement(const ClusterSpec& spec);
 
@@ -38,6 +45,9 @@ Status ApplySlurmNodes(const SlurmRole& role, ClusterSpec* spec);
 // `train --cluster`: the head. Makes the key directory's missing keys (keys.curve), runs every
 // train stage with the processes of `hosts` (empty: all of the file's) started through the
 // file's launcher and recorded in run_dir/procs, and stops the ones still running at the end.
+// Resuming (`resume` set, ClusterResumeConfig), it first takes over what the dead head left:
+// workers still running on their hosts (ssh) rejoin and are watched instead of started again;
+// any other process still running (the learner) is stopped and started anew.
 Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
                        const std::vector<std::string>& hosts, const std::atomic<bool>* stop);
 
