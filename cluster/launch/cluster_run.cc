@@ -398,6 +398,10 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
         "the kubernetes launcher runs through kubectl: `treepo cluster render k8s FILE > "
         "manifests.yaml && kubectl apply -f manifests.yaml`");
   }
+  if (o.resume && spec.launcher != "local" && spec.launcher != "ssh") {
+    return InvalidArgument("cluster up --resume: the " + spec.launcher +
+                           " launcher cannot resume a run; the local and ssh launchers can");
+  }
   if (spec.launcher == "slurm") {
     if (std::getenv("SLURM_JOB_ID") == nullptr) {
       // Outside an allocation: submit one that runs `cluster up` on every node.
@@ -442,9 +446,9 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
                                 "): `treepo cluster down` first");
     }
   }
-  // A new run: the old records go.
+  // A new run: the old records go (a resumed one takes the processes they name back).
   std::error_code ec;
-  fs::remove_all(fs::path(spec.run_dir) / "procs", ec);
+  if (!o.resume) fs::remove_all(fs::path(spec.run_dir) / "procs", ec);
   fs::remove(fs::path(spec.run_dir) / scheduler::dashboard::kDashboardUrlFile, ec);
   ProcessSpec head;
   head.name = "head";
@@ -452,6 +456,10 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
   head.host = "head";
   head.address = spec.head_address;
   head.argv = {spec.binary.empty() ? SelfExecutable() : spec.binary, "train", "--cluster", o.file};
+  if (o.resume) {
+    head.argv.push_back("--resume");
+    head.argv.push_back(spec.run_dir);
+  }
   for (const std::string& s : o.sets) {
     head.argv.push_back("--cluster-set");
     head.argv.push_back(s);

@@ -66,10 +66,13 @@ struct ClusterUpOptions {
   std::string train_config;             // over the file's train_config
   std::vector<std::string> train_sets;  // over the train config
   int wait_ms = 120000;                 // for the head to answer /healthz
+  // local, ssh: resume the run in run_dir whose head died (`train --resume RUN_DIR --cluster`:
+  // the processes it left are taken back or replaced) instead of starting a new one.
+  bool resume = false;
 };
-// local/ssh: starts the head (`treepo train --cluster FILE`) detached on head.address and waits
-// until it answers. slurm: inside an allocation takes this task's role (and runs until the
-// run ends); outside, writes and submits the sbatch script.
+// local/ssh: starts the head (`treepo train --cluster FILE`, with `--resume RUN_DIR` when
+// o.resume) detached on head.address and waits until it answers. slurm: inside an allocation takes
+// this task's role (and runs until the run ends); outside, writes and submits the sbatch script.
 Status ClusterUp(const ClusterSpec& spec, const ClusterUpOptions& o, const std::atomic<bool>* stop);
 
 // The processes (name, role, host, pid, state, log) and the head's cluster table (workers,

@@ -11,7 +11,8 @@
 #          once with the versions of an undisturbed run, and no process is left anywhere;
 #   ops:   `treepo cluster up` (the head itself started over ssh), `status` (the table with the
 #      registered workers), `scale workers=+1` (a third worker registers), `scale workers=-1`,
-#      `down` (nothing is left running in any namespace, the logs are fetched).
+#      the head SIGKILLed and `cluster up --resume` (the workers rejoin it), `down` (nothing is
+#      left running in any namespace, the logs are fetched).
 # Skips (exit 77) without root, network namespaces or sshd.
 set -u
 MODE=${1:-train}
@@ -187,7 +188,8 @@ exit 0
 fi
 
 NS0="ip netns exec ${NS_PREFIX}0"
-timeout 120 $NS0 "$BIN" cluster up cluster.toml --train-set steps=100000 >up.out 2>&1 || fail "cluster up" up.out
+timeout 120 $NS0 "$BIN" cluster up cluster.toml --train-set steps=100000 \
+  --train-set output.checkpoint_every=20 >up.out 2>&1 || fail "cluster up" up.out
 wait_for 60 "two workers registered" \
   "$NS0 $BIN cluster status cluster.toml 2>&1 | tee status.out | grep -q 'workers 2 live'" || fail "status" status.out
 grep -q "worker-1 .*running" status.out || fail "status lists worker-1 running" status.out
@@ -200,6 +202,19 @@ $NS0 "$BIN" cluster scale cluster.toml workers=-1 >scale.out 2>&1 || fail "scale
 grep -q "stopping worker-3" scale.out || fail "scale -1 stops the newest worker" scale.out
 wait_for 30 "worker-3 exited" \
   "$NS0 $BIN cluster status cluster.toml 2>&1 | tee status.out | grep -q 'worker-3 .*exited'" || fail "worker-3 exit" status.out
+# The head SIGKILLed and resumed detached (`cluster up --resume`): the workers rejoin it.
+wait_for 60 "a checkpoint" "[ -f run/checkpoints/step_000020/state.json ]" || fail "no checkpoint"
+HEAD=$(record_pid head)
+$NS0 kill -9 -- "-$HEAD" || fail "no head process group $HEAD"
+wait_for 30 "the head gone" "! $NS0 kill -0 $HEAD 2>/dev/null" || fail "the head survived SIGKILL"
+timeout 120 $NS0 "$BIN" cluster up cluster.toml --resume >up.out 2>&1 || fail "cluster up --resume" up.out
+[ "$(record_pid head)" != "$HEAD" ] || fail "cluster up --resume recorded no new head"
+wait_for 60 "both workers back" \
+  "$NS0 $BIN cluster status cluster.toml 2>&1 | tee status.out | grep -q 'workers 2 live'" ||
+  fail "the workers did not rejoin the resumed head" status.out run/logs/head.log
+grep -q "worker-1 (pid .*) of the previous head still runs: it rejoins" run/logs/train.log ||
+  fail "the resumed head did not take worker-1 back" run/logs/head.log
+echo "ok: cluster up --resume after the head's SIGKILL: the workers rejoined"
 $NS0 "$BIN" cluster down cluster.toml --grace-ms 20000 >down.out 2>&1 || fail "cluster down" down.out
 [ -s run/logs/hosts/h1/worker-1.log ] || fail "down fetched no log of worker-1"
 check_nothing_left
