@@ -30,6 +30,7 @@ struct ClusterCmdOptions {
   std::string scale;       // scale: workers=N
   int grace_ms = 60000;    // down
   int wait_s = 120;        // up
+  bool resume = false;     // up
   std::string role, name;  // join
   std::string what;        // render: k8s | slurm
 };
@@ -48,6 +49,7 @@ Status RunClusterCmd(const std::string& sub, const ClusterCmdOptions& o) {
   up.train_config = o.train_config.empty() ? "" : Absolute(o.train_config);
   up.train_sets = o.train_sets;
   up.wait_ms = o.wait_s * 1000;
+  up.resume = o.resume;
   std::string out;
   if (sub == "up") return ClusterUp(spec, up, &g_cluster_stop);
   if (sub == "status") {
@@ -110,6 +112,9 @@ void RegisterCluster(CLI::App& app, int* exit_code) {
     }
     if (name == "up") {
       cmd->add_option("--wait-s", o->wait_s, "for the head to answer")->capture_default_str();
+      cmd->add_flag("--resume", o->resume,
+                    "resume the run in the file's run_dir whose head died (`train --resume`): "
+                    "workers still running rejoin, the learner restarts from its checkpoint");
     }
     if (name == "join") {
       cmd->add_option("--role", o->role, "worker or learner")->required();

@@ -38,12 +38,15 @@ struct TrainCmdOptions {
 
 Status RunTrainCmd(const TrainCmdOptions& c) {
   if (!c.cluster_file.empty()) {
-    if (!c.resume_run.empty()) {
-      return InvalidArgument("--resume continues a local run; it does not take --cluster");
-    }
     TREEPO_ASSIGN_OR_RETURN(const ClusterSpec spec,
                             LoadClusterFile(c.cluster_file, c.cluster_sets));
-    TREEPO_ASSIGN_OR_RETURN(const Config config, ClusterTrainConfig(spec, c.config_path, c.sets));
+    Config config;
+    if (c.resume_run.empty()) {
+      TREEPO_ASSIGN_OR_RETURN(config, ClusterTrainConfig(spec, c.config_path, c.sets));
+    } else {
+      TREEPO_ASSIGN_OR_RETURN(config,
+                              ClusterResumeConfig(spec, c.resume_run, c.config_path, c.sets));
+    }
     return RunClusterTrain(spec, config, {}, &g_train_stop);
   }
   if (!c.cluster_sets.empty()) return InvalidArgument("--cluster-set needs --cluster FILE");
@@ -76,7 +79,8 @@ void RegisterTrain(CLI::App& app, int* exit_code) {
                   "override a key of the cluster file: key=value (repeatable)");
   cmd->add_option("--resume", opts->resume_run,
                   "continue the run in RUN_DIR (after its head died): its config, newest "
-                  "complete checkpoint, metrics and dataset cursor, on its endpoint");
+                  "complete checkpoint, metrics and dataset cursor, on its endpoint; with "
+                  "--cluster, the file's run_dir, its workers still running taken back");
   cmd->callback([opts, exit_code] {
     InitLogging("train");
     std::signal(SIGINT, OnTrainSignal);

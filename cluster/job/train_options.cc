@@ -18,6 +18,9 @@ Status TrainOptions::Validate() const {
   if (learner_exit_timeout_ms < 1) {
     return InvalidArgument("cluster.learner_exit_timeout_ms must be >= 1");
   }
+  if (worker_rejoin_timeout_ms < 0) {
+    return InvalidArgument("cluster.worker_rejoin_timeout_ms must be >= 0");
+  }
   return OkStatus();
 }
 
@@ -79,6 +82,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_exit_timeout_ms", &o->learner_exit_timeout_ms));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_rejoin_timeout_ms", &o->worker_rejoin_timeout_ms));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.before", &o->eval_before));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.after", &o->eval_after));
   TREEPO_RETURN_IF_ERROR(c.Get("eval.checkpoints", &o->eval_checkpoints));
@@ -165,6 +169,7 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"cluster.page_size", fmt::format("{}", t.page_size)},
       {"cluster.learner_threads", fmt::format("{}", t.learner_threads)},
       {"cluster.learner_exit_timeout_ms", fmt::format("{}", t.learner_exit_timeout_ms)},
+      {"cluster.worker_rejoin_timeout_ms", fmt::format("{}", t.worker_rejoin_timeout_ms)},
       {"eval.before", Bool(t.eval_before)},
       {"eval.after", Bool(t.eval_after)},
       {"eval.checkpoints", Bool(t.eval_checkpoints)},

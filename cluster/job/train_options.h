@@ -42,17 +42,21 @@ struct TrainOptions {
   int page_size = 16;                      // cluster.page_size
   int learner_threads = 1;                 // cluster.learner_threads: BLAS threads per rank
   int learner_exit_timeout_ms = 120000;    // cluster.learner_exit_timeout_ms: final checkpoint
-  bool eval_before = true;                 // eval.before
-  bool eval_after = true;                  // eval.after
-  bool eval_checkpoints = true;            // eval.checkpoints: every intermediate checkpoint too
-  int eval_problems = 200;                 // eval.problems
-  int eval_samples = 8;                    // eval.samples (k for Maj@k / pass@k)
-  int eval_max_new_tokens = 96;            // eval.max_new_tokens
-  int checkpoint_every = 10;               // output.checkpoint_every (0: at the end only)
-  bool write_trees = true;                 // output.trees
-  bool report = true;                      // output.report
-  bool progress = true;                    // output.progress
-  bool curve = false;                      // scheduler.curve: ephemeral CURVE keys for the children
+  // cluster.worker_rejoin_timeout_ms: a worker whose head dies keeps registering for this long
+  // (`treepo worker --rejoin-timeout-ms`), so that `train --resume` on the same endpoint takes
+  // it back; 0: it exits after its scheduler timeout.
+  int worker_rejoin_timeout_ms = 120000;
+  bool eval_before = true;       // eval.before
+  bool eval_after = true;        // eval.after
+  bool eval_checkpoints = true;  // eval.checkpoints: every intermediate checkpoint too
+  int eval_problems = 200;       // eval.problems
+  int eval_samples = 8;          // eval.samples (k for Maj@k / pass@k)
+  int eval_max_new_tokens = 96;  // eval.max_new_tokens
+  int checkpoint_every = 10;     // output.checkpoint_every (0: at the end only)
+  bool write_trees = true;       // output.trees
+  bool report = true;            // output.report
+  bool progress = true;          // output.progress
+  bool curve = false;            // scheduler.curve: ephemeral CURVE keys for the children
   // scheduler.key_dir: CURVE keys from a directory (scheduler, worker and learner NAME.key and
   // NAME.pub, `treepo keys --role NAME`) instead of ephemeral ones; "" = none.
   std::string key_dir;

@@ -14,6 +14,10 @@ std::vector<std::string> WorkerArgv(const TrainJobOptions& o, const ProcessConte
                                    "--pages",     std::to_string(t.worker_pages),
                                    "--page-size", std::to_string(t.page_size),
                                    "--name",      name};
+  if (t.worker_rejoin_timeout_ms > 0) {
+    argv.push_back("--rejoin-timeout-ms");
+    argv.push_back(std::to_string(t.worker_rejoin_timeout_ms));
+  }
   for (const std::string& f : c.worker_key_flags) argv.push_back(f);
   argv.push_back("--sampler");
   argv.push_back(t.worker_sampler);

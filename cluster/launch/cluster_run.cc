@@ -102,6 +102,63 @@ void FetchLogs(const ClusterSpec& spec, Launcher* launcher, const std::vector<Pr
   }
 }
 
+// A resumed run (`train --resume RUN_DIR --cluster FILE`): what the dead head left running.
+// Workers that still run are returned when `adopt_workers` (they register with the new head
+// by themselves: --rejoin-timeout-ms); every other process still running (the learner, whose
+// state is ahead of the checkpoint the run resumes from, or workers that cannot rejoin) is
+// stopped: SIGTERM, SIGKILL after `grace_ms`. Only the hosts in `only` (empty: all).
+Result<std::vector<ProcessRecord>> TakeOverLeftovers(const ClusterSpec& spec, Launcher* launcher,
+                                                     bool adopt_workers,
+                                                     const std::set<std::string>& only,
+                                                     int grace_ms) {
+  TREEPO_ASSIGN_OR_RETURN(std::vector<ProcessRecord> records, LoadProcessRecords(spec.run_dir));
+  std::vector<ProcessRecord> candidates;
+  for (const ProcessRecord& r : records) {
+    if (r.role != "head" && (only.empty() || only.count(r.host) > 0)) candidates.push_back(r);
+  }
+  std::vector<ProcessRecord> adopted, stopping;
+  std::vector<Result<bool>> alive = launcher->AliveAll(candidates);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const ProcessRecord& r = candidates[i];
+    if (!alive[i].ok()) {
+      spdlog::warn("cannot tell whether {} (pid {} on {}) of the previous head still runs: {}",
+                   r.name, r.pid, r.address, alive[i].status().ToString());
+      continue;
+    }
+    if (!*alive[i]) continue;
+    if (r.role == "worker" && adopt_workers) {
+      spdlog::info("{} (pid {} on {}) of the previous head still runs: it rejoins this one", r.name,
+                   r.pid, r.address);
+      adopted.push_back(r);
+    } else {
+      spdlog::info("stopping {} (pid {} on {}) of the previous head{}", r.name, r.pid, r.address,
+                   r.role == "learner" ? ": the run resumes from its newest checkpoint" : "");
+      (void)launcher->Signal(r, SIGTERM);
+      stopping.push_back(r);
+    }
+  }
+  const int64_t deadline = SteadyNowMs() + grace_ms;
+  while (!stopping.empty()) {
+    std::vector<ProcessRecord> still;
+    std::vector<Result<bool>> a = launcher->AliveAll(stopping);
+    for (size_t i = 0; i < stopping.size(); ++i) {
+      if (a[i].ok() && *a[i]) still.push_back(stopping[i]);
+    }
+    stopping.swap(still);
+    if (stopping.empty()) break;
+    if (SteadyNowMs() >= deadline) {
+      for (const ProcessRecord& r : stopping) {
+        spdlog::warn("{} (pid {} on {}) did not stop within {} ms: SIGKILL", r.name, r.pid,
+                     r.address, grace_ms);
+        (void)launcher->Signal(r, SIGKILL);
+      }
+      break;
+    }
+    SleepMs(100);
+  }
+  return adopted;
+}
+
 }  // namespace
 
 Result<ClusterSpec> LoadClusterFile(const std::string& path, const std::vector<std::string>& sets) {
@@ -180,12 +237,33 @@ namespace {
 
 // Where the child that stands for `p` writes: a remote process's log stays on its host, and its
 // watcher's output (the log's tail once it exits) is kept in the run's logs beside it.
-std::string WatchLog(const Launcher& launcher, const ProcessSpec& p) {
-  if (launcher.name() != "ssh") return p.log_path;
-  return (fs::path(p.log_path).parent_path() / (p.name + ".ssh.log")).string();
+std::string WatchLog(const Launcher& launcher, const std::string& name,
+                     const std::string& log_path) {
+  if (launcher.name() != "ssh") return log_path;
+  return (fs::path(log_path).parent_path() / (name + ".ssh.log")).string();
 }
 
 }  // namespace
+
+Result<Config> ClusterResumeConfig(const ClusterSpec& spec, const std::string& run_dir,
+                                   const std::string& train_config,
+                                   const std::vector<std::string>& sets) {
+  std::error_code ec1, ec2;
+  const fs::path given = fs::weakly_canonical(run_dir, ec1);
+  const fs::path own = fs::weakly_canonical(spec.run_dir, ec2);
+  if (ec1 || ec2 || given != own) {
+    return InvalidArgument("--resume " + run_dir + ": the cluster file " + spec.path +
+                           " runs in run_dir = " + spec.run_dir + "; resume that directory");
+  }
+  TREEPO_ASSIGN_OR_RETURN(Config c, LoadRunConfig(run_dir));
+  if (!train_config.empty()) {
+    TREEPO_ASSIGN_OR_RETURN(Config file, Config::LoadTomlFile(train_config));
+    for (const auto& [key, value] : file.values()) c.SetValue(key, value);
+  }
+  for (const auto& [k, v] : TrainKeysFromCluster(spec)) c.SetValue(k, v);
+  for (const std::string& s : sets) TREEPO_RETURN_IF_ERROR(c.Set(s));
+  return c;
+}
 
 Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
                        const std::vector<std::string>& hosts, const std::atomic<bool>* stop) {
@@ -202,13 +280,16 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
     if (!launcher) return OkStatus();  // Pods join by themselves
     j->start_process = [&launcher, &spec](const ProcessSpec& p) -> Result<ChildProcess> {
       ProcessRecord r = RecordOf(p, *launcher);
-      Result<ChildProcess> c = launcher->StartAttached(p, WatchLog(*launcher, p), &r);
+      Result<ChildProcess> c =
+          launcher->StartAttached(p, WatchLog(*launcher, p.name, p.log_path), &r);
       if (!c.ok()) return c.status().WithContext("starting " + p.name + " on " + p.address);
       TREEPO_RETURN_IF_ERROR(SaveProcessRecord(spec.run_dir, r));
       spdlog::info("started {} on {} ({}, pid {})", p.name, p.address, r.launcher, r.pid);
       return c;
     };
-    j->watch_log = [&launcher](const ProcessSpec& p) { return WatchLog(*launcher, p); };
+    j->watch_log = [&launcher](const ProcessSpec& p) {
+      return WatchLog(*launcher, p.name, p.log_path);
+    };
     if (launcher->name() == "ssh") {
       // A remote process outlives its watcher: a replaced one is killed on its host.
       j->stop_process = [&launcher, &spec](const ProcessSpec& p) {
@@ -219,9 +300,27 @@ Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
         }
       };
     }
+    std::set<std::string> adopted;
+    if (!j->options.train.resume.empty()) {
+      // Resuming: the workers the dead head left rejoin (they register again on its endpoint)
+      // and are watched again; its learner is replaced by one from the checkpoint.
+      const bool adopt =
+          launcher->ProcessesOutliveHead() && j->options.train.worker_rejoin_timeout_ms > 0;
+      TREEPO_ASSIGN_OR_RETURN(std::vector<ProcessRecord> left,
+                              TakeOverLeftovers(spec, launcher.get(), adopt, only, 10000));
+      for (const ProcessRecord& r : left) {
+        const std::string local_log = WatchLog(*launcher, r.name, r.log_path);
+        Result<ChildProcess> c = launcher->Watch(r, local_log);
+        if (!c.ok()) return c.status().WithContext("watching " + r.name + " on " + r.address);
+        j->children.Add(r.name, std::move(*c), local_log, false);
+        adopted.insert(r.name);
+      }
+    }
     std::vector<ProcessSpec> specs;
     for (ProcessSpec& p : PlanJobProcesses(j, endpoint)) {
-      if (only.empty() || only.count(p.host)) specs.push_back(std::move(p));
+      if ((only.empty() || only.count(p.host)) && adopted.count(p.name) == 0) {
+        specs.push_back(std::move(p));
+      }
     }
     return StartPlannedProcesses(j, specs);
   };
@@ -322,6 +421,10 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
         "the kubernetes launcher runs through kubectl: `treepo cluster render k8s FILE > "
         "manifests.yaml && kubectl apply -f manifests.yaml`");
   }
+  if (o.resume && spec.launcher != "local" && spec.launcher != "ssh") {
+    return InvalidArgument("cluster up --resume: the " + spec.launcher +
+                           " launcher cannot resume a run; the local and ssh launchers can");
+  }
   if (spec.launcher == "slurm") {
     if (std::getenv("SLURM_JOB_ID") == nullptr) {
       // Outside an allocation: submit one that runs `cluster up` on every node.
@@ -366,9 +469,9 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
                                 "): `treepo cluster down` first");
     }
   }
-  // A new run: the old records go.
+  // A new run: the old records go (a resumed one takes the processes they name back).
   std::error_code ec;
-  fs::remove_all(fs::path(spec.run_dir) / "procs", ec);
+  if (!o.resume) fs::remove_all(fs::path(spec.run_dir) / "procs", ec);
   fs::remove(fs::path(spec.run_dir) / scheduler::dashboard::kDashboardUrlFile, ec);
   ProcessSpec head;
   head.name = "head";
@@ -376,6 +479,10 @@ Status ClusterUp(const ClusterSpec& spec_in, const ClusterUpOptions& o,
   head.host = "head";
   head.address = spec.head_address;
   head.argv = {spec.binary.empty() ? SelfExecutable() : spec.binary, "train", "--cluster", o.file};
+  if (o.resume) {
+    head.argv.push_back("--resume");
+    head.argv.push_back(spec.run_dir);
+  }
   for (const std::string& s : o.sets) {
     head.argv.push_back("--cluster-set");
     head.argv.push_back(s);

@@ -22,6 +22,13 @@ Result<ClusterSpec> LoadClusterFile(const std::string& path, const std::vector<s
 Result<Config> ClusterTrainConfig(const ClusterSpec& spec, const std::string& train_config,
                                   const std::vector<std::string>& sets);
 
+// The config of `train --resume RUN_DIR --cluster FILE`: the run's own keys (RUN_DIR's
+// run_config.json, with `resume` = RUN_DIR), then `train_config` ("" = none), the file's keys
+// and `sets` over them. RUN_DIR must be the file's run_dir.
+Result<Config> ClusterResumeConfig(const ClusterSpec& spec, const std::string& run_dir,
+                                   const std::string& train_config,
+                                   const std::vector<std::string>& sets);
+
 // The file's hosts as a run's placement.
 std::vector<HostPlacement> ClusterPlacement(const ClusterSpec& spec);
 
@@ -38,6 +45,9 @@ Status ApplySlurmNodes(const SlurmRole& role, ClusterSpec* spec);
 // `train --cluster`: the head. Makes the key directory's missing keys (keys.curve), runs every
 // train stage with the processes of `hosts` (empty: all of the file's) started through the
 // file's launcher and recorded in run_dir/procs, and stops the ones still running at the end.
+// Resuming (`resume` set, ClusterResumeConfig), it first takes over what the dead head left:
+// workers still running on their hosts (ssh) rejoin and are watched instead of started again;
+// any other process still running (the learner) is stopped and started anew.
 Status RunClusterTrain(const ClusterSpec& spec, const Config& train_config,
                        const std::vector<std::string>& hosts, const std::atomic<bool>* stop);
 
@@ -56,10 +66,13 @@ struct ClusterUpOptions {
   std::string train_config;             // over the file's train_config
   std::vector<std::string> train_sets;  // over the train config
   int wait_ms = 120000;                 // for the head to answer /healthz
+  // local, ssh: resume the run in run_dir whose head died (`train --resume RUN_DIR --cluster`:
+  // the processes it left are taken back or replaced) instead of starting a new one.
+  bool resume = false;
 };
-// local/ssh: starts the head (`treepo train --cluster FILE`) detached on head.address and waits
-// until it answers. slurm: inside an allocation takes this task's role (and runs until the
-// run ends); outside, writes and submits the sbatch script.
+// local/ssh: starts the head (`treepo train --cluster FILE`, with `--resume RUN_DIR` when
+// o.resume) detached on head.address and waits until it answers. slurm: inside an allocation takes
+// this task's role (and runs until the run ends); outside, writes and submits the sbatch script.
 Status ClusterUp(const ClusterSpec& spec, const ClusterUpOptions& o, const std::atomic<bool>* stop);
 
 // The processes (name, role, host, pid, state, log) and the head's cluster table (workers,

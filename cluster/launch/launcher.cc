@@ -120,6 +120,10 @@ class ShellLauncher : public Launcher {
     return static_cast<int64_t>(pid);
   }
 
+  Result<ChildProcess> Watch(const ProcessRecord& r, const std::string& local_log) override {
+    return ChildProcess::Spawn(ScriptArgv(r.address, WatchScript(r, Workdir())), local_log);
+  }
+
   Status Signal(const ProcessRecord& r, int signal) override {
     TREEPO_ASSIGN_OR_RETURN(CommandOutput out,
                             RunScript(r.address,
@@ -243,6 +247,7 @@ class ShellLauncher : public Launcher {
 class LocalLauncher : public ShellLauncher {
  public:
   std::string name() const override { return "local"; }
+  bool ProcessesOutliveHead() const override { return false; }
 
   Result<ChildProcess> StartAttached(const ProcessSpec& spec, const std::string& local_log,
                                      ProcessRecord* record) override {
@@ -287,11 +292,12 @@ class SshLauncher : public ShellLauncher {
     workdir_ = fs::current_path(ec).string();
   }
   std::string name() const override { return "ssh"; }
+  bool ProcessesOutliveHead() const override { return true; }
 
   Result<ChildProcess> StartAttached(const ProcessSpec& spec, const std::string& local_log,
                                      ProcessRecord* record) override {
     TREEPO_ASSIGN_OR_RETURN(record->pid, StartDetached(spec));
-    return ChildProcess::Spawn(ScriptArgv(spec.address, WatchScript(*record, workdir_)), local_log);
+    return Watch(*record, local_log);
   }
 
  protected:

@@ -60,6 +60,13 @@ class Launcher {
   // `local_log`. `record` gets the process's pid on its host when it is known.
   virtual Result<ChildProcess> StartAttached(const ProcessSpec& spec, const std::string& local_log,
                                              ProcessRecord* record) = 0;
+  // Watches a process started earlier (by a head that died): the returned child exits when
+  // the process does, with its exit status, and the tail of its log goes to `local_log`.
+  virtual Result<ChildProcess> Watch(const ProcessRecord& r, const std::string& local_log) = 0;
+  // True when the processes it starts for a run outlive the head (ssh: each runs detached on
+  // its host), so that a resumed head can take them back; false when they are the head's
+  // children and get SIGTERM when it dies (local).
+  virtual bool ProcessesOutliveHead() const = 0;
   // Sends `signal` to the process (its process group for detached ones).
   virtual Status Signal(const ProcessRecord& r, int signal) = 0;
   // Whether the process still runs.

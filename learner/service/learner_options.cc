@@ -25,6 +25,7 @@ void ForEachKey(O& o, F&& f) {
   f("rank", &o.rank);
   f("world_size", &o.world_size);
   f("register_timeout_ms", &o.register_timeout_ms);
+  f("scheduler_timeout_ms", &o.scheduler_timeout_ms);
   f("collective_backend", &o.collective_backend);
   f("collective_store", &o.collective_store);
   f("collective_run_id", &o.collective_run_id);
@@ -66,6 +67,7 @@ Status LearnerOptions::Validate() const {
     return InvalidArgument("learner: need 0 <= rank < world_size");
   }
   if (register_timeout_ms < 1) return InvalidArgument("register_timeout_ms must be >= 1");
+  if (scheduler_timeout_ms < 0) return InvalidArgument("scheduler_timeout_ms must be >= 0");
   if (world_size > 1 && collective_store.empty()) {
     return InvalidArgument("learner: world_size " + std::to_string(world_size) +
                            " needs collective_store (a directory every rank can reach)");

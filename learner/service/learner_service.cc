@@ -217,6 +217,9 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
   // Heartbeats tell the scheduler this learner lives (it restarts or fails the run when they
   // stop, docs/rl-loop.md); they go on while a step trains (Heartbeating).
   int64_t next_heartbeat = 0;
+  // The scheduler echoes heartbeats: once it has, its silence means its head is gone.
+  bool echoes = false;
+  int64_t last_heard_ms = SteadyNowMs();
   while (stop == nullptr || !stop->load()) {
     if (SteadyNowMs() >= next_heartbeat) {
       conn->SendHeartbeat().IgnoreError();
@@ -224,7 +227,21 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
     }
     TREEPO_ASSIGN_OR_RETURN(std::optional<pr::Message> m,
                             conn->Recv(std::min(200, conn->heartbeat_interval_ms())));
-    if (!m) continue;
+    if (!m) {
+      // Nothing queued (a long step's echoes are read first): a silence, or not yet.
+      const int64_t silent_ms = SteadyNowMs() - last_heard_ms;
+      if (echoes && o.scheduler_timeout_ms > 0 && silent_ms > o.scheduler_timeout_ms) {
+        return Unavailable("the scheduler at " + o.scheduler_endpoint + " has been silent for " +
+                           std::to_string(silent_ms) +
+                           " ms: its run is gone (a resumed run starts a learner of its own)");
+      }
+      continue;
+    }
+    last_heard_ms = SteadyNowMs();
+    if (m->get_if<pr::Heartbeat>() != nullptr) {
+      echoes = true;
+      continue;
+    }
     if (checkpoint_due && (m->get_if<pr::TreeBatch>() || m->get_if<pr::Shutdown>())) {
       checkpoint_due = false;
       TREEPO_RETURN_IF_ERROR(checkpoint());
@@ -282,6 +299,12 @@ Status RunLearner(const LearnerOptions& o, std::atomic<bool>* stop) {
     } else if (const auto* err = m->get_if<pr::ErrorReply>()) {
       if (err->code == StatusCode::kFailedPrecondition) {
         return FailedPrecondition("scheduler fenced this learner: " + err->message);
+      }
+      if (err->code == StatusCode::kNotFound) {
+        // Not this learner's scheduler: a new head on the endpoint (`train --resume`), which
+        // starts a learner of its own from the newest checkpoint.
+        return NotFound("the scheduler at " + o.scheduler_endpoint +
+                        " does not know this learner (a new head?): " + err->message);
       }
       spdlog::warn("{}: scheduler refused {}: {}", name, pr::MessageTypeName(err->about),
                    err->message);

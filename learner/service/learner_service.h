@@ -72,6 +72,10 @@ struct LearnerOptions {
   bool check_weights = true;
 #endif
   int register_timeout_ms = 30000;  // register_timeout_ms: give up registering after this
+  // scheduler_timeout_ms: once the scheduler has answered a heartbeat, its silence for this
+  // long means its head is gone (a `train` that died): the learner exits rather than outlive
+  // it; a resumed run starts a learner of its own from the newest checkpoint. 0: never.
+  int scheduler_timeout_ms = 30000;
   // lr, warmup_steps, weight_decay, beta1, beta2, adam_eps, max_grad_norm, eps_low, eps_high,
   // dual_clip, kl_coef, entropy_coef, mini_batch_queries, epochs, micro_batch_tokens,
   // max_staleness.
@@ -90,7 +94,9 @@ Status LoadLearnerOptions(const Config& config, const std::string& prefix, Learn
 std::vector<std::string> LearnerOptionSets(const LearnerOptions& o);
 
 // Runs until Shutdown or *stop (OkStatus) or a fatal error (model load, registration refused
-// or timed out, a fenced registration). `stop` may be null.
+// or timed out, a fenced registration, a scheduler that does not know this learner (another
+// head on its endpoint: kNotFound) or is silent past scheduler_timeout_ms (kUnavailable)).
+// `stop` may be null.
 Status RunLearner(const LearnerOptions& options, std::atomic<bool>* stop);
 
 }  // namespace treepo::learner

@@ -301,6 +301,75 @@ TEST_F(DispatcherTest, AWorkerIsGivenOnlyTasksOfTheWeightVersionItRuns) {
   EXPECT_EQ(batches.begin()->first, w2_);
 }
 
+// Answers root task `task` (one child, 4 tokens) on `worker`, its prompt's positions prefilled
+// as `prefilled` tokens in `prefill_ms`.
+void AnswerRoot(Dispatcher* d, WorkerId worker, uint64_t task, uint32_t prefilled,
+                double prefill_ms) {
+  protocols::SegmentResult r;
+  r.task_id = TaskId(task);
+  r.worker_id = worker;
+  protocols::ChildResult child;
+  child.node_id = NodeId(10 * task);
+  child.tokens = {1, 2, 3, 4};
+  child.logprobs = {0, 0, 0, 0};
+  r.children.push_back(child);
+  r.prefilled_tokens = prefilled;
+  r.prefill_ms = prefill_ms;
+  ASSERT_TRUE(d->Complete(TaskId(task), worker, &r));
+}
+
+// A worker that joins a run whose workers are measured has no speed of its own until it runs
+// tasks. It was estimated at the slowest measured decode speed x assumed_prefill_factor against
+// the others' measured prefill speed, so it lost every root task for as long as the run lasted
+// (`cluster scale workers=+1`: registered, followed every weight version, never given a task).
+// Now it is estimated like the fastest, and takes a root at once.
+TEST_F(DispatcherTest, AJoiningWorkerIsEstimatedLikeTheFastestAndTakesARootTask) {
+  DispatchLimits limits;
+  limits.measure_min_busy_ms = 1;
+  Dispatcher d(&reg_, limits);
+  d.Enqueue(Spec(1, 0, {10}));
+  d.Enqueue(Spec(2, 0, {20}));
+  auto batches = d.Assign();
+  ASSERT_EQ(batches[w1_].tasks.size(), 1u);
+  ASSERT_EQ(batches[w2_].tasks.size(), 1u);
+  // w1: 8 tokens in 10 ms (800 tokens/s), 300 prefilled in 1 ms; w2 half as fast.
+  clock_.Advance(10);
+  AnswerRoot(&d, w1_, 1, 300, 1.0);
+  clock_.Advance(10);
+  AnswerRoot(&d, w2_, 2, 300, 2.0);
+  ASSERT_DOUBLE_EQ(d.TokensPerSecond(w2_), 400.0);
+  std::optional<WorkerId> replaced;
+  const WorkerId joiner = reg_.AddWorker("p3", Reg("joiner"), &replaced).id;
+  EXPECT_DOUBLE_EQ(d.TokensPerSecond(joiner), 400.0);  // its deadlines stay cautious
+  d.Enqueue(Spec(3, 0, {30}));
+  d.Enqueue(Spec(4, 0, {40}));
+  batches = d.Assign();
+  EXPECT_EQ(batches[joiner].tasks.size(), 1u);
+  EXPECT_EQ(batches[w1_].tasks.size(), 1u);  // the other to the fastest
+  EXPECT_EQ(batches.count(w2_), 0u);
+}
+
+// Workers the cost model cannot tell apart (nothing measured) share the roots: a tie goes to
+// the one that has done the least, not always to the first registered.
+TEST_F(DispatcherTest, RootsTiedOnCostGoToTheWorkerThatHasDoneTheLeast) {
+  DispatchLimits limits;
+  limits.measure_min_busy_ms = 1000000;  // the assumed speeds throughout
+  Dispatcher d(&reg_, limits);
+  d.Enqueue(Spec(1, 0, {10}));
+  d.Enqueue(Spec(2, 0, {20}));
+  auto batches = d.Assign();
+  ASSERT_EQ(batches[w1_].tasks.size(), 1u);
+  ASSERT_EQ(batches[w2_].tasks.size(), 1u);
+  AnswerRoot(&d, w1_, 1, 3, 1.0);
+  AnswerRoot(&d, w2_, 2, 3, 1.0);
+  std::optional<WorkerId> replaced;
+  const WorkerId joiner = reg_.AddWorker("p3", Reg("joiner"), &replaced).id;
+  d.Enqueue(Spec(3, 0, {30}));
+  batches = d.Assign();
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches.begin()->first, joiner);
+}
+
 TEST_F(DispatcherTest, EvictsIdleNodesWhenNothingInFlightCanFreePages) {
   Dispatcher d(&reg_, DispatchLimits{});
   d.holders().Add(NodeId(30), QueryId(2), w1_, 3);  // no queued task forks these

@@ -228,7 +228,13 @@ void Dispatcher::OnPageReport(WorkerId worker, uint32_t total, uint32_t free,
 double Dispatcher::WaitMs(WorkerId worker) const {
   auto it = in_flight_tokens_.find(worker);
   const int64_t tokens = it == in_flight_tokens_.end() ? 0 : it->second;
-  return static_cast<double>(std::max<int64_t>(0, tokens)) * 1000.0 / TokensPerSecond(worker);
+  return static_cast<double>(std::max<int64_t>(0, tokens)) * 1000.0 /
+         PlacementTokensPerSecond(worker);
+}
+
+int64_t Dispatcher::TokensDone(WorkerId worker) const {
+  auto it = tokens_done_.find(worker);
+  return it == tokens_done_.end() ? 0 : it->second;
 }
 
 void Dispatcher::RecordPrefill(WorkerId worker, int64_t tokens, double ms) {
@@ -238,12 +244,29 @@ void Dispatcher::RecordPrefill(WorkerId worker, int64_t tokens, double ms) {
   p.second += ms;
 }
 
-double Dispatcher::PrefillTokensPerSecond(WorkerId worker) const {
+std::optional<double> Dispatcher::MeasuredPrefillTokensPerSecond(WorkerId worker) const {
   auto it = prefill_.find(worker);
   if (it != prefill_.end() && it->second.first >= 256 && it->second.second > 0) {
     return static_cast<double>(it->second.first) * 1000.0 / it->second.second;
   }
-  return TokensPerSecond(worker) * limits_.assumed_prefill_factor;
+  if (std::optional<double> decode = MeasuredTokensPerSecond(worker)) {
+    return *decode * limits_.assumed_prefill_factor;
+  }
+  return std::nullopt;
+}
+
+double Dispatcher::PrefillTokensPerSecond(WorkerId worker) const {
+  if (std::optional<double> own = MeasuredPrefillTokensPerSecond(worker)) return *own;
+  // Not measured yet: as fast as the fastest live worker that is (see PlacementTokensPerSecond).
+  std::optional<double> fastest;
+  for (const auto& [id, w] : registry_->workers()) {
+    if (!w.alive) continue;
+    if (std::optional<double> s = MeasuredPrefillTokensPerSecond(id);
+        s && (!fastest || *s > *fastest)) {
+      fastest = s;
+    }
+  }
+  return fastest.value_or(limits_.assumed_tokens_per_s * limits_.assumed_prefill_factor);
 }
 
 double Dispatcher::LinkBytesPerSecond() const {
@@ -403,7 +426,10 @@ std::optional<Dispatcher::Placement> Dispatcher::PlaceTask(const Queued& q,
     if (total == 0 || need <= total) fits_anywhere_empty = true;
     if (avoided(w->id) || !Fits(w->id, need)) continue;
     const double ms = WaitMs(w->id) + positions * 1000.0 / PrefillTokensPerSecond(w->id);
-    if (best == nullptr || ms < best_ms) {
+    // Ties go to the worker that has done the least: equal workers share the roots, and one
+    // that just joined (estimated like the fastest) is tried at once.
+    if (best == nullptr || ms < best_ms ||
+        (ms == best_ms && TokensDone(w->id) < TokensDone(best->id))) {
       best = w;
       best_ms = ms;
     }
@@ -437,6 +463,19 @@ double Dispatcher::TokensPerSecond(WorkerId worker) const {
     }
   }
   return slowest.value_or(limits_.assumed_tokens_per_s);
+}
+
+double Dispatcher::PlacementTokensPerSecond(WorkerId worker) const {
+  if (std::optional<double> own = MeasuredTokensPerSecond(worker)) return *own;
+  std::optional<double> fastest;
+  for (const auto& [id, done] : tokens_done_) {
+    const WorkerEntry* w = registry_->Find(id);
+    if (w == nullptr || !w->alive) continue;
+    if (std::optional<double> s = MeasuredTokensPerSecond(id); s && (!fastest || *s > *fastest)) {
+      fastest = s;
+    }
+  }
+  return fastest.value_or(limits_.assumed_tokens_per_s);
 }
 
 double Dispatcher::BudgetMs(WorkerId worker, int64_t tokens, int missed_deadlines) const {

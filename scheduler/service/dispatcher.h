@@ -22,9 +22,11 @@
 // "recompute", "migrate"). A migration is ordered with KvMigrate to both workers; the holder
 // map gains the destination only when it acknowledges (KvMigrated), and the source copy is
 // released then. A failed or timed-out transfer leaves the task to be placed again. Tasks with
-// no parent held anywhere go to the worker that would finish them first, with the parent's
-// whole token path (prompt + path tokens) to prefill. Assign() groups everything placed in
-// one loop turn into one SegmentTaskBatch per worker.
+// no parent held anywhere go to the worker that would finish them first (of equals, the one
+// that has done the least), with the parent's whole token path (prompt + path tokens) to
+// prefill. A worker not measured yet is expected to be as fast as the fastest measured one,
+// so that a worker joining a run gets work and is measured (PlacementTokensPerSecond).
+// Assign() groups everything placed in one loop turn into one SegmentTaskBatch per worker.
 //
 // The dispatcher also owns the node -> holder map (which workers hold which node's KV) and the
 // in-flight table that fences results: a result counts only if its task is in flight on the
@@ -311,9 +313,20 @@ class Dispatcher {
   // Pages `task` needs on `worker`.
   int64_t NeedOn(const protocols::SegmentTask& task, WorkerId worker, bool with_parent) const;
   bool Fits(WorkerId worker, int64_t pages) const;
-  // Expected ms until `worker` has done its in-flight work.
+  // Expected ms until `worker` has done its in-flight work (at PlacementTokensPerSecond).
   double WaitMs(WorkerId worker) const;
+  // The speeds the cost model expects of `worker` (decode, prefill): its measured ones; before
+  // it has them, the fastest measured among the live workers; before any, the assumed ones.
+  // Optimistic where deadlines (TokensPerSecond) are cautious: a worker is measured only once
+  // it runs tasks, so one that joins a run is estimated like the best of the others and tried
+  // at once, not starved for as long as the others' measurements look better than a guess.
+  double PlacementTokensPerSecond(WorkerId worker) const;
   double PrefillTokensPerSecond(WorkerId worker) const;
+  // Prefill tokens per second of `worker` once measured (256 prefilled tokens), else its
+  // measured decode speed x assumed_prefill_factor; nullopt before either.
+  std::optional<double> MeasuredPrefillTokensPerSecond(WorkerId worker) const;
+  // Tokens of `worker`'s answered tasks so far.
+  int64_t TokensDone(WorkerId worker) const;
   double LinkBytesPerSecond() const;
   int64_t KvBytes(NodeId node, WorkerId holder) const;
   // Chooses where a queued task goes (nullopt: it waits).

@@ -251,7 +251,12 @@ void SchedulerService::HandleIncoming(const pr::Router::Incoming& in) {
       return;
     }
     registry_.LearnerSeen(LearnerId(m.sender), m.get_if<pr::Heartbeat>() != nullptr);
-    if (m.get_if<pr::Heartbeat>() != nullptr) return;  // a sign of life, nothing more
+    if (const auto* hb = m.get_if<pr::Heartbeat>()) {
+      // A sign of life; the echo tells the learner this scheduler lives (it leaves when its
+      // head is gone).
+      SendToPeer(peer, *hb).IgnoreError();
+      return;
+    }
     if (learner_handler_ == nullptr) {
       Bad(peer, "unexpected_type", Unimplemented("this scheduler runs no RL loop"), m.type());
       return;
@@ -265,6 +270,12 @@ void SchedulerService::HandleIncoming(const pr::Router::Incoming& in) {
       return;
     }
     learner_handler_->OnLearnerMessage(**l, m);
+    return;
+  }
+  if (options_.security.enabled() && in.user_id == kLearnerRole) {
+    // A learner this scheduler does not know: one of the head this one replaced.
+    Bad(peer, "unregistered",
+        NotFound("no learner " + std::to_string(m.sender) + " is registered here"), m.type());
     return;
   }
   if (!HasRole(in, kWorkerRole)) {

@@ -150,6 +150,29 @@ TEST_F(SchedulerServiceTest, RolesMaySendOnlyTheirOwnMessages) {
   EXPECT_EQ(service_->registry().learners().size(), 1u);
 }
 
+// A learner's heartbeat is echoed (its silence tells the learner its head is gone); one from
+// a learner this scheduler does not know (the head it replaced had it) is NOT_FOUND.
+TEST_F(SchedulerServiceTest, LearnerHeartbeatsAreEchoedAndUnknownLearnersAreNotFound) {
+  pr::Dealer l = Connect("l");
+  ASSERT_TRUE(l.Send(Frame(pr::RegisterLearner{"l", 0, 1, 0})).ok());
+  const pr::Message ack = Reply(l);
+  ASSERT_NE(ack.get_if<pr::RegisterAck>(), nullptr);
+  const uint32_t lid = ack.get_if<pr::RegisterAck>()->assigned_id;
+  const uint64_t lepoch = ack.get_if<pr::RegisterAck>()->epoch;
+  pr::Heartbeat hb;
+  hb.worker_id = WorkerId(lid);
+  hb.epoch = lepoch;
+  ASSERT_TRUE(l.Send(Frame(hb, lid, lepoch)).ok());
+  const pr::Message echo = Reply(l);
+  ASSERT_NE(echo.get_if<pr::Heartbeat>(), nullptr);
+  EXPECT_EQ(echo.get_if<pr::Heartbeat>()->epoch, lepoch);
+
+  pr::Dealer old = Connect("old");
+  hb.worker_id = WorkerId(lid + 5);
+  ASSERT_TRUE(old.Send(Frame(hb, lid + 5, 1)).ok());
+  EXPECT_EQ(ErrorCode(Reply(old)), StatusCode::kNotFound);
+}
+
 TEST_F(SchedulerServiceTest, DataParallelLearnersTakeOneRankEachOfOneWorldSize) {
   pr::Dealer r0 = Connect("r0");
   ASSERT_TRUE(r0.Send(Frame(pr::RegisterLearner{"r0", 0, 2, 0})).ok());

@@ -311,7 +311,7 @@ class WorkerLoop {
         return OkStatus();
       }
       if (err->code == StatusCode::kFailedPrecondition || unknown) {
-        return Reregister(err->message);
+        return Reregister(err->message, /*new_head=*/unknown);
       }
       spdlog::warn("{}: scheduler refused {}: {}", name_, pr::MessageTypeName(err->about),
                    err->message);
@@ -328,12 +328,13 @@ class WorkerLoop {
   // stall, a paused process, a network cut) and re-dispatched its tasks; messages of the old
   // registration are fenced. Drop every sequence and KV page of the old registration (their
   // results would be refused) and join again as a new worker, keeping the installed weights.
-  Status Reregister(const std::string& why) {
+  // `new_head`: the scheduler does not know this worker at all (another head on the endpoint).
+  Status Reregister(const std::string& why, bool new_head) {
     spdlog::warn(
         "{}: the scheduler dropped worker {} epoch {} ({}); dropping its state and "
         "registering again",
         name_, id_.value(), epoch_, why);
-    TREEPO_RETURN_IF_ERROR(DropState());
+    TREEPO_RETURN_IF_ERROR(DropState(new_head));
     // Replies to messages sent under the old registration arrive before the RegisterAck
     // (the scheduler answers one peer in order), so Register() consumes and ignores them.
     return Register(std::max(o_.scheduler_timeout_ms, o_.rejoin_timeout_ms));
@@ -344,13 +345,17 @@ class WorkerLoop {
   // for up to rejoin_timeout_ms.
   Status Rejoin(const std::string& why) {
     spdlog::warn("{}: {}: registering again for up to {} ms", name_, why, o_.rejoin_timeout_ms);
-    TREEPO_RETURN_IF_ERROR(DropState());
+    TREEPO_RETURN_IF_ERROR(DropState(/*new_head=*/true));
     return Register(o_.rejoin_timeout_ms);
   }
 
   // Drops every sequence and KV page, and any half-received weights; keeps the installed ones.
-  Status DropState() {
-    const WeightVersion version = engine_->Load().weight_version;
+  // For a new head (`new_head`) their version is not claimed: its number is the old head's,
+  // whose later versions a resumed run trains again (not bitwise alike everywhere), so the
+  // worker registers on version 0, like one that just loaded its model, and the new head
+  // sends it the version its tasks carry before it is given any.
+  Status DropState(bool new_head) {
+    const WeightVersion version = new_head ? WeightVersion(0) : engine_->Load().weight_version;
     engine_.reset();  // frees the KV pool before the new one is allocated
     incoming_.clear();
     early_.clear();

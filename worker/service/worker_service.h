@@ -47,7 +47,8 @@ struct WorkerOptions {
   // Keep registering (again) for this long, resends backing off from register_retry_ms to
   // 5 s, when the scheduler is not there yet or went silent (a head that is restarted on the
   // same endpoint, `treepo train --resume`); the worker then drops its tasks and KV, keeps its
-  // weights and joins the new head. 0: give up after scheduler_timeout_ms.
+  // weights (claiming no version for them: the new head sends it the version its tasks carry)
+  // and joins the new head. 0: give up after scheduler_timeout_ms.
   int rejoin_timeout_ms = 0;
   // Leaving (*stop, SIGTERM): the worker tells the scheduler it drains (Deregister{drain}),
   // finishes its running segments and sends held KV where the scheduler asks; when told to go
