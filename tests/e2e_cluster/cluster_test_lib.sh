@@ -66,3 +66,16 @@ if sorted(steps) != want:
     sys.exit(1)
 PY
 }
+
+# print_delay LOG TEXT T0 LABEL: prints LABEL and the ms from T0 (date +%s.%N) to the time
+# stamp of LOG's first line holding TEXT.
+print_delay() {
+  /usr/bin/python3 - "$1" "$2" "$3" "$4" <<'PY'
+import datetime, sys
+for line in open(sys.argv[1]):
+    if sys.argv[2] in line:
+        t = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        print("%s %.0f ms" % (sys.argv[4], (t - float(sys.argv[3])) * 1000))
+        break
+PY
+}

@@ -92,14 +92,7 @@ ip netns exec "${NS_PREFIX}1" pkill -9 -P "$WPID" || fail "no worker process und
 wait "$TRAIN" || fail "train --cluster exited $? after worker-1 was killed" train.err
 check_steps run/metrics.jsonl 40 || fail "metrics.jsonl after the kill"
 grep -q "worker-1 exited (exit code 137)" run/logs/train.log || fail "the kill was not reported" run/logs/train.log
-/usr/bin/python3 - run/logs/train.log "$KILLED" <<'PY'
-import datetime, re, sys
-for line in open(sys.argv[1]):
-    if "worker-1 exited" in line:
-        t = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        print("worker-1's SIGKILL reported by the head after %.0f ms" % ((t - float(sys.argv[2])) * 1000))
-        break
-PY
+print_delay run/logs/train.log "worker-1 exited" "$KILLED" "worker-1's SIGKILL reported by the head after"
 echo "ok: a worker SIGKILLed on its host is reported and the run completes"
 
 # The learner SIGKILLed on its host mid-run: the head restarts it there over ssh from the
@@ -119,14 +112,8 @@ grep -q "learner exited (exit code 137)" run/logs/train.log || fail "the kill wa
 grep -q "RL: learner restarted at step" run/logs/train.log || fail "no restart" run/logs/train.log
 [ "$(grep -c "started learner on $NS_NET.4 (ssh" run/logs/train.log)" -eq 2 ] ||
   fail "the learner was not started again on h3 over ssh" run/logs/train.log
-/usr/bin/python3 - run/logs/train.log "$KILLED" <<'PY'
-import datetime, re, sys
-for line in open(sys.argv[1]):
-    if "RL: learner restarted at step" in line:
-        t = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f").timestamp()
-        print("the learner's SIGKILL on h3 to its restart over ssh: %.0f ms" % ((t - float(sys.argv[2])) * 1000))
-        break
-PY
+print_delay run/logs/train.log "RL: learner restarted at step" "$KILLED" \
+  "the learner's SIGKILL on h3 to its restart over ssh:"
 echo "ok: the learner SIGKILLed on its host is restarted there and every step is recorded once"
 exit 0
 fi

@@ -21,6 +21,7 @@
 #include "learner/model_train.h"
 #include "learner/service/checkpoint.h"
 #include "learner/service/learner_algorithm.h"
+#include "learner/service/learner_test_inputs.h"
 #include "learner/service/train_batch.h"
 #include "learner/service/trainer.h"
 
@@ -31,58 +32,8 @@ namespace fs = std::filesystem;
 
 constexpr double kLr = 0.5;
 
-model::ModelWeights SmallModel() {
-  model::ModelConfig c;
-  c.dim = 32;
-  c.hidden_dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 40;
-  c.max_seq_len = 64;
-  auto w = model::ModelWeights::Random(c, 5);
-  EXPECT_TRUE(w.ok());
-  return std::move(*w);
-}
-
-// `n` trees: per tree 1-3 root segments with two leaf children each (shared prefixes, so the
-// packed rows differ from the per-leaf ones), random tokens and 0/1 rewards.
-std::vector<TreeRecord> RandomTrees(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  std::vector<TreeRecord> trees;
-  for (int q = 0; q < n; ++q) {
-    TreeRecord t;
-    t.query_id = "q" + std::to_string(q);
-    for (int i = uni(2, 6); i > 0; --i) t.prompt_tokens.push_back(uni(1, 39));
-    uint64_t id = 1;
-    for (int b = uni(1, 3); b > 0; --b) {
-      TreeNodeRecord root;
-      root.id = id++;
-      root.depth = 1;
-      for (int i = uni(2, 6); i > 0; --i) {
-        root.tokens.push_back(uni(1, 39));
-        root.logprobs.push_back(-0.1f * uni(5, 30));
-      }
-      t.nodes.push_back(root);
-      for (int c = 0; c < 2; ++c) {
-        TreeNodeRecord leaf;
-        leaf.id = id++;
-        leaf.parent = root.id;
-        leaf.depth = 2;
-        for (int i = uni(1, 8); i > 0; --i) {
-          leaf.tokens.push_back(uni(1, 39));
-          leaf.logprobs.push_back(-0.1f * uni(5, 30));
-        }
-        t.nodes.push_back(leaf);
-        t.leaves.push_back({leaf.id, static_cast<float>(uni(0, 1)), FinishReason::kEos,
-                            static_cast<int>(root.tokens.size() + leaf.tokens.size())});
-      }
-    }
-    trees.push_back(std::move(t));
-  }
-  return trees;
-}
+model::ModelWeights SmallModel() { return test_inputs::SmallModel(5); }
+using test_inputs::RandomTrees;
 
 LearnerBatch Batch(const std::vector<TreeRecord>& trees, const SumReducer& reduce = {}) {
   auto est = MakeAdvantageEstimator("treepo");
