@@ -15,7 +15,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
   CLI::App* cmd =
       app.add_subcommand("pretrain", "Train a small base model on a built-in task (CPU)");
   cmd->add_option("--out", o->out_dir, "output model directory")->required();
-  cmd->add_option("--task", o->task_name,
+  cmd->add_option("--task", o->task.task,
                   "built-in task: arithmetic (short sums) or reasoning (long chains with slips); "
                   "sets the defaults of the options below that are not given")
       ->capture_default_str();
@@ -59,6 +59,10 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--multiply-prob", o->task.multiply_prob, "task: share of products")
       ->capture_default_str();
+  cmd->add_option("--min-steps", o->task.min_steps, "reasoning task: steps per chain (min)")
+      ->capture_default_str();
+  cmd->add_option("--max-steps", o->task.max_steps, "reasoning task: steps per chain (max)")
+      ->capture_default_str();
   cmd->add_option("--held-out-percent", o->task.held_out_percent, "task: held-out share")
       ->capture_default_str();
   cmd->add_option("--eval-problems", o->eval_problems, "held-out problems for greedy accuracy")
@@ -72,7 +76,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
   cmd->callback([o, exit_code, cmd] {
     InitLogging("pretrain");
     // The task's defaults, then every option given on the command line over them.
-    Result<PretrainOptions> preset = PretrainPreset(o->task_name);
+    Result<PretrainOptions> preset = PretrainPreset(o->task.task);
     if (!preset.ok()) {
       spdlog::error("{}", preset.status().ToString());
       *exit_code = 1;
@@ -116,6 +120,8 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
     keep_task("--max-digits", &scheduler::ArithmeticOptions::max_digits);
     keep_task("--subtract-prob", &scheduler::ArithmeticOptions::subtract_prob);
     keep_task("--multiply-prob", &scheduler::ArithmeticOptions::multiply_prob);
+    keep_task("--min-steps", &scheduler::ArithmeticOptions::min_steps);
+    keep_task("--max-steps", &scheduler::ArithmeticOptions::max_steps);
     keep_task("--held-out-percent", &scheduler::ArithmeticOptions::held_out_percent);
     Result<PretrainOutput> r = RunPretrain(p);
     if (!r.ok()) {

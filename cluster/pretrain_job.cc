@@ -30,19 +30,11 @@ Status PretrainOptions::Validate() const {
   if (!(direct_answer_error >= 0.0 && direct_answer_error <= 1.0)) {
     return InvalidArgument("pretrain: direct_answer_error must be in [0, 1]");
   }
-  if (task_name != scheduler::kArithmeticTaskName && task_name != scheduler::kReasoningTaskName) {
-    return InvalidArgument("pretrain: unknown task \"" + task_name +
-                           "\" (--task: arithmetic or reasoning)");
-  }
   if (!(slip_share >= 0.0 && slip_share <= 1.0)) {
     return InvalidArgument("pretrain: slip_share must be in [0, 1]");
   }
   if (slip_max_delta < 1) return InvalidArgument("pretrain: slip_max_delta must be >= 1");
-  if (task_name == scheduler::kReasoningTaskName && task.multiply_prob > 0.0) {
-    return InvalidArgument(
-        "pretrain: the reasoning task needs multiply_prob = 0 (chains of '+'/'-')");
-  }
-  if (slip_share > 0.0 && task_name != scheduler::kReasoningTaskName) {
+  if (slip_share > 0.0 && task.task != scheduler::kReasoningTaskName) {
     return InvalidArgument("pretrain: slip_share is for the reasoning task (--task reasoning)");
   }
   if (eval_problems < 0) return InvalidArgument("pretrain: eval_problems must be >= 0");
@@ -61,7 +53,6 @@ Result<PretrainOptions> PretrainPreset(std::string_view task_name) {
     return InvalidArgument("pretrain: unknown task \"" + std::string(task_name) +
                            "\" (--task: arithmetic or reasoning)");
   }
-  o.task_name = std::string(task_name);
   o.task = scheduler::ReasoningTaskOptions();
   o.direct_answer_share = 0.0;
   o.slip_share = 0.6;
@@ -72,9 +63,15 @@ Result<PretrainOptions> PretrainPreset(std::string_view task_name) {
   return o;
 }
 
-std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t, std::string_view task_name) {
+std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
   nlohmann::json j;
-  j["task"] = task_name;
+  j["task"] = t.task;
+  if (t.task == scheduler::kReasoningTaskName) {
+    j["min_steps"] = t.min_steps;
+    j["max_steps"] = t.max_steps;
+    j["held_out_percent"] = t.held_out_percent;
+    return j.dump(2);
+  }
   j["min_terms"] = t.min_terms;
   j["max_terms"] = t.max_terms;
   j["min_digits"] = t.min_digits;
@@ -89,18 +86,16 @@ Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
   TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   scheduler::ArithmeticOptions t;
   if (j.contains("task")) {
-    const nlohmann::json& name = j["task"];
-    if (!name.is_string() || (name.get<std::string>() != scheduler::kArithmeticTaskName &&
-                              name.get<std::string>() != scheduler::kReasoningTaskName)) {
-      return DataLoss(path + ": \"task\" must be \"arithmetic\" or \"reasoning\", not " +
-                      name.dump());
-    }
+    if (!j["task"].is_string()) return DataLoss(path + ": \"task\" must be a string");
+    t.task = j["task"].get<std::string>();
   }
   // Integers are range-checked: get<int> would read 1e12 as -727379968.
   for (auto [key, field] : {std::pair{"min_terms", &t.min_terms},
                             {"max_terms", &t.max_terms},
                             {"min_digits", &t.min_digits},
                             {"max_digits", &t.max_digits},
+                            {"min_steps", &t.min_steps},
+                            {"max_steps", &t.max_steps},
                             {"held_out_percent", &t.held_out_percent}}) {
     if (!j.contains(key)) continue;
     Result<int> v = JsonToInt<int>(j[key], key);
@@ -113,7 +108,7 @@ Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(path + ": " + e.what());
   }
-  TREEPO_RETURN_IF_ERROR(t.Validate());
+  if (Status s = t.Validate(); !s.ok()) return InvalidArgument(path + ": " + s.message());
   return t;
 }
 
@@ -156,7 +151,7 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   std::mt19937_64 style_rng(o.seed ^ 0x5eedd17ec7ull);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   int slipped = 0;
-  const bool reasoning = o.task_name == scheduler::kReasoningTaskName;
+  const bool reasoning = o.task.task == scheduler::kReasoningTaskName;
   for (const scheduler::ArithmeticProblem& p : problems) {
     learner::PretrainSequence s;
     s.tokens = tok.Encode(p.prompt, /*add_bos=*/true);
@@ -170,16 +165,12 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
       answer = std::to_string(right + off);
     }
     std::string solution = direct ? " \\boxed{" + answer + "}" : p.solution;
-    if (!direct && reasoning) {
-      // The rewriting format, with a slip in a share of the chains.
-      TREEPO_ASSIGN_OR_RETURN(const scheduler::ChainTerms chain,
-                              scheduler::ParseChainPrompt(p.prompt));
-      scheduler::Slip slip{-1, 0};
-      if (o.slip_share > 0.0 && unit(style_rng) < o.slip_share) {
-        slip = scheduler::RandomSlip(chain, o.slip_max_delta, style_rng);
-        ++slipped;
-      }
-      solution = scheduler::ReasoningSolution(chain, slip.step, slip.delta, &answer);
+    if (!direct && reasoning && o.slip_share > 0.0 && unit(style_rng) < o.slip_share) {
+      TREEPO_ASSIGN_OR_RETURN(const scheduler::RepeatProblem rp,
+                              scheduler::ParseRepeatPrompt(p.prompt));
+      const scheduler::Slip slip = scheduler::RandomSlip(rp, o.slip_max_delta, style_rng);
+      solution = scheduler::RepeatSolution(rp, slip.step, slip.delta, &answer);
+      ++slipped;
     }
     const std::vector<int32_t> sol = scheduler::EncodeContinuation(tok, solution);
     s.tokens.insert(s.tokens.end(), sol.begin(), sol.end());
@@ -191,7 +182,7 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
     corpus.push_back(std::move(s));
   }
   spdlog::info("pretrain: task {}; model {} ({} params); corpus {} train problems ({} with a slip)",
-               o.task_name, mc.ToString(), weights.num_params(), corpus.size(), slipped);
+               o.task.task, mc.ToString(), weights.num_params(), corpus.size(), slipped);
 
   learner::PretrainConfig pc;
   pc.steps = o.steps;
@@ -222,8 +213,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   out.final_loss = stats.last_loss;
   TREEPO_RETURN_IF_ERROR(model::SaveHfModel(weights, o.out_dir));
   TREEPO_RETURN_IF_ERROR(tok.SaveLlama2c(out.tokenizer_path));
-  TREEPO_RETURN_IF_ERROR(WriteText((fs::path(o.out_dir) / "task.json").string(),
-                                   TaskOptionsJson(o.task, o.task_name)));
+  TREEPO_RETURN_IF_ERROR(
+      WriteText((fs::path(o.out_dir) / "task.json").string(), TaskOptionsJson(o.task)));
   spdlog::info("pretrain: {} steps in {:.1f} s; wrote {}", o.steps, stats.wall_s, o.out_dir);
 
   if (o.eval_problems > 0) {

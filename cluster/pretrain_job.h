@@ -50,9 +50,8 @@ struct PretrainOptions {
   int log_every = 25;           // a loss line on stdout every N steps (0: none)
   int blas_threads = 0;         // 0: leave OpenBLAS's setting
 
-  // Corpus: the task's train split with these knobs. `task_name` is recorded in task.json
-  // ("arithmetic" or "reasoning"; PretrainPreset gives each one's defaults).
-  std::string task_name = std::string(scheduler::kArithmeticTaskName);
+  // Corpus: the task's train split with these knobs (task.task: "arithmetic" or "reasoning";
+  // PretrainPreset gives each one's defaults).
   scheduler::ArithmeticOptions task = BuiltinTaskOptions();
   int corpus_problems = 20000;  // distinct train problems (fewer if the space is smaller)
   // Share of corpus solutions written as the bare answer (" \boxed{N}", still correct) instead
@@ -63,7 +62,7 @@ struct PretrainOptions {
   // negative). Worked solutions are always right.
   double direct_answer_error = 0.7;
   // Reasoning task: share of solutions with one slip in the middle: a step after the first whose
-  // running value is off by 1..slip_max_delta, the chain going on correctly from the wrong value
+  // result is off by 1..slip_max_delta, the chain going on correctly from the wrong value
   // (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
   double slip_share = 0.0;
   int slip_max_delta = 3;
@@ -87,18 +86,17 @@ struct PretrainOutput {
 };
 
 // The defaults for a built-in task: "arithmetic" (the fields' defaults above) or "reasoning"
-// (chains of 7 to 9 one-digit terms in the rewriting format, 60% of them with a slip; 160
-// positions; 400 steps of 24 sequences). Unknown names are kInvalidArgument.
+// (7 to 10 steps, 60% of the chains with a slip; 160 positions; 400 steps of 24 sequences). Unknown
+// names are kInvalidArgument.
 Result<PretrainOptions> PretrainPreset(std::string_view task_name);
 
 // Runs the whole job; logs to stderr, prints "step N loss L lr R tok/s T" lines to stdout.
 Result<PretrainOutput> RunPretrain(const PretrainOptions& options);
 
-// Task knobs as JSON (task.json in a model dir, with the task's name under "task") and back.
-// Reading refuses malformed JSON and an unknown "task" (kDataLoss) and values that do not
-// validate (kInvalidArgument); absent keys keep defaults.
-std::string TaskOptionsJson(const scheduler::ArithmeticOptions& options,
-                            std::string_view task_name = scheduler::kArithmeticTaskName);
+// Task knobs as JSON (task.json in a model dir, the task's name under "task") and back. Reading
+// refuses malformed JSON (kDataLoss) and values that do not validate, an unknown task among
+// them (kInvalidArgument); absent keys keep defaults (no "task": arithmetic).
+std::string TaskOptionsJson(const scheduler::ArithmeticOptions& options);
 Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path);
 
 }  // namespace treepo::cluster

@@ -62,7 +62,7 @@ struct Options {
   int eval_problems = 200, eval_samples = 8;
   int eval_max_new_tokens = 0;  // 0: 96 for arithmetic, 128 for reasoning
   bool reuse = false;
-  std::string lr = "2e-5";
+  std::string lr;  // "": the config's (default.toml: 2e-5; reasoning.toml: 5e-5)
   std::vector<std::string> sets;
   std::vector<std::string> arm_names = {"TreePO", "TreePO-lpw", "TreePO-more", "GRPO"};
   std::vector<Arm> custom_arms;
@@ -203,8 +203,8 @@ bool RunArm(const Options& o, const Arm& arm, int seed, const fs::path& base, co
            std::string("output.progress=false"), std::string("output.trees=false"),
            std::string("output.report=false"), "steps=" + std::to_string(o.steps),
            "seed=" + std::to_string(seed), "rollout.queries_per_step=" + std::to_string(o.queries),
-           "rollout.width=" + std::to_string(o.width), "learner.lr=" + o.lr,
-           "rollout.mode=" + arm.mode, "learner.estimator=" + arm.estimator,
+           "rollout.width=" + std::to_string(o.width), "rollout.mode=" + arm.mode,
+           "learner.estimator=" + arm.estimator,
            "output.checkpoint_every=" + std::to_string(o.block), std::string("eval.before=false"),
            "eval.problems=" + std::to_string(o.eval_problems),
            "eval.samples=" + std::to_string(o.eval_samples),
@@ -212,6 +212,10 @@ bool RunArm(const Options& o, const Arm& arm, int seed, const fs::path& base, co
            std::string("dashboard.enabled=false")}) {
     argv.push_back("--set");
     argv.push_back(s);
+  }
+  if (!o.lr.empty()) {
+    argv.push_back("--set");
+    argv.push_back("learner.lr=" + o.lr);
   }
   for (const std::vector<std::string>* sets : {&o.sets, &arm.sets}) {
     for (const std::string& s : *sets) {
@@ -455,8 +459,9 @@ int main(int argc, char** argv) {
   std::snprintf(buf, sizeof buf,
                 "RL on the %s task: base %s, %d steps x %d queries x w=%d, lr %s, held-out %d "
                 "problems (greedy + %d samples at T=1); mean [min-max] over %d seed(s)%s%s\n\n",
-                o.task.c_str(), base.filename().c_str(), o.steps, o.queries, o.width, o.lr.c_str(),
-                o.eval_problems, o.eval_samples, o.seeds, o.config.empty() ? "" : "; config ",
+                o.task.c_str(), base.filename().c_str(), o.steps, o.queries, o.width,
+                o.lr.empty() ? "of the config" : o.lr.c_str(), o.eval_problems, o.eval_samples,
+                o.seeds, o.config.empty() ? "" : "; config ",
                 o.config.empty() ? "" : fs::path(o.config).filename().c_str());
   emit(buf);
   if (!o.sets.empty()) {
@@ -472,7 +477,7 @@ int main(int argc, char** argv) {
   out["steps"] = o.steps;
   out["queries"] = o.queries;
   out["width"] = o.width;
-  out["lr"] = o.lr;
+  out["lr"] = o.lr.empty() ? (o.task == "reasoning" ? "5e-5" : "2e-5") : o.lr;
   out["seeds"] = o.seeds;
   out["block"] = o.block;
   out["eval_problems"] = o.eval_problems;
@@ -525,10 +530,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  // First checkpoint whose seed-mean pass@1 reaches `target`: its index, or -1.
+  // First checkpoint after the base whose seed-mean pass@1 reaches `target`: its index, or -1.
   auto first = [&](const std::string& arm, double target) {
     const std::vector<RunResult>& runs = results[arm];
-    for (size_t i = 0; i < runs[0].points.size(); ++i) {
+    for (size_t i = 1; i < runs[0].points.size(); ++i) {
       if (Over(runs, i, &Point::pass1).mean >= target - 1e-12) return static_cast<int>(i);
     }
     return -1;
@@ -577,7 +582,7 @@ int main(int argc, char** argv) {
         t["step"] = runs[0].points[i].step;
         t["wall_s"] = w;
         t["rollout_tokens"] = tok;
-        if (g > 0 && i > 0) {
+        if (g > 0) {
           const double gw = Over(results["GRPO"], g, &Point::wall_s).mean;
           const double gt = Over(results["GRPO"], g, &Point::rollout_tokens).mean;
           std::snprintf(buf, sizeof buf, " (%.2fx / %.2fx)", w / gw, tok / gt);

@@ -1,7 +1,7 @@
 // The reasoning task's preset end to end, kept short: `treepo pretrain --task reasoning` with
 // tiny settings records the task in task.json, and `treepo train --config
-// configs/reasoning.toml` on that base runs a few RL steps on the task's long chains (prompts of
-// 7 to 9 terms, paths deeper than the default 4 segments), with the preset's keys in force.
+// configs/reasoning.toml` on that base runs a few RL steps on the task's long chains (its
+// "until" prompts, paths deeper than the default 4 segments), with the preset's keys in force.
 // Misuse is refused with the name of what is wrong: an unknown task, a missing base.
 #include <gtest/gtest.h>
 
@@ -14,6 +14,7 @@
 
 #include "common/testing/paths.h"
 #include "common/tree/tree_record.h"
+#include "scheduler/task/reasoning_task.h"
 #include "tests/e2e_chaos/e2e_util.h"
 #include "tests/e2e_train/tiny_train.h"
 
@@ -55,8 +56,8 @@ TEST_F(ReasoningPresetE2eTest, PretrainsTheReasoningBaseAndTrainsWithThePreset) 
   std::ifstream tj(base / "task.json");
   const nlohmann::json task = nlohmann::json::parse(tj);
   EXPECT_EQ(task.value("task", ""), "reasoning");
-  EXPECT_EQ(task.value("min_terms", 0), 7);
-  EXPECT_EQ(task.value("max_terms", 0), 9);
+  EXPECT_EQ(task.value("min_steps", 0), 7);
+  EXPECT_EQ(task.value("max_steps", 0), 10);
   EXPECT_NE(ReadAll(root_ / "pretrain.log").find("with a slip"), std::string::npos);
 
   const fs::path out = root_ / "run";
@@ -70,18 +71,15 @@ TEST_F(ReasoningPresetE2eTest, PretrainsTheReasoningBaseAndTrainsWithThePreset) 
   EXPECT_EQ(StepLines(out / "metrics.jsonl").size(), 2u);
   EXPECT_TRUE(fs::exists(out / "eval_final.json"));
 
-  // The train prompts are the reasoning task's (7 to 9 terms), and the preset's depth of 8
-  // segments is in force: some path of the (barely trained) model runs past the default's 4.
+  // The train prompts are the reasoning task's, and the preset's depth of 8 segments is in
+  // force: some path of the (barely trained) model runs past the default's 4.
   int deepest = 0;
   for (const char* name : {"step_000000.jsonl", "step_000001.jsonl"}) {
     auto trees = treepo::ReadTreeFile((out / "trees" / name).string());
     ASSERT_TRUE(trees.ok()) << trees.status().ToString();
     ASSERT_FALSE(trees->empty());
     for (const treepo::TreeRecord& t : *trees) {
-      const auto ops = std::count_if(t.prompt.begin(), t.prompt.end(),
-                                     [](char c) { return c == '+' || c == '-'; });
-      EXPECT_GE(ops, 6) << t.prompt;
-      EXPECT_LE(ops, 8) << t.prompt;
+      EXPECT_TRUE(treepo::scheduler::ParseRepeatPrompt(t.prompt).ok()) << t.prompt;
       for (const treepo::TreeNodeRecord& n : t.nodes) {
         deepest = std::max(deepest, n.depth);
         EXPECT_LE(n.depth, 8);
