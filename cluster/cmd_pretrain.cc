@@ -68,7 +68,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
   cmd->add_option("--eval-problems", o->eval_problems, "held-out problems for greedy accuracy")
       ->capture_default_str();
   cmd->add_option("--eval-max-new-tokens", o->eval_max_new_tokens,
-                  "tokens per answer in that evaluation (at most max-seq-len / 2)")
+                  "tokens per answer in that evaluation (at most max-seq-len - 32)")
       ->capture_default_str();
   cmd->add_option("--log-every", o->log_every, "loss line every N steps")->capture_default_str();
   cmd->add_option("--threads", o->blas_threads, "BLAS threads (0: library default)")

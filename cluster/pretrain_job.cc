@@ -225,7 +225,7 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
     eo.has_task = true;
     eo.task = o.task;
     eo.seed = o.seed;
-    eo.max_new_tokens = std::min(o.eval_max_new_tokens, o.max_seq_len / 2);
+    eo.max_new_tokens = std::max(1, std::min(o.eval_max_new_tokens, o.max_seq_len - 32));
     eo.progress = false;
     TREEPO_ASSIGN_OR_RETURN(EvalReport rep, RunEval(eo));
     out.heldout_accuracy = rep.accuracy;

@@ -69,7 +69,7 @@ struct PretrainOptions {
 
   // Held-out greedy accuracy of the result on this many problems (0: skip).
   int eval_problems = 200;
-  int eval_max_new_tokens = 96;  // capped at max_seq_len / 2
+  int eval_max_new_tokens = 64;  // capped at max_seq_len - 32 (room for the prompt)
 
   Status Validate() const;
 };

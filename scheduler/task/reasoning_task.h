@@ -1,5 +1,5 @@
 // The second built-in task ("reasoning"): repeat one operation on a running value until it
-// crosses a bound, writing every step, so a response runs 4 to 6 segments of 16 tokens and the
+// crosses a bound, writing every step, so a response runs 4 to 7 segments of 16 tokens and the
 // samples of one prompt share their early steps.
 //
 //   prompt:   "Q: 95-9 until below 12=?\nA:"
