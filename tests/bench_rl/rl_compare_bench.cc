@@ -604,6 +604,15 @@ int main(int argc, char** argv) {
                   "most 0.7x GRPO's RL wall s (%.1f) and rollout tokens (%.0f):\n\n",
                   100 * grpo_final.lo, gw, gt);
     emit(buf);
+    const bool void_target = grpo_final.lo <= base_p1;
+    out["target_void"] = void_target;
+    if (void_target) {
+      std::snprintf(buf, sizeof buf,
+                    "(Void: GRPO's lowest final seed, %.1f%%, is not above the base's %.1f%%: "
+                    "GRPO did not improve, so reaching its final accuracy says nothing.)\n\n",
+                    100 * grpo_final.lo, 100 * base_p1);
+      emit(buf);
+    }
     for (const Arm& arm : arms) {
       if (arm.name == "GRPO") continue;
       const int i = first(arm.name, grpo_final.lo);
