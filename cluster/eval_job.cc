@@ -82,7 +82,7 @@ Result<std::vector<Problem>> LoadProblems(const EvalOptions& o, std::string* sou
          scheduler::ArithmeticRecords(task, split, o.problems, o.seed)) {
       out.push_back({r.prompt, r.answer.value_or("")});
     }
-    *source = "arithmetic:" + o.split;
+    *source = knobs.task + ":" + o.split;
     return out;
   }
   scheduler::PromptFileOptions fo;

@@ -61,6 +61,27 @@ TEST_F(EvalJobTest, PretrainWritesTheModelDir) {
   EXPECT_EQ(task->max_terms, BuiltinTaskOptions().max_terms);
 }
 
+TEST_F(EvalJobTest, TaskJsonRecordsTheTaskAndRefusesAnUnknownOne) {
+  auto task = ReadTaskOptions((dir_ / "task.json").string());
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->task, "arithmetic");
+  scheduler::ArithmeticOptions r = scheduler::ReasoningTaskOptions();
+  r.max_steps = 8;
+  const fs::path path = dir_ / "task_reasoning.json";
+  std::ofstream(path) << TaskOptionsJson(r);
+  auto back = ReadTaskOptions(path.string());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->task, "reasoning");
+  EXPECT_EQ(back->max_steps, 8);
+  std::ofstream(path) << R"({"task": "nope"})";
+  auto bad = ReadTaskOptions(path.string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown task \"nope\""), std::string::npos);
+  EXPECT_NE(bad.status().message().find(path.string()), std::string::npos);
+  std::ofstream(path) << R"({"task": 3})";
+  EXPECT_EQ(ReadTaskOptions(path.string()).status().code(), StatusCode::kDataLoss);
+}
+
 TEST_F(EvalJobTest, MetricsArePlumbedAndJsonRoundTrips) {
   EvalOptions o;
   o.model_path = dir_.string();

@@ -30,7 +30,15 @@ Status PretrainOptions::Validate() const {
   if (!(direct_answer_error >= 0.0 && direct_answer_error <= 1.0)) {
     return InvalidArgument("pretrain: direct_answer_error must be in [0, 1]");
   }
+  if (!(slip_share >= 0.0 && slip_share <= 1.0)) {
+    return InvalidArgument("pretrain: slip_share must be in [0, 1]");
+  }
+  if (slip_max_delta < 1) return InvalidArgument("pretrain: slip_max_delta must be >= 1");
+  if (slip_share > 0.0 && task.task != scheduler::kReasoningTaskName) {
+    return InvalidArgument("pretrain: slip_share is for the reasoning task (--task reasoning)");
+  }
   if (eval_problems < 0) return InvalidArgument("pretrain: eval_problems must be >= 0");
+  if (eval_max_new_tokens < 1) return InvalidArgument("pretrain: eval_max_new_tokens must be >= 1");
   if (log_every < 0) return InvalidArgument("pretrain: log_every must be >= 0");
   if (task.held_out_percent >= 100) {
     return InvalidArgument("pretrain: held_out_percent must be < 100 to leave a train split");
@@ -38,8 +46,32 @@ Status PretrainOptions::Validate() const {
   return task.Validate();
 }
 
+Result<PretrainOptions> PretrainPreset(std::string_view task_name) {
+  PretrainOptions o;
+  if (task_name == scheduler::kArithmeticTaskName) return o;
+  if (task_name != scheduler::kReasoningTaskName) {
+    return InvalidArgument("pretrain: unknown task \"" + std::string(task_name) +
+                           "\" (--task: arithmetic or reasoning)");
+  }
+  o.task = scheduler::ReasoningTaskOptions();
+  o.direct_answer_share = 0.0;
+  o.slip_share = 0.6;
+  o.max_seq_len = 160;
+  o.steps = 400;
+  o.batch_size = 24;
+  o.eval_max_new_tokens = 128;
+  return o;
+}
+
 std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
   nlohmann::json j;
+  j["task"] = t.task;
+  if (t.task == scheduler::kReasoningTaskName) {
+    j["min_steps"] = t.min_steps;
+    j["max_steps"] = t.max_steps;
+    j["held_out_percent"] = t.held_out_percent;
+    return j.dump(2);
+  }
   j["min_terms"] = t.min_terms;
   j["max_terms"] = t.max_terms;
   j["min_digits"] = t.min_digits;
@@ -53,11 +85,17 @@ std::string TaskOptionsJson(const scheduler::ArithmeticOptions& t) {
 Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
   TREEPO_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonObjectFile(path));
   scheduler::ArithmeticOptions t;
+  if (j.contains("task")) {
+    if (!j["task"].is_string()) return DataLoss(path + ": \"task\" must be a string");
+    t.task = j["task"].get<std::string>();
+  }
   // Integers are range-checked: get<int> would read 1e12 as -727379968.
   for (auto [key, field] : {std::pair{"min_terms", &t.min_terms},
                             {"max_terms", &t.max_terms},
                             {"min_digits", &t.min_digits},
                             {"max_digits", &t.max_digits},
+                            {"min_steps", &t.min_steps},
+                            {"max_steps", &t.max_steps},
                             {"held_out_percent", &t.held_out_percent}}) {
     if (!j.contains(key)) continue;
     Result<int> v = JsonToInt<int>(j[key], key);
@@ -70,7 +108,7 @@ Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(path + ": " + e.what());
   }
-  TREEPO_RETURN_IF_ERROR(t.Validate());
+  if (Status s = t.Validate(); !s.ok()) return InvalidArgument(path + ": " + s.message());
   return t;
 }
 
@@ -112,6 +150,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
   corpus.reserve(problems.size());
   std::mt19937_64 style_rng(o.seed ^ 0x5eedd17ec7ull);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
+  int slipped = 0;
+  const bool reasoning = o.task.task == scheduler::kReasoningTaskName;
   for (const scheduler::ArithmeticProblem& p : problems) {
     learner::PretrainSequence s;
     s.tokens = tok.Encode(p.prompt, /*add_bos=*/true);
@@ -124,8 +164,15 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
       if (unit(style_rng) < 0.5 && right - off >= 0) off = -off;
       answer = std::to_string(right + off);
     }
-    const std::vector<int32_t> sol =
-        scheduler::EncodeContinuation(tok, direct ? " \\boxed{" + answer + "}" : p.solution);
+    std::string solution = direct ? " \\boxed{" + answer + "}" : p.solution;
+    if (!direct && reasoning && o.slip_share > 0.0 && unit(style_rng) < o.slip_share) {
+      TREEPO_ASSIGN_OR_RETURN(const scheduler::RepeatProblem rp,
+                              scheduler::ParseRepeatPrompt(p.prompt));
+      const scheduler::Slip slip = scheduler::RandomSlip(rp, o.slip_max_delta, style_rng);
+      solution = scheduler::RepeatSolution(rp, slip.step, slip.delta, &answer);
+      ++slipped;
+    }
+    const std::vector<int32_t> sol = scheduler::EncodeContinuation(tok, solution);
     s.tokens.insert(s.tokens.end(), sol.begin(), sol.end());
     s.tokens.push_back(tok.eos_id());
     if (static_cast<int>(s.tokens.size()) > mc.max_seq_len) {
@@ -134,8 +181,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
     }
     corpus.push_back(std::move(s));
   }
-  spdlog::info("pretrain: model {} ({} params); corpus {} train problems", mc.ToString(),
-               weights.num_params(), corpus.size());
+  spdlog::info("pretrain: task {}; model {} ({} params); corpus {} train problems ({} with a slip)",
+               o.task.task, mc.ToString(), weights.num_params(), corpus.size(), slipped);
 
   learner::PretrainConfig pc;
   pc.steps = o.steps;
@@ -178,7 +225,7 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
     eo.has_task = true;
     eo.task = o.task;
     eo.seed = o.seed;
-    eo.max_new_tokens = std::min(96, o.max_seq_len / 2);
+    eo.max_new_tokens = std::max(1, std::min(o.eval_max_new_tokens, o.max_seq_len - 32));
     eo.progress = false;
     TREEPO_ASSIGN_OR_RETURN(EvalReport rep, RunEval(eo));
     out.heldout_accuracy = rep.accuracy;

@@ -1,15 +1,17 @@
-// `treepo pretrain`: build a next-token-prediction corpus of worked solutions from the built-in
-// arithmetic task (scheduler/task), train a small base model on it with the learner's
-// pretraining loop (learner/pretrain), and write a model directory that every other command
-// loads: config.json + model.safetensors (Hugging Face layout), tokenizer.bin (llama2.c
-// format) and task.json (the task knobs, so `treepo eval` samples the same task).
+// `treepo pretrain`: build a next-token-prediction corpus of worked solutions from a built-in
+// task (scheduler/task: `arithmetic`, the default, or `reasoning`), train a small base model on it
+// with the learner's pretraining loop (learner/pretrain), and write a model directory that every
+// other command loads: config.json + model.safetensors (Hugging Face layout), tokenizer.bin
+// (llama2.c format) and task.json (the task knobs, so `treepo eval` samples the same task).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "scheduler/task/arithmetic_task.h"
+#include "scheduler/task/reasoning_task.h"
 
 namespace treepo::cluster {
 
@@ -48,7 +50,8 @@ struct PretrainOptions {
   int log_every = 25;           // a loss line on stdout every N steps (0: none)
   int blas_threads = 0;         // 0: leave OpenBLAS's setting
 
-  // Corpus: the task's train split with these knobs.
+  // Corpus: the task's train split with these knobs (task.task: "arithmetic" or "reasoning";
+  // PretrainPreset gives each one's defaults).
   scheduler::ArithmeticOptions task = BuiltinTaskOptions();
   int corpus_problems = 20000;  // distinct train problems (fewer if the space is smaller)
   // Share of corpus solutions written as the bare answer (" \boxed{N}", still correct) instead
@@ -58,9 +61,15 @@ struct PretrainOptions {
   // Share of those bare answers that are a careless guess: off by 1..9 either way (never
   // negative). Worked solutions are always right.
   double direct_answer_error = 0.7;
+  // Reasoning task: share of solutions with one slip in the middle: a step after the first whose
+  // result is off by 1..slip_max_delta, the chain going on correctly from the wrong value
+  // (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
+  double slip_share = 0.0;
+  int slip_max_delta = 3;
 
   // Held-out greedy accuracy of the result on this many problems (0: skip).
   int eval_problems = 200;
+  int eval_max_new_tokens = 64;  // capped at max_seq_len - 32 (room for the prompt)
 
   Status Validate() const;
 };
@@ -76,11 +85,17 @@ struct PretrainOutput {
   double heldout_accuracy = -1;  // greedy, eval_problems held-out problems; -1 when skipped
 };
 
+// The defaults for a built-in task: "arithmetic" (the fields' defaults above) or "reasoning"
+// (7 to 10 steps, 60% of the chains with a slip; 160 positions; 400 steps of 24 sequences). Unknown
+// names are kInvalidArgument.
+Result<PretrainOptions> PretrainPreset(std::string_view task_name);
+
 // Runs the whole job; logs to stderr, prints "step N loss L lr R tok/s T" lines to stdout.
 Result<PretrainOutput> RunPretrain(const PretrainOptions& options);
 
-// Task knobs as JSON (task.json in a model dir) and back. Reading refuses malformed JSON
-// (kDataLoss) and values that do not validate (kInvalidArgument); absent keys keep defaults.
+// Task knobs as JSON (task.json in a model dir, the task's name under "task") and back. Reading
+// refuses malformed JSON (kDataLoss) and values that do not validate, an unknown task among
+// them (kInvalidArgument); absent keys keep defaults (no "task": arithmetic).
 std::string TaskOptionsJson(const scheduler::ArithmeticOptions& options);
 Result<scheduler::ArithmeticOptions> ReadTaskOptions(const std::string& path);
 

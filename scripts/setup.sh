@@ -9,7 +9,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev libspdlog-dev libfmt-dev
   libopenblas-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libpcre2-dev libutf8proc-dev libgloo-dev
-  python3 python3-torch python3-numpy python3-jinja2 nodejs
+  python3 python3-torch python3-numpy python3-jinja2 python3-matplotlib nodejs
   chromium prometheus
   iproute2 openssh-server openssh-client slurm-wlm munge python3-kubernetes python3-yaml
 )
@@ -20,7 +20,8 @@ if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 # scrapes the dashboard with. scripts/setup_dashboard_assets.sh fetches the npm side.
 # iproute2, openssh-server: the cluster tests' network namespaces with an sshd each;
 # slurm-wlm, munge: their single-host Slurm; python3-kubernetes and kubectl: the offline check
-# of the rendered Kubernetes manifests (tests/e2e_cluster).
+# of the rendered Kubernetes manifests (tests/e2e_cluster). python3-matplotlib: the efficacy
+# plots (scripts/plot_efficacy.py).
 if ! command -v kubectl >/dev/null 2>&1; then PACKAGES+=(kubernetes-client); fi
 # clang and its runtime for the libFuzzer preset are optional: TREEPO_SETUP_FUZZ=1 adds them.
 if [[ "${TREEPO_SETUP_FUZZ:-0}" == 1 ]]; then PACKAGES+=(clang libclang-rt-14-dev); fi

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "common/check.h"
+#include "scheduler/task/reasoning_task.h"
 
 namespace treepo::scheduler {
 namespace {
@@ -36,6 +37,12 @@ void AppendBoxed(std::string& out, int64_t v) {
 }  // namespace
 
 Status ArithmeticOptions::Validate() const {
+  if (task != kArithmeticTaskName && task != kReasoningTaskName) {
+    return InvalidArgument("task: unknown task \"" + task + "\" (arithmetic or reasoning)");
+  }
+  if (min_steps < 1 || max_steps < min_steps || max_steps > 30) {
+    return InvalidArgument("reasoning task: steps must satisfy 1 <= min_steps <= max_steps <= 30");
+  }
   if (min_terms < 2 || max_terms < min_terms || max_terms > 16) {
     return InvalidArgument("arithmetic task: terms must satisfy 2 <= min_terms <= max_terms <= 16");
   }
@@ -112,6 +119,7 @@ ArithmeticProblem ArithmeticTask::Solve(const std::vector<int64_t>& terms,
 }
 
 ArithmeticProblem ArithmeticTask::Generate(std::mt19937_64& rng) const {
+  if (options_.task == kReasoningTaskName) return GenerateReasoningProblem(options_, rng);
   auto digits = [&] {
     return std::uniform_int_distribution<int>(options_.min_digits, options_.max_digits)(rng);
   };

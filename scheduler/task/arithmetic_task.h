@@ -21,7 +21,15 @@
 
 namespace treepo::scheduler {
 
+// Built-in task names (ArithmeticOptions::task, the "task" key of a model dir's task.json).
+inline constexpr std::string_view kArithmeticTaskName = "arithmetic";
+inline constexpr std::string_view kReasoningTaskName = "reasoning";  // reasoning_task.h
+
 struct ArithmeticOptions {
+  // Which built-in task: "arithmetic" (this file's sums and products) or "reasoning" (repeat
+  // an operation until a bound, scheduler/task/reasoning_task.h; only the knobs below marked
+  // "reasoning" and held_out_percent apply to it).
+  std::string task = std::string(kArithmeticTaskName);
   // Terms per sum (>= 2): each step of the solution adds or subtracts one more term.
   int min_terms = 2;
   int max_terms = 3;
@@ -34,6 +42,9 @@ struct ArithmeticOptions {
   // Chance that a problem is a product "a*b" with a of min..max digits and b one digit 2..9,
   // solved by splitting a into its place values.
   double multiply_prob = 0.0;
+  // Reasoning: steps of the chain (1 <= min_steps <= max_steps <= 30).
+  int min_steps = 7;
+  int max_steps = 10;
   // Percent (0..100) of the problem space that belongs to the held-out split.
   int held_out_percent = 10;
 
