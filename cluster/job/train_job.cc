@@ -227,8 +227,8 @@ Status PrepareBaseModel(TrainJob* job) {
   if (!fs::exists(fs::path(t.base) / "config.json")) {
     if (!t.make_base) return NotFound("no base model at " + t.base + " (model.make_if_missing)");
     TREEPO_RETURN_IF_ERROR(EnsureWritableDir(t.base, "model.base"));
-    spdlog::info("no base model at {}: pretraining one", t.base);
-    PretrainOptions p;
+    spdlog::info("no base model at {}: pretraining one for the {} task", t.base, t.base_task);
+    TREEPO_ASSIGN_OR_RETURN(PretrainOptions p, PretrainPreset(t.base_task));
     p.out_dir = t.base;
     p.seed = job->options.rl.rollout.seed;
     if (t.pretrain_steps > 0) p.steps = t.pretrain_steps;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "cluster/pretrain_job.h"
 #include "scheduler/dashboard/dashboard.h"
 
 namespace treepo::cluster {
@@ -67,6 +68,10 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("model.base", &o->base));
   TREEPO_RETURN_IF_ERROR(c.Get("model.make_if_missing", &o->make_base));
   TREEPO_RETURN_IF_ERROR(c.Get("model.pretrain_steps", &o->pretrain_steps));
+  TREEPO_RETURN_IF_ERROR(c.Get("model.task", &o->base_task));
+  if (Status st = PretrainPreset(o->base_task).status(); !st.ok()) {
+    return InvalidArgument("config key 'model.task': " + st.message());
+  }
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompts", &o->prompts));
   TREEPO_RETURN_IF_ERROR(c.Get("task.prompt_field", &o->prompt_field));
   TREEPO_RETURN_IF_ERROR(c.Get("task.answer_field", &o->answer_field));
@@ -152,6 +157,7 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"model.base", t.base},
       {"model.make_if_missing", Bool(t.make_base)},
       {"model.pretrain_steps", fmt::format("{}", t.pretrain_steps)},
+      {"model.task", t.base_task},
       {"task.prompts", t.prompts},
       {"task.prompt_field", t.prompt_field},
       {"task.answer_field", t.answer_field},

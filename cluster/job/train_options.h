@@ -23,6 +23,8 @@ struct TrainOptions {
   std::string base = "runs/base";        // model.base: base model dir (made if missing)
   bool make_base = true;                 // model.make_if_missing
   int pretrain_steps = 0;                // model.pretrain_steps (0: the pretrain default)
+  std::string base_task = "arithmetic";  // model.task: the built-in task make_if_missing
+                                         // pretrains (PretrainPreset: arithmetic | reasoning)
   std::string prompts;                   // task.prompts: JSONL prompt file ("" = built-in task)
   std::string prompt_field = "prompt";   // task.prompt_field
   std::string answer_field = "answer";   // task.answer_field

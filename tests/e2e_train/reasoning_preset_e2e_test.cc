@@ -2,7 +2,8 @@
 // tiny settings records the task in task.json, and `treepo train --config
 // configs/reasoning.toml` on that base runs a few RL steps on the task's long chains (its
 // "until" prompts, paths deeper than the default 4 segments), with the preset's keys in force.
-// Misuse is refused with the name of what is wrong: an unknown task, a missing base.
+// Without a base, the preset pretrains the reasoning task's (model.task). Misuse is refused
+// with the name of what is wrong: an unknown task, a missing base.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -97,16 +98,45 @@ TEST_F(ReasoningPresetE2eTest, AnUnknownTaskAndAMissingBaseAreRefusedByName) {
       << ReadAll(root_ / "bad_task.log");
   EXPECT_FALSE(fs::exists(root_ / "b" / "config.json"));
 
-  // The preset does not pretrain a base itself (that would be the arithmetic task's).
-  const fs::path missing = root_ / "no_base";
-  EXPECT_NE(Shell(binary_ + " train --config " + config_ + " --set model.base=" + missing.string() +
-                      " --set out_dir=" + (root_ / "run").string() +
-                      " --set output.progress=false --set dashboard.enabled=false",
-                  root_ / "no_base.log"),
+  // model.task names a task too.
+  EXPECT_NE(Shell(binary_ + " train --config " + config_ + " --set model.task=reasonning" +
+                      " --set out_dir=" + (root_ / "run").string(),
+                  root_ / "bad_model_task.log"),
             0);
+  EXPECT_NE(ReadAll(root_ / "bad_model_task.log").find("'model.task'"), std::string::npos)
+      << ReadAll(root_ / "bad_model_task.log");
+
+  // A missing base with make_if_missing off is refused by its path.
+  const fs::path missing = root_ / "no_base";
+  EXPECT_NE(
+      Shell(binary_ + " train --config " + config_ + " --set model.base=" + missing.string() +
+                " --set model.make_if_missing=false --set out_dir=" + (root_ / "run").string() +
+                " --set output.progress=false --set dashboard.enabled=false",
+            root_ / "no_base.log"),
+      0);
   const std::string log = ReadAll(root_ / "no_base.log");
   EXPECT_NE(log.find(missing.string()), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(missing / "config.json"));
+}
+
+TEST_F(ReasoningPresetE2eTest, ThePresetPretrainsTheReasoningBaseWhenItHasNone) {
+  const fs::path base = root_ / "made_base";
+  const fs::path out = root_ / "made_run";
+  ASSERT_EQ(Shell(binary_ + " train --config " + config_ + " --set model.base=" + base.string() +
+                      " --set model.pretrain_steps=2 --set out_dir=" + out.string() +
+                      " --set steps=1 --set rollout.queries_per_step=1 --set rollout.width=2" +
+                      " --set task.train_problems=20 --set eval.before=false" +
+                      " --set eval.after=false --set eval.checkpoints=false" +
+                      " --set output.progress=false --set dashboard.enabled=false",
+                  root_ / "made.log"),
+            0)
+      << ReadAll(root_ / "made.log");
+  std::ifstream tj(base / "task.json");
+  ASSERT_TRUE(tj.good()) << ReadAll(root_ / "made.log");
+  EXPECT_EQ(nlohmann::json::parse(tj).value("task", ""), "reasoning");
+  EXPECT_NE(ReadAll(root_ / "made.log").find("pretraining one for the reasoning task"),
+            std::string::npos);
+  EXPECT_EQ(StepLines(out / "metrics.jsonl").size(), 1u);
 }
 
 }  // namespace
