@@ -136,7 +136,9 @@ TEST_F(StallE2eTest, RolloutEndsAtOnceWhenItsLastWorkerProcessExits) {
 
 // A worker process the launcher sees exit is declared dead at once: with no task deadlines
 // and a 10-minute heartbeat timeout, only that path can hand its tasks to the other worker
-// in time.
+// in time. Placement keeps each query's tasks with the worker holding its KV (policy "wait"),
+// so the killed worker holds tasks of its queries when it dies (the cost policy may already
+// have moved them all to the other worker, which leaves nothing to re-dispatch).
 TEST_F(StallE2eTest, AKilledWorkersTasksAreRedispatchedAtOnceNotAtTheHeartbeatTimeout) {
   const std::string log = dir_ + "/rollout_gone.log", out = dir_ + "/gone.jsonl";
   auto rollout = ChildProcess::Spawn({binary_,       "rollout",
@@ -150,7 +152,8 @@ TEST_F(StallE2eTest, AKilledWorkersTasksAreRedispatchedAtOnceNotAtTheHeartbeatTi
                                       "--set",       "segment_tokens=16",
                                       "--set",       "progress=false",
                                       "--set",       "heartbeat_timeout_ms=600000",
-                                      "--set",       "task_deadline_floor_ms=0"},
+                                      "--set",       "task_deadline_floor_ms=0",
+                                      "--set",       "placement_policy=wait"},
                                      log);
   ASSERT_TRUE(rollout.ok());
   pid_t worker = -1;
