@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "learner/service/learner_test_inputs.h"
 #include "learner/service/weight_publisher.h"
 #include "protocols/codec.h"
 #include "worker/service/weight_intake.h"
@@ -13,19 +14,7 @@ namespace {
 
 namespace pr = protocols;
 
-model::ModelWeights Model(uint64_t seed) {
-  model::ModelConfig c;
-  c.dim = 32;
-  c.hidden_dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 40;
-  c.max_seq_len = 32;
-  auto w = model::ModelWeights::Random(c, seed);
-  EXPECT_TRUE(w.ok());
-  return std::move(*w);
-}
+model::ModelWeights Model(uint64_t seed) { return learner::test_inputs::SmallModel(seed); }
 
 std::vector<pr::Message> Publish(const model::ModelWeights& w, WeightVersion v, size_t chunk) {
   std::vector<pr::Message> sent;
