@@ -101,12 +101,14 @@ int SendZmqGarbage(const std::string& endpoint, std::mt19937& rng, bool multipar
   protocols::Message reg;
   reg.payload = protocols::RegisterWorker{"intruder", 1, 64, 16, 0};
   send(protocols::Encode(reg), false);
+  // The first answer may take a while (sanitizer builds, a loaded machine); the rest follow it.
   int replies = 0;
-  s.set(zmq::sockopt::rcvtimeo, 200);
+  s.set(zmq::sockopt::rcvtimeo, 30000);
   for (int i = 0; i < 20; ++i) {
     zmq::message_t m;
     if (!s.recv(m)) break;
     ++replies;
+    s.set(zmq::sockopt::rcvtimeo, 200);
   }
   return replies;
 }
