@@ -342,6 +342,19 @@ void SchedulerService::HandleRegisterLearner(const pr::Router::Incoming& in,
         pr::MessageType::kRegisterLearner);
     return;
   }
+  // The same connection asking again for the same rank (its RegisterAck was still on its way
+  // when it resent): the same registration, acknowledged again, not a second learner that
+  // would replace the first while the process goes on as the first.
+  for (const auto& [id, l] : registry_.learners()) {
+    if (l.alive && l.peer == peer && l.rank == reg.rank && l.world_size == reg.world_size &&
+        l.name == reg.learner_name) {
+      SendToPeer(peer, pr::RegisterAck{l.id.value(), l.epoch,
+                                       static_cast<uint32_t>(options_.heartbeat_interval_ms),
+                                       weight_version_})
+          .IgnoreError();
+      return;
+    }
+  }
   // One learner per rank: another one is refused while the first one's connection is up
   // (probed with a Heartbeat, which learners ignore; the Router knows a gone peer at once).
   // Data-parallel ranks must agree on the world size.

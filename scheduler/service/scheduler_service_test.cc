@@ -196,6 +196,22 @@ TEST_F(SchedulerServiceTest, DataParallelLearnersTakeOneRankEachOfOneWorldSize) 
   EXPECT_EQ(service_->registry().learners().size(), 2u);
 }
 
+TEST_F(SchedulerServiceTest, ALearnersResentRegistrationIsOneLearner) {
+  // A learner that resent RegisterLearner before its RegisterAck came (a slow scheduler) goes
+  // on with the first ack's id: the resends must not register a second learner that replaces
+  // it (whose id the learner never uses, so its weights would be ignored).
+  pr::Dealer l = Connect("l");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(l.Send(Frame(pr::RegisterLearner{"l", 0, 1, 0})).ok());
+  std::vector<pr::RegisterAck> acks;
+  for (int i = 0; i < 3; ++i) {
+    const pr::Message m = Reply(l);
+    ASSERT_NE(m.get_if<pr::RegisterAck>(), nullptr);
+    acks.push_back(*m.get_if<pr::RegisterAck>());
+  }
+  for (const pr::RegisterAck& a : acks) EXPECT_EQ(a, acks.front());
+  EXPECT_EQ(service_->registry().learners().size(), 1u);
+}
+
 TEST_F(SchedulerServiceTest, ResendsOfOneRegistrationGetOneAck) {
   // A worker started before its scheduler has resent RegisterWorker several times; the
   // frames queue and arrive together. They are one registration, not several (each new one
