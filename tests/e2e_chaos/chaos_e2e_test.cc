@@ -62,6 +62,14 @@ int StepLines(const std::string& metrics) {
 }
 
 // Garbage from a raw DEALER. Returns the replies it got (ErrorReply frames, RegisterAck).
+// Short, so that the paused worker is declared dead soon; a thread-sanitized learner (5-20x
+// slower) needs longer between its heartbeats while it trains.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kHeartbeatTimeoutMs = 5000;
+#else
+constexpr int kHeartbeatTimeoutMs = 1000;
+#endif
+
 int SendZmqGarbage(const std::string& endpoint, std::mt19937& rng, bool multipart) {
   zmq::context_t ctx;
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -165,26 +173,27 @@ TEST_F(ChaosE2eTest, GarbageKilledAndPausedWorkersDoNotReachTheTreesOrStopTheRun
   const bool multipart = std::getenv("TREEPO_CHAOS_NO_MULTIPART") == nullptr;
   const std::string out = dir_ + "/run", log = dir_ + "/train.log";
   std::vector<std::string> argv = {binary_, "train"};
-  const std::vector<std::string> sets = {"model.base=" + dir_ + "/base",
-                                         "out_dir=" + out,
-                                         "steps=" + std::to_string(kSteps),
-                                         "rollout.queries_per_step=" + std::to_string(kQueries),
-                                         "rollout.width=" + std::to_string(kWidth),
-                                         "rollout.segment_tokens=8",
-                                         "rollout.max_depth=2",
-                                         "rollout.branch=2",
-                                         "task.train_problems=50",
-                                         "learner.lr=1e-3",
-                                         "cluster.workers=3",
-                                         "cluster.worker_pages=256",
-                                         "scheduler.heartbeat_interval_ms=100",
-                                         "scheduler.heartbeat_timeout_ms=1000",
-                                         "eval.before=false",
-                                         "eval.after=false",
-                                         "eval.checkpoints=false",
-                                         "output.checkpoint_every=0",
-                                         "output.report=false",
-                                         "output.progress=false"};
+  const std::vector<std::string> sets = {
+      "model.base=" + dir_ + "/base",
+      "out_dir=" + out,
+      "steps=" + std::to_string(kSteps),
+      "rollout.queries_per_step=" + std::to_string(kQueries),
+      "rollout.width=" + std::to_string(kWidth),
+      "rollout.segment_tokens=8",
+      "rollout.max_depth=2",
+      "rollout.branch=2",
+      "task.train_problems=50",
+      "learner.lr=1e-3",
+      "cluster.workers=3",
+      "cluster.worker_pages=256",
+      "scheduler.heartbeat_interval_ms=100",
+      "scheduler.heartbeat_timeout_ms=" + std::to_string(kHeartbeatTimeoutMs),
+      "eval.before=false",
+      "eval.after=false",
+      "eval.checkpoints=false",
+      "output.checkpoint_every=0",
+      "output.report=false",
+      "output.progress=false"};
   for (const std::string& s : sets) {
     argv.push_back("--set");
     argv.push_back(s);
@@ -236,7 +245,7 @@ TEST_F(ChaosE2eTest, GarbageKilledAndPausedWorkersDoNotReachTheTreesOrStopTheRun
   EXPECT_GT(SendZmqGarbage(ep, rng, multipart), 0);
   if (multipart) SendTcpGarbage(port, rng);
 
-  ASSERT_TRUE(train->Wait(100000)) << ReadAll(log);
+  ASSERT_TRUE(train->Wait(kHeartbeatTimeoutMs * 100)) << ReadAll(log);
   ASSERT_EQ(train->exit_code(), 0) << ReadAll(log);
 
   // Every step completed, in order, with every query's w leaves.
