@@ -60,35 +60,22 @@ StepResult OneLearner(const std::vector<TreeRecord>& trees) {
 std::vector<StepResult> DataParallel(const std::vector<TreeRecord>& trees,
                                      const std::vector<std::vector<size_t>>& shards,
                                      const std::string& store) {
-  const int world = static_cast<int>(shards.size());
-  std::vector<StepResult> out(static_cast<size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      collective::CollectiveOptions co;
-      co.rank = r;
-      co.world_size = world;
-      co.store_dir = store;
-      co.run_id = "dp";
-      co.timeout_ms = 60000;
-      auto c = collective::CreateCollective(co);
-      ASSERT_TRUE(c.ok()) << c.status().ToString();
-      std::vector<TreeRecord> mine;
-      for (size_t i : shards[static_cast<size_t>(r)]) mine.push_back(trees[i]);
-      auto est = MakeAdvantageEstimator("treepo");
-      ASSERT_TRUE(est.ok());
-      auto batch = BuildLearnerBatch(mine, **est, 64,
-                                     [&](std::span<double> v) { return (*c)->AllReduceSum(v); });
-      ASSERT_TRUE(batch.ok()) << batch.status().ToString();
-      auto t = Trainer::Create(SmallModel(), Options(), WeightVersion(0));
-      ASSERT_TRUE(t.ok());
-      ASSERT_TRUE((*t)->set_collective(c->get()).ok());
-      auto m = (*t)->Step(*batch);
-      ASSERT_TRUE(m.ok()) << m.status().ToString();
-      out[static_cast<size_t>(r)] = {(*t)->weights().data, *m};
-    });
-  }
-  for (std::thread& t : threads) t.join();
+  std::vector<StepResult> out(shards.size());
+  test_inputs::RunRanks(trees, shards, store, "dp",
+                        [&](int r, const std::vector<TreeRecord>& mine, collective::Collective& c) {
+                          auto est = MakeAdvantageEstimator("treepo");
+                          ASSERT_TRUE(est.ok());
+                          auto batch = BuildLearnerBatch(mine, **est, 64, [&](std::span<double> v) {
+                            return c.AllReduceSum(v);
+                          });
+                          ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+                          auto t = Trainer::Create(SmallModel(), Options(), WeightVersion(0));
+                          ASSERT_TRUE(t.ok());
+                          ASSERT_TRUE((*t)->set_collective(&c).ok());
+                          auto m = (*t)->Step(*batch);
+                          ASSERT_TRUE(m.ok()) << m.status().ToString();
+                          out[static_cast<size_t>(r)] = {(*t)->weights().data, *m};
+                        });
   return out;
 }
 

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "common/collective/collective.h"
 #include "common/model/weights.h"
 #include "common/tree/tree_record.h"
 
@@ -68,6 +71,33 @@ inline std::vector<TreeRecord> RandomTrees(int n, uint32_t seed) {
     trees.push_back(std::move(t));
   }
   return trees;
+}
+
+// Data-parallel ranks in one process: fn(rank, its trees, its collective) on one thread per
+// shard, each with its own Gloo collective meeting in `store` under `run_id`; returns when all
+// have finished.
+inline void RunRanks(
+    const std::vector<TreeRecord>& trees, const std::vector<std::vector<size_t>>& shards,
+    const std::string& store, const std::string& run_id,
+    const std::function<void(int, const std::vector<TreeRecord>&, collective::Collective&)>& fn) {
+  const int world = static_cast<int>(shards.size());
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      collective::CollectiveOptions co;
+      co.rank = r;
+      co.world_size = world;
+      co.store_dir = store;
+      co.run_id = run_id;
+      co.timeout_ms = 60000;
+      auto c = collective::CreateCollective(co);
+      ASSERT_TRUE(c.ok()) << c.status().ToString();
+      std::vector<TreeRecord> mine;
+      for (size_t i : shards[static_cast<size_t>(r)]) mine.push_back(trees[i]);
+      fn(r, mine, **c);
+    });
+  }
+  for (std::thread& t : threads) t.join();
 }
 
 }  // namespace treepo::learner::test_inputs

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cluster/plugins.h"
@@ -166,31 +165,18 @@ TEST_F(PluginLearnerTest, TwoRanksTakeTheStepOfOne) {
   const auto shards = ShardTreesByTokens(trees, 2);
   const std::string store = testing::FreshTempDir("plugin_learner_dp");
   std::vector<std::vector<float>> weights(2);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      collective::CollectiveOptions co;
-      co.rank = r;
-      co.world_size = 2;
-      co.store_dir = store;
-      co.run_id = "plugin_dp";
-      co.timeout_ms = 60000;
-      auto c = collective::CreateCollective(co);
-      ASSERT_TRUE(c.ok()) << c.status().ToString();
-      std::vector<TreeRecord> mine;
-      for (size_t i : shards[static_cast<size_t>(r)]) mine.push_back(trees[i]);
-      const LearnerBatch b =
-          Batch(mine, [&](std::span<double> v) { return (*c)->AllReduceSum(v); });
-      auto algo = Make("reinforce_sgd", "lr=0.5", HostOptions(), r, 2);
-      ASSERT_TRUE(algo.ok());
-      ASSERT_TRUE((*algo)->set_collective(c->get()).ok());
-      auto m = (*algo)->Step(b);
-      ASSERT_TRUE(m.ok()) << m.status().ToString();
-      weights[static_cast<size_t>(r)] = (*algo)->weights().data;
-      loss[static_cast<size_t>(r)] = m->loss;
-    });
-  }
-  for (std::thread& t : threads) t.join();
+  test_inputs::RunRanks(trees, shards, store, "plugin_dp",
+                        [&](int r, const std::vector<TreeRecord>& mine, collective::Collective& c) {
+                          const LearnerBatch b =
+                              Batch(mine, [&](std::span<double> v) { return c.AllReduceSum(v); });
+                          auto algo = Make("reinforce_sgd", "lr=0.5", HostOptions(), r, 2);
+                          ASSERT_TRUE(algo.ok());
+                          ASSERT_TRUE((*algo)->set_collective(&c).ok());
+                          auto m = (*algo)->Step(b);
+                          ASSERT_TRUE(m.ok()) << m.status().ToString();
+                          weights[static_cast<size_t>(r)] = (*algo)->weights().data;
+                          loss[static_cast<size_t>(r)] = m->loss;
+                        });
   fs::remove_all(store);
   EXPECT_EQ(weights[0], weights[1]);
   const std::vector<float>& w1 = (*one)->weights().data;
