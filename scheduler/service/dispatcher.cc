@@ -959,6 +959,15 @@ std::map<WorkerId, std::vector<NodeId>> Dispatcher::TakeReleases() {
   return out;
 }
 
+int Dispatcher::QueuedOnlyOn(WorkerId worker) const {
+  int n = 0;
+  for (const Queued& q : queue_) {
+    const std::vector<WorkerId> hs = holders_.Holders(q.task.parent_node_id);
+    if (hs.size() == 1 && hs.front() == worker) ++n;
+  }
+  return n;
+}
+
 int Dispatcher::WorkerDied(WorkerId worker) {
   holders_.ForgetWorker(worker);
   for (auto a = arriving_.begin(); a != arriving_.end();) {

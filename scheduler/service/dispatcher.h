@@ -244,6 +244,9 @@ class Dispatcher {
   // `worker` died: its nodes are forgotten and its in-flight tasks requeued (first in line).
   // Returns how many tasks were requeued.
   int WorkerDied(WorkerId worker);
+  // Queued tasks whose parent's KV only `worker` holds: where it dies, they are placed afresh
+  // (with the prefix to recompute) instead of waiting for it.
+  int QueuedOnlyOn(WorkerId worker) const;
 
   // True while a draining `worker` is still needed: a KV transfer from or to it is under way,
   // or a queued task continues a node that it alone of the live workers holds (the task will

@@ -477,9 +477,12 @@ void SchedulerService::HandleWorkerMessage(WorkerEntry* worker, const pr::Messag
 void SchedulerService::OnWorkerDead(WorkerId id) {
   ++counters_.dead_workers;
   registry_.MarkDead(id);
+  const int stranded = dispatcher_.QueuedOnlyOn(id);
   const int n = dispatcher_.WorkerDied(id);
   counters_.redispatched_tasks += n;
-  spdlog::warn("worker {} gone: {} in-flight tasks requeued, its KV forgotten", id.value(), n);
+  spdlog::warn("worker {} gone: {} in-flight tasks requeued, {} queued tasks placed afresh, its KV "
+               "forgotten",
+               id.value(), n, stranded);
 }
 
 void SchedulerService::HandleDeregister(WorkerEntry* worker, const pr::Deregister& d) {
