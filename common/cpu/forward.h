@@ -22,29 +22,16 @@
 #include <span>
 #include <vector>
 
+#include "common/compute/decoder_backend.h"
 #include "common/cpu/kv_view.h"
 #include "common/model/weights.h"
 
 namespace treepo::cpu {
 
-// One sequence's part of a batch.
-struct SeqSlice {
-  std::span<const int32_t> block_table;  // pages covering [0, start_pos + num_rows)
-  int start_pos = 0;                     // position of the first row
-  int num_rows = 0;                      // >= 1
-};
-
-struct ForwardBatch {
-  std::span<const int32_t> tokens;  // [total rows]: the sequences' rows, in `seqs` order
-  std::span<const SeqSlice> seqs;
-  std::span<const int32_t> logit_rows;  // rows (indices into tokens) whose logits are wanted
-};
-
-// Time and work spent in matrix products (for benchmarks); accumulated across calls.
-struct ForwardStats {
-  double matmul_seconds = 0.0;
-  double matmul_flops = 0.0;
-};
+// The batch and the statistics are the backend seam's (common/compute/decoder_backend.h).
+using SeqSlice = compute::SeqSlice;
+using ForwardBatch = compute::ForwardBatch;
+using ForwardStats = compute::ForwardStats;
 
 // Scratch buffers reused across calls; they only grow, so a steady-state step allocates
 // nothing. One workspace per thread.
