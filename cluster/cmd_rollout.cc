@@ -4,10 +4,10 @@
 //
 // Settings come from --config FILE (TOML), then the flags below, then --set key=value; keys
 // are the flag names with '_' for '-' (scheduler/service/rollout_job.h, plus workers,
-// worker_threads, worker_pages, page_size, curve = true for ephemeral CURVE keys between
-// the scheduler and its workers (docs/security.md), and debug_slow_worker_step_ms: worker-1
-// sleeps this long after each engine step, for placement benchmarks). An unknown key is an
-// error.
+// worker_threads, worker_pages, page_size, worker_backend (cpu | cuda | auto), curve = true for
+// ephemeral CURVE keys between the scheduler and its workers (docs/security.md), and
+// debug_slow_worker_step_ms: worker-1 sleeps this long after each engine step, for placement
+// benchmarks). An unknown key is an error.
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -20,6 +20,7 @@
 #include "cluster/command.h"
 #include "cluster/local_keys.h"
 #include "cluster/plugins.h"
+#include "common/compute/decoder_backend.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
@@ -102,6 +103,9 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
   TREEPO_ASSIGN_OR_RETURN(const std::vector<std::string> plugins, LoadConfiguredPlugins(config));
   std::string worker_sampler = "default";  // token sampler of every worker
   TREEPO_RETURN_IF_ERROR(config.Get("worker_sampler", &worker_sampler));
+  std::string worker_backend = "auto";  // compute backend of every worker: cpu | cuda | auto
+  TREEPO_RETURN_IF_ERROR(config.Get("worker_backend", &worker_backend));
+  TREEPO_RETURN_IF_ERROR(compute::ResolveBackend(worker_backend).status());
   int workers = 2, worker_threads = 1, worker_pages = 4096, page_size = 16;
   TREEPO_RETURN_IF_ERROR(config.Get("workers", &workers));
   TREEPO_RETURN_IF_ERROR(config.Get("worker_threads", &worker_threads));
@@ -148,6 +152,8 @@ Status RunRolloutCmd(const RolloutCmdOptions& o) {
       }
       argv.push_back("--sampler");
       argv.push_back(worker_sampler);
+      argv.push_back("--backend");
+      argv.push_back(worker_backend);
       for (const std::string& p : plugins) {
         argv.push_back("--plugin");
         argv.push_back(p);

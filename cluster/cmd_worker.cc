@@ -45,6 +45,12 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   cmd->add_option("--sampler", opts->engine.sampler,
                   "token sampler: default, or one a plug-in registers (docs/plugins.md)")
       ->capture_default_str();
+  cmd->add_option("--backend", opts->engine.backend,
+                  "compute backend: cpu, cuda, or auto (cuda where this build has it and a "
+                  "device is present)")
+      ->capture_default_str();
+  cmd->add_option("--device", opts->engine.device, "CUDA device ordinal (backend cuda)")
+      ->capture_default_str();
   cmd->add_option("--plugin", *plugins, "plug-in library to load first (repeatable)");
   cmd->add_option("--heartbeat-ms", opts->heartbeat_interval_ms,
                   "heartbeat period (0: the scheduler's)")

@@ -83,6 +83,12 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_command", &o->learner_command));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_threads", &o->worker_threads));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_sampler", &o->worker_sampler));
+  TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_backend", &o->worker_backend));
+  // Only the name is checked here: the workers' hosts, not this one, must have the device.
+  if (o->worker_backend != "cpu" && o->worker_backend != "cuda" && o->worker_backend != "auto") {
+    return InvalidArgument("cluster.worker_backend must be cpu, cuda or auto, got '" +
+                           o->worker_backend + "'");
+  }
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));
@@ -171,6 +177,7 @@ std::map<std::string, std::string> TrainSettings(const TrainJobOptions& o) {
       {"cluster.learner_command", t.learner_command},
       {"cluster.worker_threads", fmt::format("{}", t.worker_threads)},
       {"cluster.worker_sampler", t.worker_sampler},
+      {"cluster.worker_backend", t.worker_backend},
       {"cluster.worker_pages", fmt::format("{}", t.worker_pages)},
       {"cluster.page_size", fmt::format("{}", t.page_size)},
       {"cluster.learner_threads", fmt::format("{}", t.learner_threads)},

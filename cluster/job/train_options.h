@@ -40,6 +40,7 @@ struct TrainOptions {
   std::string learner_command;
   int worker_threads = 1;                  // cluster.worker_threads
   std::string worker_sampler = "default";  // cluster.worker_sampler: token sampler name
+  std::string worker_backend = "auto";     // cluster.worker_backend: cpu | cuda | auto
   int worker_pages = 2048;                 // cluster.worker_pages
   int page_size = 16;                      // cluster.page_size
   int learner_threads = 1;                 // cluster.learner_threads: BLAS threads per rank

@@ -21,6 +21,8 @@ std::vector<std::string> WorkerArgv(const TrainJobOptions& o, const ProcessConte
   for (const std::string& f : c.worker_key_flags) argv.push_back(f);
   argv.push_back("--sampler");
   argv.push_back(t.worker_sampler);
+  argv.push_back("--backend");
+  argv.push_back(t.worker_backend);
   for (const std::string& p : c.plugins) {
     argv.push_back("--plugin");
     argv.push_back(p);

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/compute/cpu_decoder.h"
 #include "common/cpu/ops.h"
 #include "common/model/llama2c.h"
 #include "worker/engine/engine.h"
@@ -162,7 +163,8 @@ struct ForkCost {
 ForkCost Fork(const treepo::model::ModelConfig& c, int length) {
   KvCacheOptions o;
   o.num_pages = 20 * (length / 16 + 2);
-  KvCache kv(o, c.n_layers, c.kv_dim());
+  treepo::compute::HostKvPages pages({c.n_layers, o.num_pages, o.page_size, c.kv_dim()});
+  KvCache kv(o, &pages);
   kv.Create(NodeId(1), length);
   kv.SetLength(NodeId(1), length);
   std::vector<NodeId> kids;

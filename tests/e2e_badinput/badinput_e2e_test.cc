@@ -162,6 +162,15 @@ const std::vector<BadInput>& Table() {
        "1000000000000 is outside"},
       {"config_fewer_layers_than_weights", "generate --model {dir}/hf_layers --tokenizer {tok}", 1,
        "but the weights hold 3 layers"},
+      // Compute backends.
+      {"train_backend_unknown", "train --set cluster.worker_backend=tpu --set out_dir={dir}/run", 1,
+       "cluster.worker_backend must be cpu, cuda or auto"},
+      {"rollout_backend_unknown",
+       "rollout --model {model} --tokenizer {tok} --prompts {prompts} --set worker_backend=tpu", 1,
+       "unknown backend 'tpu'"},
+      {"worker_backend_unknown",
+       "worker --scheduler tcp://127.0.0.1:9 --model {model} --backend tpu", 1,
+       "unknown backend 'tpu'"},
       // Usage.
       {"unknown_flag", "rollout --no-such-flag", 2, "no-such-flag"},
   };

@@ -35,7 +35,8 @@ Status EngineOptions::Validate() const {
   TREEPO_RETURN_IF_ERROR(kv.Validate());
   if (max_step_tokens < 1) return InvalidArgument("max_step_tokens must be >= 1");
   if (blas_threads < 0) return InvalidArgument("blas_threads must be >= 0");
-  return OkStatus();
+  if (device < 0) return InvalidArgument("device must be >= 0");
+  return compute::ResolveBackend(backend).status();
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const model::ModelWeights> weights,
@@ -50,7 +51,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const model::Mode
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<TokenSampler> sampler,
                           TokenSamplers().Make(options.sampler));
   cpu::SetBlasThreads(options.blas_threads);
-  auto state = std::make_unique<State>(std::move(weights), version, options);
+  const compute::KvShape shape{weights->config.n_layers, options.kv.num_pages, options.kv.page_size,
+                               weights->config.kv_dim()};
+  TREEPO_ASSIGN_OR_RETURN(
+      std::unique_ptr<compute::DecoderBackend> backend,
+      compute::CreateDecoderBackend({options.backend, options.device}, weights, shape));
+  auto state = std::make_unique<State>(std::move(weights), version, options, std::move(backend));
   state->sampler = std::move(sampler);
   return std::unique_ptr<Engine>(new Engine(std::move(state)));
 }
@@ -302,6 +308,7 @@ Status Engine::SwapWeights(std::shared_ptr<const model::ModelWeights> weights,
       weights->dtype != s_->weights->dtype) {
     return InvalidArgument("new weights have another shape: " + weights->config.ToString());
   }
+  TREEPO_RETURN_IF_ERROR(s_->backend->SetWeights(weights));
   s_->weights = std::move(weights);
   s_->version = version;
   return OkStatus();
@@ -324,7 +331,8 @@ EngineLoad Engine::Load() const {
 WeightVersion Engine::weight_version() const { return s_->version; }
 const model::ModelConfig& Engine::config() const { return s_->weights->config; }
 const KvCache& Engine::kv_cache() const { return s_->kv; }
-double Engine::matmul_seconds() const { return s_->stats.matmul_seconds; }
-double Engine::matmul_flops() const { return s_->stats.matmul_flops; }
+double Engine::matmul_seconds() const { return s_->backend->stats().matmul_seconds; }
+double Engine::matmul_flops() const { return s_->backend->stats().matmul_flops; }
+std::string_view Engine::backend() const { return s_->backend->name(); }
 
 }  // namespace treepo::worker

@@ -1,4 +1,4 @@
-// The continuous-batching inference engine (fp32 CPU backend, paged KV).
+// The continuous-batching inference engine over a compute backend (paged KV).
 //
 // A caller submits segment tasks: "fork node P into children C1..Ck and decode up to L tokens
 // for each, with these sampling parameters and per-child seeds". Each Step() admits and
@@ -23,9 +23,13 @@
 // of another version is refused (kFailedPrecondition): release it and resubmit with its
 // prefix. SwapWeights() is accepted only when no task is in flight.
 //
-// Numerics: batch-invariant (cpu::Forward). A child's logits, tokens and log-probs are bitwise
-// the same whatever else runs in its steps, however its parent's prefix was computed
-// (prefilled in any chunks, decoded, forked), with any page size and thread count.
+// Backends (common/compute/decoder_backend.h): the engine keeps the bookkeeping (pages, nodes,
+// sampling streams) and hands the backend the forward pass and the page storage: "cpu" (fp32,
+// host memory) or "cuda" (bf16 on the device); sampling runs on the host from the logits.
+//
+// Numerics on the cpu backend: batch-invariant (cpu::Forward). A child's logits, tokens and
+// log-probs are bitwise the same whatever else runs in its steps, however its parent's prefix
+// was computed (prefilled in any chunks, decoded, forked), with any page size and thread count.
 //
 // Thread-safety: none. One thread owns the engine and calls everything on it; the forward
 // runs its own helper threads inside a step.
@@ -54,6 +58,9 @@ struct EngineOptions {
   int blas_threads = 0;
   // TokenSamplers() name of the token sampler ("default": temperature, top-k, top-p).
   std::string sampler = "default";
+  // Compute backend: cpu | cuda | auto (cuda when this build has it and a device is present).
+  std::string backend = "auto";
+  int device = 0;  // cuda: the device ordinal
 
   Status Validate() const;
 };
@@ -130,7 +137,9 @@ struct EngineLoad {
 
 class Engine {
  public:
-  // kInvalidArgument on bad options or weights whose config does not validate.
+  // kInvalidArgument on bad options or weights whose config does not validate; the backend's
+  // error when it cannot be had (no CUDA in this build or no device for "cuda", too little
+  // device memory).
   static Result<std::unique_ptr<Engine>> Create(std::shared_ptr<const model::ModelWeights> weights,
                                                 WeightVersion version,
                                                 const EngineOptions& options);
@@ -178,6 +187,8 @@ class Engine {
   WeightVersion weight_version() const;
   const model::ModelConfig& config() const;
   const KvCache& kv_cache() const;
+  // The backend's name ("cpu" | "cuda").
+  std::string_view backend() const;
   // Matrix-product time and flops of every forward so far (benchmarks).
   double matmul_seconds() const;
   double matmul_flops() const;

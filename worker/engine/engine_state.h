@@ -6,7 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/cpu/forward.h"
+#include "common/compute/decoder_backend.h"
 #include "worker/engine/engine.h"
 
 namespace treepo::worker {
@@ -60,25 +60,26 @@ struct Engine::State {
   std::shared_ptr<const model::ModelWeights> weights;
   WeightVersion version;
   EngineOptions options;
+  std::unique_ptr<compute::DecoderBackend> backend;  // never null; declared before kv
   KvCache kv;
   std::unordered_map<NodeId, HeldNode> nodes;
   std::vector<Task> tasks;  // admission order
   uint64_t next_anonymous = 0;
 
   // Step scratch, reused so that a warm step allocates nothing.
-  cpu::ForwardWorkspace workspace;
-  cpu::ForwardStats stats;
   std::unique_ptr<TokenSampler> sampler;  // never null
   std::vector<int32_t> tokens, logit_rows;
-  std::vector<cpu::SeqSlice> seqs;
+  std::vector<compute::SeqSlice> seqs;
   std::vector<StepEntry> entries;
   std::vector<float> logits;
 
-  State(std::shared_ptr<const model::ModelWeights> w, WeightVersion v, const EngineOptions& o)
+  State(std::shared_ptr<const model::ModelWeights> w, WeightVersion v, const EngineOptions& o,
+        std::unique_ptr<compute::DecoderBackend> b)
       : weights(std::move(w)),
         version(v),
         options(o),
-        kv(o.kv, weights->config.n_layers, weights->config.kv_dim()) {}
+        backend(std::move(b)),
+        kv(o.kv, &backend->kv()) {}
 
   // After the parent's positions are all computed: copy partial pages into the children,
   // mark them ready, free the parent (idle, or dropped when anonymous).

@@ -20,7 +20,7 @@ std::vector<SegmentResult> Engine::Step() {
                  std::span<const int32_t> rows, bool logits) {
     StepEntry e{task, child, static_cast<int>(s.tokens.size()), static_cast<int>(rows.size()),
                 logits ? static_cast<int>(s.logit_rows.size()) : -1};
-    s.seqs.push_back(cpu::SeqSlice{block_table, start_pos, e.num_rows});
+    s.seqs.push_back(compute::SeqSlice{block_table, start_pos, e.num_rows});
     for (int i = 0; i < e.num_rows; ++i) {
       if (logits) s.logit_rows.push_back(e.first_row + i);
       s.tokens.push_back(rows[i]);
@@ -68,8 +68,7 @@ std::vector<SegmentResult> Engine::Step() {
   if (!s.tokens.empty()) {
     const size_t need = s.logit_rows.size() * static_cast<size_t>(vocab);
     if (s.logits.size() < need) s.logits.resize(need);
-    cpu::ForwardBatch batch{s.tokens, s.seqs, s.logit_rows};
-    cpu::Forward(*s.weights, s.kv.View(), batch, &s.workspace, s.logits.data(), &s.stats);
+    s.backend->Forward(compute::ForwardBatch{s.tokens, s.seqs, s.logit_rows}, s.logits.data());
   }
   const Clock::time_point end = Clock::now();
 

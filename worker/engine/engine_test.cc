@@ -168,11 +168,10 @@ TEST(EngineTest, ChildrenNeverWriteSharedPages) {
   ASSERT_EQ(parent_pages.size(), 3u);  // 10 positions: 4 + 4 + 2
   auto snapshot = [&] {
     std::vector<float> s;
-    for (int l = 0; l < kv.n_layers(); ++l) {
-      for (int32_t p : parent_pages) {
-        s.insert(s.end(), kv.KPage(l, p), kv.KPage(l, p) + 4 * kv.kv_dim());
-        s.insert(s.end(), kv.VPage(l, p), kv.VPage(l, p) + 4 * kv.kv_dim());
-      }
+    for (int32_t p : parent_pages) {
+      std::vector<float> page(kv.PageFloats());
+      kv.ReadPage(p, page.data());
+      s.insert(s.end(), page.begin(), page.end());
     }
     return s;
   };

@@ -1,6 +1,5 @@
 #include "worker/kv/kv_cache.h"
 
-#include <cstring>
 #include <string>
 #include <unordered_map>
 
@@ -18,22 +17,15 @@ Status KvCacheOptions::Validate() const {
   return OkStatus();
 }
 
-KvCache::KvCache(const KvCacheOptions& options, int n_layers, int kv_dim)
+KvCache::KvCache(const KvCacheOptions& options, compute::KvPages* pages)
     : page_size_(options.page_size),
-      n_layers_(n_layers),
-      kv_dim_(kv_dim),
+      n_layers_(pages->shape().n_layers),
+      kv_dim_(pages->shape().kv_dim),
       pool_(options.num_pages),
-      k_(n_layers),
-      v_(n_layers) {
+      pages_(pages) {
   TREEPO_CHECK_OK(options.Validate());
-  TREEPO_CHECK(n_layers > 0 && kv_dim > 0);
-  const size_t floats = static_cast<size_t>(options.num_pages) * page_size_ * kv_dim_;
-  for (int l = 0; l < n_layers; ++l) {
-    k_[l].assign(floats, 0.0f);
-    v_[l].assign(floats, 0.0f);
-    k_ptrs_.push_back(k_[l].data());
-    v_ptrs_.push_back(v_[l].data());
-  }
+  TREEPO_CHECK_EQ(pages->shape().page_size, options.page_size);
+  TREEPO_CHECK_EQ(pages->shape().num_pages, options.num_pages);
 }
 
 const KvCache::Node& KvCache::Get(NodeId node) const {
@@ -96,12 +88,7 @@ void KvCache::CopyPartialPage(NodeId parent, NodeId child) {
   TREEPO_CHECK_LT(index, static_cast<int>(p.pages.size()));
   const int32_t src = p.pages[index], dst = c.pages[index];
   TREEPO_CHECK_EQ(pool_.ref_count(dst), 1);
-  const size_t stride = static_cast<size_t>(page_size_) * kv_dim_;
-  const size_t bytes = sizeof(float) * rows * kv_dim_;
-  for (int l = 0; l < n_layers_; ++l) {
-    std::memcpy(k_[l].data() + dst * stride, k_[l].data() + src * stride, bytes);
-    std::memcpy(v_[l].data() + dst * stride, v_[l].data() + src * stride, bytes);
-  }
+  pages_->CopyRows(src, dst, rows);
 }
 
 void KvCache::SetLength(NodeId node, int length) {
@@ -142,11 +129,7 @@ KvCache::ExportPlan KvCache::PlanExport(std::span<const NodeId> nodes) const {
 
 void KvCache::ReadPage(int32_t page, float* out) const {
   TREEPO_CHECK(page >= 0 && page < pool_.num_pages());
-  const size_t rows = static_cast<size_t>(page_size_) * kv_dim_;
-  for (int l = 0; l < n_layers_; ++l) {
-    std::memcpy(out + l * rows, KPage(l, page), rows * sizeof(float));
-    std::memcpy(out + (n_layers_ + l) * rows, VPage(l, page), rows * sizeof(float));
-  }
+  pages_->Read(page, out);
 }
 
 void KvCache::Import(std::span<const NodeId> nodes, std::span<const int> lengths,
@@ -156,15 +139,7 @@ void KvCache::Import(std::span<const NodeId> nodes, std::span<const int> lengths
   TREEPO_CHECK(HasFreePages(n_pages));
   std::vector<int32_t> pages;
   pool_.Allocate(n_pages, &pages);
-  const size_t rows = static_cast<size_t>(page_size_) * kv_dim_;
-  for (int i = 0; i < n_pages; ++i) {
-    const float* src = data + i * PageFloats();
-    for (int l = 0; l < n_layers_; ++l) {
-      std::memcpy(k_[l].data() + pages[i] * rows, src + l * rows, rows * sizeof(float));
-      std::memcpy(v_[l].data() + pages[i] * rows, src + (n_layers_ + l) * rows,
-                  rows * sizeof(float));
-    }
-  }
+  for (int i = 0; i < n_pages; ++i) pages_->Write(pages[i], data + i * PageFloats());
   for (size_t k = 0; k < nodes.size(); ++k) {
     TREEPO_CHECK(!Contains(nodes[k])) << "node " << nodes[k] << " exists";
     TREEPO_CHECK_EQ(static_cast<int>(tables[k].size()), PagesFor(lengths[k]));
@@ -178,25 +153,6 @@ void KvCache::Import(std::span<const NodeId> nodes, std::span<const int> lengths
     nodes_.emplace(nodes[k], std::move(n));
   }
   for (int32_t page : pages) pool_.Release(page);  // the allocation's own reference
-}
-
-cpu::KvView KvCache::View() const {
-  cpu::KvView view;
-  view.k = k_ptrs_.data();
-  view.v = v_ptrs_.data();
-  view.n_layers = n_layers_;
-  view.num_pages = pool_.num_pages();
-  view.page_size = page_size_;
-  view.kv_dim = kv_dim_;
-  return view;
-}
-
-const float* KvCache::KPage(int layer, int32_t page) const {
-  return k_[layer].data() + static_cast<size_t>(page) * page_size_ * kv_dim_;
-}
-
-const float* KvCache::VPage(int layer, int32_t page) const {
-  return v_[layer].data() + static_cast<size_t>(page) * page_size_ * kv_dim_;
 }
 
 }  // namespace treepo::worker

@@ -1,5 +1,6 @@
-// The paged KV cache: a preallocated page pool (K and V storage per layer), per-page
-// reference counts, and one block table per node.
+// The paged KV cache: per-page reference counts and one block table per node, over a pool of
+// page storage (compute::KvPages: host memory for the CPU backend, device memory for CUDA)
+// that the cache addresses but does not own.
 //
 // A node's block table lists the pages holding its positions [0, length); it may hold more
 // pages than that (capacity reserved for tokens still to be decoded). Forking shares the
@@ -17,7 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/cpu/kv_view.h"
+#include "common/compute/decoder_backend.h"
 #include "common/ids.h"
 #include "common/status.h"
 #include "worker/kv/page_pool.h"
@@ -33,9 +34,9 @@ struct KvCacheOptions {
 
 class KvCache {
  public:
-  // Allocates the storage: 2 * n_layers * num_pages * page_size * kv_dim floats.
-  // Precondition: options validated, n_layers and kv_dim positive.
-  KvCache(const KvCacheOptions& options, int n_layers, int kv_dim);
+  // Bookkeeping over `pages` (not owned; it outlives the cache). Preconditions: options
+  // validated, and `pages` has their page_size and num_pages.
+  KvCache(const KvCacheOptions& options, compute::KvPages* pages);
 
   int page_size() const { return page_size_; }
   int n_layers() const { return n_layers_; }
@@ -95,12 +96,6 @@ class KvCache {
   void Import(std::span<const NodeId> nodes, std::span<const int> lengths,
               std::span<const std::vector<uint32_t>> tables, int n_pages, const float* data);
 
-  // The storage for the forward pass (valid while this cache lives).
-  cpu::KvView View() const;
-  // [page_size, kv_dim] of K or V of `page` in `layer` (tests and page copies).
-  const float* KPage(int layer, int32_t page) const;
-  const float* VPage(int layer, int32_t page) const;
-
  private:
   struct Node {
     std::vector<int32_t> pages;
@@ -112,8 +107,7 @@ class KvCache {
 
   int page_size_, n_layers_, kv_dim_;
   PagePool pool_;
-  std::vector<std::vector<float>> k_, v_;  // [n_layers][num_pages * page_size * kv_dim]
-  std::vector<float*> k_ptrs_, v_ptrs_;
+  compute::KvPages* pages_;
   std::unordered_map<NodeId, Node> nodes_;
 };
 

@@ -4,19 +4,24 @@
 
 #include <vector>
 
+#include "common/compute/cpu_decoder.h"
+
 namespace treepo::worker {
 namespace {
 
-KvCache MakeCache(int pages, int page_size = 4) {
-  KvCacheOptions o;
-  o.page_size = page_size;
-  o.num_pages = pages;
-  return KvCache(o, /*n_layers=*/2, /*kv_dim=*/3);
-}
+// Host page storage (2 layers, kv_dim 3) and a cache over it.
+struct HostCache {
+  explicit HostCache(int pages, int page_size = 4)
+      : storage(compute::KvShape{2, pages, page_size, 3}),
+        kv(KvCacheOptions{page_size, pages}, &storage) {}
+  compute::HostKvPages storage;
+  KvCache kv;
+};
 
 // Writes a recognisable value into every row [0, length) of `node` in both layers.
-void Fill(const KvCache& kv, NodeId node, float base) {
-  cpu::KvView view = kv.View();
+void Fill(const HostCache& cache, NodeId node, float base) {
+  const KvCache& kv = cache.kv;
+  cpu::KvView view = cache.storage.View();
   for (int l = 0; l < 2; ++l) {
     for (int p = 0; p < kv.Length(node); ++p) {
       for (int d = 0; d < 3; ++d) {
@@ -28,11 +33,12 @@ void Fill(const KvCache& kv, NodeId node, float base) {
 }
 
 TEST(KvCacheTest, ForkSharesFullPagesAndCopiesPartial) {
-  KvCache kv = MakeCache(16);
+  HostCache cache(16);
+  KvCache& kv = cache.kv;
   const NodeId parent(1);
   kv.Create(parent, 10);  // 3 pages: 4 + 4 + 2
   kv.SetLength(parent, 10);
-  Fill(kv, parent, 1000);
+  Fill(cache, parent, 1000);
   EXPECT_EQ(kv.PagesToFork(10, 13), 2);  // own partial page + one more
   std::vector<NodeId> children = {NodeId(2), NodeId(3)};
   kv.Fork(parent, 10, children, 13, /*copy_partial=*/true);
@@ -48,8 +54,8 @@ TEST(KvCacheTest, ForkSharesFullPagesAndCopiesPartial) {
     EXPECT_EQ(kv.pool().ref_count(bt[2]), 1);
     for (int l = 0; l < 2; ++l) {
       for (int p = 8; p < 10; ++p) {
-        EXPECT_EQ(kv.View().KRow(l, bt, p)[1], 1000 + 100 * l + p + 0.1f);
-        EXPECT_EQ(kv.View().VRow(l, bt, p)[2], -(1000 + 100 * l + p + 0.2f));
+        EXPECT_EQ(cache.storage.View().KRow(l, bt, p)[1], 1000 + 100 * l + p + 0.1f);
+        EXPECT_EQ(cache.storage.View().VRow(l, bt, p)[2], -(1000 + 100 * l + p + 0.2f));
       }
     }
   }
@@ -62,7 +68,8 @@ TEST(KvCacheTest, ForkSharesFullPagesAndCopiesPartial) {
 }
 
 TEST(KvCacheTest, ForkAtPageBoundaryCopiesNothing) {
-  KvCache kv = MakeCache(8);
+  HostCache cache(8);
+  KvCache& kv = cache.kv;
   kv.Create(NodeId(1), 8);
   kv.SetLength(NodeId(1), 8);
   EXPECT_EQ(kv.PagesToFork(8, 9), 1);
@@ -76,7 +83,8 @@ TEST(KvCacheTest, ForkAtPageBoundaryCopiesNothing) {
 }
 
 TEST(KvCacheTest, TrimReturnsUnusedPages) {
-  KvCache kv = MakeCache(8);
+  HostCache cache(8);
+  KvCache& kv = cache.kv;
   kv.Create(NodeId(1), 20);
   EXPECT_EQ(kv.Stats().used, 5);
   kv.SetLength(NodeId(1), 5);
@@ -88,7 +96,8 @@ TEST(KvCacheTest, TrimReturnsUnusedPages) {
 }
 
 TEST(KvCacheTest, PlannersMatchCommits) {
-  KvCache kv = MakeCache(6);
+  HostCache cache(6);
+  KvCache& kv = cache.kv;
   EXPECT_EQ(kv.PagesToCreate(0), 0);
   EXPECT_EQ(kv.PagesToCreate(9), 3);
   EXPECT_FALSE(kv.HasFreePages(7));

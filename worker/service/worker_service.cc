@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/compute/decoder_backend.h"
 #include "common/log.h"
 #include "common/model/safetensors.h"
 #include "common/utf8.h"
@@ -77,9 +78,14 @@ class WorkerLoop {
     TREEPO_ASSIGN_OR_RETURN(model::ModelWeights loaded,
                             model::LoadModel(o_.model_path, /*keep_16bit=*/true));
     weights_ = std::make_shared<const model::ModelWeights>(std::move(loaded));
-    TREEPO_RETURN_IF_ERROR(model::CheckKvPoolFitsMemory(weights_->config, o_.engine.kv.num_pages,
-                                                        o_.engine.kv.page_size));
+    TREEPO_ASSIGN_OR_RETURN(const std::string backend, compute::ResolveBackend(o_.engine.backend));
+    if (backend == "cpu") {  // a device pool is checked by the device's allocator
+      TREEPO_RETURN_IF_ERROR(model::CheckKvPoolFitsMemory(weights_->config, o_.engine.kv.num_pages,
+                                                          o_.engine.kv.page_size));
+    }
     TREEPO_ASSIGN_OR_RETURN(engine_, Engine::Create(weights_, WeightVersion(0), o_.engine));
+    spdlog::info("{}: {} backend, {} KV pages of {}", name_, engine_->backend(),
+                 o_.engine.kv.num_pages, o_.engine.kv.page_size);
     pr::DealerOptions dopt;
     dopt.identity = name_ + "#" + std::to_string(NowMs() % 1000000);
     dopt.socket.linger_ms = 1000;  // the last Deregister reaches the scheduler
