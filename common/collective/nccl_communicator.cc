@@ -261,12 +261,15 @@ struct NcclCommunicator::Impl {
                    ? ncclAllReduce(staging, staging, n, ToNccl(type), ToNccl(op), comm, stream)
                    : ncclBroadcast(staging, staging, n, ToNccl(type), root, comm, stream);
       }));
+      // Wait (polled) before copying out: a copy into pageable memory blocks the host until
+      // the stream's earlier work is done, which would hang on a dead peer's collective.
+      TREEPO_RETURN_IF_ERROR(WaitStream(deadline, what));
       if (copy_out) {
         const cudaError_t e =
             cudaMemcpyAsync(host, staging, n * elem, cudaMemcpyDeviceToHost, stream);
         if (e != cudaSuccess) return FailCuda(e, "copy from the device");
+        TREEPO_RETURN_IF_ERROR(WaitStream(deadline, what));
       }
-      TREEPO_RETURN_IF_ERROR(WaitStream(deadline, what));
     }
     return OkStatus();
   }
