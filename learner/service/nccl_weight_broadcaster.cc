@@ -1,8 +1,5 @@
 #include "learner/service/nccl_weight_broadcaster.h"
 
-#include <algorithm>
-#include <array>
-#include <cstring>
 #include <utility>
 
 #include "common/check.h"
@@ -10,167 +7,45 @@
 namespace treepo::learner {
 namespace {
 
-using collective::NcclType;
+class NcclChannelImpl final : public WeightBroadcastChannel {
+ public:
+  explicit NcclChannelImpl(collective::NcclCommunicator* comm) : comm_(comm) {}
+  int rank() const override { return comm_->rank(); }
+  Status BroadcastBytes(void* data, size_t bytes, int root) override {
+    return comm_->BroadcastHost(data, bytes, collective::NcclType::kUint8, root);
+  }
+  Status Abort(Status why) override { return comm_->Abort(std::move(why)); }
 
-constexpr uint64_t kHeaderMagic = 0x7472656570776231ull;  // "treepwb1"
-
-// The header's eight words (little-endian u64 on every host NCCL runs on).
-struct Header {
-  uint64_t magic = kHeaderMagic;
-  uint64_t version = 0;
-  uint64_t total_elements = 0;
-  uint64_t dtype = 0;
-  uint64_t bucket_bytes = 0;
-  uint64_t n_buckets = 0;
-  uint64_t fingerprint = 0;
-  uint64_t reserved = 0;
+ private:
+  collective::NcclCommunicator* comm_;
 };
-static_assert(sizeof(Header) == 64);
-
-Header HeaderOf(const WeightBucketPlan& plan, model::WeightDtype dtype, WeightVersion version) {
-  Header h;
-  h.version = version.value();
-  h.total_elements = plan.total_elements;
-  h.dtype = static_cast<uint64_t>(dtype);
-  h.bucket_bytes = plan.bucket_bytes;
-  h.n_buckets = plan.buckets.size();
-  h.fingerprint = plan.Fingerprint();
-  return h;
-}
-
-size_t WireBytes(model::WeightDtype d) { return d == model::WeightDtype::kBF16 ? 2 : 4; }
-NcclType WireType(model::WeightDtype d) {
-  return d == model::WeightDtype::kBF16 ? NcclType::kBFloat16 : NcclType::kFloat32;
-}
 
 }  // namespace
 
-Status NcclWeightBroadcastOptions::Validate() const {
-  if (dtype != model::WeightDtype::kF32 && dtype != model::WeightDtype::kBF16) {
-    return InvalidArgument(std::string("nccl weight broadcast: dtype ") + model::DtypeName(dtype) +
-                           " is not supported on the wire (f32 | bf16)");
-  }
-  if (bucket_bytes < 4) {
-    return InvalidArgument("nccl weight broadcast: bucket_bytes " + std::to_string(bucket_bytes) +
-                           " is smaller than one element");
-  }
-  return OkStatus();
-}
-
-Result<NcclWeightBroadcaster> NcclWeightBroadcaster::Create(
-    collective::NcclCommunicator* comm, const model::ParamLayout& layout,
-    const NcclWeightBroadcastOptions& options) {
+std::unique_ptr<WeightBroadcastChannel> NcclChannel(collective::NcclCommunicator* comm) {
   TREEPO_CHECK(comm != nullptr);
-  TREEPO_RETURN_IF_ERROR(options.Validate());
-  TREEPO_ASSIGN_OR_RETURN(WeightBucketPlan plan, PlanWeightBuckets(layout, options.bucket_bytes,
-                                                                   WireBytes(options.dtype)));
-  return NcclWeightBroadcaster(comm, layout, options, std::move(plan));
-}
-
-NcclWeightBroadcaster::NcclWeightBroadcaster(collective::NcclCommunicator* comm,
-                                             const model::ParamLayout& layout,
-                                             const NcclWeightBroadcastOptions& options,
-                                             WeightBucketPlan plan)
-    : comm_(comm), layout_(&layout), options_(options), plan_(std::move(plan)) {}
-
-Status NcclWeightBroadcaster::Send(WeightVersion version, std::span<const float> params) {
-  if (comm_->rank() != 0) {
-    return FailedPrecondition("nccl weight broadcast: only rank 0 sends (this is rank " +
-                              std::to_string(comm_->rank()) + ")");
-  }
-  if (params.size() != plan_.total_elements) {
-    return InvalidArgument("nccl weight broadcast: " + std::to_string(params.size()) +
-                           " parameters, the layout has " + std::to_string(plan_.total_elements));
-  }
-  Header header = HeaderOf(plan_, options_.dtype, version);
-  TREEPO_RETURN_IF_ERROR(comm_->BroadcastHost(&header, sizeof(header), NcclType::kUint8, 0));
-
-  const bool bf16 = options_.dtype == model::WeightDtype::kBF16;
-  std::vector<uint64_t> checksums(plan_.buckets.size());
-  for (size_t i = 0; i < plan_.buckets.size(); ++i) {
-    const WeightBucket& b = plan_.buckets[i];
-    const float* src = params.data() + b.offset;
-    void* wire = const_cast<float*>(src);  // the root's buffer is only read
-    size_t bytes = b.count * sizeof(float);
-    if (bf16) {
-      bf16_bucket_.resize(b.count);
-      for (size_t j = 0; j < b.count; ++j) bf16_bucket_[j] = model::FloatToBf16(src[j]);
-      wire = bf16_bucket_.data();
-      bytes = b.count * sizeof(uint16_t);
-    }
-    checksums[i] = BucketChecksum(std::span(static_cast<const uint8_t*>(wire), bytes));
-    TREEPO_RETURN_IF_ERROR(comm_->BroadcastHost(wire, b.count, WireType(options_.dtype), 0));
-  }
-  return comm_->BroadcastHost(checksums.data(), checksums.size() * sizeof(uint64_t),
-                              NcclType::kUint8, 0);
-}
-
-Status NcclWeightBroadcaster::Receive(ReceivedWeights& out) {
-  if (comm_->rank() == 0) {
-    return FailedPrecondition("nccl weight broadcast: rank 0 sends, it does not receive");
-  }
-  Header header;
-  TREEPO_RETURN_IF_ERROR(comm_->BroadcastHost(&header, sizeof(header), NcclType::kUint8, 0));
-  const Header mine = HeaderOf(plan_, options_.dtype, WeightVersion(header.version));
-  if (std::memcmp(&header, &mine, sizeof(Header)) != 0) {
-    // The next broadcasts would have other lengths here than at rank 0: stop them all.
-    return comm_->Abort(FailedPrecondition(
-        "nccl weight broadcast: rank 0 sends another plan (its total " +
-        std::to_string(header.total_elements) + " elements, dtype " + std::to_string(header.dtype) +
-        ", " + std::to_string(header.n_buckets) + " buckets of " +
-        std::to_string(header.bucket_bytes) + " bytes; here " +
-        std::to_string(mine.total_elements) + ", " + std::to_string(mine.dtype) + ", " +
-        std::to_string(mine.n_buckets) + " of " + std::to_string(mine.bucket_bytes) +
-        "): the learner and the worker disagree on the model or the broadcast options"));
-  }
-  const bool bf16 = options_.dtype == model::WeightDtype::kBF16;
-  out.version = WeightVersion(header.version);
-  out.dtype = options_.dtype;
-  uint8_t* base;
-  if (bf16) {
-    out.f32.clear();
-    out.bf16.resize(plan_.total_elements);
-    base = reinterpret_cast<uint8_t*>(out.bf16.data());
-  } else {
-    out.bf16.clear();
-    out.f32.resize(plan_.total_elements);
-    base = reinterpret_cast<uint8_t*>(out.f32.data());
-  }
-  const size_t elem = WireBytes(options_.dtype);
-  for (const WeightBucket& b : plan_.buckets) {
-    TREEPO_RETURN_IF_ERROR(
-        comm_->BroadcastHost(base + b.offset * elem, b.count, WireType(options_.dtype), 0));
-  }
-  std::vector<uint64_t> checksums(plan_.buckets.size());
-  TREEPO_RETURN_IF_ERROR(comm_->BroadcastHost(checksums.data(), checksums.size() * sizeof(uint64_t),
-                                              NcclType::kUint8, 0));
-  for (size_t i = 0; i < plan_.buckets.size(); ++i) {
-    const WeightBucket& b = plan_.buckets[i];
-    const uint64_t got = BucketChecksum(std::span(base + b.offset * elem, b.count * elem));
-    if (got != checksums[i]) {
-      return DataLoss("nccl weight broadcast: version " + std::to_string(header.version) +
-                      " bucket " + std::to_string(i) + " of " +
-                      std::to_string(plan_.buckets.size()) + " (" + DescribeBucket(*layout_, b) +
-                      ") arrived with checksum " + std::to_string(got) + ", rank 0 sent " +
-                      std::to_string(checksums[i]));
-    }
-  }
-  return OkStatus();
+  return std::make_unique<NcclChannelImpl>(comm);
 }
 
 Result<std::unique_ptr<NcclWeightPublisher>> NcclWeightPublisher::Create(
     std::unique_ptr<collective::NcclCommunicator> comm, const model::ParamLayout& layout,
-    const NcclWeightBroadcastOptions& options) {
-  TREEPO_CHECK(comm != nullptr && comm->rank() == 0);
-  TREEPO_ASSIGN_OR_RETURN(NcclWeightBroadcaster b,
-                          NcclWeightBroadcaster::Create(comm.get(), layout, options));
+    const WeightBroadcastOptions& options) {
+  TREEPO_CHECK(comm != nullptr);
+  if (comm->rank() != 0) {
+    return FailedPrecondition("nccl weight publisher: the learner is rank 0 (this is rank " +
+                              std::to_string(comm->rank()) + ")");
+  }
+  std::unique_ptr<WeightBroadcastChannel> channel = NcclChannel(comm.get());
+  TREEPO_ASSIGN_OR_RETURN(WeightBroadcaster b,
+                          WeightBroadcaster::Create(channel.get(), layout, options));
   return std::unique_ptr<NcclWeightPublisher>(
-      new NcclWeightPublisher(std::move(comm), std::move(b)));
+      new NcclWeightPublisher(std::move(comm), std::move(channel), std::move(b)));
 }
 
 NcclWeightPublisher::NcclWeightPublisher(std::unique_ptr<collective::NcclCommunicator> comm,
-                                         NcclWeightBroadcaster broadcaster)
-    : comm_(std::move(comm)), broadcaster_(std::move(broadcaster)) {}
+                                         std::unique_ptr<WeightBroadcastChannel> channel,
+                                         WeightBroadcaster broadcaster)
+    : comm_(std::move(comm)), channel_(std::move(channel)), broadcaster_(std::move(broadcaster)) {}
 
 Status NcclWeightPublisher::Publish(WeightVersion version, std::span<const float> params) {
   return broadcaster_.Send(version, params);
