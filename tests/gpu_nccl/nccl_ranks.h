@@ -33,7 +33,7 @@ inline std::vector<std::string> NcclRankEnv(int rank, int world, int n_devices) 
   std::vector<std::string> env = {"NCCL_DEBUG=WARN"};
   if (n_devices >= world) return env;
   for (const char* v : {"NCCL_P2P_DISABLE=1", "NCCL_SHM_DISABLE=1", "NCCL_IB_DISABLE=1",
-                        "NCCL_SOCKET_IFNAME=lo", "NCCL_NVLS_ENABLE=0"}) {
+                        "NCCL_SOCKET_IFNAME=lo", "NCCL_NVLS_ENABLE=0", "NCCL_MNNVL_ENABLE=0"}) {
     env.push_back(v);
   }
   env.push_back("NCCL_HOSTID=treepo-rank-" + std::to_string(rank));
