@@ -6,7 +6,8 @@
 // nccl-tests does: algbw = bytes / time, busbw = algbw * 2(n-1)/n for all-reduce and algbw for
 // broadcast. Then the learner's weight broadcast (WeightBroadcaster on an NCCL channel: host fp32
 // in, bf16 on the wire in 64 MiB buckets, checksummed) of models of the Qwen2.5-0.5B and -1.5B
-// shapes (random values). Without a CUDA device it says so and exits 0. With one device the two
+// shapes (random values). First, the host side of a version (bf16 rounding and checksums, no
+// device needed); without a CUDA device it then says so and exits 0. With one device the two
 // ranks share it over NCCL's socket transport (nccl_ranks.h): the figures are then a
 // loopback socket's, not NVLink's, and the table says which.
 #include <cuda_runtime_api.h>
@@ -27,6 +28,7 @@
 #include "common/collective/nccl_communicator.h"
 #include "common/testing/paths.h"
 #include "learner/service/nccl_weight_broadcaster.h"
+#include "protocols/messages.h"
 #include "tests/gpu_nccl/nccl_ranks.h"
 
 namespace treepo {
@@ -194,6 +196,46 @@ int RunPeer(const PeerArgs& a) {
   return 0;
 }
 
+// The host side of a version, which needs no device: rank 0 rounds fp32 to bf16 and every
+// rank checksums the buckets (one core each). Printed with the per-model cost it implies.
+void RunHostSide(const std::vector<std::string>& models) {
+  const size_t n = size_t{64} << 20;  // 256 MB of fp32
+  std::vector<float> src(n);
+  uint64_t x = 0x2545f4914f6cdd1dull;
+  for (float& p : src) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p = static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 - 0.5);
+  }
+  std::vector<uint16_t> half(n);
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < n; ++i) half[i] = model::FloatToBf16(src[i]);
+  const double round_gbs = static_cast<double>(n * sizeof(float)) / Seconds(t0, Clock::now()) / 1e9;
+  t0 = Clock::now();
+  const uint64_t sum = learner::BucketChecksum(
+      std::span(reinterpret_cast<const uint8_t*>(half.data()), n * sizeof(uint16_t)));
+  const double sum_gbs =
+      static_cast<double>(n * sizeof(uint16_t)) / Seconds(t0, Clock::now()) / 1e9;
+  t0 = Clock::now();
+  const uint64_t bytewise = protocols::Fnv1a64(
+      std::span(reinterpret_cast<const uint8_t*>(half.data()), n * sizeof(uint16_t)));
+  const double bytewise_gbs =
+      static_cast<double>(n * sizeof(uint16_t)) / Seconds(t0, Clock::now()) / 1e9;
+  std::printf("host side, one core (checksums %016llx, %016llx):\n",
+              static_cast<unsigned long long>(sum), static_cast<unsigned long long>(bytewise));
+  std::printf("  %-34s %8.2f GB/s of fp32 read\n", "fp32 -> bf16 rounding", round_gbs);
+  std::printf("  %-34s %8.2f GB/s\n", "bucket checksum (word-wise FNV-1a)", sum_gbs);
+  std::printf("  %-34s %8.2f GB/s\n", "chunk relay's byte-wise FNV-1a", bytewise_gbs);
+  for (const std::string& m : models) {
+    const double params = static_cast<double>(model::ParamLayout(QwenShape(m)).total());
+    std::printf(
+        "  qwen2.5-%-4s %5.0fM params: rank 0 %.2f s (round + checksum), receivers %.2f s\n",
+        m.c_str(), params / 1e6, params * 4 / (round_gbs * 1e9) + params * 2 / (sum_gbs * 1e9),
+        params * 2 / (sum_gbs * 1e9));
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
 int RunDriver(int argc, char** argv) {
   PeerArgs a;
   a.models = "0.5b,1.5b";
@@ -214,6 +256,7 @@ int RunDriver(int argc, char** argv) {
       return 2;
     }
   }
+  RunHostSide(Split(a.models));
   const int n_devices = collective::NcclDeviceCount();
   if (n_devices == 0) {
     std::printf("nccl_bench: no CUDA device visible, nothing to measure\n");
