@@ -357,12 +357,20 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const Collect
   const auto deadline = Clock::now() + std::chrono::milliseconds(o.timeout_ms);
   const ncclResult_t r = ncclCommInitRankConfig(&impl->comm, o.world_size, id, o.rank, &config);
   if (r != ncclSuccess && r != ncclInProgress) {
-    Status s = impl->FailNccl(r, "ncclCommInitRankConfig");
+    Status s = impl->FailNccl(r, "ncclCommInitRankConfig (every rank must join the same run_id)");
     if (o.rank == 0) RemoveNcclId(o.store_dir, o.run_id);
     return s;
   }
   if (impl->comm == nullptr) return Internal(impl->name + ": ncclCommInitRankConfig gave no comm");
   Status joined = impl->WaitComm(deadline, "joining the communicator");
+  if (!joined.ok() && joined.code() == StatusCode::kFailedPrecondition &&
+      n_devices < o.world_size) {
+    joined = Status(joined.code(), joined.message() +
+                                       " (NCCL refuses two ranks on one GPU of one host; this "
+                                       "process sees " +
+                                       std::to_string(n_devices) + " device(s) for " +
+                                       std::to_string(o.world_size) + " ranks)");
+  }
   if (o.rank == 0) RemoveNcclId(o.store_dir, o.run_id);  // every rank has read it, or failed
   TREEPO_RETURN_IF_ERROR(joined);
 
