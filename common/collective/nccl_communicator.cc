@@ -305,26 +305,77 @@ struct NcclCommunicator::Impl {
   }
 };
 
-Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const CollectiveOptions& o,
-                                                                   int device) {
-  TREEPO_RETURN_IF_ERROR(o.Validate());
-  if (o.world_size > 1) TREEPO_RETURN_IF_ERROR(NcclIdPath(o.store_dir, o.run_id).status());
-  int n_devices = 0;
-  const cudaError_t count_error = cudaGetDeviceCount(&n_devices);
-  if (count_error != cudaSuccess || n_devices == 0) {
+Result<std::vector<uint8_t>> NewNcclUniqueId() {
+  ncclUniqueId id;
+  static_assert(sizeof(id.internal) == NCCL_UNIQUE_ID_BYTES);
+  const ncclResult_t r = ncclGetUniqueId(&id);
+  if (r != ncclSuccess) {
+    return Status(CodeOf(r), std::string("ncclGetUniqueId: ") + ncclGetErrorString(r));
+  }
+  return std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(id.internal),
+                              reinterpret_cast<const uint8_t*>(id.internal) + NCCL_UNIQUE_ID_BYTES);
+}
+
+namespace {
+
+// The device this rank uses, or why there is none.
+Result<int> PickDevice(int rank, int device, int* n_devices) {
+  const cudaError_t count_error = cudaGetDeviceCount(n_devices);
+  if (count_error != cudaSuccess || *n_devices == 0) {
     (void)cudaGetLastError();
     return FailedPrecondition(
         "collective backend 'nccl' needs a CUDA device, and this process sees none (" +
         (count_error != cudaSuccess ? CudaError(count_error) : std::string("0 devices")) +
         "); use backend 'gloo' on hosts without GPUs");
   }
-  if (device < 0) device = o.rank % n_devices;
-  if (device >= n_devices) {
+  if (device < 0) device = rank % *n_devices;
+  if (device >= *n_devices) {
     return FailedPrecondition("collective backend 'nccl': CUDA device " + std::to_string(device) +
-                              " does not exist (this process sees " + std::to_string(n_devices) +
+                              " does not exist (this process sees " + std::to_string(*n_devices) +
                               ")");
   }
+  return device;
+}
 
+}  // namespace
+
+Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const CollectiveOptions& o,
+                                                                   int device) {
+  TREEPO_RETURN_IF_ERROR(o.Validate());
+  if (o.world_size > 1) TREEPO_RETURN_IF_ERROR(NcclIdPath(o.store_dir, o.run_id).status());
+  int n_devices = 0;
+  TREEPO_ASSIGN_OR_RETURN(device, PickDevice(o.rank, device, &n_devices));
+  if (o.rank != 0) {
+    TREEPO_ASSIGN_OR_RETURN(std::vector<uint8_t> id,
+                            WaitNcclId(o.store_dir, o.run_id, NCCL_UNIQUE_ID_BYTES, o.timeout_ms));
+    return Join(o, id, device, n_devices);
+  }
+  TREEPO_ASSIGN_OR_RETURN(std::vector<uint8_t> id, NewNcclUniqueId());
+  if (o.world_size > 1) TREEPO_RETURN_IF_ERROR(PublishNcclId(o.store_dir, o.run_id, id));
+  Result<std::unique_ptr<NcclCommunicator>> joined = Join(o, id, device, n_devices);
+  if (o.world_size > 1) RemoveNcclId(o.store_dir, o.run_id);  // every rank has read it, or failed
+  return joined;
+}
+
+Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::CreateWithId(
+    const CollectiveOptions& o, std::span<const uint8_t> id, int device) {
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
+    return InvalidArgument("nccl: need 0 <= rank < world_size (rank " + std::to_string(o.rank) +
+                           ", world_size " + std::to_string(o.world_size) + ")");
+  }
+  if (o.timeout_ms < 1) return InvalidArgument("nccl: timeout_ms must be >= 1");
+  if (id.size() != NCCL_UNIQUE_ID_BYTES) {
+    return InvalidArgument("nccl: a unique id is " + std::to_string(NCCL_UNIQUE_ID_BYTES) +
+                           " bytes, got " + std::to_string(id.size()));
+  }
+  int n_devices = 0;
+  TREEPO_ASSIGN_OR_RETURN(device, PickDevice(o.rank, device, &n_devices));
+  return Join(o, id, device, n_devices);
+}
+
+Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Join(const CollectiveOptions& o,
+                                                                 std::span<const uint8_t> id_bytes,
+                                                                 int device, int n_devices) {
   auto impl = std::make_unique<Impl>();
   impl->rank = o.rank;
   impl->world_size = o.world_size;
@@ -333,22 +384,8 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const Collect
   impl->name = "nccl rank " + std::to_string(o.rank) + "/" + std::to_string(o.world_size) +
                " (run_id '" + o.run_id + "', device " + std::to_string(device) + ")";
   TREEPO_RETURN_IF_ERROR(impl->SetDevice());
-
   ncclUniqueId id;
-  static_assert(sizeof(id.internal) == NCCL_UNIQUE_ID_BYTES);
-  if (o.rank == 0) {
-    const ncclResult_t r = ncclGetUniqueId(&id);
-    if (r != ncclSuccess) return impl->FailNccl(r, "ncclGetUniqueId");
-    if (o.world_size > 1) {
-      TREEPO_RETURN_IF_ERROR(PublishNcclId(
-          o.store_dir, o.run_id,
-          std::span(reinterpret_cast<const uint8_t*>(id.internal), NCCL_UNIQUE_ID_BYTES)));
-    }
-  } else {
-    TREEPO_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                            WaitNcclId(o.store_dir, o.run_id, NCCL_UNIQUE_ID_BYTES, o.timeout_ms));
-    std::memcpy(id.internal, bytes.data(), NCCL_UNIQUE_ID_BYTES);
-  }
+  std::memcpy(id.internal, id_bytes.data(), NCCL_UNIQUE_ID_BYTES);
 
   // Non-blocking: the handshake returns at once and is polled with a deadline, so a rank that
   // never comes gives an error instead of a hang.
@@ -357,9 +394,7 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const Collect
   const auto deadline = Clock::now() + std::chrono::milliseconds(o.timeout_ms);
   const ncclResult_t r = ncclCommInitRankConfig(&impl->comm, o.world_size, id, o.rank, &config);
   if (r != ncclSuccess && r != ncclInProgress) {
-    Status s = impl->FailNccl(r, "ncclCommInitRankConfig (every rank must join the same run_id)");
-    if (o.rank == 0) RemoveNcclId(o.store_dir, o.run_id);
-    return s;
+    return impl->FailNccl(r, "ncclCommInitRankConfig (every rank must join the same run_id)");
   }
   if (impl->comm == nullptr) return Internal(impl->name + ": ncclCommInitRankConfig gave no comm");
   Status joined = impl->WaitComm(deadline, "joining the communicator");
@@ -371,7 +406,6 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const Collect
                                        std::to_string(n_devices) + " device(s) for " +
                                        std::to_string(o.world_size) + " ranks)");
   }
-  if (o.rank == 0) RemoveNcclId(o.store_dir, o.run_id);  // every rank has read it, or failed
   TREEPO_RETURN_IF_ERROR(joined);
 
   cudaError_t e = cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking);

@@ -17,8 +17,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "common/collective/collective.h"
 #include "common/status.h"
@@ -39,6 +42,10 @@ int NcclDeviceCount();
 // "2.28.9": the NCCL library this process loaded.
 std::string NcclVersionString();
 
+// A fresh communicator id (ncclGetUniqueId: 128 opaque bytes naming rank 0's bootstrap
+// address). Needs no device.
+Result<std::vector<uint8_t>> NewNcclUniqueId();
+
 class NcclCommunicator {
  public:
   // Joins the communicator of options.run_id (CollectiveOptions: rank, world_size, store_dir,
@@ -48,6 +55,11 @@ class NcclCommunicator {
   // device ordinal is out of range; kDeadlineExceeded when the ranks do not all join in time.
   static Result<std::unique_ptr<NcclCommunicator>> Create(const CollectiveOptions& options,
                                                           int device = -1);
+  // The same with a unique id that reached every rank another way (NewNcclUniqueId at one
+  // rank, then a message): store_dir is not read. kInvalidArgument for an id of another size.
+  static Result<std::unique_ptr<NcclCommunicator>> CreateWithId(const CollectiveOptions& options,
+                                                                std::span<const uint8_t> id,
+                                                                int device = -1);
   ~NcclCommunicator();
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -73,6 +85,9 @@ class NcclCommunicator {
   struct Impl;
 
  private:
+  static Result<std::unique_ptr<NcclCommunicator>> Join(const CollectiveOptions& options,
+                                                        std::span<const uint8_t> id, int device,
+                                                        int n_devices);
   explicit NcclCommunicator(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
