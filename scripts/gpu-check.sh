@@ -104,9 +104,11 @@ figure() {  # <file> <awk program>: prints the figure or "-"
 }
 AR=$(figure "$LOGDIR/nccl_bench.txt" '$1=="all_reduce" && $6+0>m {m=$6+0} END {if (m) print m}')
 BC=$(figure "$LOGDIR/nccl_bench.txt" '$1=="broadcast" && $6+0>m {m=$6+0} END {if (m) print m}')
-W05=$(figure "$LOGDIR/nccl_bench.txt" '$1=="qwen2.5-0.5b" {print $6 " s (" $8 ")"}')
-W15=$(figure "$LOGDIR/nccl_bench.txt" '$1=="qwen2.5-1.5b" {print $6 " s (" $8 ")"}')
+# The device table's rows (params a plain number), not the host-side lines ("494M params").
+W05=$(figure "$LOGDIR/nccl_bench.txt" '$1=="qwen2.5-0.5b" && $2 ~ /^[0-9]+$/ {print $5 " s, " $6 " GB/s (" $7 ")"}')
+W15=$(figure "$LOGDIR/nccl_bench.txt" '$1=="qwen2.5-1.5b" && $2 ~ /^[0-9]+$/ {print $5 " s, " $6 " GB/s (" $7 ")"}')
 SETUP=$(figure "$LOGDIR/nccl_bench.txt" '/^nccl_bench:/ {sub(/^nccl_bench: /, ""); print; exit}')
+JOIN=$(figure "$LOGDIR/nccl_bench.txt" '/^communicator join/ {print $(NF-1); exit}')
 
 say "summary"
 {
@@ -114,6 +116,7 @@ say "summary"
   printf '%-40s %s\n' "build" "$([[ $BUILD_RC == 0 ]] && echo ok || echo FAILED)"
   printf '%-40s %s\n' "gpu tests passed / failed / skipped" "$PASSED / $FAILED / $SKIPPED (of $TESTS)"
   printf '%-40s %s\n' "nccl setup" "$SETUP"
+  printf '%-40s %s\n' "nccl communicator join (ms)" "$JOIN"
   printf '%-40s %s\n' "nccl all-reduce peak busbw (GB/s)" "$AR"
   printf '%-40s %s\n' "nccl broadcast peak busbw (GB/s)" "$BC"
   printf '%-40s %s\n' "weight broadcast qwen2.5-0.5b bf16" "$W05"

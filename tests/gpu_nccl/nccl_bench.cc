@@ -92,17 +92,21 @@ int RunPeer(const PeerArgs& a) {
   o.store_dir = a.store_dir;
   o.run_id = a.run_id;
   o.timeout_ms = 300000;
+  const auto join_start = Clock::now();
   Result<std::unique_ptr<NcclCommunicator>> made = NcclCommunicator::Create(o);
   BENCH_CHECK(made.status());
   NcclCommunicator& comm = **made;
+  const double join_ms = Seconds(join_start, Clock::now()) * 1e3;
   nlohmann::json json = {{"nccl", collective::NcclVersionString()},
                          {"ranks", kWorld},
                          {"setup", a.setup},
+                         {"join_ms", join_ms},
                          {"collectives", nlohmann::json::array()},
                          {"weights", nlohmann::json::array()}};
   if (a.rank == 0) {
-    std::printf("nccl_bench: NCCL %s, %d ranks, %s\n\n", collective::NcclVersionString().c_str(),
+    std::printf("nccl_bench: NCCL %s, %d ranks, %s\n", collective::NcclVersionString().c_str(),
                 kWorld, a.setup.c_str());
+    std::printf("communicator join (rank 0, from its id file to ready): %.1f ms\n\n", join_ms);
     std::printf("%-12s %10s %6s %12s %12s %12s\n", "collective", "bytes", "iters", "time_us",
                 "algbw_GB/s", "busbw_GB/s");
   }
