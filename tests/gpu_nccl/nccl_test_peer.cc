@@ -6,7 +6,9 @@
 //                  <dim> <n_layers> <vocab> <versions>
 //   nccl_test_peer <rank> dead-peer <world> <store_dir> <run_id> <timeout_ms>
 //   nccl_test_peer <rank> mismatch <world> <store_dir> <run_id>
+//   nccl_test_peer <rank> env <world> <store_dir> <run_id>     (prints its NCCL_* variables)
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -252,6 +254,12 @@ int main(int argc, char** argv) {
   if (a.scenario == "weights") return treepo::RunWeights(a);
   if (a.scenario == "dead-peer") return treepo::RunDeadPeer(a);
   if (a.scenario == "mismatch") return treepo::RunMismatch(a);
+  if (a.scenario == "env") {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, "NCCL_", 5) == 0) std::printf("rank %d: %s\n", a.rank, *e);
+    }
+    return 0;
+  }
   std::fprintf(stderr, "unknown scenario %s\n", a.scenario.c_str());
   return 2;
 }
