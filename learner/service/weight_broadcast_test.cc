@@ -140,6 +140,52 @@ TEST_F(WeightBroadcastTest, AReceiverWithAnotherPlanRefusesAndTheSenderFails) {
   EXPECT_FALSE(sent.ok()) << "rank 0 went on as if rank 1 were there";
 }
 
+// Flips one bit of the n-th broadcast this rank receives, after the real transfer: what a
+// corrupting link or a bad staging copy would leave.
+class FlipOneBit final : public WeightBroadcastChannel {
+ public:
+  FlipOneBit(WeightBroadcastChannel* inner, int nth) : inner_(inner), nth_(nth) {}
+  int rank() const override { return inner_->rank(); }
+  Status BroadcastBytes(void* data, size_t bytes, int root) override {
+    TREEPO_RETURN_IF_ERROR(inner_->BroadcastBytes(data, bytes, root));
+    if (count_++ == nth_ && bytes > 0) static_cast<uint8_t*>(data)[bytes / 2] ^= 0x10;
+    return OkStatus();
+  }
+  Status Abort(Status why) override { return inner_->Abort(std::move(why)); }
+
+ private:
+  WeightBroadcastChannel* inner_;
+  int nth_;
+  int count_ = 0;
+};
+
+TEST_F(WeightBroadcastTest, ACorruptedBucketIsDataLossNamingItsTensors) {
+  const model::ModelConfig config = SmallConfig();
+  const model::ParamLayout layout(config);
+  const model::ModelWeights w = *model::ModelWeights::Random(config, 3);
+  WeightBroadcastOptions o;
+  o.bucket_bytes = 64 << 10;
+  Status received;
+  RunRanks([&](int rank, WeightBroadcastChannel& channel, collective::Collective&) {
+    FlipOneBit flip(&channel, 2);  // the header is the 0th broadcast: this is bucket 1
+    Result<WeightBroadcaster> b =
+        WeightBroadcaster::Create(rank == 0 ? &channel : &flip, layout, o);
+    ASSERT_TRUE(b.ok());
+    if (rank == 0) {
+      EXPECT_TRUE(b->Send(WeightVersion(4), w.data).ok());
+    } else {
+      ReceivedWeights got;
+      received = b->Receive(got);
+    }
+  });
+  EXPECT_EQ(received.code(), StatusCode::kDataLoss) << received.ToString();
+  EXPECT_NE(received.message().find("bucket 1 of"), std::string::npos) << received.ToString();
+  // bf16: the embedding (64 KiB) is bucket 0; bucket 1 starts with layer 0.
+  EXPECT_NE(received.message().find("(model.layers.0.input_layernorm.weight .. "),
+            std::string::npos)
+      << received.ToString();
+}
+
 TEST_F(WeightBroadcastTest, RejectsMisuseAndBadOptions) {
   const model::ParamLayout layout(SmallConfig());
   collective::CollectiveOptions co;  // world 1
