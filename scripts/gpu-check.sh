@@ -8,7 +8,8 @@
 # Steps: configure the release preset (CUDA is found from /usr/local/cuda); build only treepo,
 # the gpu test programs (target gpu_tests), gpu_decoder_bench and nccl_bench; print
 # nvidia-smi; run `ctest -L gpu`; run both benches; print one table of test counts and key
-# figures. A missing bench binary or device is reported, not fatal. Exits non-zero when the
+# figures. A missing bench binary or device is reported, not fatal. Every step has a time
+# limit inside one budget (GPU_CHECK_BUDGET_S, default 460 s). Exits non-zero when the
 # build failed or a gpu test failed. When $OUT is set, everything printed and every bench's
 # JSON is also written there (gpu-check.log, ctest-gpu.xml, *.json).
 set -uo pipefail
@@ -25,13 +26,23 @@ START=$(date +%s)
 
 say() { printf '\n=== %s (%ds)\n' "$*" "$(($(date +%s) - START))"; }
 
+# The whole run stays inside GPU_CHECK_BUDGET_S (default 460 s: under 8 minutes with the
+# summary): each step gets at most its own limit and at most what is left, keeping 10 s for
+# the summary.
+BUDGET=${GPU_CHECK_BUDGET_S:-460}
+limit() {  # <step's own limit, s>: prints the seconds this step may take (>= 1: `timeout 0`
+  local left=$((BUDGET - ($(date +%s) - START) - 10))  # would mean no limit at all)
+  ((left < 1)) && left=1
+  echo $(($1 < left ? $1 : left))
+}
+
 say "gpu-check in $(pwd), logs in $LOGDIR"
 git log -1 --format='commit %h %s' 2>/dev/null || true
 
 BUILD_RC=0
 if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != 1 ]]; then
   say "configure (release preset)"
-  if ! timeout 180 cmake --preset release >"$LOGDIR/configure.log" 2>&1; then
+  if ! timeout "$(limit 180)" cmake --preset release >"$LOGDIR/configure.log" 2>&1; then
     tail -n 40 "$LOGDIR/configure.log"
     BUILD_RC=1
   fi
@@ -44,7 +55,7 @@ if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != 1 ]]; then
       if grep -qx "$t" <<<"$AVAILABLE"; then TARGETS+=("$t"); else echo "target $t: not in this build"; fi
     done
     say "build ${TARGETS[*]} (-j$JOBS)"
-    if ! timeout 420 cmake --build "$BUILD" --target "${TARGETS[@]}" -j"$JOBS" >"$LOGDIR/build.log" 2>&1; then
+    if ! timeout "$(limit 330)" cmake --build "$BUILD" --target "${TARGETS[@]}" -j"$JOBS" >"$LOGDIR/build.log" 2>&1; then
       grep -E 'error|Error' "$LOGDIR/build.log" | head -n 40
       tail -n 20 "$LOGDIR/build.log"
       BUILD_RC=1
@@ -62,7 +73,7 @@ fi
 say "ctest -L gpu"
 TESTS=0 FAILED=0 SKIPPED=0
 if [[ -d "$BUILD" ]]; then
-  timeout 240 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 200 \
+  timeout "$(limit 150)" ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 120 \
     --output-junit "$LOGDIR/ctest-gpu.xml" 2>&1 | tee "$LOGDIR/ctest-gpu.log"
   if [[ -f "$LOGDIR/ctest-gpu.xml" ]]; then
     # The <testsuite ...> element's attributes (ctest writes one per line).
@@ -88,12 +99,17 @@ run_bench() {  # <name> <timeout_s> <args...>
     echo "$name: not built in this tree; skipped"
     return 0
   fi
+  secs=$(limit "$secs")
+  if ((secs < 15)); then
+    echo "$name: skipped, the time budget is spent"
+    return 0
+  fi
   timeout "$secs" "$bin" "$@" 2>&1 | tee "$LOGDIR/$name.txt"
   local rc=${PIPESTATUS[0]}
   [[ $rc == 0 ]] || echo "$name: exit code $rc"
 }
-run_bench nccl_bench 200 --json "$LOGDIR/nccl_bench.json"
-run_bench gpu_decoder_bench 150
+run_bench nccl_bench 120 --json "$LOGDIR/nccl_bench.json"
+run_bench gpu_decoder_bench 120
 
 # ---- the summary table ----
 figure() {  # <file> <awk program>: prints the figure or "-"
