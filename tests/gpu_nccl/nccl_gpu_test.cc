@@ -1,7 +1,8 @@
 // NCCL between ranks on GPUs (label gpu): collectives, the bucketed weight broadcast of whole
 // random models (bit-exact), a dead peer and a mismatched plan (errors, not hangs). Each rank
 // is a process (nccl_test_peer; nccl_ranks.h says how two share one GPU). Skips where no
-// CUDA device is visible.
+// CUDA device is visible, or the only one is in an exclusive compute mode.
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -22,6 +23,12 @@ class NcclGpuTest : public ::testing::Test {
     if (n_devices_ == 0) {
       GTEST_SKIP() << "no CUDA device visible: the NCCL tests need a GPU (run "
                       "scripts/gpu-check.sh on a GPU host)";
+    }
+    int mode = cudaComputeModeDefault;
+    if (n_devices_ < 2 && cudaDeviceGetAttribute(&mode, cudaDevAttrComputeMode, 0) == cudaSuccess &&
+        mode != cudaComputeModeDefault) {
+      GTEST_SKIP() << "one CUDA device in compute mode " << mode
+                   << " (not shared): the two rank processes cannot both use it";
     }
     name_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     dir_ = testing::FreshTempDir("nccl_gpu_" + name_);
