@@ -1,7 +1,6 @@
 #include "learner/service/weight_broadcast.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <utility>
 
