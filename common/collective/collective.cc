@@ -4,6 +4,9 @@
 #include <utility>
 
 #include "common/collective/gloo_collective.h"
+#if TREEPO_HAVE_NCCL
+#include "common/collective/nccl_collective.h"
+#endif
 
 namespace treepo::collective {
 namespace {
@@ -46,16 +49,27 @@ Status CollectiveOptions::Validate() const {
   return OkStatus();
 }
 
-std::vector<std::string_view> CollectiveBackends() { return {"gloo"}; }
+std::vector<std::string_view> CollectiveBackends() {
+#if TREEPO_HAVE_NCCL
+  return {"gloo", "nccl"};
+#else
+  return {"gloo"};
+#endif
+}
 
 Result<std::unique_ptr<Collective>> CreateCollective(const CollectiveOptions& o) {
   TREEPO_RETURN_IF_ERROR(o.Validate());
+#if !TREEPO_HAVE_NCCL
   if (o.backend == "nccl") {
     return Unimplemented(
         "collective backend 'nccl' needs GPU buffers and the CUDA build's NCCL backend, which "
         "this build lacks; use 'gloo'");
   }
+#endif
   if (o.world_size == 1) return std::unique_ptr<Collective>(new SingleRank(o.backend));
+#if TREEPO_HAVE_NCCL
+  if (o.backend == "nccl") return CreateNcclCollective(o);
+#endif
   return CreateGlooCollective(o);
 }
 

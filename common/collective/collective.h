@@ -1,6 +1,7 @@
 // Collectives between data-parallel learner ranks: one interface, one implementation per
 // backend. Gloo (CPU buffers, TCP) is built in; NCCL (GPU buffers) belongs to the CUDA backend
-// and is chosen by the same name-based factory, so callers never name a library.
+// and is chosen by the same name-based factory, so callers never name a library (NCCL:
+// nccl_communicator.h, built where CUDA and NCCL are found).
 //
 // Every rank calls the same collectives in the same order with buffers of the same length;
 // a call returns once every rank has contributed (or the timeout passed: kDeadlineExceeded,

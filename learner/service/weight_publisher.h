@@ -3,7 +3,8 @@
 // Callers see one small interface, WeightPublisher. The implementation here streams the flat
 // fp32 buffer as a WeightVersionNotice followed by checksummed WeightChunks over the
 // learner's connection to the scheduler, which relays them to every worker (CPU clusters).
-// An NCCL broadcast can implement the same interface later without changing callers.
+// NcclWeightPublisher (nccl_weight_broadcaster.h, CUDA build) implements it as a bucketed
+// NCCL broadcast.
 #pragma once
 
 #include <cstddef>
