@@ -48,8 +48,8 @@ class CudaDecoder final : public compute::DecoderBackend {
       : ctx_(std::move(ctx)), weights_(std::move(weights)), kv_(std::move(kv)) {}
 
   ~CudaDecoder() override {
-    ctx_->MakeCurrent();
-    ctx_->Sync();
+    (void)cudaSetDevice(ctx_->device());
+    (void)cudaStreamSynchronize(ctx_->stream());
     for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
   }
 
