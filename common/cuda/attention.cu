@@ -1,6 +1,6 @@
 // Paged causal attention over a ragged batch (kernels.h, LaunchPagedAttention).
 //
-// One thread block per (row, KV head, chunk of up to kMaxGroup query heads of that KV head):
+// One thread block per (row, KV head, chunk of up to 2, 4 or 8 query heads of that KV head):
 // the query heads that share a KV head (GQA) read each K and V row once. The block's warps
 // take the row's context positions round-robin; each warp keeps an online softmax (running
 // max m, running sum l, unnormalised output) per query head in registers, a lane owning
@@ -21,9 +21,12 @@ namespace treepo::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kMaxGroup = 8;     // query heads per block (more: another block along z)
-constexpr int kMaxDimLanes = 8;  // head dims per lane: head_dim <= 32 * 8 = 256
+constexpr int kMaxHeadDim = 256;
 
+// kMaxGroup: query heads one block takes (a larger group: more blocks along z);
+// kMaxDimLanes: head dims per lane (head_dim <= 32 * kMaxDimLanes). Both size the per-thread
+// registers; the instantiations are the switch in LaunchPagedAttention.
+template <int kMaxGroup, int kMaxDimLanes>
 __global__ void __launch_bounds__(kWarps * 32)
     PagedAttentionKernel(AttentionArgs a, int kv_dim, float scale) {
   extern __shared__ float smem[];
@@ -124,19 +127,41 @@ Status LaunchPagedAttention(const AttentionArgs& a, cudaStream_t stream) {
                            std::to_string(a.n_kv_heads) + ", page_size " +
                            std::to_string(a.page_size) + ")");
   }
-  if (a.head_dim <= 0 || a.head_dim > 32 * kMaxDimLanes) {
+  if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim) {
     return InvalidArgument("PagedAttention: head_dim " + std::to_string(a.head_dim) +
-                           " is not in 1.." + std::to_string(32 * kMaxDimLanes));
+                           " is not in 1.." + std::to_string(kMaxHeadDim));
   }
   if (a.n_kv_heads > 65535) return InvalidArgument("PagedAttention: too many KV heads");
   const int group = a.n_heads / a.n_kv_heads;
-  const int chunks = (group + kMaxGroup - 1) / kMaxGroup;
-  const int gn = group < kMaxGroup ? group : kMaxGroup;
+  const int max_group = group <= 2 ? 2 : group <= 4 ? 4 : 8;
+  const int dim_lanes = a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
+  const int chunks = (group + max_group - 1) / max_group;
+  const int gn = group < max_group ? group : max_group;
   const size_t smem = sizeof(float) * kWarps * gn * (2 + static_cast<size_t>(a.head_dim));
   const dim3 grid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.n_kv_heads),
                   static_cast<unsigned>(chunks));
+  const dim3 block(kWarps * 32);
+  const int kv_dim = a.n_kv_heads * a.head_dim;
   const float scale = 1.0f / sqrtf(static_cast<float>(a.head_dim));
-  PagedAttentionKernel<<<grid, kWarps * 32, smem, stream>>>(a, a.n_kv_heads * a.head_dim, scale);
+  switch (max_group * 10 + dim_lanes) {
+#define TREEPO_ATTENTION_CASE(G, D)                                              \
+  case G * 10 + D:                                                               \
+    PagedAttentionKernel<G, D><<<grid, block, smem, stream>>>(a, kv_dim, scale); \
+    break;
+    TREEPO_ATTENTION_CASE(2, 2)
+    TREEPO_ATTENTION_CASE(2, 4)
+    TREEPO_ATTENTION_CASE(2, 8)
+    TREEPO_ATTENTION_CASE(4, 2)
+    TREEPO_ATTENTION_CASE(4, 4)
+    TREEPO_ATTENTION_CASE(4, 8)
+    TREEPO_ATTENTION_CASE(8, 2)
+    TREEPO_ATTENTION_CASE(8, 4)
+    TREEPO_ATTENTION_CASE(8, 8)
+#undef TREEPO_ATTENTION_CASE
+    default:
+      return Internal("PagedAttention: no instantiation for group " + std::to_string(max_group) +
+                      ", dims per lane " + std::to_string(dim_lanes));
+  }
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return CudaStatus(err, "PagedAttentionKernel", __FILE__, __LINE__);
   return OkStatus();

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/cpu/ops.h"
@@ -317,13 +318,24 @@ TEST_P(PagedAttentionTest, MatchesReferenceOnARaggedBatch) {
               "attention");
 }
 
-// Head dims of stories260K (8), Qwen2.5 (64, 128), the kernel's largest (256); GQA groups of
-// 1, 2, 7 (Qwen2.5-0.5B) and 12 (over the 8 query heads one block takes); page sizes 1, 16.
+// Head dims of stories260K (8), Qwen2.5 (64, 128), the kernel's largest (256), and odd ones;
+// GQA groups of 1, 2, 3, 4, 6, 7 (Qwen2.5-0.5B), 8 and 12 (over the 8 query heads one block
+// takes): every instantiation of the kernel (2/4/8 heads x 2/4/8 dims per lane), partly
+// filled; page sizes 1, 3, 4, 16.
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                          ::testing::Values(AttnCase{8, 8, 8, 16}, AttnCase{8, 4, 8, 1},
                                            AttnCase{14, 2, 64, 16}, AttnCase{12, 2, 128, 16},
                                            AttnCase{4, 2, 256, 4}, AttnCase{24, 2, 64, 16},
-                                           AttnCase{4, 4, 40, 3}));
+                                           AttnCase{4, 4, 40, 3}, AttnCase{6, 2, 96, 16},
+                                           AttnCase{32, 8, 64, 16}, AttnCase{16, 2, 64, 4},
+                                           AttnCase{8, 2, 200, 16}, AttnCase{16, 2, 256, 16},
+                                           AttnCase{4, 4, 128, 16}),
+                         [](const ::testing::TestParamInfo<AttnCase>& info) {
+                           const AttnCase& c = info.param;
+                           return "h" + std::to_string(c.n_heads) + "kv" +
+                                  std::to_string(c.n_kv_heads) + "d" + std::to_string(c.head_dim) +
+                                  "p" + std::to_string(c.page_size);
+                         });
 
 TEST(CudaKernels, LaunchersRejectBadShapes) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
