@@ -32,6 +32,8 @@ Result<std::unique_ptr<CudaKvPages>> CudaKvPages::Create(const DeviceContext* ct
   }
   kv->pool_ = std::move(pool).value();
   TREEPO_CUDA_RETURN_IF_ERROR(cudaMemset(kv->pool_.data(), 0, bytes));
+  // The memset runs on the legacy stream; the backend's stream does not wait for it.
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   TREEPO_ASSIGN_OR_RETURN(kv->staging_,
                           PinnedBuffer::Allocate(2 * static_cast<size_t>(shape.n_layers) *
                                                  kv->PageElems() * sizeof(__nv_bfloat16)));

@@ -98,6 +98,9 @@ Status DeviceWeights::Copy(const model::ModelWeights& w) {
   TREEPO_RETURN_IF_ERROR(PutF32(&final_norm_, w, {{L.final_norm(), dim}}));
   const std::vector<float> freq = model::RopeInvFrequencies(c);
   TREEPO_RETURN_IF_ERROR(Put(&inv_freq_, freq.data(), freq.size() * sizeof(float)));
+  // cudaMemcpy from pageable memory may return before its DMA lands, and the forward runs on a
+  // non-blocking stream that does not wait for the legacy stream: wait here.
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return OkStatus();
 }
 
