@@ -17,79 +17,74 @@ int DeviceCount() {
   return n;
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_ != nullptr) (void)cudaFree(ptr_);
+namespace {
+
+void Free(Memory where, void* ptr) {
+  if (ptr == nullptr) return;
+  if (where == Memory::kDevice) {
+    (void)cudaFree(ptr);
+  } else {
+    (void)cudaFreeHost(ptr);
+  }
 }
 
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
+}  // namespace
+
+template <Memory kWhere>
+CudaBuffer<kWhere>::~CudaBuffer() {
+  Free(kWhere, ptr_);
+}
+
+template <Memory kWhere>
+CudaBuffer<kWhere>::CudaBuffer(CudaBuffer&& o) noexcept
     : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+template <Memory kWhere>
+CudaBuffer<kWhere>& CudaBuffer<kWhere>::operator=(CudaBuffer&& o) noexcept {
   if (this != &o) {
-    if (ptr_ != nullptr) (void)cudaFree(ptr_);
+    Free(kWhere, ptr_);
     ptr_ = std::exchange(o.ptr_, nullptr);
     bytes_ = std::exchange(o.bytes_, 0);
   }
   return *this;
 }
 
-Result<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
-  DeviceBuffer b;
+template <Memory kWhere>
+Result<CudaBuffer<kWhere>> CudaBuffer<kWhere>::Allocate(size_t bytes) {
+  CudaBuffer b;
   if (bytes == 0) return b;
-  const cudaError_t err = cudaMalloc(&b.ptr_, bytes);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();
-    b.ptr_ = nullptr;
-    size_t free_bytes = 0, total_bytes = 0;
-    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
-    const Status s = CudaStatus(err, "cudaMalloc", __FILE__, __LINE__);
-    return Status(s.code(), s.message() + " (asked for " + std::to_string(bytes >> 20) + " MiB, " +
-                                std::to_string(free_bytes >> 20) + " MiB free of " +
-                                std::to_string(total_bytes >> 20) + " MiB)");
+  if constexpr (kWhere == Memory::kPinnedHost) {
+    TREEPO_CUDA_RETURN_IF_ERROR(cudaMallocHost(&b.ptr_, bytes));
+  } else {
+    const cudaError_t err = cudaMalloc(&b.ptr_, bytes);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      b.ptr_ = nullptr;
+      size_t free_bytes = 0, total_bytes = 0;
+      (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+      const Status s = CudaStatus(err, "cudaMalloc", __FILE__, __LINE__);
+      return Status(s.code(), s.message() + " (asked for " + std::to_string(bytes >> 20) +
+                                  " MiB, " + std::to_string(free_bytes >> 20) + " MiB free of " +
+                                  std::to_string(total_bytes >> 20) + " MiB)");
+    }
   }
   b.bytes_ = bytes;
   return b;
 }
 
-PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) (void)cudaFreeHost(ptr_);
-}
-
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept
-    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-  if (this != &o) {
-    if (ptr_ != nullptr) (void)cudaFreeHost(ptr_);
-    ptr_ = std::exchange(o.ptr_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-Result<PinnedBuffer> PinnedBuffer::Allocate(size_t bytes) {
-  PinnedBuffer b;
-  if (bytes == 0) return b;
-  TREEPO_CUDA_RETURN_IF_ERROR(cudaMallocHost(&b.ptr_, bytes));
-  b.bytes_ = bytes;
-  return b;
-}
-
-void GrowDevice(DeviceBuffer* buf, size_t bytes) {
+template <Memory kWhere>
+void Grow(CudaBuffer<kWhere>* buf, size_t bytes) {
   if (buf->bytes() >= bytes) return;
-  *buf = DeviceBuffer();  // free first: the old contents are not kept
-  Result<DeviceBuffer> b = DeviceBuffer::Allocate(bytes + bytes / 4);
+  *buf = CudaBuffer<kWhere>();  // free first: the old contents are not kept
+  Result<CudaBuffer<kWhere>> b = CudaBuffer<kWhere>::Allocate(bytes + bytes / 4);
   TREEPO_CHECK(b.ok()) << b.status().ToString();
   *buf = std::move(b).value();
 }
 
-void GrowPinned(PinnedBuffer* buf, size_t bytes) {
-  if (buf->bytes() >= bytes) return;
-  *buf = PinnedBuffer();
-  Result<PinnedBuffer> b = PinnedBuffer::Allocate(bytes + bytes / 4);
-  TREEPO_CHECK(b.ok()) << b.status().ToString();
-  *buf = std::move(b).value();
-}
+template class CudaBuffer<Memory::kDevice>;
+template class CudaBuffer<Memory::kPinnedHost>;
+template void Grow(DeviceBuffer*, size_t);
+template void Grow(PinnedBuffer*, size_t);
 
 Result<std::unique_ptr<DeviceContext>> DeviceContext::Create(int device) {
   const int count = DeviceCount();

@@ -16,18 +16,23 @@ namespace treepo::cuda {
 // CUDA devices visible to this process; 0 when there is no driver or no device.
 int DeviceCount();
 
-// Device memory of a fixed byte size; move-only. Empty (data() == nullptr) when size is 0.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& o) noexcept;
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+// Where a CudaBuffer lives: device memory, or page-locked host memory (fast, asynchronous
+// copies to and from the device).
+enum class Memory { kDevice, kPinnedHost };
 
-  // kResourceExhausted when the device does not have `bytes` free. Contents undefined.
-  static Result<DeviceBuffer> Allocate(size_t bytes);
+// Memory of a fixed byte size; move-only. Empty (data() == nullptr) when size is 0.
+template <Memory kWhere>
+class CudaBuffer {
+ public:
+  CudaBuffer() = default;
+  ~CudaBuffer();
+  CudaBuffer(CudaBuffer&& o) noexcept;
+  CudaBuffer& operator=(CudaBuffer&& o) noexcept;
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
+
+  // kResourceExhausted when there are not `bytes` free. Contents undefined.
+  static Result<CudaBuffer> Allocate(size_t bytes);
 
   void* data() const { return ptr_; }
   template <typename T>
@@ -40,36 +45,16 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
-
-// Page-locked host memory (fast, asynchronous copies); move-only.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer();
-  PinnedBuffer(PinnedBuffer&& o) noexcept;
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-  static Result<PinnedBuffer> Allocate(size_t bytes);
-
-  void* data() const { return ptr_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = CudaBuffer<Memory::kDevice>;
+using PinnedBuffer = CudaBuffer<Memory::kPinnedHost>;
 
 // Grows `buf` to at least `bytes` (contents lost when it grows; a grown buffer gets 25% of
 // headroom so that slowly rising sizes do not reallocate every call). CHECKs on failure:
 // for the scratch buffers of a forward pass, where running out is not recoverable.
-void GrowDevice(DeviceBuffer* buf, size_t bytes);
-void GrowPinned(PinnedBuffer* buf, size_t bytes);
+template <Memory kWhere>
+void Grow(CudaBuffer<kWhere>* buf, size_t bytes);
+inline void GrowDevice(DeviceBuffer* buf, size_t bytes) { Grow(buf, bytes); }
+inline void GrowPinned(PinnedBuffer* buf, size_t bytes) { Grow(buf, bytes); }
 
 // The device a backend runs on: made current on creation, one non-blocking stream, one cuBLAS
 // handle bound to it. Not thread-safe (one per backend, used by the engine's thread).
