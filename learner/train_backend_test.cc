@@ -172,7 +172,9 @@ TEST(TrainBackendTest, BackendNamesAreValidated) {
   TrainerOptions a;
   auto t = Trainer::Create(SmallModel(3), a, WeightVersion(0));
   ASSERT_TRUE(t.ok()) << t.status().ToString();
-  if (compute::CudaDeviceCount() == 0) EXPECT_EQ((*t)->backend().name(), "cpu");
+  if (compute::CudaDeviceCount() == 0) {
+    EXPECT_EQ((*t)->backend().name(), "cpu");
+  }
 }
 
 // cuda on a machine without a device, or in a build without CUDA: a clear error naming the
@@ -187,6 +189,16 @@ TEST(TrainBackendTest, CudaWithoutDeviceFailsCleanly) {
   EXPECT_NE(b.status().message().find("backend 'cuda'"), std::string::npos);
   auto g = CreateGradientBackend({"cuda", 0}, std::make_shared<model::ModelWeights>(SmallModel(3)));
   EXPECT_FALSE(g.ok());
+  // The device factory itself, past the name check: no device (or no CUDA build).
+  const AdamWOptions adam = Adam();
+  auto d = compute::CreateCudaTrainBackend(0, std::make_shared<model::ModelWeights>(SmallModel(3)),
+                                           &adam);
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(d.status().code() == StatusCode::kFailedPrecondition ||
+              d.status().code() == StatusCode::kUnimplemented)
+      << d.status().ToString();
+  EXPECT_EQ(compute::CreateCudaTrainBackend(0, nullptr, &adam).status().code(),
+            StatusCode::kInvalidArgument);
   TrainerOptions o;
   o.backend = "cuda";
   auto t = Trainer::Create(SmallModel(3), o, WeightVersion(0));

@@ -163,7 +163,7 @@ void CompareBackends(const model::ModelWeights& w, const Batch& b, const char* w
 
 TEST(CudaTrainTest, RandomModelsMatchTheCpuLearner) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
-  for (const auto layout : {model::RopeLayout::kAdjacentPairs, model::RopeLayout::kHalfSplit}) {
+  for (const auto layout : {model::RopeLayout::kAdjacentPairs, model::RopeLayout::kRotateHalf}) {
     for (const bool tied : {true, false}) {
       const model::ModelWeights w = RandomModel(layout, tied, tied ? 3 : 4);
       const Batch b = RandomBatch(w.config.vocab_size, {37, 1, 90, 12}, 9);
@@ -188,7 +188,7 @@ TEST(CudaTrainTest, Stories260KMatchesTheCpuLearner) {
 
 TEST(CudaTrainTest, TreeBatchesAreRefusedAndBadInputsNamed) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
-  const model::ModelWeights w = RandomModel(model::RopeLayout::kHalfSplit, true, 1);
+  const model::ModelWeights w = RandomModel(model::RopeLayout::kRotateHalf, true, 1);
   auto gpu = learner::CreateTrainBackend({"cuda", 0}, w, Adam());
   ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
   EXPECT_FALSE((*gpu)->runs_tree_batches());
@@ -208,7 +208,7 @@ TEST(CudaTrainTest, TreeBatchesAreRefusedAndBadInputsNamed) {
 // both): the same losses within bf16 error and weights that moved the same way.
 TEST(CudaTrainTest, TrainerStepsMatchTheCpuTrainer) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
-  const model::ModelWeights w = RandomModel(model::RopeLayout::kHalfSplit, false, 8);
+  const model::ModelWeights w = RandomModel(model::RopeLayout::kRotateHalf, false, 8);
   learner::LearnerBatch batch;
   std::mt19937 rng(2);
   for (int i = 0; i < 6; ++i) {
