@@ -234,6 +234,10 @@ TEST(CudaTrainTest, TrainerStepsMatchTheCpuTrainer) {
   ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().ToString();
   EXPECT_FALSE((*gpu)->tree_packed());
   for (int step = 0; step < 3; ++step) {
+    // Sampled by the current weights (on-policy), as a synchronous run's batches are.
+    for (learner::TrainSequence& s : batch.sequences) {
+      s.versions.assign(s.versions.size(), static_cast<uint64_t>(step));
+    }
     auto mc = (*cpu)->Step(batch);
     auto mg = (*gpu)->Step(batch);
     ASSERT_TRUE(mc.ok() && mg.ok()) << mg.status().ToString();
