@@ -2,9 +2,10 @@
 // gradient and the AdamW moments on the device, all in the flat ParamLayout order (so a
 // tensor is an offset, as on the host). The forward keeps every activation backward needs;
 // linear layers are cuBLAS GEMMs with bf16 inputs and fp32 outputs and accumulation (the
-// activations are rounded to bf16 on their way into a GEMM); norms, RoPE, attention, SwiGLU
-// and the log-softmax outputs are fp32 kernels (train_kernels.cu). Plain sequences only: a
-// tree-packed batch is refused (kUnimplemented) and the trainer trains one sequence per leaf.
+// activations are rounded to bf16 on their way into a GEMM); norms (Qwen3's per-head q/k norms
+// too), q/k/v biases, RoPE, attention, SwiGLU and the log-softmax outputs are fp32 kernels
+// (train_kernels.cu). Plain sequences only: a tree-packed batch is refused (kUnimplemented)
+// and the trainer trains one sequence per leaf.
 #include "common/cuda/cuda_train.h"
 
 #include <algorithm>
@@ -89,9 +90,11 @@ class CudaTrainer final : public compute::TrainBackend {
   std::vector<int> seq_starts_, seq_lens_;
   DeviceBuffer ints_;  // tokens, positions, targets: [3 * rows]
   DeviceBuffer x_, xmid_, xn1_, xn2_, inv1_, inv2_, q_, k_, v_act_, ao_, lse_, gate_, up_, act_;
+  DeviceBuffer qraw_, kraw_, invq_, invk_;  // q/k norm models: q, k before the norm, 1/rms
   DeviceBuffer xnf_, invf_, logits_, out_lse_, logp_, ent_;
   // Backward scratch.
   DeviceBuffer dx_, dxn_, dq_, dk_, dv_, dao_, delta_, dgate_, dup_, dact_, dlogp_, dent_;
+  DeviceBuffer dqn_, dkn_;
   DeviceBuffer bf_a_, bf_b_;  // bf16 copies of GEMM inputs
   std::vector<int32_t> ints_host_;
 };
@@ -224,6 +227,14 @@ void CudaTrainer::Reserve(int rows) {
   GrowDevice(&dact_, r * hid * f);
   GrowDevice(&dlogp_, r * f);
   GrowDevice(&dent_, r * f);
+  if (c_.qk_norm) {
+    GrowDevice(&qraw_, L * r * qd * f);
+    GrowDevice(&kraw_, L * r * kvd * f);
+    GrowDevice(&invq_, L * r * c_.n_heads * f);
+    GrowDevice(&invk_, L * r * c_.n_kv_heads * f);
+    GrowDevice(&dqn_, r * qd * f);
+    GrowDevice(&dkn_, r * kvd * f);
+  }
   // The GEMMs' bf16 inputs, at their largest (the logits' gradient), so that no buffer is
   // reallocated while a GEMM queued on the stream still reads it.
   const size_t widest = std::max({dim, qd, hid, static_cast<size_t>(c_.vocab_size)});
@@ -309,6 +320,25 @@ Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>
     Linear(xn1, o.wq, q, rows, qd, dim, 0.0f);
     Linear(xn1, o.wk, k, rows, kvd, dim, 0.0f);
     Linear(xn1, o.wv, v, rows, kvd, dim, 0.0f);
+    if (c_.qkv_bias) {
+      TREEPO_RETURN_IF_ERROR(LaunchAddBias(q, qd, Master(o.bq), rows, qd, st));
+      TREEPO_RETURN_IF_ERROR(LaunchAddBias(k, kvd, Master(o.bk), rows, kvd, st));
+      TREEPO_RETURN_IF_ERROR(LaunchAddBias(v, kvd, Master(o.bv), rows, kvd, st));
+    }
+    if (c_.qk_norm) {  // per head, before RoPE; q and k before the norm kept for backward
+      float* qraw = qraw_.as<float>() + l * r * qd;
+      float* kraw = kraw_.as<float>() + l * r * kvd;
+      TREEPO_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(qraw, q, r * qd * sizeof(float), cudaMemcpyDeviceToDevice, st));
+      TREEPO_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(kraw, k, r * kvd * sizeof(float), cudaMemcpyDeviceToDevice, st));
+      TREEPO_RETURN_IF_ERROR(LaunchRmsNormTrain(qraw, Master(o.q_norm), q,
+                                                invq_.as<float>() + l * r * c_.n_heads,
+                                                rows * c_.n_heads, hd, eps, st));
+      TREEPO_RETURN_IF_ERROR(LaunchRmsNormTrain(kraw, Master(o.k_norm), k,
+                                                invk_.as<float>() + l * r * c_.n_kv_heads,
+                                                rows * c_.n_kv_heads, hd, eps, st));
+    }
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(q, positions, rows, c_.n_heads, hd, inv_freq, rope_scale,
                                            c_.rope_layout, false, st));
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(k, positions, rows, c_.n_kv_heads, hd, inv_freq,
@@ -426,8 +456,26 @@ Status CudaTrainer::Backward(std::span<const float> dlogp, std::span<const float
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(dk_.as<float>(), positions, rows, c_.n_kv_heads, hd,
                                            inv_freq_.as<float>(), rope_scale, c_.rope_layout, true,
                                            st));
-    LinearBackward(dq_.as<float>(), xn1, o.wq, dxn, rows, qd, dim, 0.0f);
-    LinearBackward(dk_.as<float>(), xn1, o.wk, dxn, rows, kvd, dim, 1.0f);
+    float* dq = dq_.as<float>();
+    float* dk = dk_.as<float>();
+    if (c_.qk_norm) {  // through the per-head norms, to q and k before them
+      TREEPO_RETURN_IF_ERROR(LaunchRmsNormBackward(
+          qraw_.as<float>() + l * r * qd, Master(o.q_norm), invq_.as<float>() + l * r * c_.n_heads,
+          dq, dqn_.as<float>(), Grad(o.q_norm), rows * c_.n_heads, hd, false, st));
+      TREEPO_RETURN_IF_ERROR(
+          LaunchRmsNormBackward(kraw_.as<float>() + l * r * kvd, Master(o.k_norm),
+                                invk_.as<float>() + l * r * c_.n_kv_heads, dk, dkn_.as<float>(),
+                                Grad(o.k_norm), rows * c_.n_kv_heads, hd, false, st));
+      dq = dqn_.as<float>();
+      dk = dkn_.as<float>();
+    }
+    if (c_.qkv_bias) {
+      TREEPO_RETURN_IF_ERROR(LaunchColumnSum(dq, rows, qd, Grad(o.bq), st));
+      TREEPO_RETURN_IF_ERROR(LaunchColumnSum(dk, rows, kvd, Grad(o.bk), st));
+      TREEPO_RETURN_IF_ERROR(LaunchColumnSum(dv_.as<float>(), rows, kvd, Grad(o.bv), st));
+    }
+    LinearBackward(dq, xn1, o.wq, dxn, rows, qd, dim, 0.0f);
+    LinearBackward(dk, xn1, o.wk, dxn, rows, kvd, dim, 1.0f);
     LinearBackward(dv_.as<float>(), xn1, o.wv, dxn, rows, kvd, dim, 1.0f);
     TREEPO_RETURN_IF_ERROR(LaunchRmsNormBackward(x, Master(o.attn_norm), inv1_.as<float>() + l * r,
                                                  dxn, dx, Grad(o.attn_norm), rows, c_.dim, true,
@@ -541,11 +589,6 @@ Result<std::unique_ptr<compute::TrainBackend>> CreateCudaTrainer(
     return InvalidArgument("cuda train backend: needs complete fp32 weights");
   }
   const model::ModelConfig& c = weights->config;
-  if (c.qkv_bias || c.qk_norm) {
-    return Unimplemented(
-        "cuda train backend: q/k/v biases and q/k norms are not implemented on the device; use "
-        "learner.backend = cpu for this model");
-  }
   if (c.head_dim() % 2 != 0 || c.head_dim() > 512) {
     return InvalidArgument("cuda train backend: head_dim " + std::to_string(c.head_dim()) +
                            " is not supported (even, at most 512)");

@@ -103,6 +103,14 @@ __global__ void RmsNormBackwardDwKernel(const float* x, const float* inv, const 
   dw[i] += s;
 }
 
+__global__ void ColumnSumKernel(const float* y, int rows, int n, float* dcol) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float s = 0.0f;
+  for (int r = 0; r < rows; ++r) s += y[static_cast<size_t>(r) * n + i];
+  dcol[i] += s;
+}
+
 __global__ void RopeTrainKernel(float* x, const int32_t* positions, int n_heads, int head_dim,
                                 const float* inv_freq, float scale, bool adjacent, float sign) {
   const size_t r = blockIdx.x;
@@ -399,6 +407,12 @@ Status LaunchRmsNormBackward(const float* x, const float* w, const float* inv, c
   TREEPO_RETURN_IF_ERROR(LaunchError("RmsNormBackwardDxKernel"));
   RmsNormBackwardDwKernel<<<Blocks(n), kThreads, 0, stream>>>(x, inv, dy, dw, rows, n);
   return LaunchError("RmsNormBackwardDwKernel");
+}
+
+Status LaunchColumnSum(const float* y, int rows, int n, float* dcol, cudaStream_t stream) {
+  if (rows == 0 || n == 0) return OkStatus();
+  ColumnSumKernel<<<Blocks(n), kThreads, 0, stream>>>(y, rows, n, dcol);
+  return LaunchError("ColumnSumKernel");
 }
 
 Status LaunchRopeTrain(float* x, const int32_t* positions, int rows, int n_heads, int head_dim,

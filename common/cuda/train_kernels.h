@@ -36,6 +36,8 @@ Status LaunchRmsNormBackward(const float* x, const float* w, const float* inv, c
 Status LaunchRopeTrain(float* x, const int32_t* positions, int rows, int n_heads, int head_dim,
                        const float* inv_freq, float scale, model::RopeLayout layout, bool inverse,
                        cudaStream_t stream);
+// dcol[i] += sum over rows of y[r, i] (a bias's gradient).  y: [rows, n].
+Status LaunchColumnSum(const float* y, int rows, int n, float* dcol, cudaStream_t stream);
 // act[i] = silu(gate[i]) * up[i] over n elements.
 Status LaunchSwiGlu(const float* gate, const float* up, float* act, size_t n, cudaStream_t stream);
 // dgate = dact * up * silu'(gate), dup = dact * silu(gate).

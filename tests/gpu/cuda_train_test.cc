@@ -1,7 +1,7 @@
 // The CUDA training backend (common/cuda/cuda_train.h) against the CPU one (learner/
 // train_backend.h, TrainModel + AdamW in fp32): forward logp and entropy, gradients, one AdamW
 // step and a few trainer steps, on random small models (both RoPE layouts, GQA, tied and
-// untied embeddings) and on stories260K.
+// untied embeddings, q/k/v biases with q/k norms) and on stories260K.
 // Tolerances: the device rounds weights and activations to bf16 before every GEMM, so logp
 // and entropy agree within bf16 error (max |diff| 0.05, relative L2 2e-2); gradients by
 // direction (cosine > 0.999) and size (relative L2 error < 2e-2); AdamW from the same gradient
@@ -173,6 +173,34 @@ TEST(CudaTrainTest, RandomModelsMatchTheCpuLearner) {
                           : (tied ? "half/tied" : "half/untied"));
     }
   }
+}
+
+// Qwen-style: q/k/v biases, Qwen3's per-head q/k norms, head_size != dim / heads.
+TEST(CudaTrainTest, BiasAndQkNormModelMatchesTheCpuLearner) {
+  TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
+  model::ModelConfig c;
+  c.dim = 48;
+  c.hidden_dim = 96;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 1;
+  c.head_size = 16;
+  c.vocab_size = 61;
+  c.max_seq_len = 64;
+  c.rope_layout = model::RopeLayout::kRotateHalf;
+  c.tied_embeddings = true;
+  c.qkv_bias = true;
+  c.qk_norm = true;
+  auto w = model::ModelWeights::Random(c, 12);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.2f);
+  for (const model::TensorInfo& t : w->layout.tensors()) {
+    if (t.shape.size() == 1) {
+      for (size_t i = t.offset; i < t.offset + t.numel; ++i) w->data[i] += nd(rng);
+    }
+  }
+  CompareBackends(*w, RandomBatch(c.vocab_size, {30, 2, 17}, 4), "bias/qk-norm/GQA 4:1");
 }
 
 TEST(CudaTrainTest, Stories260KMatchesTheCpuLearner) {
