@@ -143,7 +143,10 @@ Status CudaTrainer::Upload(const std::vector<float>& data) {
 }
 
 Status CudaTrainer::Init() {
+  // Every copy and fill goes on the context's stream (non-blocking: it does not order with
+  // the legacy default stream), then one synchronisation.
   ctx_->MakeCurrent();
+  const cudaStream_t st = ctx_->stream();
   const size_t n = layout_.total();
   TREEPO_ASSIGN_OR_RETURN(master_, DeviceBuffer::Allocate(n * sizeof(float)));
   TREEPO_ASSIGN_OR_RETURN(wb_, DeviceBuffer::Allocate(n * sizeof(bf16)));
@@ -151,22 +154,23 @@ Status CudaTrainer::Init() {
   TREEPO_ASSIGN_OR_RETURN(norm_, DeviceBuffer::Allocate(sizeof(double)));
   const std::vector<float> freq = model::RopeInvFrequencies(c_);
   TREEPO_ASSIGN_OR_RETURN(inv_freq_, DeviceBuffer::Allocate(freq.size() * sizeof(float)));
-  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpy(inv_freq_.data(), freq.data(), freq.size() * sizeof(float),
-                                         cudaMemcpyHostToDevice));
-  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemset(grad_.data(), 0, n * sizeof(float)));
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+      inv_freq_.data(), freq.data(), freq.size() * sizeof(float), cudaMemcpyHostToDevice, st));
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(grad_.data(), 0, n * sizeof(float), st));
+  std::vector<uint8_t> mask;
   if (opt_) {
     TREEPO_ASSIGN_OR_RETURN(m_, DeviceBuffer::Allocate(n * sizeof(float)));
     TREEPO_ASSIGN_OR_RETURN(v_, DeviceBuffer::Allocate(n * sizeof(float)));
     TREEPO_ASSIGN_OR_RETURN(mask_, DeviceBuffer::Allocate(n));
-    TREEPO_CUDA_RETURN_IF_ERROR(cudaMemset(m_.data(), 0, n * sizeof(float)));
-    TREEPO_CUDA_RETURN_IF_ERROR(cudaMemset(v_.data(), 0, n * sizeof(float)));
-    const std::vector<uint8_t> mask = compute::AdamWDecayMask(layout_, o_);
+    TREEPO_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m_.data(), 0, n * sizeof(float), st));
+    TREEPO_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(v_.data(), 0, n * sizeof(float), st));
+    mask = compute::AdamWDecayMask(layout_, o_);
     TREEPO_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy(mask_.data(), mask.data(), mask.size(), cudaMemcpyHostToDevice));
+        cudaMemcpyAsync(mask_.data(), mask.data(), mask.size(), cudaMemcpyHostToDevice, st));
     host_ = *source_;  // the trainer's own weights from here on
     source_.reset();
   }
-  TREEPO_RETURN_IF_ERROR(Upload(opt_ ? host_.data : source_->data));
+  TREEPO_RETURN_IF_ERROR(Upload(opt_ ? host_.data : source_->data));  // synchronises
   host_stale_ = false;
   return OkStatus();
 }
@@ -557,10 +561,12 @@ Status CudaTrainer::SaveOptimizer(const std::string& path) const {
   ctx_->MakeCurrent();
   const size_t n = layout_.total();
   std::vector<float> m(n), v(n);
+  const cudaStream_t st = ctx_->stream();
   TREEPO_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(m.data(), m_.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+      cudaMemcpyAsync(m.data(), m_.data(), n * sizeof(float), cudaMemcpyDeviceToHost, st));
   TREEPO_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(v.data(), v_.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+      cudaMemcpyAsync(v.data(), v_.data(), n * sizeof(float), cudaMemcpyDeviceToHost, st));
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st));
   return compute::SaveAdamWState(path, m, v, step_);
 }
 
@@ -571,10 +577,12 @@ Status CudaTrainer::LoadOptimizer(const std::string& path) {
   int64_t step = 0;
   TREEPO_RETURN_IF_ERROR(compute::LoadAdamWState(path, n, &m, &v, &step));
   ctx_->MakeCurrent();
+  const cudaStream_t st = ctx_->stream();
   TREEPO_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(m_.data(), m.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      cudaMemcpyAsync(m_.data(), m.data(), n * sizeof(float), cudaMemcpyHostToDevice, st));
   TREEPO_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(v_.data(), v.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      cudaMemcpyAsync(v_.data(), v.data(), n * sizeof(float), cudaMemcpyHostToDevice, st));
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st));
   step_ = step;
   return OkStatus();
 }
