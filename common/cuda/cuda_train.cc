@@ -18,6 +18,7 @@
 #include "common/cuda/device.h"
 #include "common/cuda/kernels.h"
 #include "common/cuda/train_kernels.h"
+#include "common/cuda/train_plan.h"
 
 namespace treepo::cuda {
 namespace {
@@ -87,7 +88,7 @@ class CudaTrainer final : public compute::TrainBackend {
   // The last forward's batch and activations.
   int rows_ = 0, reserved_rows_ = 0;
   bool forwarded_ = false;
-  std::vector<int> seq_starts_, seq_lens_;
+  TrainPlan plan_;
   DeviceBuffer ints_;  // tokens, positions, targets: [3 * rows]
   DeviceBuffer x_, xmid_, xn1_, xn2_, inv1_, inv2_, q_, k_, v_act_, ao_, lse_, gate_, up_, act_;
   DeviceBuffer qraw_, kraw_, invq_, invk_;  // q/k norm models: q, k before the norm, 1/rms
@@ -96,7 +97,6 @@ class CudaTrainer final : public compute::TrainBackend {
   DeviceBuffer dx_, dxn_, dq_, dk_, dv_, dao_, delta_, dgate_, dup_, dact_, dlogp_, dent_;
   DeviceBuffer dqn_, dkn_;
   DeviceBuffer bf_a_, bf_b_;  // bf16 copies of GEMM inputs
-  std::vector<int32_t> ints_host_;
 };
 
 void CudaTrainer::Gemm(bool trans_a, bool trans_b, int m, int n, int k, const bf16* a, int lda,
@@ -250,49 +250,14 @@ void CudaTrainer::Reserve(int rows) {
 Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>* logp,
                             std::vector<float>* entropy) {
   forwarded_ = false;
-  if (!batch.parents.empty()) {
-    return Unimplemented(
-        "cuda train backend: tree-packed batches are not supported; set learner.tree_packing "
-        "= false (the trainer does so by itself with this backend)");
-  }
-  if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
-  size_t total = 0;
-  for (int n : batch.seq_lens) {
-    if (n < 1 || n > c_.max_seq_len) {
-      return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
-                             std::to_string(c_.max_seq_len) + "]");
-    }
-    total += static_cast<size_t>(n);
-  }
-  if (total != batch.tokens.size()) {
-    return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
-                           std::to_string(batch.tokens.size()) + " tokens were given");
-  }
-  for (int32_t t : batch.tokens) {
-    if (t < 0 || t >= c_.vocab_size) {
-      return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
-                             std::to_string(c_.vocab_size));
-    }
-  }
-  const int rows = static_cast<int>(total);
-  seq_lens_.assign(batch.seq_lens.begin(), batch.seq_lens.end());
-  seq_starts_.clear();
-  ints_host_.assign(3 * total, 0);
-  int start = 0;
-  for (int n : seq_lens_) {
-    seq_starts_.push_back(start);
-    for (int i = 0; i < n; ++i) {
-      ints_host_[start + i] = batch.tokens[start + i];
-      ints_host_[total + start + i] = i;
-      ints_host_[2 * total + start + i] = i + 1 < n ? batch.tokens[start + i + 1] : -1;
-    }
-    start += n;
-  }
+  TREEPO_RETURN_IF_ERROR(PlanTrainBatch(batch, c_, &plan_));
+  const size_t total = static_cast<size_t>(plan_.rows);
+  const int rows = plan_.rows;
   ctx_->MakeCurrent();
   Reserve(rows);
   const cudaStream_t st = ctx_->stream();
-  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ints_.data(), ints_host_.data(),
-                                              ints_host_.size() * sizeof(int32_t),
+  TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ints_.data(), plan_.ints.data(),
+                                              plan_.ints.size() * sizeof(int32_t),
                                               cudaMemcpyHostToDevice, st));
   const int32_t* tokens = ints_.as<int32_t>();
   const int32_t* positions = tokens + total;
@@ -347,11 +312,11 @@ Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>
                                            c_.rope_layout, false, st));
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(k, positions, rows, c_.n_kv_heads, hd, inv_freq,
                                            rope_scale, c_.rope_layout, false, st));
-    for (size_t s = 0; s < seq_lens_.size(); ++s) {
-      const size_t b = seq_starts_[s];
-      TREEPO_RETURN_IF_ERROR(LaunchCausalAttention(q + b * qd, k + b * kvd, v + b * kvd,
-                                                   ao + b * qd, lse + b * c_.n_heads, seq_lens_[s],
-                                                   c_.n_heads, c_.n_kv_heads, hd, st));
+    for (size_t s = 0; s < plan_.seq_lens.size(); ++s) {
+      const size_t b = plan_.seq_starts[s];
+      TREEPO_RETURN_IF_ERROR(LaunchCausalAttention(
+          q + b * qd, k + b * kvd, v + b * kvd, ao + b * qd, lse + b * c_.n_heads,
+          plan_.seq_lens[s], c_.n_heads, c_.n_kv_heads, hd, st));
     }
     TREEPO_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(xmid, x, r * dim * sizeof(float), cudaMemcpyDeviceToDevice, st));
@@ -446,12 +411,12 @@ Status CudaTrainer::Backward(std::span<const float> dlogp, std::span<const float
                                                  Grad(o.ffn_norm), rows, c_.dim, true, st));
     // xmid = x + ao . wo^T: dx now holds dxmid.
     LinearBackward(dx, ao, o.wo, dao_.as<float>(), rows, dim, qd, 0.0f);
-    for (size_t s = 0; s < seq_lens_.size(); ++s) {
-      const size_t b = seq_starts_[s];
+    for (size_t s = 0; s < plan_.seq_lens.size(); ++s) {
+      const size_t b = plan_.seq_starts[s];
       TREEPO_RETURN_IF_ERROR(LaunchCausalAttentionBackward(
           q + b * qd, k + b * kvd, v + b * kvd, ao + b * qd, lse + b * c_.n_heads,
           dao_.as<float>() + b * qd, delta_.as<float>() + b * c_.n_heads, dq_.as<float>() + b * qd,
-          dk_.as<float>() + b * kvd, dv_.as<float>() + b * kvd, seq_lens_[s], c_.n_heads,
+          dk_.as<float>() + b * kvd, dv_.as<float>() + b * kvd, plan_.seq_lens[s], c_.n_heads,
           c_.n_kv_heads, hd, st));
     }
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(dq_.as<float>(), positions, rows, c_.n_heads, hd,
@@ -529,25 +494,9 @@ Result<compute::StepStats> CudaTrainer::Step() {
   TREEPO_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(&ss, norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, st));
   TREEPO_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st));
-  // The scalars exactly as learner::AdamW::Step computes them.
-  compute::StepStats s;
-  s.grad_norm = std::sqrt(ss);
-  if (o_.max_grad_norm > 0.0f && s.grad_norm > o_.max_grad_norm) {
-    s.clip_scale = o_.max_grad_norm / (s.grad_norm + 1e-6);
-  }
   ++step_;
-  s.lr = compute::AdamWLearningRate(o_, step_);
-  AdamWArgs a;
-  a.beta1 = o_.beta1;
-  a.beta2 = o_.beta2;
-  a.scale = static_cast<float>(s.clip_scale);
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(o_.beta1), step_));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(o_.beta2), step_));
-  const float lr = static_cast<float>(s.lr);
-  a.step_size = lr / bc1;
-  a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-  a.eps = o_.eps;
-  a.decay = 1.0f - lr * o_.weight_decay;
+  compute::StepStats s;
+  const AdamWArgs a = PlanAdamWStep(o_, step_, ss, &s);
   TREEPO_RETURN_IF_ERROR(LaunchAdamW(master_.as<float>(), grad_.as<float>(), m_.as<float>(),
                                      v_.as<float>(), mask_.as<uint8_t>(), wb_.as<bf16>(), n, a,
                                      st));

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/cuda/train_plan.h"
 #include "common/model/config.h"
 #include "common/status.h"
 
@@ -66,16 +67,9 @@ Status LaunchLogSoftmaxBackward(float* logits, const int32_t* target, const floa
                                 int rows, int vocab, cudaStream_t stream);
 // *out += sum of x[i]^2 in double (out zeroed by the caller).
 Status LaunchSumSquares(const float* x, size_t n, double* out, cudaStream_t stream);
-// One AdamW update over n parameters, the exact formulas of learner::AdamW::Step in fp32;
-// grad is zeroed; the bf16 compute copy is refreshed.
-struct AdamWArgs {
-  float scale = 1.0f;  // gradient clip factor
-  float beta1 = 0.9f, beta2 = 0.999f;
-  float step_size = 0.0f;     // lr / (1 - beta1^t)
-  float inv_sqrt_bc2 = 1.0f;  // 1 / sqrt(1 - beta2^t)
-  float eps = 1e-8f;
-  float decay = 1.0f;  // 1 - lr * weight_decay
-};
+// One AdamW update over n parameters with the scalars of PlanAdamWStep (train_plan.h): the
+// exact formulas of learner::AdamW::Step in fp32; grad is zeroed; the bf16 compute copy is
+// refreshed.
 Status LaunchAdamW(float* params, float* grad, float* m, float* v, const uint8_t* decay_mask,
                    __nv_bfloat16* params_bf16, size_t n, const AdamWArgs& a, cudaStream_t stream);
 
