@@ -144,6 +144,12 @@ say "summary"
   else
     printf '%-40s %s\n' "gpu_decoder_bench" "not run"
   fi
+  if [[ -f "$LOGDIR/gpu_train_bench.txt" ]]; then
+    echo "gpu_train_bench (last lines):"
+    tail -n 6 "$LOGDIR/gpu_train_bench.txt" | sed 's/^/  /'
+  else
+    printf '%-40s %s\n' "gpu_train_bench" "not run"
+  fi
   printf '%-40s %s\n' "wall time (s)" "$(($(date +%s) - START))"
 } | tee "$LOGDIR/summary.txt"
 
