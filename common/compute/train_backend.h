@@ -8,8 +8,8 @@
 //         runs; created by learner::CreateTrainBackend (learner/train_backend.h), since the
 //         training code sits in the learner layer;
 //   cuda  bf16 compute weights, fp32 master weights, gradient and AdamW moments on the device,
-//         cuBLAS GEMMs and our kernels (common/cuda/cuda_train.h, docs/gpu.md); plain
-//         sequences only (tree-packed batches are refused with kUnimplemented).
+//         cuBLAS GEMMs and our kernels (common/cuda/cuda_train.h, docs/gpu.md); plain and
+//         tree-packed batches.
 // The backend is chosen by name as the decoder's is (ResolveBackend in decoder_backend.h).
 //
 // Data-parallel ranks reduce the gradient in host memory: GradientOnHost() gives the

@@ -4,8 +4,8 @@
 // linear layers are cuBLAS GEMMs with bf16 inputs and fp32 outputs and accumulation (the
 // activations are rounded to bf16 on their way into a GEMM); norms (Qwen3's per-head q/k norms
 // too), q/k/v biases, RoPE, attention, SwiGLU and the log-softmax outputs are fp32 kernels
-// (train_kernels.cu). Plain sequences only: a tree-packed batch is refused (kUnimplemented)
-// and the trainer trains one sequence per leaf.
+// (train_kernels.cu). Tree-packed batches run attention over CSR lists of each row's
+// ancestors (train_plan.h); plain sequences run causal attention per sequence.
 #include "common/cuda/cuda_train.h"
 
 #include <algorithm>
@@ -43,7 +43,7 @@ class CudaTrainer final : public compute::TrainBackend {
   Status Init();
 
   std::string_view name() const override { return "cuda"; }
-  bool runs_tree_batches() const override { return false; }
+  bool runs_tree_batches() const override { return true; }
   const model::ModelWeights& weights() const override;
   Status WeightsChanged() override;
   Status Forward(const compute::TrainBatch& batch, std::vector<float>* logp,
@@ -83,18 +83,19 @@ class CudaTrainer final : public compute::TrainBackend {
   mutable model::ModelWeights host_;  // the training weights on the host (weights())
   mutable bool host_stale_ = true;
   std::vector<float> host_grad_;
+  std::vector<float> gl_host_, ge_host_;  // Backward's per-row output gradient sums
 
   DeviceBuffer master_, wb_, grad_, m_, v_, mask_, inv_freq_, norm_;
   // The last forward's batch and activations.
   int rows_ = 0, reserved_rows_ = 0;
   bool forwarded_ = false;
   TrainPlan plan_;
-  DeviceBuffer ints_;  // tokens, positions, targets: [3 * rows]
+  DeviceBuffer ints_;  // TrainPlan::ints
   DeviceBuffer x_, xmid_, xn1_, xn2_, inv1_, inv2_, q_, k_, v_act_, ao_, lse_, gate_, up_, act_;
   DeviceBuffer qraw_, kraw_, invq_, invk_;  // q/k norm models: q, k before the norm, 1/rms
-  DeviceBuffer xnf_, invf_, logits_, out_lse_, logp_, ent_;
+  DeviceBuffer xnf_, invf_, logits_, out_lse_, ent_rows_, logp_, ent_;
   // Backward scratch.
-  DeviceBuffer dx_, dxn_, dq_, dk_, dv_, dao_, delta_, dgate_, dup_, dact_, dlogp_, dent_;
+  DeviceBuffer dx_, dxn_, dq_, dk_, dv_, dao_, delta_, dgate_, dup_, dact_, dlogp_, gl_, ge_;
   DeviceBuffer dqn_, dkn_;
   DeviceBuffer bf_a_, bf_b_;  // bf16 copies of GEMM inputs
 };
@@ -198,7 +199,6 @@ void CudaTrainer::Reserve(int rows) {
   const size_t r = static_cast<size_t>(rows), L = static_cast<size_t>(c_.n_layers);
   const size_t dim = c_.dim, qd = c_.q_dim(), kvd = c_.kv_dim(), hid = c_.hidden_dim;
   const size_t f = sizeof(float);
-  GrowDevice(&ints_, 3 * r * sizeof(int32_t));
   GrowDevice(&x_, (L + 1) * r * dim * f);
   GrowDevice(&xmid_, L * r * dim * f);
   GrowDevice(&xn1_, L * r * dim * f);
@@ -219,6 +219,7 @@ void CudaTrainer::Reserve(int rows) {
   GrowDevice(&out_lse_, r * f);
   GrowDevice(&logp_, r * f);
   GrowDevice(&ent_, r * f);
+  GrowDevice(&ent_rows_, r * f);
   GrowDevice(&dx_, r * dim * f);
   GrowDevice(&dxn_, r * dim * f);
   GrowDevice(&dq_, r * qd * f);
@@ -230,7 +231,8 @@ void CudaTrainer::Reserve(int rows) {
   GrowDevice(&dup_, r * hid * f);
   GrowDevice(&dact_, r * hid * f);
   GrowDevice(&dlogp_, r * f);
-  GrowDevice(&dent_, r * f);
+  GrowDevice(&gl_, r * f);
+  GrowDevice(&ge_, r * f);
   if (c_.qk_norm) {
     GrowDevice(&qraw_, L * r * qd * f);
     GrowDevice(&kraw_, L * r * kvd * f);
@@ -255,13 +257,19 @@ Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>
   const int rows = plan_.rows;
   ctx_->MakeCurrent();
   Reserve(rows);
+  GrowDevice(&ints_, plan_.ints.size() * sizeof(int32_t));
   const cudaStream_t st = ctx_->stream();
   TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ints_.data(), plan_.ints.data(),
                                               plan_.ints.size() * sizeof(int32_t),
                                               cudaMemcpyHostToDevice, st));
-  const int32_t* tokens = ints_.as<int32_t>();
-  const int32_t* positions = tokens + total;
-  const int32_t* target = tokens + 2 * total;
+  const int32_t* ints = ints_.as<int32_t>();
+  const int32_t* tokens = ints + plan_.tokens;
+  const int32_t* positions = ints + plan_.positions;
+  AttentionLists lists;  // tree-packed: the CSR key and attender lists
+  lists.key_off = ints + plan_.key_off;
+  lists.key_idx = ints + plan_.key_idx;
+  lists.att_off = ints + plan_.att_off;
+  lists.att_idx = ints + plan_.att_idx;
   const size_t r = total, dim = c_.dim, qd = c_.q_dim(), kvd = c_.kv_dim(), hid = c_.hidden_dim;
   const int hd = c_.head_dim();
   const float eps = c_.norm_eps;
@@ -312,11 +320,15 @@ Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>
                                            c_.rope_layout, false, st));
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(k, positions, rows, c_.n_kv_heads, hd, inv_freq,
                                            rope_scale, c_.rope_layout, false, st));
-    for (size_t s = 0; s < plan_.seq_lens.size(); ++s) {
+    if (plan_.tree) {  // every row over its ancestors, in one launch
+      TREEPO_RETURN_IF_ERROR(LaunchTrainAttention(q, k, v, ao, lse, rows, c_.n_heads, c_.n_kv_heads,
+                                                  hd, &lists, plan_.max_keys, st));
+    }
+    for (size_t s = 0; !plan_.tree && s < plan_.seq_lens.size(); ++s) {  // causal per sequence
       const size_t b = plan_.seq_starts[s];
-      TREEPO_RETURN_IF_ERROR(LaunchCausalAttention(
+      TREEPO_RETURN_IF_ERROR(LaunchTrainAttention(
           q + b * qd, k + b * kvd, v + b * kvd, ao + b * qd, lse + b * c_.n_heads,
-          plan_.seq_lens[s], c_.n_heads, c_.n_kv_heads, hd, st));
+          plan_.seq_lens[s], c_.n_heads, c_.n_kv_heads, hd, nullptr, plan_.seq_lens[s], st));
     }
     TREEPO_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(xmid, x, r * dim * sizeof(float), cudaMemcpyDeviceToDevice, st));
@@ -335,9 +347,11 @@ Status CudaTrainer::Forward(const compute::TrainBatch& batch, std::vector<float>
                                             Master(layout_.final_norm()), xnf_.as<float>(),
                                             invf_.as<float>(), rows, c_.dim, eps, st));
   Linear(xnf_.as<float>(), layout_.lm_head(), logits_.as<float>(), rows, c_.vocab_size, dim, 0.0f);
-  TREEPO_RETURN_IF_ERROR(LaunchLogSoftmaxOutputs(logits_.as<float>(), target, logp_.as<float>(),
-                                                 ent_.as<float>(), out_lse_.as<float>(), rows,
-                                                 c_.vocab_size, st));
+  TREEPO_RETURN_IF_ERROR(LaunchLogSoftmaxStats(logits_.as<float>(), out_lse_.as<float>(),
+                                               ent_rows_.as<float>(), rows, c_.vocab_size, st));
+  TREEPO_RETURN_IF_ERROR(LaunchGatherOutputs(
+      logits_.as<float>(), out_lse_.as<float>(), ent_rows_.as<float>(), ints + plan_.out_src,
+      ints + plan_.out_tok, logp_.as<float>(), ent_.as<float>(), rows, c_.vocab_size, st));
   logp->resize(r);
   TREEPO_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(logp->data(), logp_.data(), r * sizeof(float), cudaMemcpyDeviceToHost, st));
@@ -366,19 +380,35 @@ Status CudaTrainer::Backward(std::span<const float> dlogp, std::span<const float
   const size_t dim = c_.dim, qd = c_.q_dim(), kvd = c_.kv_dim(), hid = c_.hidden_dim;
   const int hd = c_.head_dim();
   const float rope_scale = static_cast<float>(c_.rope_scaling.attention_factor);
-  const int32_t* tokens = ints_.as<int32_t>();
-  const int32_t* positions = tokens + r;
-  const int32_t* target = tokens + 2 * r;
+  const int32_t* ints = ints_.as<int32_t>();
+  const int32_t* tokens = ints + plan_.tokens;
+  const int32_t* positions = ints + plan_.positions;
+  AttentionLists lists;
+  lists.key_off = ints + plan_.key_off;
+  lists.key_idx = ints + plan_.key_idx;
+  lists.att_off = ints + plan_.att_off;
+  lists.att_idx = ints + plan_.att_idx;
+  // Per row, the sums of the gradients of the outputs it predicts (several children of a
+  // tree row), computed here from the plan's output sources.
+  gl_host_.assign(r, 0.0f);
+  ge_host_.assign(r, 0.0f);
+  const int32_t* src = plan_.ints.data() + plan_.out_src;
+  for (size_t o = 0; o < r; ++o) {
+    if (src[o] < 0) continue;
+    gl_host_[src[o]] += dlogp[o];
+    if (!dentropy.empty()) ge_host_[src[o]] += dentropy[o];
+  }
   TREEPO_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(dlogp_.data(), dlogp.data(), r * sizeof(float), cudaMemcpyHostToDevice, st));
-  if (!dentropy.empty()) {
-    TREEPO_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dent_.data(), dentropy.data(), r * sizeof(float),
-                                                cudaMemcpyHostToDevice, st));
-  }
+  TREEPO_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(gl_.data(), gl_host_.data(), r * sizeof(float), cudaMemcpyHostToDevice, st));
+  TREEPO_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(ge_.data(), ge_host_.data(), r * sizeof(float), cudaMemcpyHostToDevice, st));
   float* dlogits = logits_.as<float>();
   TREEPO_RETURN_IF_ERROR(LaunchLogSoftmaxBackward(
-      dlogits, target, out_lse_.as<float>(), ent_.as<float>(), dlogp_.as<float>(),
-      dentropy.empty() ? nullptr : dent_.as<float>(), rows, c_.vocab_size, st));
+      dlogits, out_lse_.as<float>(), ent_rows_.as<float>(), gl_.as<float>(), ge_.as<float>(),
+      ints + plan_.out_src, ints + plan_.out_tok, dlogp_.as<float>(), rows, rows, c_.vocab_size,
+      st));
   float* dx = dx_.as<float>();
   float* dxn = dxn_.as<float>();
   // LM head (the embedding's gradient when tied: the same offset).
@@ -411,13 +441,18 @@ Status CudaTrainer::Backward(std::span<const float> dlogp, std::span<const float
                                                  Grad(o.ffn_norm), rows, c_.dim, true, st));
     // xmid = x + ao . wo^T: dx now holds dxmid.
     LinearBackward(dx, ao, o.wo, dao_.as<float>(), rows, dim, qd, 0.0f);
-    for (size_t s = 0; s < plan_.seq_lens.size(); ++s) {
+    if (plan_.tree) {
+      TREEPO_RETURN_IF_ERROR(LaunchTrainAttentionBackward(
+          q, k, v, ao, lse, dao_.as<float>(), delta_.as<float>(), dq_.as<float>(), dk_.as<float>(),
+          dv_.as<float>(), rows, c_.n_heads, c_.n_kv_heads, hd, &lists, plan_.max_keys, st));
+    }
+    for (size_t s = 0; !plan_.tree && s < plan_.seq_lens.size(); ++s) {
       const size_t b = plan_.seq_starts[s];
-      TREEPO_RETURN_IF_ERROR(LaunchCausalAttentionBackward(
+      TREEPO_RETURN_IF_ERROR(LaunchTrainAttentionBackward(
           q + b * qd, k + b * kvd, v + b * kvd, ao + b * qd, lse + b * c_.n_heads,
           dao_.as<float>() + b * qd, delta_.as<float>() + b * c_.n_heads, dq_.as<float>() + b * qd,
           dk_.as<float>() + b * kvd, dv_.as<float>() + b * kvd, plan_.seq_lens[s], c_.n_heads,
-          c_.n_kv_heads, hd, st));
+          c_.n_kv_heads, hd, nullptr, plan_.seq_lens[s], st));
     }
     TREEPO_RETURN_IF_ERROR(LaunchRopeTrain(dq_.as<float>(), positions, rows, c_.n_heads, hd,
                                            inv_freq_.as<float>(), rope_scale, c_.rope_layout, true,

@@ -146,38 +146,53 @@ __global__ void SwiGluBackwardKernel(const float* gate, const float* up, const f
   dgate[i] = d * up[i] * sg * (1.0f + g * (1.0f - sg));
 }
 
-// Block (i, h): scores of query row i against keys 0..i in shared memory, softmax, output.
+// The keys of row i: rows 0..i (causal), or its CSR list.
+struct KeyList {
+  const int32_t* idx;  // null: causal
+  int begin, count;
+  __device__ KeyList(const int32_t* off, const int32_t* list, int i)
+      : idx(off != nullptr ? list : nullptr),
+        begin(off != nullptr ? off[i] : 0),
+        count(off != nullptr ? off[i + 1] - off[i] : i + 1) {}
+  __device__ int operator[](int t) const { return idx != nullptr ? idx[begin + t] : t; }
+};
+
+// Block (i, h): scores of query row i against its keys in shared memory, softmax, output.
 __global__ void AttentionKernel(const float* q, const float* k, const float* v, float* out,
-                                float* lse, int n_heads, int n_kv_heads, int hd, float scale) {
-  extern __shared__ float s[];  // [i + 1] scores, then hd floats of q
+                                float* lse, const int32_t* key_off, const int32_t* key_idx,
+                                int max_keys, int n_heads, int n_kv_heads, int hd, float scale) {
+  extern __shared__ float s[];  // [max_keys] scores, then hd floats of q
   __shared__ float sh[32];
   const int i = blockIdx.x, h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
   const int qw = n_heads * hd, kw = n_kv_heads * hd;
-  float* qs = s + (i + 1);
+  const KeyList keys(key_off, key_idx, i);
+  float* qs = s + max_keys;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     qs[d] = q[static_cast<size_t>(i) * qw + h * hd + d];
   }
   __syncthreads();
   float mx = -INFINITY;
-  for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-    const float* kj = k + static_cast<size_t>(j) * kw + kvh * hd;
+  for (int t = threadIdx.x; t < keys.count; t += blockDim.x) {
+    const float* kj = k + static_cast<size_t>(keys[t]) * kw + kvh * hd;
     float dot = 0.0f;
     for (int d = 0; d < hd; ++d) dot += qs[d] * kj[d];
-    s[j] = dot * scale;
-    mx = fmaxf(mx, s[j]);
+    s[t] = dot * scale;
+    mx = fmaxf(mx, s[t]);
   }
   mx = BlockMax(mx, sh);
   float sum = 0.0f;
-  for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-    s[j] = expf(s[j] - mx);
-    sum += s[j];
+  for (int t = threadIdx.x; t < keys.count; t += blockDim.x) {
+    s[t] = expf(s[t] - mx);
+    sum += s[t];
   }
   sum = BlockSum(sum, sh);  // synchronises, so s[] is complete
   const float inv = 1.0f / sum;
   if (threadIdx.x == 0) lse[static_cast<size_t>(i) * n_heads + h] = mx + logf(sum);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.0f;
-    for (int j = 0; j <= i; ++j) acc += s[j] * v[static_cast<size_t>(j) * kw + kvh * hd + d];
+    for (int t = 0; t < keys.count; ++t) {
+      acc += s[t] * v[static_cast<size_t>(keys[t]) * kw + kvh * hd + d];
+    }
     out[static_cast<size_t>(i) * qw + h * hd + d] = acc * inv;
   }
 }
@@ -185,14 +200,16 @@ __global__ void AttentionKernel(const float* q, const float* k, const float* v, 
 // Block (i, h): delta = dout_i . out_i, ds_ij = p_ij (dout_i . v_j - delta), dq_i.
 __global__ void AttentionBackwardQKernel(const float* q, const float* k, const float* v,
                                          const float* out, const float* lse, const float* dout,
-                                         float* delta, float* dq, int n_heads, int n_kv_heads,
-                                         int hd, float scale) {
-  extern __shared__ float s[];  // [i + 1] ds, then hd of q, then hd of dout
+                                         float* delta, float* dq, const int32_t* key_off,
+                                         const int32_t* key_idx, int max_keys, int n_heads,
+                                         int n_kv_heads, int hd, float scale) {
+  extern __shared__ float s[];  // [max_keys] ds, then hd of q, then hd of dout
   __shared__ float sh[32];
   const int i = blockIdx.x, h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
   const int qw = n_heads * hd, kw = n_kv_heads * hd;
+  const KeyList keys(key_off, key_idx, i);
   const size_t qi = static_cast<size_t>(i) * qw + h * hd;
-  float* qs = s + (i + 1);
+  float* qs = s + max_keys;
   float* dos = qs + hd;
   float dd = 0.0f;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
@@ -203,70 +220,81 @@ __global__ void AttentionBackwardQKernel(const float* q, const float* k, const f
   dd = BlockSum(dd, sh);  // synchronises: qs, dos complete
   const float l = lse[static_cast<size_t>(i) * n_heads + h];
   if (threadIdx.x == 0) delta[static_cast<size_t>(i) * n_heads + h] = dd;
-  for (int j = threadIdx.x; j <= i; j += blockDim.x) {
-    const float* kj = k + static_cast<size_t>(j) * kw + kvh * hd;
-    const float* vj = v + static_cast<size_t>(j) * kw + kvh * hd;
+  for (int t = threadIdx.x; t < keys.count; t += blockDim.x) {
+    const size_t j = static_cast<size_t>(keys[t]) * kw + kvh * hd;
     float sc = 0.0f, dp = 0.0f;
     for (int d = 0; d < hd; ++d) {
-      sc += qs[d] * kj[d];
-      dp += dos[d] * vj[d];
+      sc += qs[d] * k[j + d];
+      dp += dos[d] * v[j + d];
     }
     const float p = expf(sc * scale - l);
-    s[j] = p * (dp - dd);
+    s[t] = p * (dp - dd);
   }
   __syncthreads();
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.0f;
-    for (int j = 0; j <= i; ++j) acc += s[j] * k[static_cast<size_t>(j) * kw + kvh * hd + d];
+    for (int t = 0; t < keys.count; ++t) {
+      acc += s[t] * k[static_cast<size_t>(keys[t]) * kw + kvh * hd + d];
+    }
     dq[qi + d] = acc * scale;
   }
 }
 
-// Block (j, kvh): dk_j, dv_j summed over the query heads of the group and rows i >= j.
+constexpr int kKvChunk = 2048;  // attenders per pass of the dk/dv kernel (shared memory)
+
+// Block (j, kvh): dk_j, dv_j summed over the query heads of the group and the rows attending
+// to j (rows j..len-1, or its CSR list), kKvChunk rows at a time.
 __global__ void AttentionBackwardKvKernel(const float* q, const float* k, const float* v,
                                           const float* lse, const float* dout, const float* delta,
-                                          float* dk, float* dv, int len, int n_heads,
+                                          float* dk, float* dv, const int32_t* att_off,
+                                          const int32_t* att_idx, int len, int n_heads,
                                           int n_kv_heads, int hd, float scale) {
-  extern __shared__ float s[];  // p [len - j], ds [len - j], then hd of k_j, hd of v_j
+  __shared__ float p[kKvChunk], ds[kKvChunk];
+  __shared__ int32_t rows_sh[kKvChunk];
+  extern __shared__ float s[];  // hd of k_j, hd of v_j
   const int j = blockIdx.x, kvh = blockIdx.y, group = n_heads / n_kv_heads;
-  const int qw = n_heads * hd, kw = n_kv_heads * hd, cnt = len - j;
-  float* p = s;
-  float* ds = s + cnt;
-  float* ks = ds + cnt;
-  float* vs = ks + hd;
+  const int qw = n_heads * hd, kw = n_kv_heads * hd;
+  const int begin = att_off != nullptr ? att_off[j] : 0;
+  const int total = att_off != nullptr ? att_off[j + 1] - begin : len - j;
+  float* ks = s;
+  float* vs = s + hd;
   const size_t kj = static_cast<size_t>(j) * kw + kvh * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     ks[d] = k[kj + d];
     vs[d] = v[kj + d];
   }
   float accv[4] = {0, 0, 0, 0}, acck[4] = {0, 0, 0, 0};  // hd <= 4 * blockDim.x
-  for (int g = 0; g < group; ++g) {
-    const int h = kvh * group + g;
-    __syncthreads();
-    for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
-      const int i = j + t;
-      const size_t qi = static_cast<size_t>(i) * qw + h * hd;
-      float sc = 0.0f, dp = 0.0f;
-      for (int d = 0; d < hd; ++d) {
-        sc += q[qi + d] * ks[d];
-        dp += dout[qi + d] * vs[d];
+  for (int c0 = 0; c0 < total; c0 += kKvChunk) {
+    const int cnt = min(kKvChunk, total - c0);
+    for (int g = 0; g < group; ++g) {
+      const int h = kvh * group + g;
+      __syncthreads();  // the previous pass's p, ds, rows_sh are consumed
+      for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
+        const int i = att_idx != nullptr ? att_idx[begin + c0 + t] : j + c0 + t;
+        const size_t qi = static_cast<size_t>(i) * qw + h * hd;
+        float sc = 0.0f, dp = 0.0f;
+        for (int d = 0; d < hd; ++d) {
+          sc += q[qi + d] * ks[d];
+          dp += dout[qi + d] * vs[d];
+        }
+        const float pr = expf(sc * scale - lse[static_cast<size_t>(i) * n_heads + h]);
+        p[t] = pr;
+        ds[t] = pr * (dp - delta[static_cast<size_t>(i) * n_heads + h]);
+        rows_sh[t] = i;
       }
-      const float pr = expf(sc * scale - lse[static_cast<size_t>(i) * n_heads + h]);
-      p[t] = pr;
-      ds[t] = pr * (dp - delta[static_cast<size_t>(i) * n_heads + h]);
-    }
-    __syncthreads();
-    for (int c = 0; c < 4; ++c) {
-      const int d = threadIdx.x + c * blockDim.x;
-      if (d >= hd) break;
-      float av = 0.0f, ak = 0.0f;
-      for (int t = 0; t < cnt; ++t) {
-        const size_t qi = static_cast<size_t>(j + t) * qw + h * hd;
-        av += p[t] * dout[qi + d];
-        ak += ds[t] * q[qi + d];
+      __syncthreads();
+      for (int c = 0; c < 4; ++c) {
+        const int d = threadIdx.x + c * blockDim.x;
+        if (d >= hd) break;
+        float av = 0.0f, ak = 0.0f;
+        for (int t = 0; t < cnt; ++t) {
+          const size_t qi = static_cast<size_t>(rows_sh[t]) * qw + h * hd;
+          av += p[t] * dout[qi + d];
+          ak += ds[t] * q[qi + d];
+        }
+        accv[c] += av;
+        acck[c] += ak;
       }
-      accv[c] += av;
-      acck[c] += ak;
     }
   }
   for (int c = 0; c < 4; ++c) {
@@ -277,19 +305,10 @@ __global__ void AttentionBackwardKvKernel(const float* q, const float* k, const 
   }
 }
 
-__global__ void LogSoftmaxOutputsKernel(const float* logits, const int32_t* target, float* logp,
-                                        float* entropy, float* lse, int vocab) {
+__global__ void LogSoftmaxStatsKernel(const float* logits, float* lse, float* entropy_rows,
+                                      int vocab) {
   __shared__ float sh[32];
   const size_t r = blockIdx.x;
-  const int t = target[r];
-  if (t < 0) {
-    if (threadIdx.x == 0) {
-      logp[r] = 0.0f;
-      entropy[r] = 0.0f;
-      lse[r] = 0.0f;
-    }
-    return;
-  }
   const float* z = logits + r * vocab;
   float mx = -INFINITY;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, z[i]);
@@ -303,31 +322,43 @@ __global__ void LogSoftmaxOutputsKernel(const float* logits, const int32_t* targ
   ez = BlockSum(ez, sh);
   if (threadIdx.x == 0) {
     const float shift = logf(sum);
-    logp[r] = z[t] - mx - shift;
-    entropy[r] = shift - ez / sum;
     lse[r] = mx + shift;
+    entropy_rows[r] = shift - ez / sum;
   }
 }
 
-__global__ void LogSoftmaxBackwardKernel(float* logits, const int32_t* target, const float* lse,
-                                         const float* entropy, const float* dlogp,
-                                         const float* dentropy, int vocab) {
-  const size_t r = blockIdx.x;
-  float* z = logits + r * vocab;
-  const int t = target[r];
-  if (t < 0) {
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) z[i] = 0.0f;
+__global__ void GatherOutputsKernel(const float* logits, const float* lse,
+                                    const float* entropy_rows, const int32_t* src,
+                                    const int32_t* tok, float* logp, float* entropy, int n_out,
+                                    int vocab) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= n_out) return;
+  const int r = src[o];
+  if (r < 0) {
+    logp[o] = 0.0f;
+    entropy[o] = 0.0f;
     return;
   }
-  const float l = lse[r], gl = dlogp[r], ge = dentropy != nullptr ? dentropy[r] : 0.0f;
-  const float h = entropy[r];
+  logp[o] = logits[static_cast<size_t>(r) * vocab + tok[o]] - lse[r];
+  entropy[o] = entropy_rows[r];
+}
+
+__global__ void LogSoftmaxBackwardKernel(float* logits, const float* lse, const float* entropy_rows,
+                                         const float* gl, const float* ge, int vocab) {
+  const size_t r = blockIdx.x;
+  float* z = logits + r * vocab;
+  const float l = lse[r], a = gl[r], b = ge[r], h = entropy_rows[r];
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
     const float lp = z[i] - l, p = expf(lp);
-    float g = -gl * p;
-    if (i == t) g += gl;
-    if (ge != 0.0f) g += ge * (-p * (lp + h));
-    z[i] = g;
+    z[i] = -a * p - b * p * (lp + h);
   }
+}
+
+__global__ void ScatterOneHotKernel(float* dlogits, const int32_t* src, const int32_t* tok,
+                                    const float* dlogp, int n_out, int vocab) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= n_out || src[o] < 0) return;
+  atomicAdd(dlogits + static_cast<size_t>(src[o]) * vocab + tok[o], dlogp[o]);
 }
 
 __global__ void SumSquaresKernel(const float* x, size_t n, double* out) {
@@ -438,51 +469,68 @@ Status LaunchSwiGluBackward(const float* gate, const float* up, const float* dac
   return LaunchError("SwiGluBackwardKernel");
 }
 
-Status LaunchCausalAttention(const float* q, const float* k, const float* v, float* out, float* lse,
-                             int len, int n_heads, int n_kv_heads, int hd, cudaStream_t stream) {
+Status LaunchTrainAttention(const float* q, const float* k, const float* v, float* out, float* lse,
+                            int len, int n_heads, int n_kv_heads, int hd,
+                            const AttentionLists* lists, int max_keys, cudaStream_t stream) {
   if (len == 0) return OkStatus();
-  const size_t shared = (static_cast<size_t>(len) + hd) * sizeof(float);
+  const size_t shared = (static_cast<size_t>(max_keys) + hd) * sizeof(float);
   TREEPO_RETURN_IF_ERROR(AllowShared(AttentionKernel, shared));
   const float scale = 1.0f / sqrtf(static_cast<float>(hd));
-  AttentionKernel<<<dim3(len, n_heads), 128, shared, stream>>>(q, k, v, out, lse, n_heads,
-                                                               n_kv_heads, hd, scale);
+  AttentionKernel<<<dim3(len, n_heads), 128, shared, stream>>>(
+      q, k, v, out, lse, lists != nullptr ? lists->key_off : nullptr,
+      lists != nullptr ? lists->key_idx : nullptr, max_keys, n_heads, n_kv_heads, hd, scale);
   return LaunchError("AttentionKernel");
 }
 
-Status LaunchCausalAttentionBackward(const float* q, const float* k, const float* v,
-                                     const float* out, const float* lse, const float* dout,
-                                     float* delta, float* dq, float* dk, float* dv, int len,
-                                     int n_heads, int n_kv_heads, int hd, cudaStream_t stream) {
+Status LaunchTrainAttentionBackward(const float* q, const float* k, const float* v,
+                                    const float* out, const float* lse, const float* dout,
+                                    float* delta, float* dq, float* dk, float* dv, int len,
+                                    int n_heads, int n_kv_heads, int hd,
+                                    const AttentionLists* lists, int max_keys,
+                                    cudaStream_t stream) {
   if (len == 0) return OkStatus();
   if (hd > 4 * 128) return InvalidArgument("attention backward: head_dim above 512");
   const float scale = 1.0f / sqrtf(static_cast<float>(hd));
-  const size_t shared_q = (static_cast<size_t>(len) + 2 * hd) * sizeof(float);
+  const size_t shared_q = (static_cast<size_t>(max_keys) + 2 * hd) * sizeof(float);
   TREEPO_RETURN_IF_ERROR(AllowShared(AttentionBackwardQKernel, shared_q));
   AttentionBackwardQKernel<<<dim3(len, n_heads), 128, shared_q, stream>>>(
-      q, k, v, out, lse, dout, delta, dq, n_heads, n_kv_heads, hd, scale);
+      q, k, v, out, lse, dout, delta, dq, lists != nullptr ? lists->key_off : nullptr,
+      lists != nullptr ? lists->key_idx : nullptr, max_keys, n_heads, n_kv_heads, hd, scale);
   TREEPO_RETURN_IF_ERROR(LaunchError("AttentionBackwardQKernel"));
-  const size_t shared_kv = (2 * static_cast<size_t>(len) + 2 * hd) * sizeof(float);
-  TREEPO_RETURN_IF_ERROR(AllowShared(AttentionBackwardKvKernel, shared_kv));
+  const size_t shared_kv = 2 * static_cast<size_t>(hd) * sizeof(float);  // + 24 KiB static
   AttentionBackwardKvKernel<<<dim3(len, n_kv_heads), 128, shared_kv, stream>>>(
-      q, k, v, lse, dout, delta, dk, dv, len, n_heads, n_kv_heads, hd, scale);
+      q, k, v, lse, dout, delta, dk, dv, lists != nullptr ? lists->att_off : nullptr,
+      lists != nullptr ? lists->att_idx : nullptr, len, n_heads, n_kv_heads, hd, scale);
   return LaunchError("AttentionBackwardKvKernel");
 }
 
-Status LaunchLogSoftmaxOutputs(const float* logits, const int32_t* target, float* logp,
-                               float* entropy, float* lse, int rows, int vocab,
-                               cudaStream_t stream) {
+Status LaunchLogSoftmaxStats(const float* logits, float* lse, float* entropy_rows, int rows,
+                             int vocab, cudaStream_t stream) {
   if (rows == 0) return OkStatus();
-  LogSoftmaxOutputsKernel<<<rows, kThreads, 0, stream>>>(logits, target, logp, entropy, lse, vocab);
-  return LaunchError("LogSoftmaxOutputsKernel");
+  LogSoftmaxStatsKernel<<<rows, kThreads, 0, stream>>>(logits, lse, entropy_rows, vocab);
+  return LaunchError("LogSoftmaxStatsKernel");
 }
 
-Status LaunchLogSoftmaxBackward(float* logits, const int32_t* target, const float* lse,
-                                const float* entropy, const float* dlogp, const float* dentropy,
-                                int rows, int vocab, cudaStream_t stream) {
+Status LaunchGatherOutputs(const float* logits, const float* lse, const float* entropy_rows,
+                           const int32_t* src, const int32_t* tok, float* logp, float* entropy,
+                           int n_out, int vocab, cudaStream_t stream) {
+  if (n_out == 0) return OkStatus();
+  GatherOutputsKernel<<<Blocks(n_out), kThreads, 0, stream>>>(logits, lse, entropy_rows, src, tok,
+                                                              logp, entropy, n_out, vocab);
+  return LaunchError("GatherOutputsKernel");
+}
+
+Status LaunchLogSoftmaxBackward(float* logits, const float* lse, const float* entropy_rows,
+                                const float* gl, const float* ge, const int32_t* src,
+                                const int32_t* tok, const float* dlogp, int rows, int n_out,
+                                int vocab, cudaStream_t stream) {
   if (rows == 0) return OkStatus();
-  LogSoftmaxBackwardKernel<<<rows, kThreads, 0, stream>>>(logits, target, lse, entropy, dlogp,
-                                                          dentropy, vocab);
-  return LaunchError("LogSoftmaxBackwardKernel");
+  LogSoftmaxBackwardKernel<<<rows, kThreads, 0, stream>>>(logits, lse, entropy_rows, gl, ge, vocab);
+  TREEPO_RETURN_IF_ERROR(LaunchError("LogSoftmaxBackwardKernel"));
+  if (n_out == 0) return OkStatus();
+  ScatterOneHotKernel<<<Blocks(n_out), kThreads, 0, stream>>>(logits, src, tok, dlogp, n_out,
+                                                              vocab);
+  return LaunchError("ScatterOneHotKernel");
 }
 
 Status LaunchSumSquares(const float* x, size_t n, double* out, cudaStream_t stream) {

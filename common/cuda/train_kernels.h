@@ -44,27 +44,43 @@ Status LaunchSwiGlu(const float* gate, const float* up, float* act, size_t n, cu
 // dgate = dact * up * silu'(gate), dup = dact * silu(gate).
 Status LaunchSwiGluBackward(const float* gate, const float* up, const float* dact, float* dgate,
                             float* dup, size_t n, cudaStream_t stream);
-// Causal attention of one sequence of `len` rows: q [len, n_heads * hd], k and v
-// [len, n_kv_heads * hd], out [len, n_heads * hd]; softmax(q.k * 1/sqrt(hd)) over keys 0..i.
-// lse [len, n_heads]: each row's and head's log-sum-exp of the scaled scores (for backward).
-Status LaunchCausalAttention(const float* q, const float* k, const float* v, float* out, float* lse,
-                             int len, int n_heads, int n_kv_heads, int hd, cudaStream_t stream);
+// Attention over `len` rows: q [len, n_heads * hd], k and v [len, n_kv_heads * hd], out
+// [len, n_heads * hd]; row i attends with softmax(q.k * 1/sqrt(hd)) to its keys: rows 0..i
+// (causal, one plain sequence; `keys` null), or the CSR list keys->idx[keys->off[i] ..
+// keys->off[i + 1]) (a tree's ancestors and itself; attenders is its transpose, for the
+// backward). max_keys: the longest list (shared memory). lse [len, n_heads]: each row's and
+// head's log-sum-exp of the scaled scores (for backward).
+struct AttentionLists {
+  const int32_t* key_off = nullptr;
+  const int32_t* key_idx = nullptr;
+  const int32_t* att_off = nullptr;
+  const int32_t* att_idx = nullptr;
+};
+Status LaunchTrainAttention(const float* q, const float* k, const float* v, float* out, float* lse,
+                            int len, int n_heads, int n_kv_heads, int hd,
+                            const AttentionLists* lists, int max_keys, cudaStream_t stream);
 // Its backward: dq, dk, dv (overwritten) from dout, recomputing the probabilities from lse.
 // delta [len, n_heads] is scratch.
-Status LaunchCausalAttentionBackward(const float* q, const float* k, const float* v,
-                                     const float* out, const float* lse, const float* dout,
-                                     float* delta, float* dq, float* dk, float* dv, int len,
-                                     int n_heads, int n_kv_heads, int hd, cudaStream_t stream);
-// Per row r of logits [rows, vocab] with target[r] >= 0: logp[r] = log softmax(logits[r])
-// [target[r]], entropy[r] = -sum p log p; rows with target -1 get 0. lse [rows] is saved.
-Status LaunchLogSoftmaxOutputs(const float* logits, const int32_t* target, float* logp,
-                               float* entropy, float* lse, int rows, int vocab,
-                               cudaStream_t stream);
-// In place: logits become dL/dlogits = dlogp[r] * (onehot(target) - p) + dentropy[r] *
-// (-p * (log p + H)) for rows with a target, 0 for the others. dentropy may be null.
-Status LaunchLogSoftmaxBackward(float* logits, const int32_t* target, const float* lse,
-                                const float* entropy, const float* dlogp, const float* dentropy,
-                                int rows, int vocab, cudaStream_t stream);
+Status LaunchTrainAttentionBackward(const float* q, const float* k, const float* v,
+                                    const float* out, const float* lse, const float* dout,
+                                    float* delta, float* dq, float* dk, float* dv, int len,
+                                    int n_heads, int n_kv_heads, int hd,
+                                    const AttentionLists* lists, int max_keys, cudaStream_t stream);
+// Per row r of logits [rows, vocab]: lse[r] = log sum exp, entropy_rows[r] = -sum p log p.
+Status LaunchLogSoftmaxStats(const float* logits, float* lse, float* entropy_rows, int rows,
+                             int vocab, cudaStream_t stream);
+// Per output o: logp[o] = logits[src[o], tok[o]] - lse[src[o]], entropy[o] =
+// entropy_rows[src[o]]; both 0 where src[o] is -1.
+Status LaunchGatherOutputs(const float* logits, const float* lse, const float* entropy_rows,
+                           const int32_t* src, const int32_t* tok, float* logp, float* entropy,
+                           int n_out, int vocab, cudaStream_t stream);
+// In place, logits become dL/dlogits of the outputs: per row, -gl[r] * p - ge[r] * p *
+// (log p + H) (gl, ge: the sums of dL/dlogp and dL/dentropy over the row's outputs), then
+// logits[src[o], tok[o]] += dlogp[o] for every output with a source (atomic).
+Status LaunchLogSoftmaxBackward(float* logits, const float* lse, const float* entropy_rows,
+                                const float* gl, const float* ge, const int32_t* src,
+                                const int32_t* tok, const float* dlogp, int rows, int n_out,
+                                int vocab, cudaStream_t stream);
 // *out += sum of x[i]^2 in double (out zeroed by the caller).
 Status LaunchSumSquares(const float* x, size_t n, double* out, cudaStream_t stream);
 // One AdamW update over n parameters with the scalars of PlanAdamWStep (train_plan.h): the

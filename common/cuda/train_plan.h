@@ -1,6 +1,7 @@
 // The host half of the CUDA training backend (cuda_train.cc), plain C++ tested on any machine
-// (tests/gpu/cuda_train_host_test.cc): a TrainBatch checked like TrainModel checks it and
-// flattened into the int32 arrays the kernels read, and the scalars of one AdamW step.
+// (tests/gpu/cuda_train_host_test.cc): a TrainBatch (plain or tree-packed) checked like
+// TrainModel checks it and flattened into the int32 arrays the kernels read, and the scalars
+// of one AdamW step.
 #pragma once
 
 #include <cstdint>
@@ -14,15 +15,29 @@ namespace treepo::cuda {
 
 struct TrainPlan {
   int rows = 0;
+  bool tree = false;  // tree-packed (TrainBatch::parents given)
   std::vector<int> seq_starts, seq_lens;
-  // [3 * rows]: tokens, then positions (within the sequence), then targets (the next token of
-  // the sequence, -1 for its last row), in one buffer so that they go to the device in one copy.
+  // Offsets into `ints` of the arrays (each [rows] unless said otherwise), in one buffer so
+  // that they go to the device in one copy:
+  //   tokens;
+  //   positions: within the sequence, or (tree) the depth;
+  //   out_src, out_tok: output o (logp[o], entropy[o]) is log p(out_tok[o]) under the
+  //     distribution at row out_src[o] (-1: no output, 0). Plain: o = r predicts the next token
+  //     (src r, token r + 1; -1 for a sequence's last row); tree: o = r is the prediction of
+  //     r itself (src its parent; -1 at a root);
+  //   tree only, global row indices: key_off [rows + 1] / key_idx: the rows each row attends
+  //     to (its ancestors root first, then itself); att_off [rows + 1] / att_idx: the rows
+  //     that attend to each row (itself and its descendants).
+  size_t tokens = 0, positions = 0, out_src = 0, out_tok = 0;
+  size_t key_off = 0, key_idx = 0, att_off = 0, att_idx = 0;
+  int max_keys = 0;  // the longest key list (tree), or the longest sequence
   std::vector<int32_t> ints;
 };
 
-// kUnimplemented for a tree-packed batch (parents given); kInvalidArgument, with TrainModel's
-// messages, for an empty batch, a length outside [1, max_seq_len], lengths that do not add up
-// to the tokens and ids outside the vocabulary. `plan` is reused.
+// Checks `batch` as TrainModel does (kInvalidArgument with its messages: an empty batch, a
+// plain sequence longer than max_seq_len, lengths that do not add up to the tokens, parents
+// of the wrong count or not pointing back, a depth past max_seq_len, ids outside the
+// vocabulary) and fills `plan` (reused).
 Status PlanTrainBatch(const compute::TrainBatch& batch, const model::ModelConfig& config,
                       TrainPlan* plan);
 

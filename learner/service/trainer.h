@@ -56,9 +56,9 @@ struct TrainerOptions {
   // gradients as one sequence per leaf, with fewer rows; false trains one sequence per leaf.
   bool tree_packing = true;
   // Where the forward, backward and AdamW run (learner/train_backend.h): cpu | cuda | auto
-  // (cuda when this build has it and a device is present). A backend that does not run
-  // tree-packed batches (cuda) trains one sequence per leaf instead: the same loss and
-  // gradients, more rows.
+  // (cuda when this build has it and a device is present). With a backend that does not run
+  // tree-packed batches (runs_tree_batches() false) the trainer trains one sequence per leaf
+  // instead: the same loss and gradients, more rows.
   std::string backend = "auto";
   int device = 0;  // cuda: device ordinal (data-parallel ranks: the first; RankDevice)
 

@@ -1,6 +1,6 @@
 // The host half of the CUDA training backend (common/cuda/train_plan.h), on any machine: batch
-// planning (positions, next-token targets, the errors TrainModel gives) and the AdamW step's
-// scalars, which applied with the kernel's formula reproduce learner::AdamW bit for bit.
+// planning (positions, output sources, tree key lists, the errors TrainModel gives) and the AdamW
+// step's scalars, which applied with the kernel's formula reproduce learner::AdamW bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,14 +33,45 @@ TEST(CudaTrainHostTest, PlanHasPositionsAndNextTokenTargets) {
   TrainPlan p;
   ASSERT_TRUE(PlanTrainBatch({tokens, lens}, Config(), &p).ok());
   EXPECT_EQ(p.rows, 6);
+  EXPECT_FALSE(p.tree);
+  EXPECT_EQ(p.max_keys, 3);
   EXPECT_EQ(p.seq_starts, (std::vector<int>{0, 3, 4}));
   EXPECT_EQ(p.seq_lens, lens);
-  EXPECT_EQ(p.ints, (std::vector<int32_t>{3, 4, 5, 9, 1, 2,        // tokens
-                                          0, 1, 2, 0, 0, 1,        // positions
-                                          4, 5, -1, -1, 2, -1}));  // targets
+  auto at = [&](size_t off) {
+    return std::vector<int32_t>(p.ints.begin() + off, p.ints.begin() + off + 6);
+  };
+  EXPECT_EQ(at(p.tokens), tokens);
+  EXPECT_EQ(at(p.positions), (std::vector<int32_t>{0, 1, 2, 0, 0, 1}));
+  // Row r predicts the next token of its sequence; a sequence's last row predicts nothing.
+  EXPECT_EQ(at(p.out_src), (std::vector<int32_t>{0, 1, -1, -1, 4, -1}));
+  EXPECT_EQ(at(p.out_tok), (std::vector<int32_t>{4, 5, 0, 0, 2, 0}));
 }
 
-// The same batches TrainModel refuses, with its messages; tree batches are the backend's own.
+// A token tree: depths as positions, each row predicted at its parent, key lists of ancestors
+// root first, and attender lists their transpose (global rows, over two sequences).
+TEST(CudaTrainHostTest, TreePlanHasAncestorListsAndPredictionsAtParents) {
+  //  sequence 0: 0 -> 1 -> {2, 3 -> 4}; sequence 1: 5 -> 6
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7};
+  const std::vector<int> lens = {5, 2}, parents = {-1, 0, 1, 1, 3, -1, 0};
+  TrainPlan p;
+  ASSERT_TRUE(PlanTrainBatch({tokens, lens, parents}, Config(), &p).ok());
+  EXPECT_TRUE(p.tree);
+  EXPECT_EQ(p.max_keys, 4);
+  auto range = [&](size_t off, size_t n) {
+    return std::vector<int32_t>(p.ints.begin() + off, p.ints.begin() + off + n);
+  };
+  EXPECT_EQ(range(p.positions, 7), (std::vector<int32_t>{0, 1, 2, 2, 3, 0, 1}));
+  EXPECT_EQ(range(p.out_src, 7), (std::vector<int32_t>{-1, 0, 1, 1, 3, -1, 5}));
+  EXPECT_EQ(range(p.out_tok, 7), tokens);
+  EXPECT_EQ(range(p.key_off, 8), (std::vector<int32_t>{0, 1, 3, 6, 9, 13, 14, 16}));
+  EXPECT_EQ(range(p.key_idx, 16),
+            (std::vector<int32_t>{0, 0, 1, 0, 1, 2, 0, 1, 3, 0, 1, 3, 4, 5, 5, 6}));
+  EXPECT_EQ(range(p.att_off, 8), (std::vector<int32_t>{0, 5, 9, 10, 12, 13, 15, 16}));
+  EXPECT_EQ(range(p.att_idx, 16),
+            (std::vector<int32_t>{0, 1, 2, 3, 4, 1, 2, 3, 4, 2, 3, 4, 4, 5, 6, 6}));
+}
+
+// The same batches TrainModel refuses, with its messages.
 TEST(CudaTrainHostTest, PlanRefusesWhatTrainModelRefuses) {
   const model::ModelConfig c = Config();
   auto w = model::ModelWeights::Random(c, 1);
@@ -58,10 +89,19 @@ TEST(CudaTrainHostTest, PlanRefusesWhatTrainModelRefuses) {
     EXPECT_EQ(got.code(), StatusCode::kInvalidArgument) << got.ToString();
     EXPECT_EQ(got.message(), want.message());
   }
-  const std::vector<int> parents = {-1, 0, 0};
-  const Status tree = PlanTrainBatch({ok, three, parents}, c, &p);
-  EXPECT_EQ(tree.code(), StatusCode::kUnimplemented);
-  EXPECT_NE(tree.message().find("learner.tree_packing = false"), std::string::npos);
+  // Tree batches: bad parents and depths past max_seq_len, with TrainModel's messages.
+  const std::vector<int> bad_root = {0, 0, 0}, forward = {-1, 2, 0}, short_list = {-1, 0};
+  const std::vector<int> deep_parents = {-1, 0, 1, 2, 3, 4, 5, 6, 7};
+  const std::vector<compute::TrainBatch> bad_trees = {{ok, three, bad_root},
+                                                      {ok, three, forward},
+                                                      {ok, three, short_list},
+                                                      {long_seq, nine, deep_parents}};
+  for (const compute::TrainBatch& b : bad_trees) {
+    const Status want = cpu.Forward(b, &lp, nullptr);
+    const Status got = PlanTrainBatch(b, c, &p);
+    EXPECT_EQ(got.code(), StatusCode::kInvalidArgument) << got.ToString();
+    EXPECT_EQ(got.message(), want.message());
+  }
 }
 
 // The kernel's per-parameter update (train_kernels.cu AdamWKernel) on the host with

@@ -83,8 +83,9 @@ model::ModelWeights RandomModel(model::RopeLayout layout, bool tied, uint64_t se
 struct Batch {
   std::vector<int32_t> tokens;
   std::vector<int> lens;
+  std::vector<int> parents;  // empty: plain sequences
   std::vector<float> dlogp, dent;
-  TrainBatch view() const { return {tokens, lens}; }
+  TrainBatch view() const { return {tokens, lens, parents}; }
 };
 
 Batch RandomBatch(int vocab, std::vector<int> lens, uint32_t seed) {
@@ -98,6 +99,19 @@ Batch RandomBatch(int vocab, std::vector<int> lens, uint32_t seed) {
   for (size_t r = 0; r < b.tokens.size(); ++r) {
     b.dlogp.push_back(u(rng) / b.tokens.size());
     b.dent.push_back(0.1f * u(rng) / b.tokens.size());
+  }
+  return b;
+}
+
+// Token trees of `lens` rows: each row's parent a random earlier row of its tree (several
+// children per row, depths up to the length).
+Batch RandomTreeBatch(int vocab, std::vector<int> lens, uint32_t seed) {
+  Batch b = RandomBatch(vocab, lens, seed);
+  std::mt19937 rng(seed + 1);
+  for (int n : lens) {
+    for (int i = 0; i < n; ++i) {
+      b.parents.push_back(i == 0 ? -1 : static_cast<int>(rng() % static_cast<unsigned>(i)));
+    }
   }
   return b;
 }
@@ -214,35 +228,51 @@ TEST(CudaTrainTest, Stories260KMatchesTheCpuLearner) {
   CompareBackends(*w, b, "stories260K");
 }
 
-TEST(CudaTrainTest, TreeBatchesAreRefusedAndBadInputsNamed) {
+// Tree-packed batches (attention over each row's ancestors, outputs at the predicted rows,
+// rows with several children), and bad inputs refused.
+TEST(CudaTrainTest, TreeBatchesMatchTheCpuLearner) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
-  const model::ModelWeights w = RandomModel(model::RopeLayout::kRotateHalf, true, 1);
+  for (const bool tied : {true, false}) {
+    const model::ModelWeights w = RandomModel(model::RopeLayout::kRotateHalf, tied, 21);
+    CompareBackends(w, RandomTreeBatch(w.config.vocab_size, {40, 1, 70}, 3),
+                    tied ? "tree/tied" : "tree/untied");
+  }
+  const model::ModelWeights w = RandomModel(model::RopeLayout::kAdjacentPairs, true, 1);
   auto gpu = learner::CreateTrainBackend({"cuda", 0}, w, Adam());
   ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
-  EXPECT_FALSE((*gpu)->runs_tree_batches());
-  const std::vector<int32_t> tokens = {1, 2, 3};
-  const std::vector<int> lens = {3}, parents = {-1, 0, 0};
+  EXPECT_TRUE((*gpu)->runs_tree_batches());
   std::vector<float> lp;
-  const Status st = (*gpu)->Forward({tokens, lens, parents}, &lp, nullptr);
-  EXPECT_EQ(st.code(), StatusCode::kUnimplemented);
-  EXPECT_NE(st.message().find("tree_packing"), std::string::npos);
   const std::vector<int32_t> bad = {1, 500};
   EXPECT_EQ((*gpu)->Forward({bad, std::vector<int>{2}}, &lp, nullptr).code(),
             StatusCode::kInvalidArgument);
+  const std::vector<int32_t> ok = {1, 2, 3};
+  EXPECT_EQ(
+      (*gpu)->Forward({ok, std::vector<int>{3}, std::vector<int>{-1, 2, 0}}, &lp, nullptr).code(),
+      StatusCode::kInvalidArgument);
   EXPECT_EQ((*gpu)->Backward(std::vector<float>(2), {}).code(), StatusCode::kFailedPrecondition);
 }
 
-// The ppo_clip trainer on both backends, three steps on the same batch (sequences per leaf on
-// both): the same losses within bf16 error and weights that moved the same way.
+// The ppo_clip trainer on both backends, three steps on the same batch, with and without tree
+// packing: the same losses within bf16 error and weights that moved the same way.
 TEST(CudaTrainTest, TrainerStepsMatchTheCpuTrainer) {
   TREEPO_SKIP_WITHOUT_CUDA_DEVICE();
   const model::ModelWeights w = RandomModel(model::RopeLayout::kRotateHalf, false, 8);
   learner::LearnerBatch batch;
   std::mt19937 rng(2);
+  // Three trees of two leaves; a tree's leaves share its prompt and the first 6 response
+  // tokens, so packing merges them.
+  std::vector<int32_t> prefix;
   for (int i = 0; i < 6; ++i) {
     learner::TrainSequence s;
     const int n = 20 + 7 * i;
-    for (int j = 0; j < n; ++j) s.tokens.push_back(static_cast<int32_t>(rng() % 97));
+    if (i % 2 == 0) {
+      prefix.clear();
+      for (int j = 0; j < 11; ++j) prefix.push_back(static_cast<int32_t>(rng() % 97));
+    }
+    s.tokens = prefix;
+    while (static_cast<int>(s.tokens.size()) < n) {
+      s.tokens.push_back(static_cast<int32_t>(rng() % 97));
+    }
     s.prompt_len = 5;
     s.advantages.assign(n - 5, i % 2 == 0 ? 1.0f : -0.5f);
     s.rollout_logp.assign(n - 5, -4.5f);
@@ -251,38 +281,41 @@ TEST(CudaTrainTest, TrainerStepsMatchTheCpuTrainer) {
     batch.response_tokens += n - 5;
     batch.sequences.push_back(s);
   }
-  learner::TrainerOptions o;
-  o.adamw = Adam();
-  o.tree_packing = false;
-  o.loss.entropy_coef = 0.01f;
-  o.backend = "cpu";
-  auto cpu = learner::Trainer::Create(w, o, WeightVersion(0));
-  o.backend = "cuda";
-  auto gpu = learner::Trainer::Create(w, o, WeightVersion(0));
-  ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().ToString();
-  EXPECT_FALSE((*gpu)->tree_packed());
-  for (int step = 0; step < 3; ++step) {
-    // Sampled by the current weights (on-policy), as a synchronous run's batches are.
-    for (learner::TrainSequence& s : batch.sequences) {
-      s.versions.assign(s.versions.size(), static_cast<uint64_t>(step));
+  for (const bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "tree-packed" : "per leaf");
+    learner::TrainerOptions o;
+    o.adamw = Adam();
+    o.tree_packing = packed;
+    o.loss.entropy_coef = 0.01f;
+    o.backend = "cpu";
+    auto cpu = learner::Trainer::Create(w, o, WeightVersion(0));
+    o.backend = "cuda";
+    auto gpu = learner::Trainer::Create(w, o, WeightVersion(0));
+    ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().ToString();
+    EXPECT_EQ((*gpu)->tree_packed(), packed);
+    for (int step = 0; step < 3; ++step) {
+      // Sampled by the current weights (on-policy), as a synchronous run's batches are.
+      for (learner::TrainSequence& s : batch.sequences) {
+        s.versions.assign(s.versions.size(), static_cast<uint64_t>(step));
+      }
+      auto mc = (*cpu)->Step(batch);
+      auto mg = (*gpu)->Step(batch);
+      ASSERT_TRUE(mc.ok() && mg.ok()) << mg.status().ToString();
+      EXPECT_NEAR(mg->loss, mc->loss, 2e-2 * std::fabs(mc->loss) + 1e-3) << step;
+      EXPECT_NEAR(mg->grad_norm, mc->grad_norm, 2e-2 * mc->grad_norm) << step;
+      EXPECT_NEAR(mg->entropy_mean, mc->entropy_mean, 2e-2 * mc->entropy_mean) << step;
+      std::printf("step %d: loss cpu %.6f cuda %.6f | grad_norm cpu %.6f cuda %.6f\n", step,
+                  mc->loss, mg->loss, mc->grad_norm, mg->grad_norm);
     }
-    auto mc = (*cpu)->Step(batch);
-    auto mg = (*gpu)->Step(batch);
-    ASSERT_TRUE(mc.ok() && mg.ok()) << mg.status().ToString();
-    EXPECT_NEAR(mg->loss, mc->loss, 2e-2 * std::fabs(mc->loss) + 1e-3) << step;
-    EXPECT_NEAR(mg->grad_norm, mc->grad_norm, 2e-2 * mc->grad_norm) << step;
-    EXPECT_NEAR(mg->entropy_mean, mc->entropy_mean, 2e-2 * mc->entropy_mean) << step;
-    std::printf("step %d: loss cpu %.6f cuda %.6f | grad_norm cpu %.6f cuda %.6f\n", step, mc->loss,
-                mg->loss, mc->grad_norm, mg->grad_norm);
+    // The weights' updates point the same way.
+    std::vector<float> dc(w.data.size()), dg(w.data.size());
+    for (size_t i = 0; i < w.data.size(); ++i) {
+      dc[i] = (*cpu)->weights().data[i] - w.data[i];
+      dg[i] = (*gpu)->weights().data[i] - w.data[i];
+    }
+    EXPECT_GT(Cosine(dg, dc), 0.99);
+    EXPECT_EQ((*gpu)->version(), WeightVersion(3));
   }
-  // The weights' updates point the same way.
-  std::vector<float> dc(w.data.size()), dg(w.data.size());
-  for (size_t i = 0; i < w.data.size(); ++i) {
-    dc[i] = (*cpu)->weights().data[i] - w.data[i];
-    dg[i] = (*gpu)->weights().data[i] - w.data[i];
-  }
-  EXPECT_GT(Cosine(dg, dc), 0.99);
-  EXPECT_EQ((*gpu)->version(), WeightVersion(3));
 }
 
 }  // namespace
