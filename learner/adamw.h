@@ -15,32 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "common/compute/train_backend.h"
 #include "common/model/weights.h"
 #include "common/status.h"
 
 namespace treepo::learner {
 
-struct AdamWOptions {
-  float lr = 1e-6f;  // peak learning rate
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.1f;  // decoupled: p -= lr * wd * p
-  int64_t warmup_steps = 0;   // lr rises linearly over the first warmup_steps steps
-  // Cosine decay after warm-up: from lr at step warmup_steps to lr * min_lr_ratio at step
-  // decay_steps, flat after. 0 = no decay (constant lr after warm-up).
-  int64_t decay_steps = 0;
-  float min_lr_ratio = 0.1f;
-  float max_grad_norm = 1.0f;  // global-norm clip; <= 0 disables clipping
-  bool decay_vectors = false;  // also decay 1-D tensors (norm weights, biases)
-  Status Validate() const;
-};
-
-struct StepStats {
-  double grad_norm = 0.0;   // global L2 norm before clipping
-  double clip_scale = 1.0;  // factor applied to the gradient (1 when not clipped)
-  double lr = 0.0;          // learning rate used
-};
+using AdamWOptions = compute::AdamWOptions;
+using StepStats = compute::StepStats;
 
 class AdamW {
  public:

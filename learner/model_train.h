@@ -31,19 +31,13 @@
 #include <span>
 #include <vector>
 
+#include "common/compute/train_backend.h"
 #include "common/model/weights.h"
 #include "common/status.h"
 
 namespace treepo::learner {
 
-struct TrainBatch {
-  std::span<const int32_t> tokens;  // [rows]: the sequences, one after another
-  std::span<const int> seq_lens;    // each >= 1; they sum to rows
-  // Empty: every sequence is a chain of at most max_seq_len tokens. Otherwise [rows]: per
-  // token, the index within its sequence of the token before it on its path; -1 exactly for
-  // each sequence's first token, else in [0, own index). Depths must stay below max_seq_len.
-  std::span<const int> parents = {};
-};
+using TrainBatch = compute::TrainBatch;  // the rows of a micro-batch (the seam's type)
 
 class TrainModel {
  public:

@@ -6,7 +6,7 @@
 #   GPU_CHECK_SKIP_BUILD=1 scripts/gpu-check.sh   # reuse build/release (a second run)
 #
 # Steps: configure the release preset (CUDA is found from /usr/local/cuda); build only treepo,
-# the gpu test programs (target gpu_tests), gpu_decoder_bench and nccl_bench; print
+# the gpu test programs (target gpu_tests), gpu_decoder_bench, gpu_train_bench and nccl_bench; print
 # nvidia-smi; run `ctest -L gpu`; run both benches; print one table of test counts and key
 # figures. A missing bench binary or device is reported, not fatal. Every step has a time
 # limit inside one budget (GPU_CHECK_BUDGET_S, default 460 s). Exits non-zero when the
@@ -51,7 +51,7 @@ if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != 1 ]]; then
     # Only the targets that exist in this tree (a bench may not be there yet).
     AVAILABLE=$(cmake --build "$BUILD" --target help 2>/dev/null | sed -n 's/^\([A-Za-z0-9_]*\):.*/\1/p')
     TARGETS=()
-    for t in treepo gpu_tests gpu_decoder_bench nccl_bench; do
+    for t in treepo gpu_tests gpu_decoder_bench gpu_train_bench nccl_bench; do
       if grep -qx "$t" <<<"$AVAILABLE"; then TARGETS+=("$t"); else echo "target $t: not in this build"; fi
     done
     say "build ${TARGETS[*]} (-j$JOBS)"
@@ -110,6 +110,7 @@ run_bench() {  # <name> <timeout_s> <args...>
 }
 run_bench nccl_bench 120 --json "$LOGDIR/nccl_bench.json"
 run_bench gpu_decoder_bench 120
+run_bench gpu_train_bench 90 --steps 5
 
 # ---- the summary table ----
 figure() {  # <file> <awk program>: prints the figure or "-"
@@ -142,6 +143,12 @@ say "summary"
     tail -n 15 "$LOGDIR/gpu_decoder_bench.txt" | sed 's/^/  /'
   else
     printf '%-40s %s\n' "gpu_decoder_bench" "not run"
+  fi
+  if [[ -f "$LOGDIR/gpu_train_bench.txt" ]]; then
+    echo "gpu_train_bench (last lines):"
+    tail -n 6 "$LOGDIR/gpu_train_bench.txt" | sed 's/^/  /'
+  else
+    printf '%-40s %s\n' "gpu_train_bench" "not run"
   fi
   printf '%-40s %s\n' "wall time (s)" "$(($(date +%s) - START))"
 } | tee "$LOGDIR/summary.txt"

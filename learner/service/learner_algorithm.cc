@@ -3,8 +3,10 @@
 #include <utility>
 
 #include "common/check.h"
+#include "common/compute/decoder_backend.h"
 #include "learner/service/plugin_learner.h"
 #include "learner/service/trainer.h"
+#include "learner/train_backend.h"
 
 namespace treepo::learner {
 namespace {
@@ -16,8 +18,10 @@ Result<std::unique_ptr<LearnerAlgorithm>> MakePpoClip(model::ModelWeights weight
         std::string("learner.algorithm_options: the built-in '") + kDefaultLearnerAlgorithm +
         "' takes none (its settings are the learner.* keys); got '" + o.settings + "'");
   }
+  TrainerOptions to = *o.trainer;
+  to.device = RankDevice(to.device, o.rank, compute::CudaDeviceCount());
   TREEPO_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
-                          Trainer::Create(std::move(weights), *o.trainer, o.version));
+                          Trainer::Create(std::move(weights), to, o.version));
   return std::unique_ptr<LearnerAlgorithm>(std::move(t));
 }
 

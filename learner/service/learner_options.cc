@@ -50,6 +50,8 @@ void ForEachKey(O& o, F&& f) {
   f("micro_batch_tokens", &t.micro_batch_tokens);
   f("max_staleness", &t.max_staleness);
   f("tree_packing", &t.tree_packing);
+  f("backend", &t.backend);
+  f("device", &t.device);
 }
 
 }  // namespace

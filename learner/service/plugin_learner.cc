@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/compute/decoder_backend.h"
+
 namespace treepo::learner {
 namespace {
 
@@ -25,10 +27,8 @@ PluginLearner::PluginLearner(const TreepoLearnerPlugin& plugin, std::string name
       options_(*o.trainer),
       rank_(o.rank),
       world_size_(o.world_size),
-      weights_(std::make_unique<model::ModelWeights>(std::move(weights))),
-      model_(std::make_unique<TrainModel>(weights_.get())),
-      version_(o.version),
-      grad_(weights_->layout.total(), 0.0f) {
+      weights_(std::make_shared<model::ModelWeights>(std::move(weights))),
+      version_(o.version) {
   for (const model::TensorInfo& t : weights_->layout.tensors()) {
     TreepoTensor v{};
     v.name = t.name.c_str();
@@ -54,6 +54,11 @@ Result<std::unique_ptr<LearnerAlgorithm>> PluginLearner::Create(const TreepoLear
   }
   std::unique_ptr<PluginLearner> l(
       new PluginLearner(plugin, std::move(name), std::move(weights), o));
+  const int device = RankDevice(o.trainer->device, o.rank, compute::CudaDeviceCount());
+  auto backend = CreateGradientBackend({o.trainer->backend, device}, l->weights_);
+  if (!backend.ok()) return backend.status().WithContext("learner.backend = " + o.trainer->backend);
+  l->backend_ = std::move(*backend);
+  l->packed_ = o.trainer->tree_packing && l->backend_->runs_tree_batches();
   std::vector<char> error(kErrorCap, '\0');
   TreepoLearnerInit init{};
   init.tensors = l->tensors_.data();
@@ -89,9 +94,10 @@ int PluginLearner::Report(const TreepoLearnerStep* ctx, const Status& st) {
 
 Status PluginLearner::RunForward(float* logp_out) {
   std::vector<float> logp;
+  TREEPO_RETURN_IF_ERROR(backend_->WeightsChanged());  // the plug-in may have stepped them
   for (const std::vector<size_t>& micro : micro_) {
-    const Rows r = BuildRows(*batch_, micro, options_.tree_packing);
-    TREEPO_RETURN_IF_ERROR(model_->Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
+    const Rows r = BuildRows(*batch_, micro, packed_);
+    TREEPO_RETURN_IF_ERROR(backend_->Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
     for (size_t k = 0; k < micro.size(); ++k) {
       float* out = logp_out + token_offset_[micro[k]];
       for (size_t j = 0; j < r.out[k].size(); ++j) out[j] = logp[r.out[k][j]];
@@ -101,22 +107,25 @@ Status PluginLearner::RunForward(float* logp_out) {
 }
 
 Status PluginLearner::RunBackward(const float* coeff, float** grads) {
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
+  TREEPO_RETURN_IF_ERROR(backend_->WeightsChanged());  // the plug-in may have stepped them
+  backend_->ZeroGradient();
   std::vector<float> logp, dlogp_rows;
   for (const std::vector<size_t>& micro : micro_) {
-    const Rows r = BuildRows(*batch_, micro, options_.tree_packing);
-    TREEPO_RETURN_IF_ERROR(model_->Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
+    const Rows r = BuildRows(*batch_, micro, packed_);
+    TREEPO_RETURN_IF_ERROR(backend_->Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
     dlogp_rows.assign(r.tokens.size(), 0.0f);
     for (size_t k = 0; k < micro.size(); ++k) {
       const float* c = coeff + token_offset_[micro[k]];
       // A row shared by several paths (tree-packed) gets the sum of their coefficients.
       for (size_t j = 0; j < r.out[k].size(); ++j) dlogp_rows[r.out[k][j]] += c[j];
     }
-    model_->Backward(dlogp_rows, {}, grad_.data());
+    TREEPO_RETURN_IF_ERROR(backend_->Backward(dlogp_rows, {}));
   }
-  if (collective_ != nullptr) TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(grad_));
+  // Host memory: the plug-in reads the gradient there.
+  const std::span<float> grad = backend_->GradientOnHost();
+  if (collective_ != nullptr) TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(grad));
   for (size_t i = 0; i < tensors_.size(); ++i) {
-    grads[i] = grad_.data() + weights_->layout.tensors()[i].offset;
+    grads[i] = grad.data() + weights_->layout.tensors()[i].offset;
   }
   return OkStatus();
 }
@@ -170,7 +179,7 @@ Result<TrainStepMetrics> PluginLearner::Step(const LearnerBatch& batch) {
     all.push_back(i);
   }
   batch_ = &batch;
-  micro_ = MicroBatches(batch, all, options_.micro_batch_tokens, options_.tree_packing);
+  micro_ = MicroBatches(batch, all, options_.micro_batch_tokens, packed_);
   host_error_.clear();
 
   TreepoLearnerMetrics pm{};

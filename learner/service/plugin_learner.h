@@ -2,9 +2,10 @@
 // brings the loss and the optimiser, this host brings the model. Per step it hands the
 // plug-in the batch, the weights as named mutable tensors, and the host's services: forward
 // (per response token log-probs), backward (the gradient of a per-token weighted sum of them,
-// summed over data-parallel ranks) and a scalar all-reduce. Both passes run TrainModel on the
-// rows of BuildRows in MicroBatches (tree-packed when TrainerOptions::tree_packing), the same
-// numerics as the built-in trainer.
+// summed over data-parallel ranks) and a scalar all-reduce. Both passes run the learner's
+// training backend (TrainerOptions::backend, learner/train_backend.h) on the rows of BuildRows
+// in MicroBatches (tree-packed when TrainerOptions::tree_packing and the backend runs them),
+// the same numerics as the built-in trainer.
 //
 // Not thread-safe; one owner (the plug-in's step runs on the caller's thread).
 #pragma once
@@ -14,9 +15,9 @@
 #include <vector>
 
 #include "common/plugin/treepo_plugin.h"
-#include "learner/model_train.h"
 #include "learner/service/learner_algorithm.h"
 #include "learner/service/trainer.h"
+#include "learner/train_backend.h"
 
 namespace treepo::learner {
 
@@ -59,11 +60,11 @@ class PluginLearner : public LearnerAlgorithm {
   std::string name_;
   TrainerOptions options_;
   int rank_ = 0, world_size_ = 1;
-  std::unique_ptr<model::ModelWeights> weights_;
-  std::unique_ptr<TrainModel> model_;
+  std::shared_ptr<model::ModelWeights> weights_;    // the plug-in changes them in place
+  std::unique_ptr<compute::TrainBackend> backend_;  // gradients of weights_
+  bool packed_ = false;                             // tree-packed micro-batches
   WeightVersion version_;
   std::vector<TreepoTensor> tensors_;  // views of weights_
-  std::vector<float> grad_;            // layout.total(): backward's result
   void* instance_ = nullptr;
   collective::Collective* collective_ = nullptr;  // world_size > 1 only
 

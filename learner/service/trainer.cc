@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "common/log.h"
 #include "learner/service/checkpoint.h"
 
 namespace treepo::learner {
@@ -19,24 +20,44 @@ Status TrainerOptions::Validate() const {
   if (epochs < 1) return InvalidArgument("epochs must be >= 1");
   if (micro_batch_tokens < 1) return InvalidArgument("micro_batch_tokens must be >= 1");
   if (max_staleness < 0) return InvalidArgument("max_staleness must be >= 0");
+  if (backend != "cpu" && backend != "cuda" && backend != "auto") {
+    return InvalidArgument("learner.backend must be cpu, cuda or auto, not '" + backend + "'");
+  }
+  if (device < 0) return InvalidArgument("learner.device must be >= 0");
   return OkStatus();
 }
 
-Trainer::Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version)
+Trainer::Trainer(std::unique_ptr<compute::TrainBackend> backend, const TrainerOptions& options,
+                 WeightVersion version)
     : options_(options),
-      weights_(std::make_unique<model::ModelWeights>(std::move(weights))),
-      model_(std::make_unique<TrainModel>(weights_.get())),
-      adamw_(weights_->layout, options.adamw),
-      version_(version),
-      grad_(weights_->layout.total(), 0.0f) {
-  if (options_.loss.kl_coef > 0.0f) reference_ = *weights_;
-}
+      backend_(std::move(backend)),
+      packed_(options.tree_packing && backend_->runs_tree_batches()),
+      version_(version) {}
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(model::ModelWeights weights,
                                                  const TrainerOptions& options,
                                                  WeightVersion version) {
   TREEPO_RETURN_IF_ERROR(options.Validate());
-  return std::unique_ptr<Trainer>(new Trainer(std::move(weights), options, version));
+  const TrainBackendOptions bo{options.backend, options.device};
+  std::shared_ptr<const model::ModelWeights> initial;
+  if (options.loss.kl_coef > 0.0f) initial = std::make_shared<const model::ModelWeights>(weights);
+  auto backend = CreateTrainBackend(bo, std::move(weights), options.adamw);
+  if (!backend.ok()) {
+    return backend.status().WithContext("learner.backend = " + options.backend);
+  }
+  std::unique_ptr<Trainer> t(new Trainer(std::move(*backend), options, version));
+  if (options.tree_packing && !t->packed_) {
+    spdlog::info(
+        "learner: the {} backend runs no tree-packed batches; training one sequence per leaf "
+        "(the same loss and gradients)",
+        t->backend_->name());
+  }
+  if (initial != nullptr) {
+    TREEPO_ASSIGN_OR_RETURN(
+        t->reference_,
+        CreateGradientBackend({std::string(t->backend_->name()), options.device}, initial));
+  }
+  return t;
 }
 
 Status Trainer::set_collective(collective::Collective* collective) {
@@ -149,11 +170,11 @@ std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
 }
 
 Status Trainer::SaveState(const std::string& dir) const {
-  return adamw_.Save(dir + "/" + kOptimizerFile);
+  return backend_->SaveOptimizer(dir + "/" + kOptimizerFile);
 }
 
 Status Trainer::LoadState(const std::string& dir) {
-  return adamw_.Load(dir + "/" + kOptimizerFile);
+  return backend_->LoadOptimizer(dir + "/" + kOptimizerFile);
 }
 
 Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
@@ -167,11 +188,15 @@ Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
   }
   std::vector<float> logp;
   for (uint64_t v : versions) {
-    const model::ModelWeights* w = nullptr;
+    compute::TrainBackend* m = nullptr;
+    std::unique_ptr<compute::TrainBackend> other;
     if (v == version_.value()) {
-      w = weights_.get();
+      m = backend_.get();
     } else if (auto it = history_.find(v); it != history_.end()) {
-      w = it->second.get();
+      TREEPO_ASSIGN_OR_RETURN(
+          other,
+          CreateGradientBackend({std::string(backend_->name()), options_.device}, it->second));
+      m = other.get();
     } else {
       return FailedPrecondition("tokens were sampled with weight version " + std::to_string(v) +
                                 ", which the learner (at version " +
@@ -184,11 +209,9 @@ Status Trainer::RecomputeOldLogp(const LearnerBatch& batch,
       const auto& vs = batch.sequences[i].versions;
       if (std::find(vs.begin(), vs.end(), v) != vs.end()) seqs.push_back(i);
     }
-    TrainModel other(w);
-    TrainModel& m = w == weights_.get() ? *model_ : other;
     for (const std::vector<size_t>& micro : MicroBatches(batch, seqs)) {
-      const Rows r = BuildRows(batch, micro, options_.tree_packing);
-      TREEPO_RETURN_IF_ERROR(m.Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
+      const Rows r = BuildRows(batch, micro, packed_);
+      TREEPO_RETURN_IF_ERROR(m->Forward({r.tokens, r.seq_lens, r.parents}, &logp, nullptr));
       for (size_t k = 0; k < micro.size(); ++k) {
         const TrainSequence& s = batch.sequences[micro[k]];
         for (int j = 0; j < s.response_tokens(); ++j) {
@@ -208,7 +231,9 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
   m.tokens = batch.response_tokens;
   m.sequences = static_cast<int64_t>(batch.sequences.size());
   std::shared_ptr<const model::ModelWeights> before;
-  if (options_.max_staleness > 0) before = std::make_shared<const model::ModelWeights>(*weights_);
+  if (options_.max_staleness > 0) {
+    before = std::make_shared<const model::ModelWeights>(backend_->weights());
+  }
 
   // Mini-batches: consecutive whole trees.
   std::vector<std::vector<size_t>> minis;
@@ -263,13 +288,10 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
       }
       double mini_loss = 0.0;
       for (const std::vector<size_t>& micro : MicroBatches(batch, mini)) {
-        const Rows r = BuildRows(batch, micro, options_.tree_packing);
+        const Rows r = BuildRows(batch, micro, packed_);
         const TrainBatch rows{r.tokens, r.seq_lens, r.parents};
-        TREEPO_RETURN_IF_ERROR(model_->Forward(rows, &logp, want_entropy ? &entropy : nullptr));
-        if (want_ref) {
-          TrainModel ref(&*reference_);
-          TREEPO_RETURN_IF_ERROR(ref.Forward(rows, &ref_logp, nullptr));
-        }
+        if (want_ref) TREEPO_RETURN_IF_ERROR(reference_->Forward(rows, &ref_logp, nullptr));
+        TREEPO_RETURN_IF_ERROR(backend_->Forward(rows, &logp, want_entropy ? &entropy : nullptr));
         new_t.clear(), old_t.clear(), adv_t.clear(), ref_t.clear(), ent_t.clear();
         for (size_t k = 0; k < micro.size(); ++k) {
           const TrainSequence& s = batch.sequences[micro[k]];
@@ -311,10 +333,14 @@ Result<TrainStepMetrics> Trainer::Step(const LearnerBatch& batch) {
             if (want_entropy) dent_rows[row] += out.dentropy[t];
           }
         }
-        model_->Backward(dlogp_rows, dent_rows, grad_.data());
+        TREEPO_RETURN_IF_ERROR(backend_->Backward(dlogp_rows, dent_rows));
       }
-      if (collective_ != nullptr) TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(grad_));
-      const StepStats st = adamw_.Step(weights_->data.data(), grad_.data());
+      if (collective_ != nullptr) {
+        // The ranks' gradients are summed in host memory (compute/train_backend.h).
+        TREEPO_RETURN_IF_ERROR(collective_->AllReduceSum(backend_->GradientOnHost()));
+        TREEPO_RETURN_IF_ERROR(backend_->GradientFromHost());
+      }
+      TREEPO_ASSIGN_OR_RETURN(const StepStats st, backend_->Step());
       grad_norm_sum += st.grad_norm;
       m.lr = st.lr;
       m.loss += mini_loss;

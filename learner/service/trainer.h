@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/collective/collective.h"
+#include "common/compute/train_backend.h"
 #include "common/ids.h"
 #include "common/model/weights.h"
 #include "common/status.h"
@@ -32,6 +33,7 @@
 #include "learner/model_train.h"
 #include "learner/service/learner_algorithm.h"
 #include "learner/service/train_batch.h"
+#include "learner/train_backend.h"
 #include "protocols/messages.h"
 
 namespace treepo::learner {
@@ -53,6 +55,12 @@ struct TrainerOptions {
   // each token attending to its own path only (TrainModel's tree mode). The same loss and
   // gradients as one sequence per leaf, with fewer rows; false trains one sequence per leaf.
   bool tree_packing = true;
+  // Where the forward, backward and AdamW run (learner/train_backend.h): cpu | cuda | auto
+  // (cuda when this build has it and a device is present). With a backend that does not run
+  // tree-packed batches (runs_tree_batches() false) the trainer trains one sequence per leaf
+  // instead: the same loss and gradients, more rows.
+  std::string backend = "auto";
+  int device = 0;  // cuda: device ordinal (data-parallel ranks: the first; RankDevice)
 
   Status Validate() const;
 };
@@ -88,9 +96,11 @@ class Trainer : public LearnerAlgorithm {
   Result<TrainStepMetrics> Step(const LearnerBatch& batch) override;
 
   std::string_view name() const override { return kDefaultLearnerAlgorithm; }
-  const model::ModelWeights& weights() const override { return *weights_; }
+  const model::ModelWeights& weights() const override { return backend_->weights(); }
   WeightVersion version() const override { return version_; }
-  AdamW& optimizer() { return adamw_; }
+  compute::TrainBackend& backend() { return *backend_; }
+  // Whether micro-batches are tree-packed: tree_packing, where the backend runs such batches.
+  bool tree_packed() const { return packed_; }
   // Ranks to reduce over (null or world_size 1: this trainer alone). Must outlive the trainer.
   // kInvalidArgument when world_size > 1 and mini_batch_queries > 0.
   Status set_collective(collective::Collective* collective) override;
@@ -99,24 +109,23 @@ class Trainer : public LearnerAlgorithm {
   Status LoadState(const std::string& dir) override;
 
  private:
-  Trainer(model::ModelWeights weights, const TrainerOptions& options, WeightVersion version);
+  Trainer(std::unique_ptr<compute::TrainBackend> backend, const TrainerOptions& options,
+          WeightVersion version);
 
   // Fills logp_old (per sequence, per response token) with the sampling version's weights.
   Status RecomputeOldLogp(const LearnerBatch& batch, std::vector<std::vector<float>>* logp_old);
   std::vector<std::vector<size_t>> MicroBatches(const LearnerBatch& batch,
                                                 const std::vector<size_t>& seqs) const {
-    return learner::MicroBatches(batch, seqs, options_.micro_batch_tokens, options_.tree_packing);
+    return learner::MicroBatches(batch, seqs, options_.micro_batch_tokens, packed_);
   }
 
   TrainerOptions options_;
-  std::unique_ptr<model::ModelWeights> weights_;
-  std::unique_ptr<TrainModel> model_;
-  AdamW adamw_;
+  std::unique_ptr<compute::TrainBackend> backend_;  // the weights, gradient and AdamW state
+  bool packed_ = false;
   WeightVersion version_;
-  std::vector<float> grad_;
   std::map<uint64_t, std::shared_ptr<const model::ModelWeights>> history_;
-  std::optional<model::ModelWeights> reference_;  // initial weights when kl_coef > 0
-  collective::Collective* collective_ = nullptr;  // world_size > 1 only
+  std::unique_ptr<compute::TrainBackend> reference_;  // initial weights when kl_coef > 0
+  collective::Collective* collective_ = nullptr;      // world_size > 1 only
 };
 
 // The TrainDone metric list: name/value pairs of every field above.
