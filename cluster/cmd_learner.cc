@@ -34,6 +34,7 @@ Status RunLearnerCmd(const LearnerCmdOptions& c) {
   for (const std::string& s : c.sets) TREEPO_RETURN_IF_ERROR(config.Set(s));
   TREEPO_RETURN_IF_ERROR(LoadConfiguredPlugins(config).status());
   learner::LearnerOptions o;
+  o.trainer.backend = "auto";  // the GPU where there is one (the library's default is cpu)
   TREEPO_RETURN_IF_ERROR(learner::LoadLearnerOptions(config, "", &o));
   TREEPO_RETURN_IF_ERROR(config.CheckAllConsumed());
   o.scheduler_endpoint = c.scheduler;

@@ -30,6 +30,7 @@ void RegisterWorker(CLI::App& app, int* exit_code) {
   auto opts = std::make_shared<worker::WorkerOptions>();
   auto plugins = std::make_shared<std::vector<std::string>>();
   opts->engine.blas_threads = 1;
+  opts->engine.backend = "auto";
   CLI::App* cmd = app.add_subcommand("worker", "Run an inference worker for a scheduler");
   cmd->add_option("--scheduler", opts->scheduler_endpoint, "scheduler endpoint tcp://HOST:PORT")
       ->required();

@@ -13,7 +13,7 @@
 namespace treepo::learner {
 
 struct TrainBackendOptions {
-  std::string kind = "auto";  // cpu | cuda | auto (cuda when built with it and a device is seen)
+  std::string kind = "cpu";  // cpu | cuda | auto (cuda when built with it and a device is seen)
   int device = 0;             // cuda: device ordinal
 };
 

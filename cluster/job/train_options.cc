@@ -42,6 +42,7 @@ learner::LearnerOptions TrainLearnerDefaults() {
   learner::LearnerOptions lo;
   lo.trainer.adamw.lr = 2e-5f;
   lo.trainer.adamw.warmup_steps = 2;
+  lo.trainer.backend = "auto";  // the GPU where there is one (the library's default is cpu)
   return lo;
 }
 

@@ -94,7 +94,7 @@ class DecoderBackend {
 };
 
 struct DecoderBackendOptions {
-  std::string kind = "auto";  // cpu | cuda | auto
+  std::string kind = "cpu";  // cpu | cuda | auto
   int device = 0;             // cuda: device ordinal
 };
 

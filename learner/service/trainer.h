@@ -59,7 +59,9 @@ struct TrainerOptions {
   // (cuda when this build has it and a device is present). With a backend that does not run
   // tree-packed batches (runs_tree_batches() false) the trainer trains one sequence per leaf
   // instead: the same loss and gradients, more rows.
-  std::string backend = "auto";
+  // The library's default is cpu (exact, what tests compare against); the commands' default is
+  // auto (configs/default.toml learner.backend).
+  std::string backend = "cpu";
   int device = 0;  // cuda: device ordinal (data-parallel ranks: the first; RankDevice)
 
   Status Validate() const;

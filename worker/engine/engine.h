@@ -59,7 +59,8 @@ struct EngineOptions {
   // TokenSamplers() name of the token sampler ("default": temperature, top-k, top-p).
   std::string sampler = "default";
   // Compute backend: cpu | cuda | auto (cuda when this build has it and a device is present).
-  std::string backend = "auto";
+  // The library's default is cpu (exact, what tests compare against); `treepo worker`'s is auto.
+  std::string backend = "cpu";
   int device = 0;  // cuda: the device ordinal
 
   Status Validate() const;
