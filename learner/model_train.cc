@@ -10,10 +10,6 @@
 namespace treepo::learner {
 namespace {
 
-void Grow(std::vector<float>* v, size_t n) {
-  if (v->size() < n) v->resize(n);
-}
-
 // y[r, i] += b[i] for `rows` rows of width n.
 void AddBias(float* y, const float* b, int rows, int n) {
   for (int r = 0; r < rows; ++r) {
@@ -134,22 +130,22 @@ Status TrainModel::Forward(const TrainBatch& batch, std::vector<float>* logp,
   const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
   const size_t rq = static_cast<size_t>(rows) * qd;
   const size_t rh = static_cast<size_t>(rows) * hid;
-  Grow(&x_, rd * (layers + 1));
-  for (auto* v : {&xmid_, &xn1_, &xn2_}) Grow(v, rd * layers);
-  for (auto* v : {&q_, &ao_}) Grow(v, rq * layers);
-  for (auto* v : {&inv1_, &inv2_}) Grow(v, static_cast<size_t>(rows) * layers);
-  for (auto* v : {&k_, &v_}) Grow(v, rk * layers);
+  cpu::GrowScratch(&x_, rd * (layers + 1));
+  for (auto* v : {&xmid_, &xn1_, &xn2_}) cpu::GrowScratch(v, rd * layers);
+  for (auto* v : {&q_, &ao_}) cpu::GrowScratch(v, rq * layers);
+  for (auto* v : {&inv1_, &inv2_}) cpu::GrowScratch(v, static_cast<size_t>(rows) * layers);
+  for (auto* v : {&k_, &v_}) cpu::GrowScratch(v, rk * layers);
   if (c.qk_norm) {
-    Grow(&qraw_, rq * layers);
-    Grow(&kraw_, rk * layers);
-    Grow(&invq_, static_cast<size_t>(rows) * c.n_heads * layers);
-    Grow(&invk_, static_cast<size_t>(rows) * c.n_kv_heads * layers);
+    cpu::GrowScratch(&qraw_, rq * layers);
+    cpu::GrowScratch(&kraw_, rk * layers);
+    cpu::GrowScratch(&invq_, static_cast<size_t>(rows) * c.n_heads * layers);
+    cpu::GrowScratch(&invk_, static_cast<size_t>(rows) * c.n_kv_heads * layers);
   }
-  for (auto* v : {&gate_, &up_, &act_}) Grow(v, rh * layers);
-  Grow(&att_, att_per_layer_ * layers);
-  Grow(&xnf_, rd);
-  Grow(&invf_, rows);
-  Grow(&probs_, static_cast<size_t>(rows) * vocab);
+  for (auto* v : {&gate_, &up_, &act_}) cpu::GrowScratch(v, rh * layers);
+  cpu::GrowScratch(&att_, att_per_layer_ * layers);
+  cpu::GrowScratch(&xnf_, rd);
+  cpu::GrowScratch(&invf_, rows);
+  cpu::GrowScratch(&probs_, static_cast<size_t>(rows) * vocab);
 
   for (int r = 0; r < rows; ++r) {
     std::copy_n(w_->at(lay.embed()) + static_cast<size_t>(tokens_[r]) * dim, dim,

@@ -11,10 +11,6 @@
 namespace treepo::learner {
 namespace {
 
-void Grow(std::vector<float>* v, size_t n) {
-  if (v->size() < n) v->resize(n);
-}
-
 // dx += backward of y = x * inv * w over `rows` rows of width n; dw += the weight gradient.
 void RmsNormBackward(const float* dy, const float* x, const float* w, const float* inv, int rows,
                      int n, float* dx, float* dw) {
@@ -89,7 +85,7 @@ void TrainModel::AttentionBackward(int layer, const float* dout, float* dq, floa
   for (size_t s = 0; s < seq_lens_.size(); ++s) {
     const int n = seq_lens_[s];
     const size_t r0 = static_cast<size_t>(seq_starts_[s]);
-    Grow(&dp_, static_cast<size_t>(n) * n);
+    cpu::GrowScratch(&dp_, static_cast<size_t>(n) * n);
     float* dp = dp_.data();
     for (int h = 0; h < c.n_heads; ++h) {
       const float* p = att + att_offsets_[s] + static_cast<size_t>(h) * n * n;
@@ -141,8 +137,8 @@ void TrainModel::TreeAttentionForward(int layer) {
   float* att = att_.data() + att_per_layer_ * layer;
   for (const TreeRun& run : runs_) {
     const int n = run.len, m = run.n_keys, m0 = m - n;  // m0: ancestors before the run
-    Grow(&kg_, static_cast<size_t>(m) * kv);
-    Grow(&vg_, static_cast<size_t>(m) * kv);
+    cpu::GrowScratch(&kg_, static_cast<size_t>(m) * kv);
+    cpu::GrowScratch(&vg_, static_cast<size_t>(m) * kv);
     GatherRows(k, run_keys_.data() + run.keys, m, kv, kg_.data());
     GatherRows(v, run_keys_.data() + run.keys, m, kv, vg_.data());
     const size_t r0 = static_cast<size_t>(run.start);
@@ -180,12 +176,12 @@ void TrainModel::TreeAttentionBackward(int layer, const float* dout, float* dq, 
     const int n = run.len, m = run.n_keys, m0 = m - n;
     const int* keys = run_keys_.data() + run.keys;
     const size_t mk = static_cast<size_t>(m) * kv;
-    for (auto* b : {&kg_, &vg_, &dkg_, &dvg_}) Grow(b, mk);
+    for (auto* b : {&kg_, &vg_, &dkg_, &dvg_}) cpu::GrowScratch(b, mk);
     GatherRows(k, keys, m, kv, kg_.data());
     GatherRows(v, keys, m, kv, vg_.data());
     std::fill_n(dkg_.data(), mk, 0.0f);
     std::fill_n(dvg_.data(), mk, 0.0f);
-    Grow(&dp_, static_cast<size_t>(n) * m);
+    cpu::GrowScratch(&dp_, static_cast<size_t>(n) * m);
     float* dp = dp_.data();
     const size_t r0 = static_cast<size_t>(run.start);
     for (int h = 0; h < c.n_heads; ++h) {
@@ -239,14 +235,14 @@ void TrainModel::Backward(std::span<const float> dlogp, std::span<const float> d
   const size_t rd = static_cast<size_t>(rows) * dim, rk = static_cast<size_t>(rows) * kv;
   const size_t rq = static_cast<size_t>(rows) * qd;
   const size_t rh = static_cast<size_t>(rows) * hid;
-  for (auto* b : {&dx_, &dxmid_, &dxn_}) Grow(b, rd);
-  for (auto* b : {&dq_, &dao_}) Grow(b, rq);
-  for (auto* b : {&dk_, &dv_}) Grow(b, rk);
+  for (auto* b : {&dx_, &dxmid_, &dxn_}) cpu::GrowScratch(b, rd);
+  for (auto* b : {&dq_, &dao_}) cpu::GrowScratch(b, rq);
+  for (auto* b : {&dk_, &dv_}) cpu::GrowScratch(b, rk);
   if (c.qk_norm) {
-    Grow(&dqn_, rq);
-    Grow(&dkn_, rk);
+    cpu::GrowScratch(&dqn_, rq);
+    cpu::GrowScratch(&dkn_, rk);
   }
-  for (auto* b : {&dh_, &dg_, &du_}) Grow(b, rh);
+  for (auto* b : {&dh_, &dg_, &du_}) cpu::GrowScratch(b, rh);
 
   // dlogits, in place of the probabilities: for logp_t = z_t - lse, dz_j = g (1[j = t] - p_j);
   // for H = -sum p log p, dz_j = -gH p_j (log p_j + H).

@@ -6,10 +6,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common/model/config.h"
 
 namespace treepo::cpu {
+
+// A scratch buffer that only grows: `v` gets at least `n` elements (contents kept).
+inline void GrowScratch(std::vector<float>* v, size_t n) {
+  if (v->size() < n) v->resize(n);
+}
 
 // y[m, n] = beta * y + x[m, k] . w[n, k]^T   (a linear layer over m rows)
 void MatMulWt(const float* x, const float* w, float* y, int m, int n, int k, float beta = 0.0f);
