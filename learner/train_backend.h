@@ -14,7 +14,7 @@ namespace treepo::learner {
 
 struct TrainBackendOptions {
   std::string kind = "cpu";  // cpu | cuda | auto (cuda when built with it and a device is seen)
-  int device = 0;             // cuda: device ordinal
+  int device = 0;            // cuda: device ordinal
 };
 
 // The device of data-parallel rank `rank` on a machine with `count` devices: ranks take

@@ -95,7 +95,7 @@ class DecoderBackend {
 
 struct DecoderBackendOptions {
   std::string kind = "cpu";  // cpu | cuda | auto
-  int device = 0;             // cuda: device ordinal
+  int device = 0;            // cuda: device ordinal
 };
 
 // Backends this build has ("cpu", and "cuda" in a CUDA build).

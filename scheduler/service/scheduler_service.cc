@@ -480,9 +480,10 @@ void SchedulerService::OnWorkerDead(WorkerId id) {
   const int stranded = dispatcher_.QueuedOnlyOn(id);
   const int n = dispatcher_.WorkerDied(id);
   counters_.redispatched_tasks += n;
-  spdlog::warn("worker {} gone: {} in-flight tasks requeued, {} queued tasks placed afresh, its KV "
-               "forgotten",
-               id.value(), n, stranded);
+  spdlog::warn(
+      "worker {} gone: {} in-flight tasks requeued, {} queued tasks placed afresh, its KV "
+      "forgotten",
+      id.value(), n, stranded);
 }
 
 void SchedulerService::HandleDeregister(WorkerEntry* worker, const pr::Deregister& d) {
