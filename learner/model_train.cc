@@ -27,61 +27,21 @@ TrainModel::TrainModel(const model::ModelWeights* weights) : w_(weights) {
 
 Status TrainModel::Plan(const TrainBatch& batch) {
   const model::ModelConfig& c = w_->config;
-  if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
-  tree_ = !batch.parents.empty();
-  size_t total = 0;
-  for (int n : batch.seq_lens) {
-    if (n < 1 || (!tree_ && n > c.max_seq_len)) {
-      return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
-                             std::to_string(c.max_seq_len) + "]");
-    }
-    total += static_cast<size_t>(n);
-  }
-  if (total != batch.tokens.size()) {
-    return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
-                           std::to_string(batch.tokens.size()) + " tokens were given");
-  }
-  if (tree_ && batch.parents.size() != total) {
-    return InvalidArgument(std::to_string(batch.parents.size()) + " parents given for " +
-                           std::to_string(total) + " tokens");
-  }
-  for (int32_t t : batch.tokens) {
-    if (t < 0 || t >= c.vocab_size) {
-      return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
-                             std::to_string(c.vocab_size));
-    }
-  }
-  const int rows = static_cast<int>(total);
+  compute::TrainRows checked;
   rows_ = 0;  // set once the batch is accepted
+  TREEPO_RETURN_IF_ERROR(compute::PlanTrainRows(batch, c, &checked));
+  const int rows = static_cast<int>(checked.parent.size());
+  tree_ = checked.tree;
   tokens_.assign(batch.tokens.begin(), batch.tokens.end());
   seq_lens_.assign(batch.seq_lens.begin(), batch.seq_lens.end());
-  seq_starts_.clear();
+  seq_starts_ = std::move(checked.seq_starts);
+  positions_ = std::move(checked.position);
+  parent_ = std::move(checked.parent);
   att_offsets_.clear();
-  positions_.resize(rows);
-  parent_.assign(rows, -1);
   att_per_layer_ = 0;
-  int start = 0;
   for (int n : seq_lens_) {
-    seq_starts_.push_back(start);
     att_offsets_.push_back(att_per_layer_);
-    for (int i = 0; i < n; ++i) {
-      const int r = start + i;
-      const int p = tree_ ? batch.parents[r] : i - 1;
-      if (tree_ && (i == 0 ? p != -1 : p < 0 || p >= i)) {
-        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence has parent " +
-                               std::to_string(p) +
-                               " (the first token's must be -1, every other's an earlier index)");
-      }
-      parent_[r] = p < 0 ? -1 : start + p;
-      positions_[r] = p < 0 ? 0 : positions_[start + p] + 1;
-      if (positions_[r] >= c.max_seq_len) {
-        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence sits at depth " +
-                               std::to_string(positions_[r]) + ", past the model's " +
-                               std::to_string(c.max_seq_len) + " positions");
-      }
-    }
     if (!tree_) att_per_layer_ += static_cast<size_t>(c.n_heads) * n * n;
-    start += n;
   }
   // Children (rows predicted from each row), as CSR in row order.
   child_off_.assign(rows + 1, 0);

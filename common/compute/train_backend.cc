@@ -11,6 +11,61 @@
 
 namespace treepo::compute {
 
+Status PlanTrainRows(const TrainBatch& batch, const model::ModelConfig& c, TrainRows* out) {
+  if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
+  const bool tree = !batch.parents.empty();
+  size_t total = 0;
+  for (int n : batch.seq_lens) {
+    if (n < 1 || (!tree && n > c.max_seq_len)) {
+      return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
+                             std::to_string(c.max_seq_len) + "]");
+    }
+    total += static_cast<size_t>(n);
+  }
+  if (total != batch.tokens.size()) {
+    return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
+                           std::to_string(batch.tokens.size()) + " tokens were given");
+  }
+  if (tree && batch.parents.size() != total) {
+    return InvalidArgument(std::to_string(batch.parents.size()) + " parents given for " +
+                           std::to_string(total) + " tokens");
+  }
+  for (int32_t t : batch.tokens) {
+    if (t < 0 || t >= c.vocab_size) {
+      return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
+                             std::to_string(c.vocab_size));
+    }
+  }
+  TrainRows rows;
+  rows.tree = tree;
+  rows.parent.assign(total, -1);
+  rows.position.assign(total, 0);
+  int start = 0;
+  for (int n : batch.seq_lens) {
+    rows.seq_starts.push_back(start);
+    rows.max_len = std::max(rows.max_len, n);
+    for (int i = 0; i < n; ++i) {
+      const int r = start + i;
+      const int p = tree ? batch.parents[r] : i - 1;
+      if (tree && (i == 0 ? p != -1 : p < 0 || p >= i)) {
+        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence has parent " +
+                               std::to_string(p) +
+                               " (the first token's must be -1, every other's an earlier index)");
+      }
+      rows.parent[r] = p < 0 ? -1 : start + p;
+      rows.position[r] = p < 0 ? 0 : rows.position[start + p] + 1;
+      if (rows.position[r] >= c.max_seq_len) {
+        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence sits at depth " +
+                               std::to_string(rows.position[r]) + ", past the model's " +
+                               std::to_string(c.max_seq_len) + " positions");
+      }
+    }
+    start += n;
+  }
+  *out = std::move(rows);
+  return OkStatus();
+}
+
 Status AdamWOptions::Validate() const {
   if (!(lr >= 0.0f) || !std::isfinite(lr)) return InvalidArgument("lr must be >= 0");
   if (!(beta1 >= 0.0f && beta1 < 1.0f)) return InvalidArgument("beta1 must be in [0, 1)");

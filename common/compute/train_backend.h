@@ -42,6 +42,21 @@ struct TrainBatch {
   std::span<const int> parents = {};
 };
 
+// A training batch's rows, checked: per row its parent row (a global row index; -1 for each
+// sequence's first token) and its RoPE position (its depth on its path); per sequence its
+// first row.
+struct TrainRows {
+  bool tree = false;  // tree-packed (TrainBatch::parents given)
+  std::vector<int> parent;
+  std::vector<int32_t> position;
+  std::vector<int> seq_starts;
+  int max_len = 0;  // the longest sequence's rows
+};
+// kInvalidArgument, naming what is wrong, for an empty batch, a length outside
+// [1, max_seq_len] (plain), lengths that do not sum to the tokens, a parent count that does
+// not match, a token outside the vocabulary, a bad parent or a depth past max_seq_len.
+Status PlanTrainRows(const TrainBatch& batch, const model::ModelConfig& config, TrainRows* rows);
+
 // AdamW's hyper-parameters (TREEPO_SPEC.md section 6; learner/adamw.h has the details).
 struct AdamWOptions {
   float lr = 1e-6f;  // peak learning rate

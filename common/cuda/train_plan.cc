@@ -8,63 +8,18 @@ namespace treepo::cuda {
 
 Status PlanTrainBatch(const compute::TrainBatch& batch, const model::ModelConfig& c,
                       TrainPlan* plan) {
-  if (batch.seq_lens.empty()) return InvalidArgument("empty batch");
-  const bool tree = !batch.parents.empty();
-  size_t total = 0;
-  for (int n : batch.seq_lens) {
-    if (n < 1 || (!tree && n > c.max_seq_len)) {
-      return InvalidArgument("sequence length " + std::to_string(n) + " outside [1, " +
-                             std::to_string(c.max_seq_len) + "]");
-    }
-    total += static_cast<size_t>(n);
-  }
-  if (total != batch.tokens.size()) {
-    return InvalidArgument("sequence lengths sum to " + std::to_string(total) + " but " +
-                           std::to_string(batch.tokens.size()) + " tokens were given");
-  }
-  if (tree && batch.parents.size() != total) {
-    return InvalidArgument(std::to_string(batch.parents.size()) + " parents given for " +
-                           std::to_string(total) + " tokens");
-  }
-  for (int32_t t : batch.tokens) {
-    if (t < 0 || t >= c.vocab_size) {
-      return InvalidArgument("token id " + std::to_string(t) + " outside the vocabulary of " +
-                             std::to_string(c.vocab_size));
-    }
-  }
-  // Global parent and depth of every row, checked before `plan` changes.
+  compute::TrainRows checked;
+  TREEPO_RETURN_IF_ERROR(compute::PlanTrainRows(batch, c, &checked));
+  const bool tree = checked.tree;
+  const size_t total = checked.parent.size();
   const int rows = static_cast<int>(total);
-  std::vector<int> parent(total, -1), depth(total, 0);
-  int start = 0, max_len = 0;
-  for (int n : batch.seq_lens) {
-    max_len = std::max(max_len, n);
-    for (int i = 0; i < n; ++i) {
-      const int r = start + i;
-      const int p = tree ? batch.parents[r] : i - 1;
-      if (tree && (i == 0 ? p != -1 : p < 0 || p >= i)) {
-        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence has parent " +
-                               std::to_string(p) +
-                               " (the first token's must be -1, every other's an earlier index)");
-      }
-      parent[r] = p < 0 ? -1 : start + p;
-      depth[r] = p < 0 ? 0 : depth[start + p] + 1;
-      if (depth[r] >= c.max_seq_len) {
-        return InvalidArgument("token " + std::to_string(i) + " of a tree sequence sits at depth " +
-                               std::to_string(depth[r]) + ", past the model's " +
-                               std::to_string(c.max_seq_len) + " positions");
-      }
-    }
-    start += n;
-  }
+  const int max_len = checked.max_len;
+  const std::vector<int>& parent = checked.parent;
+  const std::vector<int32_t>& depth = checked.position;
   plan->rows = rows;
   plan->tree = tree;
   plan->seq_lens.assign(batch.seq_lens.begin(), batch.seq_lens.end());
-  plan->seq_starts.clear();
-  start = 0;
-  for (int n : plan->seq_lens) {
-    plan->seq_starts.push_back(start);
-    start += n;
-  }
+  plan->seq_starts = checked.seq_starts;
   std::vector<int32_t>& v = plan->ints;
   v.clear();
   plan->tokens = v.size();
