@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "cluster/pretrain_job.h"
+#include "common/compute/decoder_backend.h"
 #include "scheduler/dashboard/dashboard.h"
 
 namespace treepo::cluster {
@@ -86,10 +87,7 @@ Status LoadTrainOptions(const Config& c, TrainOptions* o) {
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_sampler", &o->worker_sampler));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_backend", &o->worker_backend));
   // Only the name is checked here: the workers' hosts, not this one, must have the device.
-  if (o->worker_backend != "cpu" && o->worker_backend != "cuda" && o->worker_backend != "auto") {
-    return InvalidArgument("cluster.worker_backend must be cpu, cuda or auto, got '" +
-                           o->worker_backend + "'");
-  }
+  TREEPO_RETURN_IF_ERROR(compute::CheckBackendName("cluster.worker_backend", o->worker_backend));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.worker_pages", &o->worker_pages));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.page_size", &o->page_size));
   TREEPO_RETURN_IF_ERROR(c.Get("cluster.learner_threads", &o->learner_threads));

@@ -25,6 +25,12 @@ int CudaDeviceCount() {
 #endif
 }
 
+Status CheckBackendName(std::string_view key, std::string_view name) {
+  if (name == "cpu" || name == "cuda" || name == "auto") return OkStatus();
+  return InvalidArgument(std::string(key) + " must be cpu, cuda or auto: unknown backend '" +
+                         std::string(name) + "'");
+}
+
 Result<std::string> ResolveBackend(std::string_view kind) {
 #ifdef TREEPO_HAVE_CUDA
   constexpr bool kBuilt = true;

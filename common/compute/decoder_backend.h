@@ -98,6 +98,11 @@ struct DecoderBackendOptions {
   int device = 0;            // cuda: device ordinal
 };
 
+// kInvalidArgument "<key> must be cpu, cuda or auto: unknown backend '<name>'" for any other. A
+// name check only: whether cuda can be had here is ResolveBackend's question (for a setting that
+// other hosts' processes resolve, or a check before anything is created).
+Status CheckBackendName(std::string_view key, std::string_view name);
+
 // Backends this build has ("cpu", and "cuda" in a CUDA build).
 std::vector<std::string_view> DecoderBackends();
 // CUDA devices visible to this process (0 in a build without CUDA, or without a driver).

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "common/compute/decoder_backend.h"
 #include "common/log.h"
 #include "learner/service/checkpoint.h"
 
@@ -20,9 +21,7 @@ Status TrainerOptions::Validate() const {
   if (epochs < 1) return InvalidArgument("epochs must be >= 1");
   if (micro_batch_tokens < 1) return InvalidArgument("micro_batch_tokens must be >= 1");
   if (max_staleness < 0) return InvalidArgument("max_staleness must be >= 0");
-  if (backend != "cpu" && backend != "cuda" && backend != "auto") {
-    return InvalidArgument("learner.backend must be cpu, cuda or auto, not '" + backend + "'");
-  }
+  TREEPO_RETURN_IF_ERROR(compute::CheckBackendName("learner.backend", backend));
   if (device < 0) return InvalidArgument("learner.device must be >= 0");
   return OkStatus();
 }

@@ -36,7 +36,7 @@ Status EngineOptions::Validate() const {
   if (max_step_tokens < 1) return InvalidArgument("max_step_tokens must be >= 1");
   if (blas_threads < 0) return InvalidArgument("blas_threads must be >= 0");
   if (device < 0) return InvalidArgument("device must be >= 0");
-  return compute::ResolveBackend(backend).status();
+  return compute::CheckBackendName("backend", backend);  // resolved once, by Create
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const model::ModelWeights> weights,
