@@ -4,7 +4,8 @@
 # last (with netem delay and loss on its link where the kernel has netem), CurveZMQ on, every
 # process started by the ssh launcher. `netns_ssh_test.sh train`, `... head` or `... ops`:
 #   train: `treepo train --cluster FILE` completes every step exactly once, and again when a
-#          worker is SIGKILLed on its host mid-run (reported at once through its watcher), and
+#          worker is SIGKILLed on its host mid-run (reported at once through its watcher) while
+#          another joins (`cluster scale workers=+1`: it serves tasks before the run ends), and
 #          when the learner is (restarted on its host over ssh from its newest checkpoint);
 #   head:  the head SIGKILLed mid-run and resumed with `treepo train --resume RUN_DIR --cluster
 #          FILE`: the workers it left on their hosts rejoin the new head (the same processes),
@@ -81,7 +82,7 @@ echo "ok: train --cluster over ssh, 4 steps, each once"
 # A worker SIGKILLed on its host mid-run: its watcher reports the exit at once and the run
 # completes every step with the other worker.
 rm -rf run
-write_train_config 40 >train.toml
+write_train_config 120 >train.toml
 ip netns exec "${NS_PREFIX}0" "$BIN" train --cluster cluster.toml >train.out 2>train.err &
 TRAIN=$!
 wait_for 60 "two steps done" "[ \$(grep -c '\"step\"' run/metrics.jsonl 2>/dev/null || echo 0) -ge 2 ]" ||
@@ -89,11 +90,18 @@ wait_for 60 "two steps done" "[ \$(grep -c '\"step\"' run/metrics.jsonl 2>/dev/n
 WPID=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' run/procs/worker-1.json)
 KILLED=$(date +%s.%N)
 ip netns exec "${NS_PREFIX}1" pkill -9 -P "$WPID" || fail "no worker process under $WPID on h1"
+# Another worker joins the running job (over ssh, on the host with the fewest workers: h1).
+ip netns exec "${NS_PREFIX}0" "$BIN" cluster scale cluster.toml workers=+1 >scale.out 2>&1 ||
+  fail "scale +1 during the run" scale.out
+grep -q "started worker-3 on $NS_NET.2" scale.out || fail "scale +1 started no worker-3 on h1" scale.out
 wait "$TRAIN" || fail "train --cluster exited $? after worker-1 was killed" train.err
-check_steps run/metrics.jsonl 40 || fail "metrics.jsonl after the kill"
+check_steps run/metrics.jsonl 120 || fail "metrics.jsonl after the kill"
 grep -q "worker-1 exited (exit code 137)" run/logs/train.log || fail "the kill was not reported" run/logs/train.log
 print_delay run/logs/train.log "worker-1 exited" "$KILLED" "worker-1's SIGKILL reported by the head after"
-echo "ok: a worker SIGKILLed on its host is reported and the run completes"
+/usr/bin/python3 "$HERE/../bench_cluster/first_result.py" run/logs/train.log worker-3 "$KILLED" >joined.json ||
+  fail "worker-3 joined the run but delivered no result" run/logs/train.log
+echo "worker-3 joined mid-run (ms after the kill): $(cat joined.json)"
+echo "ok: a worker SIGKILLed on its host is reported, another joins mid-run, and the run completes"
 
 # The learner SIGKILLed on its host mid-run: the head restarts it there over ssh from the
 # newest complete checkpoint, sends it the steps since again, and every step is recorded once.
