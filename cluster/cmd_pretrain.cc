@@ -31,7 +31,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
                   "share of those bare answers that are careless guesses (off by 1..9)")
       ->capture_default_str();
   cmd->add_option("--slip-share", o->slip_share,
-                  "share of worked solutions with one slip mid-chain (reasoning: 0.6)")
+                  "share of worked solutions with one slip mid-chain (reasoning: 0.5)")
       ->capture_default_str();
   cmd->add_option("--slip-max-delta", o->slip_max_delta, "a slip is off by 1..this")
       ->capture_default_str();

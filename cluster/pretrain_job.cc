@@ -55,9 +55,9 @@ Result<PretrainOptions> PretrainPreset(std::string_view task_name) {
   }
   o.task = scheduler::ReasoningTaskOptions();
   o.direct_answer_share = 0.0;
-  o.slip_share = 0.6;
+  o.slip_share = 0.5;
   o.max_seq_len = 160;
-  o.steps = 400;
+  o.steps = 800;
   o.batch_size = 24;
   o.eval_max_new_tokens = 128;
   return o;

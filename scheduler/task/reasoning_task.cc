@@ -17,6 +17,8 @@ bool Done(const RepeatProblem& p, int64_t v) { return p.op == '-' ? v < p.bound 
 ArithmeticOptions ReasoningTaskOptions() {
   ArithmeticOptions t;
   t.task = std::string(kReasoningTaskName);
+  t.min_steps = 6;
+  t.max_steps = 9;
   return t;
 }
 
@@ -76,6 +78,10 @@ std::string RepeatSolution(const RepeatProblem& p, int slip_step, int64_t delta,
     out += std::to_string(p.operand);
     out += '=';
     out += std::to_string(next);
+    // The comparison with the bound, written out: the stop decision is then local to the
+    // step (the symbol just written), not a comparison with a number back in the prompt.
+    out += next < p.bound ? '<' : next == p.bound ? '=' : '>';
+    out += std::to_string(p.bound);
     out += '.';
     v = next;
     if (Done(p, v)) break;

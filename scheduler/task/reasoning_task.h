@@ -1,11 +1,12 @@
 // The second built-in task ("reasoning"): repeat one operation on a running value until it
-// crosses a bound, writing every step, so a response runs 4 to 7 segments of 16 tokens and the
-// samples of one prompt share their early steps.
+// crosses a bound, writing every step with its comparison to the bound, so a response runs 4
+// to 8 segments of 16 tokens and the samples of one prompt share their early steps.
 //
 //   prompt:   "Q: 95-9 until below 12=?\nA:"
-//   solution: " 95-9=86. 86-9=77. 77-9=68. 68-9=59. 59-9=50. 50-9=41. 41-9=32. 32-9=23.
-//              23-9=14. 14-9=5. \boxed{5}"            (one line; 7 to 10 steps)
-//   prompt:   "Q: 9+8 until above 90=?\nA:"  ->  " 9+8=17. 17+8=25. ... 89+8=97. \boxed{97}"
+//   solution: " 95-9=86>12. 86-9=77>12. 77-9=68>12. 68-9=59>12. 59-9=50>12. 50-9=41>12.
+//              41-9=32>12. 32-9=23>12. 23-9=14>12. 14-9=5<12. \boxed{5}"   (one line; 6 to 9
+//              steps by default; the symbol is <, = or >, whichever is true)
+//   prompt:   "Q: 9+8 until above 90=?\nA:"  ->  " 9+8=17<90. ... 89+8=97>90. \boxed{97}"
 //
 // Every step is local (the previous result, the same operand, a sum or difference with one
 // one-digit term, and a comparison with the bound), which a small model learns in seconds. What
@@ -28,7 +29,7 @@
 
 namespace treepo::scheduler {
 
-// The reasoning task's knobs: ArithmeticOptions{} with task = "reasoning" (7 to 10 steps).
+// The reasoning task's knobs: ArithmeticOptions{} with task = "reasoning" (6 to 9 steps).
 ArithmeticOptions ReasoningTaskOptions();
 
 // "Q: <start><op><operand> until below <bound>=?\nA:" (op '-') or "... until above <bound>..."

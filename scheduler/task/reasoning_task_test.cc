@@ -31,10 +31,10 @@ TEST(ReasoningTaskTest, WritesAndParsesPrompts) {
 TEST(ReasoningTaskTest, SolvesStepByStepUntilTheBound) {
   std::string answer;
   EXPECT_EQ(RepeatSolution({40, 9, '-', 10}, -1, 0, &answer),
-            " 40-9=31. 31-9=22. 22-9=13. 13-9=4. \\boxed{4}");
+            " 40-9=31>10. 31-9=22>10. 22-9=13>10. 13-9=4<10. \\boxed{4}");
   EXPECT_EQ(answer, "4");
   EXPECT_EQ(RepeatSolution({70, 7, '+', 90}, -1, 0, &answer),
-            " 70+7=77. 77+7=84. 84+7=91. \\boxed{91}");
+            " 70+7=77<90. 77+7=84<90. 84+7=91>90. \\boxed{91}");
   EXPECT_EQ(answer, "91");
   EXPECT_EQ(RepeatSteps({40, 9, '-', 10}), 4);
   EXPECT_EQ(RepeatSteps({70, 7, '+', 90}), 3);
@@ -44,15 +44,15 @@ TEST(ReasoningTaskTest, ASlipCarriesThroughToAWrongAnswer) {
   std::string answer;
   // Step 1 (31-9 = 22) slips to 24; the chain goes on from there.
   EXPECT_EQ(RepeatSolution({40, 9, '-', 10}, 1, 2, &answer),
-            " 40-9=31. 31-9=24. 24-9=15. 15-9=6. \\boxed{6}");
+            " 40-9=31>10. 31-9=24>10. 24-9=15>10. 15-9=6<10. \\boxed{6}");
   EXPECT_EQ(answer, "6");
   // A slip can change the number of steps: 22 -> 19 crosses 10 one step earlier... or later.
   EXPECT_EQ(RepeatSolution({40, 9, '-', 10}, 2, -3, &answer),
-            " 40-9=31. 31-9=22. 22-9=10. 10-9=1. \\boxed{1}");
+            " 40-9=31>10. 31-9=22>10. 22-9=10=10. 10-9=1<10. \\boxed{1}");
   EXPECT_EQ(RepeatSolution({40, 9, '-', 10}, 2, 3, &answer),
-            " 40-9=31. 31-9=22. 22-9=16. 16-9=7. \\boxed{7}");
+            " 40-9=31>10. 31-9=22>10. 22-9=16>10. 16-9=7<10. \\boxed{7}");
   // Never below 0: a downward slip that would be is taken upwards.
-  EXPECT_EQ(RepeatSolution({11, 9, '-', 10}, 0, -3, &answer), " 11-9=5. \\boxed{5}");
+  EXPECT_EQ(RepeatSolution({11, 9, '-', 10}, 0, -3, &answer), " 11-9=5<10. \\boxed{5}");
 }
 
 TEST(ReasoningTaskTest, RandomSlipsAreAfterTheFirstStep) {
@@ -88,8 +88,8 @@ TEST(ReasoningTaskTest, GeneratedProblemsHaveTheirStepsSplitsAndVerifiableAnswer
     EXPECT_EQ(train_prompts.count(p.prompt), 0u) << p.prompt;
     auto rp = ParseRepeatPrompt(p.prompt);
     ASSERT_TRUE(rp.ok()) << p.prompt;
-    EXPECT_GE(RepeatSteps(*rp), 7) << p.prompt;
-    EXPECT_LE(RepeatSteps(*rp), 10) << p.prompt;
+    EXPECT_GE(RepeatSteps(*rp), 6) << p.prompt;
+    EXPECT_LE(RepeatSteps(*rp), 9) << p.prompt;
     // The answer is the first value past the bound, reached in whole steps of the operand.
     const int64_t a = std::stoll(p.answer);
     if (rp->op == '-') {

@@ -57,8 +57,8 @@ TEST_F(ReasoningPresetE2eTest, PretrainsTheReasoningBaseAndTrainsWithThePreset) 
   std::ifstream tj(base / "task.json");
   const nlohmann::json task = nlohmann::json::parse(tj);
   EXPECT_EQ(task.value("task", ""), "reasoning");
-  EXPECT_EQ(task.value("min_steps", 0), 7);
-  EXPECT_EQ(task.value("max_steps", 0), 10);
+  EXPECT_EQ(task.value("min_steps", 0), 6);
+  EXPECT_EQ(task.value("max_steps", 0), 9);
   EXPECT_NE(ReadAll(root_ / "pretrain.log").find("with a slip"), std::string::npos);
 
   const fs::path out = root_ / "run";
