@@ -9,6 +9,9 @@
 //   TreePO       tree sampling, treepo advantages, fixed_avg branching, fixed initial divergence
 //   TreePO-lpw   ... with rollout.branching = logprob_weighted
 //   TreePO-more  ... with rollout.init_divergence = more
+//   TreePO-L32   ... with segments of 32 tokens and at most 4 of them (the reasoning preset's
+//                128-token budget in half as many, longer segments: branch points at tokens
+//                32, 64 and 96 instead of 16, 32 and 48)
 //   GRPO         sequential sampling (w independent samples), grpo advantages
 //   RLOO, Dr.GRPO   sequential sampling with the rloo / dr_grpo estimators
 // and `--arm NAME:MODE:ESTIMATOR[:key=value,key=value]` defines another (an ablation). Each arm
@@ -73,6 +76,7 @@ const std::vector<Arm>& KnownArms() {
       {"TreePO", "tree", "treepo", {}},
       {"TreePO-lpw", "tree", "treepo", {"rollout.branching=logprob_weighted"}},
       {"TreePO-more", "tree", "treepo", {"rollout.init_divergence=more"}},
+      {"TreePO-L32", "tree", "treepo", {"rollout.segment_tokens=32", "rollout.max_depth=4"}},
       {"GRPO", "sequential", "grpo", {}},
       {"RLOO", "sequential", "rloo", {}},
       {"Dr.GRPO", "sequential", "dr_grpo", {}},
@@ -291,7 +295,7 @@ void Usage() {
 int main(int argc, char** argv) {
   Options o;
   o.treepo = treepo::testing::TreepoBinary();
-  bool config_given = false;
+  bool config_given = false, arms_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (i + 1 >= argc) {
@@ -330,6 +334,7 @@ int main(int argc, char** argv) {
       o.sets.push_back(v);
     } else if (k == "--arms") {
       o.arm_names = Split(v, ',');
+      arms_given = true;
     } else if (k == "--arm") {
       const std::vector<std::string> parts = Split(v, ':');
       if (parts.size() < 3 || parts.size() > 4) {
@@ -382,6 +387,10 @@ int main(int argc, char** argv) {
   if (o.eval_max_new_tokens == 0) o.eval_max_new_tokens = o.task == "reasoning" ? 128 : 96;
   if (!config_given && o.task == "reasoning") {
     o.config = treepo::testing::SourceDir() + "/configs/reasoning.toml";
+  }
+  if (!arms_given && o.task == "reasoning") {
+    // Longer segments are this task's question (docs/efficacy.md): in the default arms too.
+    o.arm_names.insert(o.arm_names.begin() + 1, "TreePO-L32");
   }
   std::vector<Arm> arms;
   for (const std::string& name : o.arm_names) {
