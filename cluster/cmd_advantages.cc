@@ -3,7 +3,9 @@
 // stdout: one JSON line per leaf, {"query_id", "node", "reward", "advantage", "whitened"}, in
 // file order; "advantage" is before batch whitening, "whitened" after (equal when the
 // estimator does not whiten). The whole file is one batch; a leaf's response_tokens is its
-// token count in the whitening.
+// token count in the whitening. A per-segment estimator (tree_segment, ...) adds "segments":
+// the advantage of each node of the leaf's path, root side first, as trained on (before any
+// whitening; "advantage" is then the leaf's summary value).
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,6 +37,9 @@ Status RunAdvantages(const AdvantagesOptions& o) {
   const learner::BatchAdvantages adv = learner::ComputeBatchAdvantages(*estimator, batch);
   size_t leaves = 0;
   for (size_t q = 0; q < batch.size(); ++q) {
+    const std::vector<std::vector<double>> segments = estimator->segmented()
+                                                          ? estimator->ComputeSegments(batch[q])
+                                                          : std::vector<std::vector<double>>{};
     for (size_t i = 0; i < batch[q].leaves.size(); ++i) {
       const learner::LeafSample& l = batch[q].leaves[i];
       nlohmann::json j;
@@ -43,6 +48,7 @@ Status RunAdvantages(const AdvantagesOptions& o) {
       j["reward"] = l.reward;
       j["advantage"] = adv.raw[q][i];
       j["whitened"] = adv.whitened[q][i];
+      if (i < segments.size()) j["segments"] = segments[i];
       std::cout << j.dump() << "\n";
       ++leaves;
     }

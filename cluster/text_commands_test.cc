@@ -1,8 +1,9 @@
-// `treepo tokenize` and `treepo chat-template` end to end: the binary run as a user would,
-// stdout and stderr captured to files, compared with the libraries' results and the jinja2
-// reference renderings.
+// `treepo tokenize`, `treepo chat-template` and `treepo advantages` end to end: the binary run as a
+// user would, stdout and stderr captured to files, compared with the libraries' results and the
+// jinja2 reference renderings.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "common/model/hf_tokenizer.h"
 #include "common/model/hf_tokenizer_testing.h"
 #include "common/testing/paths.h"
+#include "common/tree/tree_record.h"
 
 namespace treepo::cluster {
 namespace {
@@ -154,6 +156,37 @@ TEST_F(TextCommandsTest, ChatTemplateRendersLikeJinja2) {
   r = Treepo("chat-template --tokenizer " + Quote(dir_) + " --messages " + Quote(dir_ + "/m.json"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("expected an array of messages"), std::string::npos) << r.err;
+}
+
+// Node 1 [7 8] holds leaves 2 (+1) and 3 (-1): per segment, node 1 changes nothing and the two
+// leaf nodes carry +-1 / (std sqrt(2)); grpo's one value per leaf is their sum.
+TEST_F(TextCommandsTest, AdvantagesPrintsPerSegmentValuesOfATreeFile) {
+  TreeRecord t;
+  t.query_id = "q1";
+  t.prompt_tokens = {1, 5, 6};
+  t.nodes = {{1, std::nullopt, 1, {7, 8}, {-1.0f, -2.0f}, "", FinishReason::kNone, 1, 0},
+             {2, 1, 2, {9}, {-0.5f}, "", FinishReason::kEos, 1, 0},
+             {3, 1, 2, {10, 2}, {-0.25f, -0.75f}, "", FinishReason::kEos, 2, 0}};
+  t.leaves = {{2, 1.0f, FinishReason::kEos, 3}, {3, -1.0f, FinishReason::kEos, 4}};
+  ASSERT_TRUE(WriteTreeFile(dir_ + "/trees.jsonl", {t}).ok());
+  Run r =
+      Treepo("advantages --trees " + Quote(dir_ + "/trees.jsonl") + " --estimator tree_segment");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<json> rows;
+  while (std::getline(lines, line)) rows.push_back(json::parse(line));
+  ASSERT_EQ(rows.size(), 2u);
+  const double h = 1.0 / (std::sqrt(2.0) + 1e-6);
+  EXPECT_EQ(rows[1]["node"], 3);
+  EXPECT_NEAR(rows[1]["advantage"].get<double>(), -h, 1e-9);
+  ASSERT_EQ(rows[1]["segments"].size(), 2u);
+  EXPECT_NEAR(rows[1]["segments"][0].get<double>(), 0.0, 1e-9);
+  EXPECT_NEAR(rows[1]["segments"][1].get<double>(), -h, 1e-9);
+  // A per-leaf estimator prints no segments.
+  r = Treepo("advantages --trees " + Quote(dir_ + "/trees.jsonl") + " --estimator grpo");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("segments"), std::string::npos);
 }
 
 }  // namespace

@@ -23,6 +23,29 @@ struct SubtreeStats {
   int count = 0;
 };
 
+std::unordered_map<uint64_t, SubtreeStats> Subtrees(const QueryLeaves& q) {
+  std::unordered_map<uint64_t, SubtreeStats> sub;
+  for (const LeafSample& l : q.leaves) {
+    // A node listed twice on one path would count the leaf twice; paths come from parent
+    // links, so ids on a path are distinct.
+    for (uint64_t id : l.path) {
+      SubtreeStats& s = sub[id];
+      s.sum += l.reward;
+      s.count += 1;
+    }
+  }
+  return sub;
+}
+
+// 1 / (unbiased std of the query's rewards + 1e-6); the std is 0 for a single leaf.
+double InverseStd(const QueryLeaves& q, double mean) {
+  const size_t n = q.leaves.size();
+  double ss = 0.0;
+  for (const LeafSample& l : q.leaves) ss += (l.reward - mean) * (l.reward - mean);
+  const double std = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1)) : 0.0;
+  return 1.0 / (std + 1e-6);
+}
+
 // treepo and treepo_size_weighted: terms R_i - mean_g over the query (depth 0) and every
 // ancestor subtree with >= 2 leaves; combined by a plain or a size-weighted mean.
 class TreepoEstimator : public AdvantageEstimator {
@@ -35,16 +58,7 @@ class TreepoEstimator : public AdvantageEstimator {
 
   std::vector<double> Compute(const QueryLeaves& q) const override {
     const int n = static_cast<int>(q.leaves.size());
-    std::unordered_map<uint64_t, SubtreeStats> sub;
-    for (const LeafSample& l : q.leaves) {
-      // A node listed twice on one path would count the leaf twice; paths come from parent
-      // links, so ids on a path are distinct.
-      for (uint64_t id : l.path) {
-        SubtreeStats& s = sub[id];
-        s.sum += l.reward;
-        s.count += 1;
-      }
-    }
+    const std::unordered_map<uint64_t, SubtreeStats> sub = Subtrees(q);
     const double root_mean = Mean(q);
     std::vector<double> out(n);
     for (int i = 0; i < n; ++i) {
@@ -82,13 +96,7 @@ class MeanBaselineEstimator : public AdvantageEstimator {
   std::vector<double> Compute(const QueryLeaves& q) const override {
     const size_t n = q.leaves.size();
     const double mean = Mean(q);
-    double scale = 1.0;
-    if (divide_std_) {
-      double ss = 0.0;
-      for (const LeafSample& l : q.leaves) ss += (l.reward - mean) * (l.reward - mean);
-      const double std = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1)) : 0.0;
-      scale = 1.0 / (std + 1e-6);
-    }
+    const double scale = divide_std_ ? InverseStd(q, mean) : 1.0;
     std::vector<double> out(n);
     for (size_t i = 0; i < n; ++i) out[i] = (q.leaves[i].reward - mean) * scale;
     return out;
@@ -134,6 +142,59 @@ class ReinforcePpEstimator : public AdvantageEstimator {
   }
 };
 
+// tree_segment and tree_segment_global: advantages per segment from the tree's subtree values
+// (TreeRL, Hou et al. 2025). V(s) is the mean reward of the leaves under node s, V(root) the
+// query's mean. A node's local advantage is V(s) - V(a), a its nearest ancestor holding more
+// leaves (the branch point its chain hangs from; the root if none): a segment is credited with
+// the change in value its own choice made, and along a path the local terms add up to
+// R_i - mean. tree_segment_global adds the global term V(s) - V(root). Both are divided by the
+// query's unbiased reward std + 1e-6, as grpo; no batch whitening. Compute() gives each leaf
+// the sum of its path's local terms (its grpo advantage).
+class SegmentValueEstimator : public AdvantageEstimator {
+ public:
+  explicit SegmentValueEstimator(bool global) : global_(global) {}
+  std::string_view name() const override {
+    return global_ ? "tree_segment_global" : "tree_segment";
+  }
+  bool whiten() const override { return false; }
+  bool segmented() const override { return true; }
+
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    const double mean = Mean(q), scale = InverseStd(q, mean);
+    std::vector<double> out;
+    out.reserve(q.leaves.size());
+    for (const LeafSample& l : q.leaves) out.push_back((l.reward - mean) * scale);
+    return out;
+  }
+
+  std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& q) const override {
+    const std::unordered_map<uint64_t, SubtreeStats> sub = Subtrees(q);
+    const double mean = Mean(q), scale = InverseStd(q, mean);
+    std::vector<std::vector<double>> out;
+    out.reserve(q.leaves.size());
+    for (const LeafSample& l : q.leaves) {
+      std::vector<double> row;
+      row.reserve(l.path.size());
+      // Leaf sets shrink along a path; `above` is the value of the nearest larger one.
+      double above = mean, value = mean;
+      int count = static_cast<int>(q.leaves.size());
+      for (uint64_t id : l.path) {
+        const SubtreeStats& s = sub.at(id);
+        if (s.count < count) above = value;
+        count = s.count;
+        value = s.sum / s.count;
+        const double local = value - above;
+        row.push_back((global_ ? local + (value - mean) : local) * scale);
+      }
+      out.push_back(std::move(row));
+    }
+    return out;
+  }
+
+ private:
+  bool global_;
+};
+
 // A plug-in's estimator: the C descriptor called through its function pointer.
 class PluginEstimator : public AdvantageEstimator {
  public:
@@ -177,6 +238,8 @@ void RegisterBuiltins(AdvantageEstimatorRegistry& r) {
       "reinforce_pp_baseline",
       Builtin<MeanBaselineEstimator>(std::string_view("reinforce_pp_baseline"), false, true)));
   TREEPO_CHECK_OK(r.Register("reinforce_pp", Builtin<ReinforcePpEstimator>()));
+  TREEPO_CHECK_OK(r.Register("tree_segment", Builtin<SegmentValueEstimator>(false)));
+  TREEPO_CHECK_OK(r.Register("tree_segment_global", Builtin<SegmentValueEstimator>(true)));
 }
 
 }  // namespace

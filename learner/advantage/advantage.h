@@ -1,8 +1,9 @@
 // Advantage estimators (TREEPO_SPEC.md section 5): per query, the finished leaves with their
 // rewards and ancestor chains go in; one scalar per leaf comes out, put on every response
-// token of that leaf. Estimators are chosen by name from AdvantageEstimators(), a registry
-// that holds the built-ins and what plug-ins add (docs/plugins.md); batch whitening is a
-// separate step over the whole training batch.
+// token of that leaf (or, from a per-segment estimator, one per node of the leaf's path).
+// Estimators are chosen by name from AdvantageEstimators(), a registry that holds the built-ins and
+// what plug-ins add (docs/plugins.md); batch whitening is a separate step over the whole training
+// batch.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +47,15 @@ class AdvantageEstimator {
   virtual std::vector<double> Compute(const QueryLeaves& q) const = 0;
   // Whether the batch whitening of section 5 follows.
   virtual bool whiten() const = 0;
+  // A per-segment estimator trains on ComputeSegments (one advantage per node of each leaf's
+  // path: out[i][k] goes on the response tokens of q.leaves[i].path[k], whitened over the
+  // trained tokens when whiten()); Compute() then gives each leaf one summary value (for
+  // `treepo advantages` and the metrics). Others put Compute(q)[i] on every token of leaf i.
+  virtual bool segmented() const { return false; }
+  virtual std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& q) const {
+    (void)q;
+    return {};
+  }
 };
 
 using AdvantageEstimatorRegistry = Registry<AdvantageEstimator>;

@@ -45,6 +45,68 @@ TEST(AdvantageTest, Figure3CheckValues) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], want[i], 1e-4) << i;
 }
 
+std::vector<std::vector<double>> Segments(std::string_view name, const QueryLeaves& q) {
+  auto est = MakeAdvantageEstimator(name);
+  EXPECT_TRUE(est.ok()) << est.status().message();
+  EXPECT_TRUE((*est)->segmented());
+  return (*est)->ComputeSegments(q);
+}
+
+// Figure 3 by hand: mean -0.25, unbiased std 1.0351 (+1e-6); subtree values V(c) = -1/3,
+// V(c1) = -1, V(c2) = 1/3. For c22 (path c, c2, c22) the local terms are V(c) - mean = -1/12,
+// V(c2) - V(c) = 2/3, R - V(c2) = 2/3; the global ones V - mean: -1/12, 7/12, 5/4.
+TEST(AdvantageTest, Figure3SegmentValues) {
+  const double sd = std::sqrt(7.5 / 7.0) + 1e-6;  // squared deviations 5 x 0.5625 + 3 x 1.5625
+  const auto local = Segments("tree_segment", Figure3());
+  const std::vector<std::vector<double>> want = {{-0.75},
+                                                 {1.25},
+                                                 {-1.0 / 12, -2.0 / 3},
+                                                 {-1.0 / 12, -2.0 / 3, 0.0},
+                                                 {-1.0 / 12, -2.0 / 3, 0.0},
+                                                 {-1.0 / 12, 2.0 / 3, 2.0 / 3},
+                                                 {-1.0 / 12, 2.0 / 3, 2.0 / 3},
+                                                 {-1.0 / 12, 2.0 / 3, -4.0 / 3}};
+  ASSERT_EQ(local.size(), want.size());
+  const std::vector<double> grpo = Estimate("grpo", Figure3());
+  const std::vector<double> leaf = Estimate("tree_segment", Figure3());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(local[i].size(), want[i].size()) << i;
+    double sum = 0.0;
+    for (size_t k = 0; k < want[i].size(); ++k) {
+      EXPECT_NEAR(local[i][k], want[i][k] / sd, 1e-6) << i << " " << k;
+      sum += local[i][k];
+    }
+    // Along a path the local terms add up to the leaf's grpo advantage, Compute()'s value.
+    EXPECT_NEAR(sum, grpo[i], 1e-6) << i;
+    EXPECT_NEAR(leaf[i], grpo[i], 1e-9) << i;
+  }
+  const auto both = Segments("tree_segment_global", Figure3());
+  EXPECT_NEAR(both[6][0], (-1.0 / 12 - 1.0 / 12) / sd, 1e-6);
+  EXPECT_NEAR(both[6][1], (2.0 / 3 + 7.0 / 12) / sd, 1e-6);
+  EXPECT_NEAR(both[6][2], (2.0 / 3 + 5.0 / 4) / sd, 1e-6);
+  EXPECT_NEAR(both[0][0], (-0.75 - 0.75) / sd, 1e-6);
+}
+
+// A chain of single-child nodes under a branch point is one decision: every node of it gets
+// the value change at the branch (not 0 after its first node); a depth-1 node holding every
+// leaf changes nothing.
+TEST(AdvantageTest, SegmentValuesOfAChainAreItsBranchs) {
+  const QueryLeaves q = Make({{{1, 2, 3, 4}, 1.0f}, {{1, 5}, -1.0f}, {{1, 2, 6}, -1.0f}});
+  const double sd = std::sqrt(4.0 / 3.0) + 1e-6;  // mean -1/3
+  const auto a = Segments("tree_segment", q);
+  // V(1) = -1/3 (all leaves), V(2) = 0, V(3) = V(4) = 1, V(5) = -1, V(6) = -1.
+  EXPECT_NEAR(a[0][0], 0.0, 1e-9);
+  EXPECT_NEAR(a[0][1], (0.0 + 1.0 / 3) / sd, 1e-6);
+  EXPECT_NEAR(a[0][2], 1.0 / sd, 1e-6);
+  EXPECT_NEAR(a[0][3], 1.0 / sd, 1e-6);
+  EXPECT_NEAR(a[1][1], (-1.0 + 1.0 / 3) / sd, 1e-6);
+  EXPECT_NEAR(a[2][2], -1.0 / sd, 1e-6);
+  // All rewards equal: nothing to learn anywhere.
+  for (const auto& row : Segments("tree_segment_global", Make({{{1, 2}, 1.0f}, {{1, 3}, 1.0f}}))) {
+    for (double v : row) EXPECT_NEAR(v, 0.0, 1e-9);
+  }
+}
+
 TEST(AdvantageTest, Figure3SizeWeighted) {
   const std::vector<double> a = Estimate("treepo_size_weighted", Figure3());
   // c22: groups root (8, term 1.25), c (6, 4/3), c2 (3, 2/3).

@@ -42,6 +42,29 @@ Result<BatchAdvantages> ShardAdvantages(const AdvantageEstimator& estimator,
   return out;
 }
 
+// The whitening of section 5 over the trained tokens themselves (per-segment estimators): every
+// token one sample, sums reduced over the ranks when `reduce_sum` is set.
+Status WhitenTokens(LearnerBatch* batch, const SumReducer& reduce_sum) {
+  double sums[2] = {0.0, 0.0};  // tokens, advantage sum
+  for (const TrainSequence& s : batch->sequences) {
+    sums[0] += static_cast<double>(s.advantages.size());
+    for (float a : s.advantages) sums[1] += a;
+  }
+  if (reduce_sum) TREEPO_RETURN_IF_ERROR(reduce_sum(sums));
+  const double n = sums[0];
+  const double mean = n > 0 ? sums[1] / n : 0.0;
+  double ss = 0.0;
+  for (const TrainSequence& s : batch->sequences) {
+    for (float a : s.advantages) ss += (a - mean) * (a - mean);
+  }
+  if (reduce_sum) TREEPO_RETURN_IF_ERROR(reduce_sum(std::span<double>(&ss, 1)));
+  const double inv = 1.0 / std::sqrt((n >= 2 ? ss / (n - 1) : 0.0) + 1e-8);
+  for (TrainSequence& s : batch->sequences) {
+    for (float& a : s.advantages) a = static_cast<float>((a - mean) * inv);
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
@@ -54,15 +77,20 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
     TREEPO_ASSIGN_OR_RETURN(QueryLeaves q, LeavesFromTree(t));
     queries.push_back(std::move(q));
   }
+  // Per-segment estimators: one advantage per path node, whitened below over the tokens.
+  const bool segmented = estimator.segmented();
+  std::vector<std::vector<std::vector<double>>> segments(queries.size());
   BatchAdvantages adv;
-  if (reduce_sum) {
+  if (segmented) {
+    for (size_t q = 0; q < queries.size(); ++q) segments[q] = estimator.ComputeSegments(queries[q]);
+  } else if (reduce_sum) {
     TREEPO_ASSIGN_OR_RETURN(adv, ShardAdvantages(estimator, queries, reduce_sum));
   } else {
     adv = ComputeBatchAdvantages(estimator, queries);
   }
 
   LearnerBatch batch;
-  double reward_sum = 0.0, adv_sum = 0.0, adv_sq = 0.0, raw_sum = 0.0;
+  double reward_sum = 0.0, raw_sum = 0.0;
   int64_t leaves = 0;
   for (size_t q = 0; q < trees.size(); ++q) {
     const TreeRecord& t = trees[q];
@@ -105,15 +133,35 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
       s.tokens.resize(static_cast<size_t>(prompt_len) + n_resp);
       s.rollout_logp.resize(n_resp);
       s.versions.resize(n_resp);
-      const double a = adv.whitened[q][i];
-      s.advantages.assign(n_resp, static_cast<float>(a));
-      const double n = static_cast<double>(n_resp);
-      adv_sum += a * n;
-      adv_sq += a * a * n;
-      raw_sum += adv.raw[q][i] * n;
+      if (segmented) {
+        // Node k of the path covers the next nodes[k].tokens.size() response tokens.
+        const std::vector<uint64_t> path = t.PathTo(leaf.node);
+        if (segments[q].size() != t.leaves.size() || segments[q][i].size() != path.size()) {
+          return Internal("estimator " + std::string(estimator.name()) +
+                          " gave no segment advantages matching leaf " + std::to_string(leaf.node) +
+                          "'s path of " + std::to_string(path.size()) + " nodes");
+        }
+        const std::vector<double>& seg = segments[q][i];
+        for (size_t k = 0; k < path.size() && s.advantages.size() < n_resp; ++k) {
+          const size_t len =
+              std::min(nodes.at(path[k])->tokens.size(), n_resp - s.advantages.size());
+          s.advantages.insert(s.advantages.end(), len, static_cast<float>(seg[k]));
+          raw_sum += seg[k] * static_cast<double>(len);
+        }
+      } else {
+        s.advantages.assign(n_resp, static_cast<float>(adv.whitened[q][i]));
+        raw_sum += adv.raw[q][i] * static_cast<double>(n_resp);
+      }
       batch.response_tokens += static_cast<int64_t>(n_resp);
       batch.sequences.push_back(std::move(s));
     }
+  }
+  if (segmented && estimator.whiten()) {
+    TREEPO_RETURN_IF_ERROR(WhitenTokens(&batch, reduce_sum));
+  }
+  double adv_sum = 0.0, adv_sq = 0.0;
+  for (const TrainSequence& s : batch.sequences) {
+    for (float a : s.advantages) adv_sum += a, adv_sq += static_cast<double>(a) * a;
   }
   if (leaves > 0) batch.reward_mean = reward_sum / static_cast<double>(leaves);
   if (batch.response_tokens > 0) {

@@ -40,7 +40,8 @@ struct LearnerBatch {
 };
 
 // Builds the batch: advantages from `estimator` (whitened over the batch's response tokens
-// when the estimator asks for it), one sequence per leaf with at least one response token.
+// when the estimator asks for it; a per-segment estimator's per node of the path, whitened over
+// the tokens trained on), one sequence per leaf with at least one response token.
 // Responses longer than max_seq_len - prompt_len are truncated (counted). Refuses malformed
 // trees and prompts that leave no room for a response (kInvalidArgument).
 //

@@ -44,6 +44,68 @@ TEST(TrainBatchTest, OneSequencePerLeafWithAdvantageOnResponseTokensOnly) {
   EXPECT_EQ(b->truncated_sequences, 0);
 }
 
+TEST(TrainBatchTest, SegmentAdvantagesFollowTheNodesOfEachPath) {
+  auto est = MakeAdvantageEstimator("tree_segment");
+  ASSERT_TRUE(est.ok());
+  auto b = BuildLearnerBatch({SmallTree()}, **est, 64);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  // Node 1 holds both leaves (value change 0); nodes 2 and 3 carry +-1 / (std sqrt 2).
+  const float h = static_cast<float>(1.0 / (std::sqrt(2.0) + 1e-6));
+  EXPECT_EQ(b->sequences[0].advantages, (std::vector<float>{0.0f, 0.0f, h}));
+  EXPECT_EQ(b->sequences[1].advantages, (std::vector<float>{0.0f, 0.0f, -h, -h}));
+  EXPECT_NEAR(b->advantage_mean, -h / 7.0, 1e-6);
+  // Cut to 3 response tokens: node 3 keeps one token.
+  auto c = BuildLearnerBatch({SmallTree()}, **est, 6);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->sequences[1].advantages, (std::vector<float>{0.0f, 0.0f, -h}));
+}
+
+// A per-segment estimator that asks for whitening: depth k gets k, whitened over the tokens.
+class DepthEstimator : public AdvantageEstimator {
+ public:
+  std::string_view name() const override { return "depth"; }
+  bool whiten() const override { return true; }
+  bool segmented() const override { return true; }
+  std::vector<double> Compute(const QueryLeaves& q) const override {
+    return std::vector<double>(q.leaves.size(), 0.0);
+  }
+  std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& q) const override {
+    std::vector<std::vector<double>> out;
+    for (const LeafSample& l : q.leaves) {
+      out.emplace_back();
+      for (size_t k = 0; k < l.path.size(); ++k) out.back().push_back(static_cast<double>(k + 1));
+    }
+    return out;
+  }
+};
+
+TEST(TrainBatchTest, SegmentAdvantagesAreWhitenedOverTheTrainedTokens) {
+  auto b = BuildLearnerBatch({SmallTree()}, DepthEstimator(), 64);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  // Tokens: 1 1 2 | 1 1 2 2 (the paths' depths), whitened with the unbiased variance.
+  const std::vector<double> raw = {1, 1, 2, 1, 1, 2, 2};
+  double mean = 0.0, ss = 0.0;
+  for (double v : raw) mean += v / 7.0;
+  for (double v : raw) ss += (v - mean) * (v - mean);
+  const double inv = 1.0 / std::sqrt(ss / 6.0 + 1e-8);
+  EXPECT_NEAR(b->sequences[0].advantages[0], (1 - mean) * inv, 1e-5);
+  EXPECT_NEAR(b->sequences[1].advantages[3], (2 - mean) * inv, 1e-5);
+  EXPECT_NEAR(b->advantage_mean, 0.0, 1e-6);
+  // Two data-parallel ranks holding the same tree: the sums double, so the mean stays and the
+  // variance is taken over 14 tokens.
+  int calls = 0;
+  auto reduce = [&](std::span<double> v) {
+    ++calls;
+    for (double& x : v) x *= 2;
+    return OkStatus();
+  };
+  auto c = BuildLearnerBatch({SmallTree()}, DepthEstimator(), 64, reduce);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(calls, 2);
+  const double inv2 = 1.0 / std::sqrt(2 * ss / 13.0 + 1e-8);
+  EXPECT_NEAR(c->sequences[1].advantages[3], (2 - mean) * inv2, 1e-5);
+}
+
 TEST(TrainBatchTest, TruncatesToResponseTokensAndMaxSeqLen) {
   auto est = MakeAdvantageEstimator("treepo");
   ASSERT_TRUE(est.ok());
