@@ -35,6 +35,10 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--slip-max-delta", o->slip_max_delta, "a slip is off by 1..this")
       ->capture_default_str();
+  cmd->add_option("--slip-from", o->slip_from,
+                  "the first step (0-based, >= 1) a slip can be in, later ones alike "
+                  "(reasoning: 3)")
+      ->capture_default_str();
   cmd->add_option("--min-lr-ratio", o->min_lr_ratio,
                   "cosine decay to lr * this at the last step (1: constant lr)")
       ->capture_default_str();
@@ -100,6 +104,7 @@ void RegisterPretrain(CLI::App& app, int* exit_code) {
     keep("--direct-error", &PretrainOptions::direct_answer_error);
     keep("--slip-share", &PretrainOptions::slip_share);
     keep("--slip-max-delta", &PretrainOptions::slip_max_delta);
+    keep("--slip-from", &PretrainOptions::slip_from);
     keep("--min-lr-ratio", &PretrainOptions::min_lr_ratio);
     keep("--weight-decay", &PretrainOptions::weight_decay);
     keep("--loss-on-prompt", &PretrainOptions::loss_on_prompt);

@@ -34,6 +34,7 @@ Status PretrainOptions::Validate() const {
     return InvalidArgument("pretrain: slip_share must be in [0, 1]");
   }
   if (slip_max_delta < 1) return InvalidArgument("pretrain: slip_max_delta must be >= 1");
+  if (slip_from < 1) return InvalidArgument("pretrain: slip_from must be >= 1");
   if (slip_share > 0.0 && task.task != scheduler::kReasoningTaskName) {
     return InvalidArgument("pretrain: slip_share is for the reasoning task (--task reasoning)");
   }
@@ -56,6 +57,7 @@ Result<PretrainOptions> PretrainPreset(std::string_view task_name) {
   o.task = scheduler::ReasoningTaskOptions();
   o.direct_answer_share = 0.0;
   o.slip_share = 0.5;
+  o.slip_from = 3;  // the first three steps never slip: the samples of a prompt share them
   o.max_seq_len = 160;
   o.steps = 800;
   o.batch_size = 24;
@@ -168,7 +170,8 @@ Result<PretrainOutput> RunPretrain(const PretrainOptions& o) {
     if (!direct && reasoning && o.slip_share > 0.0 && unit(style_rng) < o.slip_share) {
       TREEPO_ASSIGN_OR_RETURN(const scheduler::RepeatProblem rp,
                               scheduler::ParseRepeatPrompt(p.prompt));
-      const scheduler::Slip slip = scheduler::RandomSlip(rp, o.slip_max_delta, style_rng);
+      const scheduler::Slip slip =
+          scheduler::RandomSlip(rp, o.slip_max_delta, o.slip_from, style_rng);
       solution = scheduler::RepeatSolution(rp, slip.step, slip.delta, &answer);
       ++slipped;
     }

@@ -61,11 +61,12 @@ struct PretrainOptions {
   // Share of those bare answers that are a careless guess: off by 1..9 either way (never
   // negative). Worked solutions are always right.
   double direct_answer_error = 0.7;
-  // Reasoning task: share of solutions with one slip in the middle: a step after the first whose
-  // result is off by 1..slip_max_delta, the chain going on correctly from the wrong value
-  // (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
+  // Reasoning task: share of solutions with one slip in the middle: a step from slip_from on
+  // (0-based) whose result is off by 1..slip_max_delta, the chain going on correctly from the wrong
+  // value (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
   double slip_share = 0.0;
   int slip_max_delta = 3;
+  int slip_from = 1;  // the first step (0-based) a slip can be in
 
   // Held-out greedy accuracy of the result on this many problems (0: skip).
   int eval_problems = 200;
@@ -86,7 +87,8 @@ struct PretrainOutput {
 };
 
 // The defaults for a built-in task: "arithmetic" (the fields' defaults above) or "reasoning"
-// (7 to 10 steps, 60% of the chains with a slip; 160 positions; 400 steps of 24 sequences). Unknown
+// (6 to 9 steps, half the chains with a slip in step 3 or later; 160 positions; 800 steps of 24
+// sequences). Unknown
 // names are kInvalidArgument.
 Result<PretrainOptions> PretrainPreset(std::string_view task_name);
 

@@ -1,5 +1,6 @@
 #include "scheduler/task/reasoning_task.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 
@@ -103,11 +104,13 @@ int RepeatSteps(const RepeatProblem& p) {
   return steps;
 }
 
-Slip RandomSlip(const RepeatProblem& p, int max_delta, std::mt19937_64& rng) {
-  TREEPO_CHECK(max_delta >= 1);
+Slip RandomSlip(const RepeatProblem& p, int max_delta, int from, std::mt19937_64& rng) {
+  TREEPO_CHECK(max_delta >= 1 && from >= 1);
   const int steps = RepeatSteps(p);
   Slip s;
-  s.step = steps <= 1 ? 0 : std::uniform_int_distribution<int>(1, steps - 1)(rng);
+  s.step = steps <= 1
+               ? 0
+               : std::uniform_int_distribution<int>(std::min(from, steps - 1), steps - 1)(rng);
   const int64_t magnitude = std::uniform_int_distribution<int64_t>(1, max_delta)(rng);
   s.delta = std::uniform_int_distribution<int>(0, 1)(rng) == 1 ? -magnitude : magnitude;
   return s;

@@ -56,9 +56,9 @@ struct Slip {
   int step = -1;  // -1: none
   int64_t delta = 0;
 };
-// A slip in a step after the first (the middle or end of the chain), off by 1..max_delta
-// either way.
-Slip RandomSlip(const RepeatProblem& p, int max_delta, std::mt19937_64& rng);
+// A slip in step `from` (0-based, >= 1) or a later one, off by 1..max_delta either way; in the
+// last step when the chain has no step `from`.
+Slip RandomSlip(const RepeatProblem& p, int max_delta, int from, std::mt19937_64& rng);
 
 // One problem of `options`: min_steps..max_steps steps, operand 3..9, '-' down to a bound in
 // 5..40 or '+' up to one in 60..99, alike.

@@ -61,7 +61,7 @@ TEST(ReasoningTaskTest, RandomSlipsAreAfterTheFirstStep) {
   std::set<int> steps;
   std::set<int64_t> deltas;
   for (int i = 0; i < 500; ++i) {
-    const Slip s = RandomSlip(p, 3, rng);
+    const Slip s = RandomSlip(p, 3, 1, rng);
     steps.insert(s.step);
     deltas.insert(s.delta);
     std::string answer;
@@ -70,6 +70,13 @@ TEST(ReasoningTaskTest, RandomSlipsAreAfterTheFirstStep) {
   }
   EXPECT_EQ(steps, (std::set<int>{1, 2, 3}));
   EXPECT_EQ(deltas, (std::set<int64_t>{-3, -2, -1, 1, 2, 3}));
+  // From a later step on; the last step when the chain is shorter.
+  steps.clear();
+  for (int i = 0; i < 200; ++i) steps.insert(RandomSlip(p, 3, 2, rng).step);
+  EXPECT_EQ(steps, (std::set<int>{2, 3}));
+  steps.clear();
+  for (int i = 0; i < 50; ++i) steps.insert(RandomSlip(p, 3, 9, rng).step);
+  EXPECT_EQ(steps, (std::set<int>{3}));
 }
 
 TEST(ReasoningTaskTest, GeneratedProblemsHaveTheirStepsSplitsAndVerifiableAnswers) {
@@ -103,7 +110,7 @@ TEST(ReasoningTaskTest, GeneratedProblemsHaveTheirStepsSplitsAndVerifiableAnswer
     // The verifier accepts the worked solution and refuses a slipped one (unless the slip is a
     // whole operand, which one step more or less cancels: a lucky chain).
     EXPECT_EQ((*reward)->Score(p.solution, p.answer).reward, 1.0f) << p.solution;
-    const Slip s = RandomSlip(*rp, 3, rng);
+    const Slip s = RandomSlip(*rp, 3, 1, rng);
     std::string wrong;
     const std::string slipped = RepeatSolution(*rp, s.step, s.delta, &wrong);
     const bool lucky = std::abs(s.delta) % rp->operand == 0;

@@ -9,9 +9,10 @@
 //   TreePO       tree sampling, treepo advantages, fixed_avg branching, fixed initial divergence
 //   TreePO-lpw   ... with rollout.branching = logprob_weighted
 //   TreePO-more  ... with rollout.init_divergence = more
-//   TreePO-L32   ... with segments of 32 tokens and at most 4 of them (the reasoning preset's
-//                128-token budget in half as many, longer segments: branch points at tokens
-//                32, 64 and 96 instead of 16, 32 and 48)
+//   TreePO-L32   ... with segments of 32 tokens and at most 4 of them (the reasoning preset's:
+//                a 128-token budget in 4 segments, the 8 leaves sharing their first 32-64 tokens)
+//   TreePO-L16   ... with segments of 16 tokens and at most 8 of them (the same budget, branch
+//                points at tokens 16, 32 and 48)
 //   GRPO         sequential sampling (w independent samples), grpo advantages
 //   RLOO, Dr.GRPO   sequential sampling with the rloo / dr_grpo estimators
 // and `--arm NAME:MODE:ESTIMATOR[:key=value,key=value]` defines another (an ablation). Each arm
@@ -77,6 +78,7 @@ const std::vector<Arm>& KnownArms() {
       {"TreePO-lpw", "tree", "treepo", {"rollout.branching=logprob_weighted"}},
       {"TreePO-more", "tree", "treepo", {"rollout.init_divergence=more"}},
       {"TreePO-L32", "tree", "treepo", {"rollout.segment_tokens=32", "rollout.max_depth=4"}},
+      {"TreePO-L16", "tree", "treepo", {"rollout.segment_tokens=16", "rollout.max_depth=8"}},
       {"GRPO", "sequential", "grpo", {}},
       {"RLOO", "sequential", "rloo", {}},
       {"Dr.GRPO", "sequential", "dr_grpo", {}},
@@ -389,8 +391,9 @@ int main(int argc, char** argv) {
     o.config = treepo::testing::SourceDir() + "/configs/reasoning.toml";
   }
   if (!arms_given && o.task == "reasoning") {
-    // Longer segments are this task's question (docs/efficacy.md): in the default arms too.
-    o.arm_names.insert(o.arm_names.begin() + 1, "TreePO-L32");
+    // The preset's TreePO (32-token segments), the same with 16-token ones, and GRPO
+    // (docs/efficacy.md); the other tree arms are ablations there.
+    o.arm_names = {"TreePO", "TreePO-L16", "GRPO"};
   }
   std::vector<Arm> arms;
   for (const std::string& name : o.arm_names) {

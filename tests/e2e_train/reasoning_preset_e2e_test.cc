@@ -1,7 +1,7 @@
 // The reasoning task's preset end to end, kept short: `treepo pretrain --task reasoning` with
 // tiny settings records the task in task.json, and `treepo train --config
 // configs/reasoning.toml` on that base runs a few RL steps on the task's long chains (its
-// "until" prompts, paths deeper than the default 4 segments), with the preset's keys in force.
+// "until" prompts, segments longer than the default 16 tokens), with the preset's keys in force.
 // Without a base, the preset pretrains the reasoning task's (model.task). Misuse is refused
 // with the name of what is wrong: an unknown task, a missing base.
 #include <gtest/gtest.h>
@@ -72,9 +72,10 @@ TEST_F(ReasoningPresetE2eTest, PretrainsTheReasoningBaseAndTrainsWithThePreset) 
   EXPECT_EQ(StepLines(out / "metrics.jsonl").size(), 2u);
   EXPECT_TRUE(fs::exists(out / "eval_final.json"));
 
-  // The train prompts are the reasoning task's, and the preset's depth of 8 segments is in
-  // force: some path of the (barely trained) model runs past the default's 4.
-  int deepest = 0;
+  // The train prompts are the reasoning task's, and the preset's segments of 32 tokens (at
+  // most 4 of them) are in force: some segment of the (barely trained) model runs past the
+  // default's 16 tokens.
+  size_t longest = 0;
   for (const char* name : {"step_000000.jsonl", "step_000001.jsonl"}) {
     auto trees = treepo::ReadTreeFile((out / "trees" / name).string());
     ASSERT_TRUE(trees.ok()) << trees.status().ToString();
@@ -82,12 +83,13 @@ TEST_F(ReasoningPresetE2eTest, PretrainsTheReasoningBaseAndTrainsWithThePreset) 
     for (const treepo::TreeRecord& t : *trees) {
       EXPECT_TRUE(treepo::scheduler::ParseRepeatPrompt(t.prompt).ok()) << t.prompt;
       for (const treepo::TreeNodeRecord& n : t.nodes) {
-        deepest = std::max(deepest, n.depth);
-        EXPECT_LE(n.depth, 8);
+        longest = std::max(longest, n.tokens.size());
+        EXPECT_LE(n.tokens.size(), 32u);
+        EXPECT_LE(n.depth, 4);
       }
     }
   }
-  EXPECT_GT(deepest, 4);
+  EXPECT_GT(longest, 16u);
 }
 
 TEST_F(ReasoningPresetE2eTest, AnUnknownTaskAndAMissingBaseAreRefusedByName) {
