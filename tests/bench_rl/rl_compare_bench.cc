@@ -391,9 +391,9 @@ int main(int argc, char** argv) {
     o.config = treepo::testing::SourceDir() + "/configs/reasoning.toml";
   }
   if (!arms_given && o.task == "reasoning") {
-    // The preset's TreePO (32-token segments), the same with 16-token ones, and GRPO
-    // (docs/efficacy.md); the other tree arms are ablations there.
-    o.arm_names = {"TreePO", "TreePO-L16", "GRPO"};
+    // The preset's TreePO (32-token segments), the same with 16-token ones, with log-prob
+    // weighted branching and with more initial divergence, and GRPO (docs/efficacy.md).
+    o.arm_names = {"TreePO", "TreePO-L16", "TreePO-lpw", "TreePO-more", "GRPO"};
   }
   std::vector<Arm> arms;
   for (const std::string& name : o.arm_names) {
