@@ -62,8 +62,8 @@ struct PretrainOptions {
   // negative). Worked solutions are always right.
   double direct_answer_error = 0.7;
   // Reasoning task: share of solutions with one slip in the middle: a step from slip_from on
-  // (0-based) whose result is off by 1..slip_max_delta, the chain going on correctly from the wrong
-  // value (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
+  // (0-based) whose result is off by 1..slip_max_delta, the chain going on correctly from the
+  // wrong value (scheduler/task/reasoning_task.h). Drawn per problem from the seed.
   double slip_share = 0.0;
   int slip_max_delta = 3;
   int slip_from = 1;  // the first step (0-based) a slip can be in
@@ -87,9 +87,8 @@ struct PretrainOutput {
 };
 
 // The defaults for a built-in task: "arithmetic" (the fields' defaults above) or "reasoning"
-// (6 to 9 steps, half the chains with a slip in step 3 or later; 160 positions; 800 steps of 24
-// sequences). Unknown
-// names are kInvalidArgument.
+// (6 to 9 steps, half the chains with a slip in the 4th step or later; 160 positions; 800 steps
+// of 24 sequences). Unknown names are kInvalidArgument.
 Result<PretrainOptions> PretrainPreset(std::string_view task_name);
 
 // Runs the whole job; logs to stderr, prints "step N loss L lr R tok/s T" lines to stdout.

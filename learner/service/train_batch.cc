@@ -113,7 +113,8 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
       s.reward = leaf.reward;
       s.prompt_len = prompt_len;
       s.tokens = t.prompt_tokens;
-      for (uint64_t id : t.PathTo(leaf.node)) {
+      const std::vector<uint64_t> path = t.PathTo(leaf.node);
+      for (uint64_t id : path) {
         const TreeNodeRecord& n = *nodes.at(id);
         s.tokens.insert(s.tokens.end(), n.tokens.begin(), n.tokens.end());
         s.rollout_logp.insert(s.rollout_logp.end(), n.logprobs.begin(), n.logprobs.end());
@@ -134,8 +135,7 @@ Result<LearnerBatch> BuildLearnerBatch(const std::vector<TreeRecord>& trees,
       s.rollout_logp.resize(n_resp);
       s.versions.resize(n_resp);
       if (segmented) {
-        // Node k of the path covers the next nodes[k].tokens.size() response tokens.
-        const std::vector<uint64_t> path = t.PathTo(leaf.node);
+        // Node k of the path covers its tokens.size() next response tokens.
         if (segments[q].size() != t.leaves.size() || segments[q][i].size() != path.size()) {
           return Internal("estimator " + std::string(estimator.name()) +
                           " gave no segment advantages matching leaf " + std::to_string(leaf.node) +
