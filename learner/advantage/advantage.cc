@@ -46,6 +46,14 @@ double InverseStd(const QueryLeaves& q, double mean) {
   return 1.0 / (std + 1e-6);
 }
 
+// (R_i - mean) * scale for every leaf of the query.
+std::vector<double> CenteredRewards(const QueryLeaves& q, double mean, double scale) {
+  std::vector<double> out;
+  out.reserve(q.leaves.size());
+  for (const LeafSample& l : q.leaves) out.push_back((l.reward - mean) * scale);
+  return out;
+}
+
 // treepo and treepo_size_weighted: terms R_i - mean_g over the query (depth 0) and every
 // ancestor subtree with >= 2 leaves; combined by a plain or a size-weighted mean.
 class TreepoEstimator : public AdvantageEstimator {
@@ -94,12 +102,8 @@ class MeanBaselineEstimator : public AdvantageEstimator {
   bool whiten() const override { return whiten_; }
 
   std::vector<double> Compute(const QueryLeaves& q) const override {
-    const size_t n = q.leaves.size();
     const double mean = Mean(q);
-    const double scale = divide_std_ ? InverseStd(q, mean) : 1.0;
-    std::vector<double> out(n);
-    for (size_t i = 0; i < n; ++i) out[i] = (q.leaves[i].reward - mean) * scale;
-    return out;
+    return CenteredRewards(q, mean, divide_std_ ? InverseStd(q, mean) : 1.0);
   }
 
  private:
@@ -160,11 +164,8 @@ class SegmentValueEstimator : public AdvantageEstimator {
   bool segmented() const override { return true; }
 
   std::vector<double> Compute(const QueryLeaves& q) const override {
-    const double mean = Mean(q), scale = InverseStd(q, mean);
-    std::vector<double> out;
-    out.reserve(q.leaves.size());
-    for (const LeafSample& l : q.leaves) out.push_back((l.reward - mean) * scale);
-    return out;
+    const double mean = Mean(q);
+    return CenteredRewards(q, mean, InverseStd(q, mean));
   }
 
   std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& q) const override {

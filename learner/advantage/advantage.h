@@ -52,8 +52,7 @@ class AdvantageEstimator {
   // trained tokens when whiten()); Compute() then gives each leaf one summary value (for
   // `treepo advantages` and the metrics). Others put Compute(q)[i] on every token of leaf i.
   virtual bool segmented() const { return false; }
-  virtual std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& q) const {
-    (void)q;
+  virtual std::vector<std::vector<double>> ComputeSegments(const QueryLeaves& /*q*/) const {
     return {};
   }
 };

@@ -90,7 +90,7 @@ TEST(AdvantageTest, Figure3SegmentValues) {
 // A chain of single-child nodes under a branch point is one decision: every node of it gets
 // the value change at the branch (not 0 after its first node); a depth-1 node holding every
 // leaf changes nothing.
-TEST(AdvantageTest, SegmentValuesOfAChainAreItsBranchs) {
+TEST(AdvantageTest, SegmentValuesOfAChainAreItsBranchPoints) {
   const QueryLeaves q = Make({{{1, 2, 3, 4}, 1.0f}, {{1, 5}, -1.0f}, {{1, 2, 6}, -1.0f}});
   const double sd = std::sqrt(4.0 / 3.0) + 1e-6;  // mean -1/3
   const auto a = Segments("tree_segment", q);
